@@ -1,0 +1,61 @@
+"""The native budget routes: create/replace, read, list, reset and delete per-user budgets."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from budget_service import budgets
+from budget_service.http import create_app, lambda_entry
+from budget_service.models import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    BudgetList,
+    BudgetRecord,
+    PutBudgetRequest,
+)
+from budget_service.store import default_store
+
+app = create_app()
+
+ProjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+
+
+@app.put("/projects/<project>/users/<user>")
+def put_budget(project: ProjectId, user: UserId, settings: PutBudgetRequest) -> Response[BudgetRecord]:
+    budget, created = budgets.put_budget(default_store(), project, user, settings, budgets.utc_now())
+    return Response(status_code=201 if created else 200, body=BudgetRecord(**budget.to_record()))
+
+
+@app.get("/projects/<project>/users/<user>")
+def get_budget(project: ProjectId, user: UserId) -> BudgetRecord:
+    budget = budgets.read_budget(default_store(), project, user, budgets.utc_now())
+    return BudgetRecord(**budget.to_record())
+
+
+@app.delete("/projects/<project>/users/<user>")
+def delete_budget(project: ProjectId, user: UserId) -> Response[None]:
+    budgets.delete_budget(default_store(), project, user)
+    return Response(status_code=204)
+
+
+@app.get("/projects/<project>/users")
+def list_budgets(
+    project: ProjectId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> BudgetList:
+    page, next_cursor = budgets.list_budgets(
+        default_store(), project, limit, cursor, budgets.utc_now()
+    )
+    return BudgetList(users=[BudgetRecord(**b.to_record()) for b in page], next_cursor=next_cursor)
+
+
+@app.post("/projects/<project>/users/<user>/reset")
+def reset_budget(project: ProjectId, user: UserId) -> BudgetRecord:
+    budget = budgets.reset_budget(default_store(), project, user, budgets.utc_now())
+    return BudgetRecord(**budget.to_record())
+
+
+lambda_handler = lambda_entry(app)

@@ -1,0 +1,24 @@
+"""POST /set_budget: litellm's hosted BudgetManager saves its user dict (merged, never erasing)."""
+
+from budget_service import budgets
+from budget_service.http import create_app, lambda_entry
+from budget_service.models import SetBudgetRequest, SetBudgetResponse
+from budget_service.store import default_store
+
+app = create_app()
+
+
+@app.post("/set_budget")
+def set_budget(request: SetBudgetRequest) -> SetBudgetResponse:
+    result = budgets.set_budget(
+        default_store(), request.project_name, request.user_dict, budgets.utc_now()
+    )
+    return SetBudgetResponse(
+        status="success",
+        written=result.written,
+        unchanged=result.unchanged,
+        stale_spend_ignored=result.stale_spend_ignored,
+    )
+
+
+lambda_handler = lambda_entry(app)

@@ -1,0 +1,1 @@
+"""Shared code of the budget service: domain, store, pricing, tokens and HTTP plumbing."""

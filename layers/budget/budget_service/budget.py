@@ -1,0 +1,123 @@
+"""The budget entity: one user's budget in one project, as the domain sees it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
+
+ZERO = Decimal(0)
+
+
+def iso(epoch: Decimal | None) -> str | None:
+    if epoch is None:
+        return None
+    return to_datetime(epoch).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Budget:
+    project: str
+    user: str
+    total_budget: Decimal
+    created_at: Decimal
+    updated_at: Decimal
+    current_cost: Decimal = ZERO
+    model_cost: dict[str, Decimal] = field(default_factory=dict)
+    # At most one of the two period rules is set: a calendar duration, or litellm's rolling days.
+    duration: Duration | None = None
+    duration_days: Decimal | None = None
+    timezone: str | None = None
+    period_start: Decimal | None = None
+    reset_at: Decimal | None = None
+    # Optimistic-concurrency counter; every write bumps it. 0 means "not stored yet".
+    version: int = 0
+
+    @property
+    def has_period(self) -> bool:
+        return self.duration is not None or self.duration_days is not None
+
+    def period_at(self, now: Decimal) -> Period | None:
+        """The period this budget's rule puts `now` in (None for a budget without a period)."""
+        if self.duration is not None:
+            return calendar_period(self.duration, self.timezone, now)
+        if self.duration_days is not None:
+            anchor = self.period_start if self.period_start is not None else now
+            return rolling_period(anchor, self.duration_days, now)
+        return None
+
+    def as_of(self, now: Decimal) -> Budget:
+        """This budget as it stands at `now`: a period that has ended reads as rolled over."""
+        if self.reset_at is None or now < self.reset_at:
+            return self
+        period = self.period_at(now)
+        assert period is not None  # reset_at is only set on budgets with a period
+        return dataclasses.replace(
+            self,
+            current_cost=ZERO,
+            model_cost={},
+            period_start=period.start,
+            reset_at=period.end,
+        )
+
+    def with_period_from(self, now: Decimal) -> Budget:
+        """Set period_start/reset_at from the rule: the period containing `now`."""
+        period = self.period_at(now)
+        if period is None:
+            return dataclasses.replace(self, period_start=None, reset_at=None)
+        return dataclasses.replace(self, period_start=period.start, reset_at=period.end)
+
+    def with_spend_zeroed(self) -> Budget:
+        return dataclasses.replace(self, current_cost=ZERO, model_cost={})
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.total_budget - self.current_cost, ZERO)
+
+    def duration_label(self) -> str | None:
+        if self.duration is not None:
+            return self.duration.value
+        if self.duration_days is not None:
+            return f"rolling:{self.duration_days}d"
+        return None
+
+    def to_record(self) -> dict:
+        """The native API's budget record."""
+        return {
+            "project": self.project,
+            "user": self.user,
+            "total_budget": self.total_budget,
+            "current_cost": self.current_cost,
+            "remaining": self.remaining,
+            "model_cost": dict(self.model_cost),
+            "duration": self.duration_label(),
+            "timezone": self.timezone,
+            "period_start": iso(self.period_start),
+            "reset_at": iso(self.reset_at),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+    def to_litellm_entry(self) -> dict:
+        """The entry litellm's BudgetManager keeps for a user.
+
+        A calendar budget reports its current period's length as ``duration`` and the period's
+        start as ``last_updated_at``, so the client's own ``reset_on_duration`` fires exactly at
+        our ``reset_at``.
+        """
+        entry: dict = {
+            "total_budget": self.total_budget,
+            "current_cost": self.current_cost,
+            "model_cost": dict(self.model_cost),
+        }
+        if self.has_period and self.period_start is not None and self.reset_at is not None:
+            entry["duration"] = (
+                self.duration_days
+                if self.duration_days is not None
+                else Period(self.period_start, self.reset_at).length_days
+            )
+            entry["created_at"] = self.created_at
+            entry["last_updated_at"] = self.period_start
+        return entry

@@ -1,0 +1,132 @@
+"""Budget operations: what each route does, in terms of the entity and the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from budget_service.budget import Budget
+from budget_service.errors import BudgetNotFound
+from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
+from budget_service.models import EPOCH_QUANTUM, LitellmEntry, PutBudgetRequest
+from budget_service.store import BudgetStore, decode_cursor, encode_cursor
+
+
+def utc_now() -> Decimal:
+    return Decimal(repr(time.time())).quantize(EPOCH_QUANTUM)
+
+
+# ---- litellm hosted protocol -------------------------------------------------------------------
+
+
+def project_entries(store: BudgetStore, project: str, now: Decimal) -> dict[str, dict] | None:
+    """The project's users in litellm's shape, as of `now`; None for an unknown project."""
+    entries = {b.user: b.as_of(now).to_litellm_entry() for b in store.iter_project(project)}
+    return entries or None
+
+
+@dataclass
+class SetBudgetResult:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    stale_spend_ignored: list[str] = field(default_factory=list)
+
+
+def set_budget(
+    store: BudgetStore, project: str, user_dict: dict[str, LitellmEntry], now: Decimal
+) -> SetBudgetResult:
+    """Merge a litellm user dict into the project. The caller has validated all of it."""
+    result = SetBudgetResult()
+    stored = {b.user: b for b in store.iter_project(project)} if user_dict else {}
+    for user, entry in user_dict.items():
+        stale = wrote = False
+
+        def change(current: Budget | None, user: str = user, entry: LitellmEntry = entry):
+            nonlocal stale, wrote
+            if current is None:
+                wrote = True
+                return new_budget_from_entry(project, user, entry, now)
+            merged = merge_entry(current, entry, now)
+            stale = merged.stale_spend_ignored
+            wrote = not same_state(current, merged.budget)
+            return merged.budget if wrote else None
+
+        store.update(project, user, change, seen=stored.get(user))
+        (result.written if wrote else result.unchanged).append(user)
+        if stale:
+            result.stale_spend_ignored.append(user)
+    return result
+
+
+# ---- native API --------------------------------------------------------------------------------
+
+
+def read_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Budget:
+    budget = store.get(project, user)
+    if budget is None:
+        raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+    return budget.as_of(now)
+
+
+def put_budget(
+    store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal
+) -> tuple[Budget, bool]:
+    """Create or replace a budget's settings. Spend of the current period is kept."""
+    created = False
+
+    def change(current: Budget | None) -> Budget:
+        nonlocal created
+        created = current is None
+        base = (
+            current.as_of(now)
+            if current is not None
+            else Budget(project=project, user=user, total_budget=settings.total_budget,
+                        created_at=now, updated_at=now)
+        )
+        rule_changed = (base.duration, base.timezone, base.duration_days) != (
+            settings.duration, settings.timezone, None,
+        )
+        updated = dataclasses.replace(
+            base,
+            total_budget=settings.total_budget,
+            duration=settings.duration,
+            duration_days=None,
+            timezone=settings.timezone,
+            updated_at=now,
+        )
+        return updated.with_period_from(now) if rule_changed or created else updated
+
+    budget = store.update(project, user, change)
+    assert budget is not None
+    return budget, created
+
+
+def list_budgets(
+    store: BudgetStore, project: str, limit: int, cursor: str | None, now: Decimal
+) -> tuple[list[Budget], str | None]:
+    after = decode_cursor(cursor) if cursor else None
+    budgets, last = store.list_page(project, limit=limit, after_user=after)
+    return [b.as_of(now) for b in budgets], (encode_cursor(last) if last else None)
+
+
+def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Budget:
+    """Zero the spend now and start a new period (a rolling period restarts at `now`)."""
+
+    def change(current: Budget | None) -> Budget:
+        if current is None:
+            raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+        restarted = current.with_spend_zeroed()
+        if current.duration_days is not None:
+            restarted = dataclasses.replace(restarted, period_start=now)
+        return dataclasses.replace(restarted.with_period_from(now), updated_at=now)
+
+    budget = store.update(project, user, change)
+    assert budget is not None
+    return budget
+
+
+def delete_budget(store: BudgetStore, project: str, user: str) -> None:
+    if not store.delete(project, user):
+        raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")

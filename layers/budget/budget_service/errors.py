@@ -1,0 +1,45 @@
+"""Domain errors. Each carries the HTTP status and machine-readable code it maps to.
+
+Handlers never build error responses themselves: `http.py` maps these in one place.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class BudgetError(Exception):
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, details: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(BudgetError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "validation_error"
+
+
+class BudgetNotFound(BudgetError):
+    status = HTTPStatus.NOT_FOUND
+    code = "budget_not_found"
+
+
+class UnknownModel(BudgetError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "unknown_model"
+
+
+class PayloadTooLarge(BudgetError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
+class Contention(BudgetError):
+    """Too many concurrent writers on one item; the client may retry."""
+
+    status = HTTPStatus.CONFLICT
+    code = "write_contention"

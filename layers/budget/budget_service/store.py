@@ -1,0 +1,255 @@
+"""DynamoDB access: the only module that touches boto3.
+
+One table (see template.yaml). A budget is the item ``pk = PROJECT#<project>``,
+``sk = USER#<user>``. Every write is conditional on the item's ``version`` (or on its absence),
+and bumps it, so two writers can never interleave a read and a write: the loser re-reads and
+applies its change again (``update``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import os
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from functools import lru_cache
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from budget_service.budget import Budget
+from budget_service.errors import Contention, InvalidInput
+from budget_service.periods import Duration
+
+USER_PREFIX = "USER#"
+PROJECT_PREFIX = "PROJECT#"
+RESET_INDEX = "due-for-reset"
+RESET_SHARDS = 4
+MAX_WRITE_ATTEMPTS = 8
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+# Bounded retries with timeouts: a slow DynamoDB must not hold a Lambda for its whole timeout.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=5,
+)
+
+
+class StaleWrite(Exception):
+    """The item changed between our read and our conditional write."""
+
+
+def project_key(project: str) -> str:
+    return PROJECT_PREFIX + project
+
+
+def user_key(user: str) -> str:
+    return USER_PREFIX + user
+
+
+def reset_shard(project: str, user: str) -> str:
+    # Spread due budgets over a few index partitions; stable for a given budget.
+    return f"RESET#{zlib.crc32(f'{project}/{user}'.encode()) % RESET_SHARDS}"
+
+
+def budget_to_item(budget: Budget) -> dict:
+    item: dict = {
+        "pk": project_key(budget.project),
+        "sk": user_key(budget.user),
+        "project": budget.project,
+        "user": budget.user,
+        "total_budget": budget.total_budget,
+        "current_cost": budget.current_cost,
+        "model_cost": dict(budget.model_cost),
+        "created_at": budget.created_at,
+        "updated_at": budget.updated_at,
+        "version": budget.version + 1,
+    }
+    optional = {
+        "duration": budget.duration.value if budget.duration else None,
+        "duration_days": budget.duration_days,
+        "timezone": budget.timezone,
+        "period_start": budget.period_start,
+        "reset_at": budget.reset_at,
+    }
+    item.update({k: v for k, v in optional.items() if v is not None})
+    if budget.reset_at is not None:  # only budgets with a period live in the sparse reset index
+        item["reset_shard"] = reset_shard(budget.project, budget.user)
+    return {k: _serialize(v) for k, v in item.items()}
+
+
+def item_to_budget(raw: dict) -> Budget:
+    item = {k: _deserialize(v) for k, v in raw.items()}
+    return Budget(
+        project=item["project"],
+        user=item["user"],
+        total_budget=item["total_budget"],
+        current_cost=item.get("current_cost", Decimal(0)),
+        model_cost=dict(item.get("model_cost", {})),
+        duration=Duration(item["duration"]) if "duration" in item else None,
+        duration_days=item.get("duration_days"),
+        timezone=item.get("timezone"),
+        period_start=item.get("period_start"),
+        reset_at=item.get("reset_at"),
+        created_at=item["created_at"],
+        updated_at=item["updated_at"],
+        version=int(item["version"]),
+    )
+
+
+def encode_cursor(user: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"u": user}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        user = json.loads(base64.urlsafe_b64decode(padded.encode()))["u"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise InvalidInput("cursor is not one this API returned") from exc
+    if not isinstance(user, str):
+        raise InvalidInput("cursor is not one this API returned")
+    return user
+
+
+class BudgetStore:
+    def __init__(self, table_name: str, client=None) -> None:
+        self.table_name = table_name
+        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    def get(self, project: str, user: str) -> Budget | None:
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return item_to_budget(item) if item else None
+
+    def list_page(
+        self, project: str, *, limit: int, after_user: str | None = None
+    ) -> tuple[list[Budget], str | None]:
+        """Up to `limit` budgets of a project in user order, and the last user if more may follow."""
+        kwargs: dict = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :user)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": project_key(project)},
+                ":user": {"S": USER_PREFIX},
+            },
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if after_user is not None:
+            kwargs["ExclusiveStartKey"] = {
+                "pk": {"S": project_key(project)},
+                "sk": {"S": user_key(after_user)},
+            }
+        response = self.client.query(**kwargs)
+        budgets = [item_to_budget(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return budgets, (last["sk"]["S"][len(USER_PREFIX):] if last else None)
+
+    def iter_project(self, project: str) -> Iterator[Budget]:
+        """Every budget of a project (one Query per MB of items)."""
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :user)",
+            ExpressionAttributeValues={
+                ":pk": {"S": project_key(project)},
+                ":user": {"S": USER_PREFIX},
+            },
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield item_to_budget(item)
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    def save(self, budget: Budget) -> Budget:
+        """Write `budget` if the stored item is still at `budget.version` (0: absent).
+
+        Returns the budget at its new version; raises StaleWrite when someone wrote first.
+        """
+        if budget.version == 0:
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "version = :seen",
+                "ExpressionAttributeValues": {":seen": {"N": str(budget.version)}},
+            }
+        try:
+            self.client.put_item(
+                TableName=self.table_name, Item=budget_to_item(budget), **condition
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise StaleWrite from exc
+            raise
+        return _with_version(budget, budget.version + 1)
+
+    def delete(self, project: str, user: str) -> bool:
+        """Delete a budget; False when there was none."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def update(
+        self,
+        project: str,
+        user: str,
+        change: Callable[[Budget | None], Budget | None],
+        *,
+        seen: Budget | None | type[...] = ...,
+    ) -> Budget | None:
+        """Read-modify-write one budget until it lands without a race.
+
+        `change` gets the stored budget (None when absent) and returns the budget to store, or
+        None to store nothing. `seen` is a copy already read, to save the first read. A lost race
+        re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
+        caller gets Contention (HTTP 409) and may retry.
+        """
+        current = self.get(project, user) if seen is ... else seen
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            target = change(current)
+            if target is None:
+                return current
+            try:
+                return self.save(_with_version(target, current.version if current else 0))
+            except StaleWrite:
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                current = self.get(project, user)
+        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
+
+
+def _with_version(budget: Budget, version: int) -> Budget:
+    return dataclasses.replace(budget, version=version)
+
+
+@lru_cache(maxsize=1)
+def default_store() -> BudgetStore:
+    """The store for this Lambda container, built once (client creation is slow)."""
+    return BudgetStore(os.environ["TABLE_NAME"])

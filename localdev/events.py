@@ -1,0 +1,79 @@
+"""API Gateway REST (v1) proxy events, shaped as API Gateway sends them to Lambda."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from urllib.parse import quote
+
+
+def api_gateway_event(
+    method: str,
+    resource: str,
+    path_parameters: dict[str, str] | None = None,
+    *,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: str | dict | None = None,
+    stage: str = "v1",
+    source_ip: str = "127.0.0.1",
+) -> dict:
+    """An event for `method` on the template's `resource` (e.g. /projects/{project}/users)."""
+    path_parameters = path_parameters or None
+    path = resource
+    for name, value in (path_parameters or {}).items():
+        path = path.replace("{" + name + "}", value)
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    all_headers = {"Content-Type": "application/json", "Host": "localhost", **(headers or {})}
+    now = time.time()
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "resourceId": "local",
+            "resourcePath": resource,
+            "httpMethod": method.upper(),
+            "path": f"/{stage}" + "/".join(quote(p, safe="") for p in path.split("/")),
+            "stage": stage,
+            "protocol": "HTTP/1.1",
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "domainName": "localhost",
+            "identity": {"sourceIp": source_ip, "userAgent": all_headers.get("User-Agent")},
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+class LambdaContext:
+    """The attributes of Lambda's context object that Powertools reads."""
+
+    def __init__(self, function_name: str, timeout_s: float = 15.0, memory_mb: int = 512) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        )
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

@@ -1,0 +1,150 @@
+"""template.yaml as data: the table definition, the functions, their handlers and routes.
+
+Tests and the local server take everything from here, so the template and what runs locally
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+LAYER_DIR = ROOT / "layers" / "budget"
+TABLE_RESOURCE = "BudgetTable"
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    function_id: str
+    event_id: str
+    method: str  # upper case
+    path: str  # API Gateway resource path, e.g. /projects/{project}/users/{user}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_uri: Path
+    handler: str  # module.attribute
+
+    @property
+    def module_file(self) -> Path:
+        module = self.handler.rsplit(".", 1)[0]
+        return self.code_uri / (module.replace(".", "/") + ".py")
+
+
+@lru_cache(maxsize=1)
+def load_template() -> dict:
+    template, matches = decode(str(TEMPLATE))
+    if template is None:
+        raise ValueError(f"template.yaml does not parse: {matches}")
+    return template
+
+
+def resources(kind: str) -> dict[str, dict]:
+    return {
+        name: res
+        for name, res in load_template()["Resources"].items()
+        if res.get("Type") == kind
+    }
+
+
+def table_properties() -> dict:
+    return load_template()["Resources"][TABLE_RESOURCE]["Properties"]
+
+
+def create_table(client, table_name: str) -> None:
+    """Create `table_name` with the key schema, indexes and TTL that template.yaml declares."""
+    props = table_properties()
+    kwargs = {
+        "TableName": table_name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props["BillingMode"],
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    client.create_table(**_plain(kwargs))
+    client.get_waiter("table_exists").wait(TableName=table_name)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        client.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+
+
+def _plain(value):
+    """cfn-lint's nodes are dict/str subclasses; boto3 wants plain types."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def functions() -> dict[str, FunctionSpec]:
+    specs = {}
+    for name, res in resources("AWS::Serverless::Function").items():
+        props = res["Properties"]
+        specs[name] = FunctionSpec(name, ROOT / props["CodeUri"], props["Handler"])
+    return specs
+
+
+def api_routes() -> list[ApiRoute]:
+    routes = []
+    for name, res in resources("AWS::Serverless::Function").items():
+        for event_id, event in (res["Properties"].get("Events") or {}).items():
+            if event.get("Type") == "Api":
+                props = event["Properties"]
+                routes.append(ApiRoute(name, event_id, props["Method"].upper(), props["Path"]))
+    return routes
+
+
+def scheduled_events() -> list[tuple[str, str, dict]]:
+    """(function id, event id, event properties) of every Schedule/ScheduleV2 event."""
+    found = []
+    for name, res in resources("AWS::Serverless::Function").items():
+        for event_id, event in (res["Properties"].get("Events") or {}).items():
+            if event.get("Type") in ("Schedule", "ScheduleV2"):
+                found.append((name, event_id, _plain(event["Properties"])))
+    return found
+
+
+_loaded: dict[str, ModuleType] = {}
+
+
+def load_module(function_id: str) -> ModuleType:
+    """Import a function's handler module as Lambda would, with the layer on sys.path.
+
+    Each function's module gets its own name (they are all called app.py).
+    """
+    if function_id in _loaded:
+        return _loaded[function_id]
+    spec = functions()[function_id]
+    if str(LAYER_DIR) not in sys.path:
+        sys.path.insert(0, str(LAYER_DIR))
+    module_name = f"_fn_{function_id}"
+    import_spec = importlib.util.spec_from_file_location(module_name, spec.module_file)
+    if import_spec is None or import_spec.loader is None:
+        raise ImportError(f"cannot import {spec.module_file}")
+    module = importlib.util.module_from_spec(import_spec)
+    sys.modules[module_name] = module
+    import_spec.loader.exec_module(module)
+    _loaded[function_id] = module
+    return module
+
+
+def load_handler(function_id: str):
+    spec = functions()[function_id]
+    return getattr(load_module(function_id), spec.handler.rsplit(".", 1)[1])

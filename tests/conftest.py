@@ -1,0 +1,101 @@
+import os
+
+# Before anything imports boto3, Powertools or litellm.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "TABLE_NAME": "budgets-test",
+        "POWERTOOLS_SERVICE_NAME": "llm-budget-test",
+        "POWERTOOLS_METRICS_NAMESPACE": "LlmBudgetTest",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_DEV": "0",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import json  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
+
+from budget_service import store as store_module  # noqa: E402
+from localdev import template  # noqa: E402
+from localdev.events import LambdaContext, api_gateway_event  # noqa: E402
+
+TABLE_NAME = os.environ["TABLE_NAME"]
+
+
+@pytest.fixture
+def aws():
+    """In-process moto with the table template.yaml declares."""
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        template.create_table(client, TABLE_NAME)
+        store_module.default_store.cache_clear()
+        yield client
+        store_module.default_store.cache_clear()
+
+
+@pytest.fixture
+def store(aws):
+    return store_module.BudgetStore(TABLE_NAME, client=aws)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A moto server on a free port: real HTTP, real concurrency between clients."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class Api:
+    """Invokes the template's functions in process with API Gateway proxy events."""
+
+    def __init__(self) -> None:
+        self.routes = {(r.method, r.path): r for r in template.api_routes()}
+
+    def call(self, method, resource, path_parameters=None, *, body=None, query=None, headers=None):
+        route = self.routes[(method.upper(), resource)]
+        handler = template.load_handler(route.function_id)
+        event = api_gateway_event(
+            method, resource, path_parameters, body=body, query=query, headers=headers
+        )
+        return Response(handler(event, LambdaContext(route.function_id)))
+
+    def get_budget(self, project):
+        return self.call("POST", "/get_budget", body={"project_name": project})
+
+    def set_budget(self, project, user_dict):
+        return self.call(
+            "POST", "/set_budget", body=json.dumps({"project_name": project, "user_dict": user_dict})
+        )
+
+
+class Response:
+    def __init__(self, raw: dict) -> None:
+        self.raw = raw
+        self.status = raw["statusCode"]
+        self.text = raw.get("body") or ""
+
+    def json(self):
+        return json.loads(self.text, parse_float=Decimal)
+
+    def __repr__(self) -> str:
+        return f"<{self.status} {self.text[:300]}>"
+
+
+@pytest.fixture
+def api(aws):
+    return Api()
