@@ -20,15 +20,17 @@ os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from decimal import Decimal  # noqa: E402
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
 
 from budget_service import store as store_module  # noqa: E402
 from localdev import template  # noqa: E402
+from localdev.dynamodb import client_for  # noqa: E402
 from localdev.events import LambdaContext, api_gateway_event  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
@@ -51,13 +53,31 @@ def store(aws):
 
 
 @pytest.fixture(scope="session")
-def moto_server():
-    """A moto server on a free port: real HTTP, real concurrency between clients."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def dynamodb_server():
+    """The embedded DynamoDB (moto server) in its own process, with the template's table.
+
+    Its own process: in-process moto mocks elsewhere in the suite cannot touch it, and requests
+    from threads here race for real.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localdev.dynamodb", "--table", TABLE_NAME],
+        cwd=template.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), f"embedded DynamoDB did not start: {line!r}"
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server_store(dynamodb_server):
+    """A BudgetStore on the embedded DynamoDB server, for tests that race over HTTP."""
+    return store_module.BudgetStore(TABLE_NAME, client=client_for(dynamodb_server))
 
 
 class Api:

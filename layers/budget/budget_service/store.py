@@ -244,6 +244,10 @@ class BudgetStore:
                 current = self.get(project, user)
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
+    # ---- cost updates (issue 4) ----------------------------------------------------------------
+
+    # ---- scheduled resets (issue 5) ------------------------------------------------------------
+
 
 def _with_version(budget: Budget, version: int) -> Budget:
     return dataclasses.replace(budget, version=version)
