@@ -32,5 +32,5 @@ def test_each_event_gives_its_documented_status(aws):
         response = Response(template.load_handler(route.function_id)(event, LambdaContext(route.function_id)))
         assert response.status == status, (event_id, response)
         if response.status != 204:
-            assert response.raw["headers"]["Content-Type"] == "application/json"
+            assert response.raw["multiValueHeaders"]["Content-Type"] == ["application/json"]
             response.json()
