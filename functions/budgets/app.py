@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from budget_service import budgets
-from budget_service.http import create_app, lambda_entry
+from budget_service.http import create_app, json_response, lambda_entry
 from budget_service.models import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -25,7 +25,7 @@ UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_
 @app.put("/projects/<project>/users/<user>")
 def put_budget(project: ProjectId, user: UserId, settings: PutBudgetRequest) -> Response[BudgetRecord]:
     budget, created = budgets.put_budget(default_store(), project, user, settings, budgets.utc_now())
-    return Response(status_code=201 if created else 200, body=BudgetRecord(**budget.to_record()))
+    return json_response(201 if created else 200, BudgetRecord(**budget.to_record()))
 
 
 @app.get("/projects/<project>/users/<user>")

@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel
 
 from budget_service.errors import BudgetError
 from budget_service.observability import logger, metrics, tracer
@@ -52,6 +53,15 @@ def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
     if len(details) > 1:
         message += f" (and {len(details) - 1} more)"
     return message, details[:50]
+
+
+def json_response(status: int, model: BaseModel) -> Response:
+    """A response with a status other than 200 and a model body (validated, then serialized)."""
+    return Response(
+        status_code=int(status),
+        content_type=content_types.APPLICATION_JSON,
+        body=model,
+    )
 
 
 def create_app() -> APIGatewayRestResolver:
