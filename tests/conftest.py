@@ -75,6 +75,15 @@ def dynamodb_server():
 
 
 @pytest.fixture
+def served_api(dynamodb_server, monkeypatch):
+    """Handlers invoked in process (from any thread) on the embedded DynamoDB server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_server)
+    store_module.default_store.cache_clear()
+    yield Api()
+    store_module.default_store.cache_clear()
+
+
+@pytest.fixture
 def server_store(dynamodb_server):
     """A BudgetStore on the embedded DynamoDB server, for tests that race over HTTP."""
     return store_module.BudgetStore(TABLE_NAME, client=client_for(dynamodb_server))

@@ -24,9 +24,9 @@ Identifier = Annotated[
 # so a sum of many still has fewer than DynamoDB's 38 significant digits.
 MONEY_MAX = Decimal("1e12")
 MONEY_QUANTUM = Decimal("1e-24")
-# Epoch seconds, to the microsecond, up to the year 5138.
+# Epoch seconds, to the nanosecond (a float time.time() keeps all its digits), up to year 5138.
 EPOCH_MAX = Decimal("1e11")
-EPOCH_QUANTUM = Decimal("1e-6")
+EPOCH_QUANTUM = Decimal("1e-9")
 # litellm's numeric duration, in days (it sends 1, 7, 28 or 365); at most ten years.
 DAYS_MAX = Decimal(3660)
 DAYS_QUANTUM = Decimal("1e-12")
