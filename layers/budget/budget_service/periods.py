@@ -88,11 +88,13 @@ def _local_midnight(day: dt.date, tz: dt.tzinfo) -> Decimal:
 def calendar_period(duration: Duration, timezone: str | None, now: Decimal) -> Period:
     """The calendar period of `duration` in `timezone` that contains the instant `now`."""
     tz = zone(timezone)
-    local_day = to_datetime(now).astimezone(tz).date()
+    # Boundaries are whole seconds, so the floor of `now` is in the same period; it converts
+    # exactly, where a float of an epoch with nanoseconds can round up across a boundary.
+    local_day = to_datetime(now.to_integral_value(rounding=ROUND_FLOOR)).astimezone(tz).date()
     start_day = _period_start_date(duration, local_day)
     start = _local_midnight(start_day, tz)
     end = _local_midnight(_next_start_date(duration, start_day), tz)
-    if now < start:  # only where local midnight does not exist (a DST jump at 00:00)
+    if now < start:  # a guard: cannot happen for the floor of `now` above
         return calendar_period(duration, timezone, start - 1)
     return Period(start, end)
 
