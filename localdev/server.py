@@ -1,0 +1,569 @@
+"""Local runtime: template.yaml's API and schedules, served in process over an embedded DynamoDB.
+
+``python -m localdev.server`` (what ``make dev`` runs):
+
+- starts the embedded DynamoDB (moto) and creates the table from template.yaml, or, when
+  ``AWS_ENDPOINT_URL_DYNAMODB`` is set, uses that endpoint and ``TABLE_NAME`` (creating the table
+  only if it does not exist);
+- serves every ``Api`` event of template.yaml on http://127.0.0.1:$PORT (default 3000) by calling
+  the declared handler with the REST (v1) proxy event API Gateway would send, and turning the
+  proxy result back into HTTP;
+- runs the template's scheduled functions on their schedule;
+- ``POST /_local/invoke/{FunctionLogicalId}`` invokes any function with the body as its event;
+- ``GET /openapi.json`` and ``GET /docs`` describe the API.
+
+Handlers run one at a time, as in a single Lambda container: Powertools resolvers keep the
+current event on the (module-level) app, so two requests in one process must not overlap inside
+a handler. The server itself is threaded, so concurrent clients are accepted and queued.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from werkzeug.datastructures import Headers
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.wrappers import Request, Response
+
+from localdev import template
+from localdev.events import LambdaContext
+
+DEFAULT_PORT = 3000
+DEFAULT_TABLE = "llm-budget-local"
+HOST = "127.0.0.1"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# Headers a proxy result may not set: the server computes them for the bytes it sends.
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+INVOKE_PREFIX = "/_local/invoke/"
+
+
+# ---- routing: API Gateway's resource matching ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    route: template.ApiRoute
+    path_parameters: dict[str, str]
+
+
+class RouteTable:
+    """The template's Api routes, matched the way API Gateway matches resources.
+
+    Matching runs on the raw (still percent-encoded) path split at "/", and each captured segment
+    is then decoded, so ``a%2Fb`` is one path parameter ``a/b``. A literal segment beats a
+    ``{param}``, which beats a greedy ``{param+}``.
+    """
+
+    def __init__(self, routes: list[template.ApiRoute]) -> None:
+        self.routes = routes
+        self.resources: dict[str, list[template.ApiRoute]] = {}
+        for route in routes:
+            self.resources.setdefault(route.path, []).append(route)
+
+    @staticmethod
+    def _match(resource: str, segments: list[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:
+        pattern = resource.strip("/").split("/") if resource.strip("/") else []
+        params: dict[str, str] = {}
+        rank: list[int] = []
+        for i, part in enumerate(pattern):
+            if part.startswith("{") and part.endswith("+}"):
+                rest = segments[i:]
+                if not rest or "" in rest:
+                    return None
+                params[part[1:-2]] = "/".join(unquote(s) for s in rest)
+                return (*rank, 2), params
+            if i >= len(segments) or segments[i] == "":
+                return None
+            if part.startswith("{") and part.endswith("}"):
+                params[part[1:-1]] = unquote(segments[i])
+                rank.append(1)
+            elif unquote(segments[i]) == part:
+                rank.append(0)
+            else:
+                return None
+        if len(segments) != len(pattern):
+            return None
+        return tuple(rank), params
+
+    def find(self, method: str, raw_path: str) -> tuple[Match | None, list[str]]:
+        """The route for method and path, or (None, methods the path allows: [] if unknown)."""
+        segments = raw_path.strip("/").split("/") if raw_path.strip("/") else []
+        candidates = []
+        for resource, routes in self.resources.items():
+            found = self._match(resource, segments)
+            if found:
+                candidates.append((found[0], found[1], routes))
+        candidates.sort(key=lambda c: c[0])
+        allowed: list[str] = []
+        for _rank, params, routes in candidates:
+            for route in routes:
+                if route.method in (method, "ANY"):
+                    return Match(route, params), []
+            allowed += [r.method for r in routes if r.method not in allowed]
+        return None, allowed
+
+
+# ---- the proxy event and result ---------------------------------------------------------------
+
+
+def _parse_query(raw: str) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    """API Gateway's query parameters: percent-decoded ("+" stays "+"), last value wins."""
+    multi: dict[str, list[str]] = {}
+    for pair in raw.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        multi.setdefault(unquote(name), []).append(unquote(value))
+    if not multi:
+        return None, None
+    return {k: v[-1] for k, v in multi.items()}, multi
+
+
+def proxy_event(
+    request: Request, match: Match, stage: str, request_id: str | None = None
+) -> dict:
+    """The REST API (v1) Lambda proxy event API Gateway builds for this request."""
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+    raw_path = urlsplit(raw_uri).path or "/"
+    query, multi_query = _parse_query(request.environ.get("QUERY_STRING", ""))
+
+    headers = Headers(request.headers)
+    client_ip = request.remote_addr or "127.0.0.1"
+    forwarded = headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{forwarded}, {client_ip}" if forwarded else client_ip
+    headers["X-Forwarded-Port"] = str(request.environ.get("SERVER_PORT", ""))
+    headers["X-Forwarded-Proto"] = request.scheme
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+
+    raw_body = request.get_data(cache=True)
+    body: str | None
+    is_base64 = False
+    if not raw_body:
+        body = None
+    else:
+        try:
+            body = raw_body.decode("utf-8")
+        except UnicodeDecodeError:
+            body, is_base64 = base64.b64encode(raw_body).decode("ascii"), True
+
+    now = time.time()
+    request_id = request_id or str(uuid.uuid4())
+    return {
+        "resource": match.route.path,
+        "path": raw_path,  # API Gateway passes the path still percent-encoded
+        "httpMethod": request.method,
+        "headers": single or None,
+        "multiValueHeaders": multi or None,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "pathParameters": match.path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "resourceId": "local",
+            "resourcePath": match.route.path,
+            "httpMethod": request.method,
+            "path": f"/{stage}{raw_path}",
+            "stage": stage,
+            "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "domainName": request.host,
+            "domainPrefix": request.host.split(".")[0].split(":")[0],
+            "identity": {
+                "sourceIp": client_ip,
+                "userAgent": request.headers.get("User-Agent"),
+                "accessKey": None, "accountId": None, "caller": None, "user": None,
+                "userArn": None, "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
+                "cognitoAuthenticationProvider": None, "cognitoAuthenticationType": None,
+            },
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+
+
+def _json_response(status: int, payload, headers: dict | None = None) -> Response:
+    return Response(
+        json.dumps(payload), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    return _json_response(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def proxy_response(result) -> Response:
+    """An HTTP response from a Lambda proxy result, as API Gateway makes it."""
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        print(f"malformed Lambda proxy response: {result!r:.500}", file=sys.stderr)
+        return _json_response(502, {"message": "Internal server error"})
+    headers = Headers()
+    multi = result.get("multiValueHeaders") or {}
+    for name, values in multi.items():
+        for value in values:
+            headers.add(name, str(value))
+    # A header in both maps keeps only the multiValueHeaders values (API Gateway's merge rule).
+    multi_names = {name.lower() for name in multi}
+    for name, value in (result.get("headers") or {}).items():
+        if name.lower() not in multi_names:
+            headers.add(name, str(value))
+    for name in list(headers.keys()):
+        if name.lower() in _HOP_BY_HOP:
+            del headers[name]
+    if "Content-Type" not in headers:
+        headers["Content-Type"] = "application/json"  # API Gateway's default
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(body, validate=True)
+        except binascii.Error:
+            print("Lambda proxy response: isBase64Encoded but body is not base64", file=sys.stderr)
+            return _json_response(502, {"message": "Internal server error"})
+    else:
+        data = body.encode("utf-8")
+    return Response(data, status=result["statusCode"], headers=headers)
+
+
+# ---- invoking handlers ------------------------------------------------------------------------
+
+
+class Invoker:
+    """Calls template functions in process, one invocation at a time (see module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.specs = template.functions()
+
+    def load_all(self) -> None:
+        for function_id in self.specs:
+            template.load_handler(function_id)
+
+    def invoke(self, function_id: str, event) -> object:
+        handler = template.load_handler(function_id)
+        context = LambdaContext(
+            function_id,
+            timeout_s=float(_function_setting(function_id, "Timeout", 3)),
+            memory_mb=int(_function_setting(function_id, "MemorySize", 128)),
+        )
+        with self._lock:
+            return handler(event, context)
+
+
+def _function_setting(function_id: str, key: str, default):
+    tpl = template.load_template()
+    props = tpl["Resources"][function_id].get("Properties", {})
+    value = props.get(key, tpl.get("Globals", {}).get("Function", {}).get(key, default))
+    return value if isinstance(value, (int, float, str)) else default
+
+
+# ---- the WSGI application ---------------------------------------------------------------------
+
+
+class LocalGateway:
+    """API Gateway in front of the template's functions, plus the local-only routes."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        invoke: Callable[[str, object], object],
+        functions: set[str],
+        stage: str,
+        openapi: Callable[[], dict],
+        docs_page: Callable[[dict], str],
+    ) -> None:
+        self.routes = routes
+        self.invoke = invoke
+        self.functions = functions
+        self.stage = stage
+        self.openapi = openapi
+        self.docs_page = docs_page
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        try:
+            response = self.dispatch(request)
+        except Exception:  # a bug here must still answer, like API Gateway's 5xx
+            traceback.print_exc()
+            response = _json_response(500, {"message": "Internal server error"})
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        if request.content_length and request.content_length > MAX_REQUEST_BYTES:
+            return _json_response(413, {"message": "Request Too Long"})
+        path = request.path
+        if path.startswith(INVOKE_PREFIX):
+            if request.method != "POST":
+                return _error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+            return self.local_invoke(path[len(INVOKE_PREFIX):], request)
+        if path == "/openapi.json" and request.method == "GET":
+            doc = dict(self.openapi())
+            doc["servers"] = [{"url": request.host_url.rstrip("/"), "description": "this server"}]
+            return _json_response(200, doc)
+        if path == "/docs" and request.method == "GET":
+            return Response(self.docs_page(self.openapi()), content_type="text/html; charset=utf-8")
+
+        raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or path
+        match, allowed = self.routes.find(request.method, urlsplit(raw_uri).path or "/")
+        if match is None:
+            if allowed:
+                return _error(
+                    405, "method_not_allowed",
+                    f"{request.method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+                    {"Allow": ", ".join(allowed)},
+                )
+            return _error(404, "not_found", f"no route for {request.method} {path}")
+
+        request_id = str(uuid.uuid4())
+        event = proxy_event(request, match, self.stage, request_id)
+        try:
+            result = self.invoke(match.route.function_id, event)
+        except Exception:
+            # What the Lambda service reports to API Gateway for an unhandled error.
+            traceback.print_exc()
+            response = _json_response(502, {"message": "Internal server error"})
+        else:
+            response = proxy_response(result)
+        response.headers["x-amzn-RequestId"] = request_id
+        return response
+
+    def local_invoke(self, function_id: str, request: Request) -> Response:
+        """``sam local invoke -e``: the body is the event, the answer is the handler's result."""
+        if function_id not in self.functions:
+            return _error(
+                404, "function_not_found",
+                f"no function {function_id!r} in template.yaml; known: {', '.join(sorted(self.functions))}",
+            )
+        raw = request.get_data(as_text=True)
+        try:
+            event = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as exc:
+            return _error(400, "invalid_json", f"the event is not valid JSON: {exc}")
+        try:
+            result = self.invoke(function_id, event)
+        except Exception as exc:
+            traceback.print_exc()
+            return _function_error(type(exc).__name__, str(exc), exc)
+        try:
+            body = json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            # The Lambda runtime cannot serialize the result either (e.g. a Decimal).
+            return _function_error("Runtime.MarshalError", f"Unable to marshal response: {exc}", exc)
+        return Response(body, status=200, content_type="application/json")
+
+
+def _function_error(error_type: str, message: str, exc: BaseException) -> Response:
+    """The Lambda Invoke API's answer for a function error: HTTP 200 with this header."""
+    return _json_response(
+        200,
+        {
+            "errorMessage": message,
+            "errorType": error_type,
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        },
+        {"X-Amz-Function-Error": "Unhandled"},
+    )
+
+
+# ---- configuration and startup ----------------------------------------------------------------
+
+
+def _template_environment(table_name: str) -> dict[str, str]:
+    """The Environment the template gives the functions (Globals, then each function).
+
+    All functions share this process, so they share one environment; Refs to parameters take
+    the parameter's default and the table's Ref is the local table name.
+    """
+    tpl = template.load_template()
+    defaults = {
+        name: str(p["Default"])
+        for name, p in (tpl.get("Parameters") or {}).items()
+        if isinstance(p, dict) and "Default" in p
+    }
+    env: dict[str, str] = {}
+    scopes = [tpl.get("Globals", {}).get("Function", {})]
+    scopes += [res.get("Properties", {}) for res in template.resources("AWS::Serverless::Function").values()]
+    for scope in scopes:
+        for name, value in ((scope.get("Environment") or {}).get("Variables") or {}).items():
+            if isinstance(value, dict) and "Ref" in value:
+                ref = value["Ref"]
+                value = table_name if ref == template.TABLE_RESOURCE else defaults.get(ref)
+            if isinstance(value, (str, int, float, bool)) and str(value) != "":
+                env[str(name)] = str(value)
+    return env
+
+
+def _ensure_table(client, table_name: str) -> bool:
+    """Create the table from the template unless it exists; True if created."""
+    try:
+        client.describe_table(TableName=table_name)
+        return False
+    except client.exceptions.ResourceNotFoundException:
+        template.create_table(client, table_name)
+        return True
+
+
+class _RequestLog(WSGIRequestHandler):
+    """One access-log line per request of ours; the embedded DynamoDB's requests stay quiet
+    (both servers log through the "werkzeug" logger, which main() turns down)."""
+
+    def log_request(self, code="-", size="-") -> None:
+        print(f'{self.address_string()} "{self.requestline}" {getattr(code, "value", code)}',
+              file=sys.stderr, flush=True)
+
+
+class LocalRuntime:
+    """Everything ``make dev`` runs, started and stopped together."""
+
+    def __init__(self, port: int, environ=os.environ) -> None:
+        self.port = port
+        self.environ = environ
+        self.dynamodb = None
+        self.http = None
+        self.scheduler = None
+        self.notes: list[str] = []
+
+    def start(self) -> LocalRuntime:
+        from werkzeug.serving import make_server
+
+        from localdev import openapi, schedules
+        from localdev.dynamodb import EmbeddedDynamoDB, client_for
+
+        env = self.environ
+        env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", "us-east-1"))
+        env.setdefault("AWS_REGION", env["AWS_DEFAULT_REGION"])
+        # No X-Ray daemon locally.
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+        external = env.get("AWS_ENDPOINT_URL_DYNAMODB")
+        if external:
+            table = env.get("TABLE_NAME") or DEFAULT_TABLE
+            import boto3
+
+            if boto3.Session().get_credentials() is None:
+                # DynamoDB Local wants a signature but accepts any key.
+                env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "local", "local"
+            client = boto3.client("dynamodb", endpoint_url=external)
+            created = _ensure_table(client, table)
+            self.notes.append(
+                f"DynamoDB: {external}, table {table} ({'created' if created else 'existing'})"
+            )
+        else:
+            table = env.get("TABLE_NAME") or DEFAULT_TABLE
+            # Fake credentials: nothing here may ever reach real AWS.
+            env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+            env.pop("AWS_SESSION_TOKEN", None)
+            env.pop("AWS_PROFILE", None)
+            self.dynamodb = EmbeddedDynamoDB().start()
+            env["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
+            template.create_table(client_for(self.dynamodb.url), table)
+            self.notes.append(f"DynamoDB: embedded (moto) at {self.dynamodb.url}, table {table}")
+        for name, value in _template_environment(table).items():
+            if name not in ("TABLE_NAME", "AWS_ENDPOINT_URL_DYNAMODB"):
+                env.setdefault(name, value)
+        env["TABLE_NAME"] = table
+
+        invoker = Invoker()
+        invoker.load_all()  # import errors show now, and the first request is not slow
+
+        doc_lock = threading.Lock()
+        doc_cache: list[dict] = []
+
+        def openapi_doc() -> dict:
+            with doc_lock:
+                if not doc_cache:
+                    doc_cache.append(openapi.build_document())
+                return doc_cache[0]
+
+        stage = template._plain(
+            template.load_template().get("Parameters", {}).get("StageName", {})
+        ).get("Default", "v1")
+        routes = RouteTable(template.api_routes())
+        for r in routes.routes:
+            if r.path in ("/openapi.json", "/docs") or r.path.startswith("/_local/"):
+                self.notes.append(f"warning: {r.method} {r.path} is shadowed by a local route")
+        app = LocalGateway(
+            routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page
+        )
+        self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
+        self.port = self.http.server_port
+        self._http_thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self._http_thread.start()
+
+        found, skipped = schedules.from_template(template.scheduled_events())
+        self.notes += [f"schedule skipped: {why}" for why in skipped]
+        self.scheduler = schedules.Scheduler(
+            found, invoker.invoke, env["AWS_REGION"], log=lambda m: print(m, flush=True)
+        ).start()
+        for s in found:
+            self.notes.append(
+                f"schedule {s.expression} -> {s.function_id} (next {s.next_run:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def stop(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        if self.http:
+            self.http.shutdown()
+            self.http.server_close()
+        if self.dynamodb:
+            self.dynamodb.stop()
+
+
+def main() -> int:
+    port_text = os.environ.get("PORT", str(DEFAULT_PORT))
+    try:
+        port = int(port_text)
+    except ValueError:
+        print(f"PORT must be a number, not {port_text!r}", file=sys.stderr)
+        return 2
+    stopped = threading.Event()
+    # Set the flag from both signals; the main thread does the shutdown (not the handler).
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    try:
+        runtime = LocalRuntime(port).start()
+    except OSError as exc:
+        print(f"cannot serve on {HOST}:{port}: {exc} (set PORT to use another port)", file=sys.stderr)
+        return 1
+    for note in runtime.notes:
+        print(note)
+    for route in template.api_routes():
+        print(f"  {route.method:6} {runtime.url}{route.path}  -> {route.function_id}")
+    print(f"  POST   {runtime.url}{INVOKE_PREFIX}{{FunctionLogicalId}}  (event JSON as the body)")
+    print(f"  GET    {runtime.url}/openapi.json   GET {runtime.url}/docs")
+    print(f"Serving on {runtime.url}  (Ctrl-C to stop)", flush=True)
+    while not stopped.wait(timeout=1):  # a timed wait keeps the main thread responsive to signals
+        pass
+    print("stopping", flush=True)
+    runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    sys.exit(main())
