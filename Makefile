@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/budget/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: venv test dev lint clean
+.PHONY: venv test dev openapi lint clean
 
 venv: $(STAMP)
 
@@ -16,6 +16,12 @@ $(STAMP): requirements-dev.txt layers/budget/requirements.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+dev: $(STAMP)
+	$(BIN)/python -m localdev.server
+
+openapi: $(STAMP)
+	$(BIN)/python -m localdev.openapi
 
 lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
