@@ -171,7 +171,7 @@ class Schedule:
                     self.input.replace("<aws.scheduler.schedule-arn>", arn)
                     .replace("<aws.scheduler.scheduled-time>", time)
                     .replace("<aws.scheduler.execution-id>", event_id)
-                    .replace("<aws.scheduler.attempt-number>", "0")
+                    .replace("<aws.scheduler.attempt-number>", "1")
                 )
                 return json.loads(text)
             return {
@@ -188,26 +188,53 @@ class Schedule:
         }
 
 
-def from_template(events: list[tuple[str, str, dict]]) -> tuple[list[Schedule], list[str]]:
+def literal(value, parameters: dict[str, str], region: str = "us-east-1"):
+    """A template value as a plain string: Refs to parameters take their default and Fn::Sub
+    fills parameters and pseudo parameters (stack "local"); anything else gives None."""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return parameters.get(value["Ref"])
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        names = {**parameters, "AWS::StackName": "local", "AWS::Region": region,
+                 "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+        text = value["Fn::Sub"]
+        for ref in re.findall(r"\$\{([^}!]+)\}", text):
+            if ref not in names:
+                return None
+            text = text.replace("${" + ref + "}", names[ref])
+        return text
+    return None
+
+
+def from_template(
+    events: list[tuple[str, str, dict]], parameters: dict[str, str]
+) -> tuple[list[Schedule], list[str]]:
     """Schedules from localdev.template.scheduled_events(); and why any were left out."""
     schedules, skipped = [], []
     for function_id, event_id, props in events:
         kind = "ScheduleV2" if "ScheduleExpression" in props else "Schedule"
-        expression = props.get("ScheduleExpression") or props.get("Schedule")
-        state = str(props.get("State", "ENABLED")).upper()
+        expression = literal(props.get("ScheduleExpression") or props.get("Schedule"), parameters)
+        state = (literal(props.get("State", "ENABLED"), parameters) or "ENABLED").upper()
         if state == "DISABLED" or props.get("Enabled") is False:
             skipped.append(f"{function_id}.{event_id}: disabled in the template")
             continue
-        if not isinstance(expression, str):
-            skipped.append(f"{function_id}.{event_id}: expression {expression!r} is not a literal")
+        if expression is None:
+            skipped.append(f"{function_id}.{event_id}: cannot resolve its schedule expression")
             continue
         raw_input = props.get("Input")
+        event_input = literal(raw_input, parameters) if raw_input is not None else None
+        if raw_input is not None and event_input is None:
+            skipped.append(f"{function_id}.{event_id}: cannot resolve its Input")
+            continue
         try:
             schedules.append(Schedule(
                 function_id, event_id, expression, kind,
-                timezone=ZoneInfo(props.get("ScheduleExpressionTimezone") or "UTC"),
-                input=raw_input if isinstance(raw_input, str) else None,
-                name=props.get("Name") if isinstance(props.get("Name"), str) else "",
+                timezone=ZoneInfo(
+                    literal(props.get("ScheduleExpressionTimezone"), parameters) or "UTC"
+                ),
+                input=event_input,
+                name=literal(props.get("Name"), parameters) or "",
             ))
         except (UnsupportedSchedule, ValueError) as exc:
             skipped.append(f"{function_id}.{event_id}: {exc}")

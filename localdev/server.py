@@ -388,6 +388,11 @@ def _function_error(error_type: str, message: str, exc: BaseException) -> Respon
 # ---- configuration and startup ----------------------------------------------------------------
 
 
+def parameter_defaults() -> dict[str, str]:
+    params = template.load_template().get("Parameters") or {}
+    return {name: str(p["Default"]) for name, p in params.items() if "Default" in p}
+
+
 def _template_environment(table_name: str) -> dict[str, str]:
     """The Environment the template gives the functions (Globals, then each function).
 
@@ -395,11 +400,7 @@ def _template_environment(table_name: str) -> dict[str, str]:
     the parameter's default and the table's Ref is the local table name.
     """
     tpl = template.load_template()
-    defaults = {
-        name: str(p["Default"])
-        for name, p in (tpl.get("Parameters") or {}).items()
-        if isinstance(p, dict) and "Default" in p
-    }
+    defaults = parameter_defaults()
     env: dict[str, str] = {}
     scopes = [tpl.get("Globals", {}).get("Function", {})]
     scopes += [res.get("Properties", {}) for res in template.resources("AWS::Serverless::Function").values()]
@@ -494,9 +495,7 @@ class LocalRuntime:
                     doc_cache.append(openapi.build_document())
                 return doc_cache[0]
 
-        stage = template._plain(
-            template.load_template().get("Parameters", {}).get("StageName", {})
-        ).get("Default", "v1")
+        stage = parameter_defaults().get("StageName", "v1")
         routes = RouteTable(template.api_routes())
         for r in routes.routes:
             if r.path in ("/openapi.json", "/docs") or r.path.startswith("/_local/"):
@@ -509,7 +508,7 @@ class LocalRuntime:
         self._http_thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._http_thread.start()
 
-        found, skipped = schedules.from_template(template.scheduled_events())
+        found, skipped = schedules.from_template(template.scheduled_events(), parameter_defaults())
         self.notes += [f"schedule skipped: {why}" for why in skipped]
         self.scheduler = schedules.Scheduler(
             found, invoker.invoke, env["AWS_REGION"], log=lambda m: print(m, flush=True)
