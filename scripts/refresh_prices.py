@@ -1,0 +1,204 @@
+"""Regenerate the layer's price table from the installed litellm's model price map, and show the diff.
+
+    python scripts/refresh_prices.py            # write layers/budget/budget_service/prices.json
+    python scripts/refresh_prices.py --check    # exit 1 if the committed table is out of date
+    python scripts/refresh_prices.py --source FILE_OR_URL
+
+The source is litellm's ``model_prices_and_context_window_backup.json`` from the installed
+package (offline), or any copy of ``model_prices_and_context_window.json`` (a path or an https URL,
+where the network allows). Prices are parsed from their JSON text straight into Decimal and stored
+as that text, so no price ever passes through a float.
+
+Only models this service can price exactly are kept: text models (chat, completion, responses)
+with per-token input and output prices. A model whose price depends on something else (a range
+table, off-peak hours, seconds, characters, requests, Databricks DBUs) is left out, so a cost
+update for it asks the caller to pass ``cost`` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import urllib.request
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "layers" / "budget" / "budget_service" / "prices.json"
+SOURCE_NAME = "model_prices_and_context_window_backup.json"
+
+TEXT_MODES = {"chat", "completion", "responses"}
+# field in our table <- key in litellm's map
+RATES = {
+    "input": "input_cost_per_token",
+    "output": "output_cost_per_token",
+    "cache_read": "cache_read_input_token_cost",
+    "cache_creation": "cache_creation_input_token_cost",
+    "reasoning": "output_cost_per_reasoning_token",
+}
+TIER_RATES = ("input", "output", "cache_read", "cache_creation")
+TIER_KEY = re.compile(
+    r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
+    r"|cache_creation_input_token_cost)_above_(\d+)(k?)_tokens$"
+)
+FIREWORKS_DEFAULT_CACHE_READ_RATIO = Decimal("0.5")  # litellm.constants, same name
+# Pricing rules this service does not apply: the model is left out of the table.
+UNSUPPORTED = {
+    "tiered_pricing": "priced by a token-range table",
+    "off_peak_pricing": "price depends on the time of day",
+    "input_cost_per_second": "priced per second",
+    "output_cost_per_second": "priced per second",
+    "cost_per_second": "priced per second",
+    "input_dbu_cost_per_token": "priced in Databricks DBUs",
+    "input_cost_per_character": "priced per character",
+    "output_cost_per_character": "priced per character",
+    "input_cost_per_request": "priced per request",
+    "explicit_cache_read_input_token_cost": "cache reads priced by an explicit-cache rule",
+}
+
+
+def load_source(source: str | None) -> tuple[dict, str, str]:
+    """(the price map parsed with Decimal numbers, a description, its sha256)."""
+    if source is None:
+        # Located through the distribution, not imported: importing litellm fetches its map online.
+        raw = Path(metadata.distribution("litellm").locate_file(f"litellm/{SOURCE_NAME}")).read_bytes()
+        described = f"litellm {metadata.version('litellm')} {SOURCE_NAME}"
+    elif source.startswith("https://"):
+        with urllib.request.urlopen(source, timeout=30) as response:  # noqa: S310 (https only)
+            raw = response.read()
+        described = source
+    else:
+        raw = Path(source).read_bytes()
+        described = Path(source).name
+    return json.loads(raw, parse_float=Decimal), described, hashlib.sha256(raw).hexdigest()
+
+
+def price_text(value) -> str | None:
+    """A price as the exact text of its number; None when absent or not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except ArithmeticError:
+            return None
+    else:
+        return None
+    if not number.is_finite() or number < 0:
+        return None
+    return str(value) if not isinstance(value, str) else str(number)
+
+
+def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
+    """Our table entry for one model of the map, or (None, why it is left out)."""
+    if not isinstance(spec, dict) or spec.get("mode") not in TEXT_MODES:
+        return None, None  # not a text model: not our business, not worth reporting
+    for key, why in UNSUPPORTED.items():
+        if spec.get(key) is not None:
+            return None, why
+    entry: dict = {"provider": spec.get("litellm_provider"), "mode": spec["mode"]}
+    for field, key in RATES.items():
+        text = price_text(spec.get(key))
+        if text is not None:
+            entry[field] = text
+    if "input" not in entry or "output" not in entry:
+        return None, "no per-token input and output price"
+    if entry["provider"] == "fireworks_ai" and "cache_read" not in entry:
+        # LiteLLM bills Fireworks cache reads at half the input rate when the map names no rate.
+        entry["cache_read"] = str(Decimal(entry["input"]) * FIREWORKS_DEFAULT_CACHE_READ_RATIO)
+    tiers: dict[int, dict] = {}
+    for key, value in spec.items():
+        match = TIER_KEY.match(key)
+        text = price_text(value)
+        if match and text is not None:
+            threshold = int(match.group(2)) * (1000 if match.group(3) else 1)
+            field = {v: k for k, v in RATES.items()}[match.group(1)]
+            tiers.setdefault(threshold, {})[field] = text
+    if tiers:
+        entry["tiers"] = [{"above": t, **tiers[t]} for t in sorted(tiers)]
+    return entry, None
+
+
+def build(price_map: dict) -> tuple[dict[str, dict], dict[str, str]]:
+    models, skipped = {}, {}
+    for name in sorted(price_map):
+        if name == "sample_spec":
+            continue
+        entry, why = entry_for(name, price_map[name])
+        if entry is not None:
+            models[name] = entry
+        elif why is not None:
+            skipped[name] = why
+    return models, skipped
+
+
+def render(models: dict[str, dict], described: str, digest: str) -> str:
+    """One model per line, so a refresh reads as a diff of the models that changed."""
+    lines = [
+        "{",
+        f'"source": {json.dumps(described)},',
+        f'"source_sha256": {json.dumps(digest)},',
+        '"models": {',
+    ]
+    items = [f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in models.items()]
+    lines.append(",\n".join(items))
+    lines += ["}", "}", ""]
+    return "\n".join(lines)
+
+
+def diff(old: dict[str, dict], new: dict[str, dict]) -> list[str]:
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if before is None:
+            out.append(f"+ {name}: {json.dumps(after)}")
+        elif after is None:
+            out.append(f"- {name}")
+        else:
+            changes = [
+                f"{field} {before.get(field)} -> {after.get(field)}"
+                for field in sorted(before.keys() | after.keys())
+                if before.get(field) != after.get(field)
+            ]
+            out.append(f"~ {name}: " + "; ".join(changes))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", help="a model_prices_and_context_window.json path or https URL")
+    parser.add_argument("--check", action="store_true", help="only report; exit 1 if out of date")
+    args = parser.parse_args(argv)
+
+    price_map, described, digest = load_source(args.source)
+    models, skipped = build(price_map)
+    old = json.loads(TABLE.read_text())["models"] if TABLE.exists() else {}
+    changes = diff(old, models)
+    for line in changes:
+        print(line)
+    print(
+        f"{len(models)} models priced from {described}; {len(changes)} changed;"
+        f" {len(skipped)} text models left out (priced by rules this service does not apply)",
+        file=sys.stderr,
+    )
+    reasons: dict[str, int] = {}
+    for why in skipped.values():
+        reasons[why] = reasons.get(why, 0) + 1
+    for why, count in sorted(reasons.items()):
+        print(f"  left out: {count:4d} {why}", file=sys.stderr)
+    if args.check:
+        return 1 if changes else 0
+    TABLE.write_text(render(models, described, digest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
