@@ -17,6 +17,22 @@ def iso(epoch: Decimal | None) -> str | None:
     return to_datetime(epoch).isoformat().replace("+00:00", "Z")
 
 
+def rule_period(
+    duration: Duration | None,
+    duration_days: Decimal | None,
+    timezone: str | None,
+    period_start: Decimal | None,
+    now: Decimal,
+) -> Period | None:
+    """The period a budget's rule puts `now` in: calendar, rolling from `period_start`, or None."""
+    if duration is not None:
+        return calendar_period(duration, timezone, now)
+    if duration_days is not None:
+        anchor = period_start if period_start is not None else now
+        return rolling_period(anchor, duration_days, now)
+    return None
+
+
 @dataclass(frozen=True)
 class Budget:
     project: str
@@ -41,12 +57,7 @@ class Budget:
 
     def period_at(self, now: Decimal) -> Period | None:
         """The period this budget's rule puts `now` in (None for a budget without a period)."""
-        if self.duration is not None:
-            return calendar_period(self.duration, self.timezone, now)
-        if self.duration_days is not None:
-            anchor = self.period_start if self.period_start is not None else now
-            return rolling_period(anchor, self.duration_days, now)
-        return None
+        return rule_period(self.duration, self.duration_days, self.timezone, self.period_start, now)
 
     def as_of(self, now: Decimal) -> Budget:
         """This budget as it stands at `now`: a period that has ended reads as rolled over."""
@@ -121,3 +132,24 @@ class Budget:
             entry["created_at"] = self.created_at
             entry["last_updated_at"] = self.period_start
         return entry
+
+
+@dataclass(frozen=True)
+class DueReset:
+    """A budget as the due-for-reset index shows it: its key, the ``reset_at`` it is due at, and
+    the rule attributes the index projects, which are all the next period needs."""
+
+    project: str
+    user: str
+    reset_at: Decimal
+    duration: Duration | None = None
+    duration_days: Decimal | None = None
+    timezone: str | None = None
+    period_start: Decimal | None = None
+
+    def next_period(self, now: Decimal) -> Period:
+        """The period to reset into: the one the rule puts `now` in (a late run skips none)."""
+        period = rule_period(self.duration, self.duration_days, self.timezone, self.period_start, now)
+        if period is None:  # an index entry always has a rule; an item without one is not indexed
+            raise ValueError(f"budget {self.project}/{self.user} has reset_at but no period rule")
+        return period

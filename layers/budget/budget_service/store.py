@@ -26,8 +26,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from budget_service.budget import Budget
+from budget_service.budget import DueReset
 from budget_service.errors import Contention, InvalidInput
 from budget_service.periods import Duration
+from budget_service.periods import Period
 
 USER_PREFIX = "USER#"
 PROJECT_PREFIX = "PROJECT#"
@@ -58,9 +60,13 @@ def user_key(user: str) -> str:
     return USER_PREFIX + user
 
 
+def shard_key(shard: int) -> str:
+    return f"RESET#{shard}"
+
+
 def reset_shard(project: str, user: str) -> str:
     # Spread due budgets over a few index partitions; stable for a given budget.
-    return f"RESET#{zlib.crc32(f'{project}/{user}'.encode()) % RESET_SHARDS}"
+    return shard_key(zlib.crc32(f"{project}/{user}".encode()) % RESET_SHARDS)
 
 
 def budget_to_item(budget: Budget) -> dict:
@@ -247,6 +253,132 @@ class BudgetStore:
     # ---- cost updates (issue 4) ----------------------------------------------------------------
 
     # ---- scheduled resets (issue 5) ------------------------------------------------------------
+
+    def due_for_reset(
+        self, shard: int, now: Decimal, *, limit: int, after: dict | None = None
+    ) -> tuple[list[DueReset], dict | None]:
+        """One page of the budgets in reset shard `shard` with ``reset_at <= now``, oldest first.
+
+        From the sparse ``due-for-reset`` index, whose projection carries the rule attributes, so
+        the page is all the job reads. Index reads are eventually consistent: an entry may lag its
+        item, which the conditional write in ``reset_period`` catches. Returns the page and where
+        to continue (None: this shard has no more).
+        """
+        kwargs: dict = {
+            "TableName": self.table_name,
+            "IndexName": RESET_INDEX,
+            "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
+            "ExpressionAttributeValues": {
+                ":shard": {"S": shard_key(shard)},
+                ":now": _serialize(now),
+            },
+            "Limit": limit,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = after
+        response = self.client.query(**kwargs)
+        return [_item_to_due(item) for item in response.get("Items", [])], response.get(
+            "LastEvaluatedKey"
+        )
+
+    def count_due(
+        self, shard: int, now: Decimal, *, after: dict | None = None, max_pages: int = 4
+    ) -> tuple[int, bool]:
+        """How many budgets in shard `shard` are due at `now` from `after` on, without reading
+        them (``Select=COUNT`` returns no items). Stops after `max_pages` pages (1 MB each);
+        the bool says whether the count is exact."""
+        kwargs: dict = {
+            "TableName": self.table_name,
+            "IndexName": RESET_INDEX,
+            "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
+            "ExpressionAttributeValues": {
+                ":shard": {"S": shard_key(shard)},
+                ":now": _serialize(now),
+            },
+            "Select": "COUNT",
+        }
+        total = 0
+        for _ in range(max_pages):
+            if after is not None:
+                kwargs["ExclusiveStartKey"] = after
+            response = self.client.query(**kwargs)
+            total += response["Count"]
+            after = response.get("LastEvaluatedKey")
+            if after is None:
+                return total, True
+        return total, False
+
+    def reset_period(self, due: DueReset, period: Period, now: Decimal) -> bool:
+        """Zero the spend of a due budget and move it into `period`, in one conditional write.
+
+        The write lands only if the item still has the ``reset_at`` and the rule the index showed
+        (so `period` was computed from what is stored). Anyone who rolled the period over first
+        (another run, a cost update or ``set_budget`` rolling it lazily, a reset, a new rule) has
+        moved ``reset_at`` or the rule, and this is a no-op: False. Spend added after the reset
+        lands is added to the new period, never zeroed: this is a single write. Bumps
+        ``version`` like every write.
+        """
+        names = {
+            "#current_cost": "current_cost",
+            "#model_cost": "model_cost",
+            "#period_start": "period_start",
+            "#reset_at": "reset_at",
+            "#updated_at": "updated_at",
+            "#version": "version",
+        }
+        values: dict = {
+            ":seen_reset_at": _serialize(due.reset_at),
+            ":zero": _serialize(Decimal(0)),
+            ":no_models": {"M": {}},
+            ":start": _serialize(period.start),
+            ":end": _serialize(period.end),
+            ":now": _serialize(now),
+            ":one": {"N": "1"},
+        }
+        conditions = ["#reset_at = :seen_reset_at"]
+        rule = {
+            "duration": due.duration.value if due.duration is not None else None,
+            "duration_days": due.duration_days,
+            "timezone": due.timezone,
+            "period_start": due.period_start,
+        }
+        for attribute, seen in rule.items():
+            names[f"#{attribute}"] = attribute
+            if seen is None:
+                conditions.append(f"attribute_not_exists(#{attribute})")
+            else:
+                values[f":seen_{attribute}"] = _serialize(seen)
+                conditions.append(f"#{attribute} = :seen_{attribute}")
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": project_key(due.project)}, "sk": {"S": user_key(due.user)}},
+                UpdateExpression=(
+                    "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
+                    "#reset_at = :end, #updated_at = :now ADD #version :one"
+                ),
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _item_to_due(raw: dict) -> DueReset:
+    item = {k: _deserialize(v) for k, v in raw.items()}
+    return DueReset(
+        project=item["pk"][len(PROJECT_PREFIX):],
+        user=item["sk"][len(USER_PREFIX):],
+        reset_at=item["reset_at"],
+        duration=Duration(item["duration"]) if "duration" in item else None,
+        duration_days=item.get("duration_days"),
+        timezone=item.get("timezone"),
+        period_start=item.get("period_start"),
+    )
 
 
 def _with_version(budget: Budget, version: int) -> Budget:
