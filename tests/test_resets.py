@@ -528,3 +528,38 @@ def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store
     for i in range(4):
         assert stored(store, "fn", f"u{i}").current_cost == 0
     assert item_to_budget(aws.get_item(TableName=TABLE_NAME, Key={"pk": broken["pk"], "sk": broken["sk"]})["Item"]).version == 1
+
+
+# ---- the template --------------------------------------------------------------------------------
+
+
+def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and_least_privilege():
+    doc = template._plain(template.load_template())
+    assert doc["Parameters"]["ResetScheduleExpression"]["Default"] == "rate(5 minutes)"
+    fn = doc["Resources"]["ResetBudgetsFunction"]["Properties"]
+    (event,) = fn["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    props = event["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "ResetScheduleExpression"}
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    queue = {"Fn::GetAtt": ["ResetFailuresQueue", "Arn"]}
+    assert doc["Resources"]["ResetFailuresQueue"]["Type"] == "AWS::SQS::Queue"
+    assert props["DeadLetterConfig"] == {"Arn": queue}  # Scheduler could not deliver
+    assert fn["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == queue  # run failed
+    # The sample event is what the schedule's Input becomes, context attributes filled in.
+    sample = json.loads((template.ROOT / "events" / "reset_budgets_schedule.json").read_text())
+    assert set(json.loads(props["Input"])) == set(sample)
+    # Least privilege: Query on the reset index only, UpdateItem on the table; nothing else.
+    (policy,) = fn["Policies"]
+    granted = {(action, json.dumps(s["Resource"])) for s in policy["Statement"] for action in s["Action"]}
+    assert granted == {
+        ("dynamodb:Query", json.dumps({"Fn::Sub": "${BudgetTable.Arn}/index/due-for-reset"})),
+        ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
+    }
+    # A batch fits in the timeout with the handler's reserve, and ends before the next run.
+    reserve_s = template.load_module("ResetBudgetsFunction").RESERVE_MS / 1000
+    assert reserve_s * 3 <= fn["Timeout"] < 300
+    # The index carries what the job needs to compute the next period.
+    (index,) = template.table_properties()["GlobalSecondaryIndexes"]
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    assert {"duration", "duration_days", "timezone", "period_start"} <= set(index["Projection"]["NonKeyAttributes"])
