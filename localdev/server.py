@@ -48,6 +48,7 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Headers a proxy result may not set: the server computes them for the bytes it sends.
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 INVOKE_PREFIX = "/_local/invoke/"
+LAMBDA_LAYER_ROOT = "/opt/python"
 
 
 # ---- routing: API Gateway's resource matching ------------------------------------------------
@@ -410,8 +411,15 @@ def _template_environment(table_name: str) -> dict[str, str]:
                 ref = value["Ref"]
                 value = table_name if ref == template.TABLE_RESOURCE else defaults.get(ref)
             if isinstance(value, (str, int, float, bool)) and str(value) != "":
-                env[str(name)] = str(value)
+                env[str(name)] = _local_path(str(value))
     return env
+
+
+def _local_path(value: str) -> str:
+    """A layer's files are under /opt/python in Lambda; here they are in layers/budget."""
+    if value == LAMBDA_LAYER_ROOT or value.startswith(LAMBDA_LAYER_ROOT + "/"):
+        return str(template.LAYER_DIR) + value[len(LAMBDA_LAYER_ROOT):]
+    return value
 
 
 def _ensure_table(client, table_name: str) -> bool:
