@@ -14,6 +14,8 @@ DOCUMENTED = [
     ("GetBudget", 200),
     ("ListBudgets", 200),
     ("ResetBudget", 200),
+    ("UpdateCost", 200),
+    ("ProjectedCost", 200),
     ("DeleteBudget", 204),
     ("LitellmSetBudget", 200),
     ("LitellmGetBudget", 200),

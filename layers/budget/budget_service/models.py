@@ -9,7 +9,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
 
 from budget_service.periods import Duration, zone
 
@@ -174,3 +182,189 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# ---- cost updates (issue 4) --------------------------------------------------------------------
+
+# Token counts: whole numbers (a JSON 1.5 or "1" is rejected, not rounded), at most 10^9 per call.
+TOKENS_MAX = 1_000_000_000
+TokenCount = Annotated[int, Field(ge=0, le=TOKENS_MAX, strict=True)]
+# Text to count: bounded by the request body limit (http.MAX_BODY_BYTES) anyway.
+MESSAGES_MAX = 10_000
+
+
+class PromptTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    cached_tokens: TokenCount | None = None
+    cache_creation_tokens: TokenCount | None = None
+
+
+class CompletionTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    reasoning_tokens: TokenCount | None = None
+
+
+class UsageIn(BaseModel):
+    """A usage block as OpenAI and LiteLLM report it: ``prompt_tokens`` includes cached and
+    cache-written tokens, ``completion_tokens`` includes reasoning tokens. Other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    # LiteLLM's names for Anthropic-style cache counts (also part of prompt_tokens).
+    cache_read_input_tokens: TokenCount | None = None
+    cache_creation_input_tokens: TokenCount | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        if self.cache_read_input_tokens is not None:  # LiteLLM lets this one win, too
+            return self.cache_read_input_tokens
+        details = self.prompt_tokens_details
+        return (details.cached_tokens if details else None) or 0
+
+    @property
+    def cache_creation_tokens(self) -> int:
+        if self.cache_creation_input_tokens is not None:
+            return self.cache_creation_input_tokens
+        details = self.prompt_tokens_details
+        return (details.cache_creation_tokens if details else None) or 0
+
+    @property
+    def reasoning_tokens(self) -> int:
+        details = self.completion_tokens_details
+        return (details.reasoning_tokens if details else None) or 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UsageIn:
+        if self.cached_tokens + self.cache_creation_tokens > self.prompt_tokens:
+            raise ValueError(
+                "cached plus cache-creation tokens exceed prompt_tokens (prompt_tokens must"
+                " include them, as OpenAI and LiteLLM report usage)"
+            )
+        if self.reasoning_tokens > self.completion_tokens:
+            raise ValueError("reasoning_tokens exceed completion_tokens (which must include them)")
+        return self
+
+
+class CompletionIn(BaseModel):
+    """An OpenAI-format chat completion (e.g. LiteLLM's ModelResponse as JSON): model and usage
+    are read, the rest is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Identifier
+    usage: UsageIn
+
+
+class CostRequest(_Strict):
+    """Exactly one of four forms:
+
+    ``{"model", "usage"}``, ``{"completion"}``, ``{"model", "input_text", "output_text"?}``,
+    ``{"model", "cost"}``.
+    """
+
+    model: Identifier | None = None
+    usage: UsageIn | None = None
+    completion: CompletionIn | None = None
+    input_text: str | None = None
+    output_text: str | None = None
+    cost: Money | None = None
+
+    @property
+    def form(self) -> str:
+        return next(name for name, present in self._forms().items() if present)
+
+    def _forms(self) -> dict[str, bool]:
+        return {
+            "usage": self.usage is not None,
+            "completion": self.completion is not None,
+            "text": self.input_text is not None or self.output_text is not None,
+            "cost": self.cost is not None,
+        }
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> CostRequest:
+        given = [name for name, present in self._forms().items() if present]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of: usage (with model), completion, input_text/output_text"
+                f" (with model), cost (with model); got {', '.join(given) or 'none'}"
+            )
+        if given == ["completion"]:
+            if self.model is not None:
+                raise ValueError("with completion, the model comes from the completion; drop model")
+        elif self.model is None:
+            raise ValueError(f"model is required with {given[0]}")
+        return self
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(max_length=64)
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI-format chat message; fields beyond these are kept and counted when they are text."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(min_length=1, max_length=64)
+    content: str | list[ContentPart] | None = None
+    name: str | None = Field(default=None, max_length=ID_MAX_LENGTH)
+
+
+class ProjectedCostRequest(_Strict):
+    model: Identifier
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MESSAGES_MAX)
+    max_tokens: TokenCount | None = None
+
+
+class TokensUsed(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class CostResponse(BaseModel):
+    project: str
+    user: str
+    model: str
+    cost: Number = Field(description="what this update added, in USD")
+    current_cost: Number | None = Field(
+        description="spend of the current period after this update; null on an update with an"
+        " Idempotency-Key (a DynamoDB transaction returns no values; GET the budget to read it)"
+    )
+    total_budget: Number | None
+    remaining: Number | None
+    budget_exceeded: bool | None
+    tokens: TokensUsed | None = Field(default=None, description="the tokens priced (not in the cost form)")
+    priced_as: str | None = Field(default=None, description="the price table entry the model resolved to")
+    idempotency_key: str | None = None
+    replayed: bool = Field(
+        default=False, description="true when this Idempotency-Key was already used: nothing charged"
+    )
+
+
+class ProjectedCostResponse(BaseModel):
+    project: str
+    user: str
+    model: str
+    priced_as: str
+    prompt_tokens: int
+    prompt_cost: Number
+    max_tokens: int | None
+    completion_cost: Number = Field(description="cost of max_tokens of output (0 without max_tokens)")
+    projected_cost: Number = Field(description="prompt_cost + completion_cost")
+    current_cost: Number
+    projected_total: Number = Field(description="current_cost + projected_cost")
+    total_budget: Number
+    remaining_after: Number
+    within_budget: bool

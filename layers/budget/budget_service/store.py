@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from budget_service.budget import Budget
 from budget_service.budget import DueReset
-from budget_service.errors import Contention, InvalidInput
+from budget_service.errors import BudgetNotFound, Contention, InvalidInput
 from budget_service.periods import Duration
 from budget_service.periods import Period
 
@@ -58,6 +58,14 @@ def project_key(project: str) -> str:
 
 def user_key(user: str) -> str:
     return USER_PREFIX + user
+
+
+EVENT_PREFIX = "EVENT#"
+
+
+def ledger_key(user: str, key: str) -> str:
+    """``EVENT#<len(user)>:<user>#<key>``: the length makes it unambiguous when ids contain '#'."""
+    return f"{EVENT_PREFIX}{len(user)}:{user}#{key}"
 
 
 def shard_key(shard: int) -> str:
@@ -251,6 +259,134 @@ class BudgetStore:
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     # ---- cost updates (issue 4) ----------------------------------------------------------------
+
+    # A cost update is one request: an UpdateItem that ADDs to the spend (no Idempotency-Key), or
+    # a TransactWriteItems of that same update and a Put of a ledger item that must not exist yet.
+    # Both are conditional on the budget existing and its period not having ended; the failure
+    # answer carries the old item (ReturnValuesOnConditionCheckFailure), so telling "unknown user"
+    # from "period ended", and answering a replay, cost no extra read.
+
+    def add_cost(
+        self,
+        project: str,
+        user: str,
+        model: str,
+        cost: Decimal,
+        now: Decimal,
+        *,
+        ledger: dict | None = None,
+    ) -> tuple[Budget | None, dict | None]:
+        """Add `cost` to the user's spend and to ``model_cost[model]``.
+
+        Without `ledger`: one UpdateItem; returns (the budget after the update, None).
+        With `ledger` ({"key", "expires_at", and the attributes to store}): one TransactWriteItems;
+        returns (None, None) when it was applied (a transaction returns no values), or
+        (None, the stored ledger item) when the key was already used: nothing is charged again.
+
+        A budget whose period has ended is rolled over first (the version-conditional path), then
+        the update is tried once more. Unknown user: BudgetNotFound.
+        """
+        rolled = False
+        conflicts = 0
+        while True:
+            try:
+                if ledger is None:
+                    response = self.client.update_item(**self._cost_update(project, user, model, cost, now),
+                                                       ReturnValues="ALL_NEW")
+                    return item_to_budget(response["Attributes"]), None
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {"Update": self._cost_update(project, user, model, cost, now)},
+                        {"Put": self._ledger_put(project, user, ledger)},
+                    ]
+                )
+                return None, None
+            except ClientError as exc:
+                error = exc.response["Error"]["Code"]
+                if error == "ConditionalCheckFailedException":
+                    old = exc.response.get("Item")
+                elif error == "TransactionCanceledException":
+                    reasons = exc.response.get("CancellationReasons") or []
+                    codes = [r.get("Code") for r in reasons]
+                    if len(reasons) > 1 and codes[1] == "ConditionalCheckFailed":
+                        return None, {k: _deserialize(v) for k, v in reasons[1].get("Item", {}).items()}
+                    if codes and codes[0] == "ConditionalCheckFailed":
+                        old = reasons[0].get("Item")
+                    elif "TransactionConflict" in codes and conflicts < MAX_WRITE_ATTEMPTS:
+                        # Another transaction holds one of the items; DynamoDB asks us to retry.
+                        time.sleep(random.uniform(0, 0.005 * 2**conflicts))
+                        conflicts += 1
+                        continue
+                    else:
+                        raise
+                else:
+                    raise
+            if not old:
+                raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+            if rolled:  # rolled over a moment ago and the new period has ended already
+                raise Contention(f"budget {project}/{user}: its period keeps ending; retry")
+            self._roll_over(project, user, item_to_budget(old), now)
+            rolled = True
+
+    def _cost_update(self, project: str, user: str, model: str, cost: Decimal, now: Decimal) -> dict:
+        return {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}},
+            # model_cost is always stored as a map (budget_to_item), so its entry can be created here.
+            "UpdateExpression": (
+                "SET current_cost = if_not_exists(current_cost, :zero) + :cost,"
+                " model_cost.#model = if_not_exists(model_cost.#model, :zero) + :cost,"
+                " updated_at = :now ADD version :one"
+            ),
+            "ConditionExpression": "attribute_exists(pk) AND (attribute_not_exists(reset_at) OR reset_at > :now)",
+            "ExpressionAttributeNames": {"#model": model},
+            "ExpressionAttributeValues": {
+                # Plain notation: DynamoDB takes "1E-24" too, but moto's ADD/+ parses only plain.
+                ":cost": {"N": format(cost, "f")},
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+                ":now": _serialize(now),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _ledger_put(self, project: str, user: str, ledger: dict) -> dict:
+        item = {
+            **{k: v for k, v in ledger.items() if k != "key" and v is not None},
+            "pk": project_key(project),
+            "sk": ledger_key(user, ledger["key"]),
+            "project": project,
+            "user": user,
+            "idempotency_key": ledger["key"],
+        }
+        return {
+            "TableName": self.table_name,
+            "Item": {k: _serialize(v) for k, v in item.items()},
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def get_ledger(self, project: str, user: str, key: str) -> dict | None:
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": project_key(project)}, "sk": {"S": ledger_key(user, key)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return {k: _deserialize(v) for k, v in item.items()} if item else None
+
+    def _roll_over(self, project: str, user: str, seen: Budget, now: Decimal) -> None:
+        """Start the budget's current period (zero spend), unless someone already has."""
+
+        def change(current: Budget | None) -> Budget | None:
+            if current is None:
+                raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+            if current.reset_at is None or now < current.reset_at:
+                return None  # rolled over (or re-ruled) by another writer: nothing to do
+            return dataclasses.replace(current.as_of(now), updated_at=now)
+
+        self.update(project, user, change, seen=seen)
+
 
     # ---- scheduled resets (issue 5) ------------------------------------------------------------
 

@@ -60,10 +60,10 @@ def encoding_name_for(model: str) -> str:
     cl100k_base for the older families and as the fallback for every other model.
     """
     name = base_model_name(model)
+    if _CL100K.match(name):  # first: gpt-35-turbo (Azure's name) is not a "gpt-35" release
+        return "cl100k_base"
     if _O200K.match(name):
         return "o200k_base"
-    if _CL100K.match(name):
-        return "cl100k_base"
     from budget_service.pricing import default_table
 
     if default_table().provider_of(model) in OPENAI_PROVIDERS:

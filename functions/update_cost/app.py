@@ -1,0 +1,44 @@
+"""The cost routes: record spend (four forms, optional Idempotency-Key) and project a call's cost."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+
+from budget_service import budgets, costs
+from budget_service.http import create_app, lambda_entry
+from budget_service.models import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    CostRequest,
+    CostResponse,
+    ProjectedCostRequest,
+    ProjectedCostResponse,
+)
+from budget_service.store import default_store
+
+app = create_app()
+
+ProjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+
+
+@app.post("/projects/<project>/users/<user>/cost")
+def update_cost(
+    project: ProjectId,
+    user: UserId,
+    request: CostRequest,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> CostResponse:
+    return costs.record_cost(
+        default_store(), project, user, request, budgets.utc_now(), idempotency_key
+    )
+
+
+@app.post("/projects/<project>/users/<user>/projected-cost")
+def projected_cost(
+    project: ProjectId, user: UserId, request: ProjectedCostRequest
+) -> ProjectedCostResponse:
+    return costs.projected_cost(default_store(), project, user, request, budgets.utc_now())
+
+
+lambda_handler = lambda_entry(app)

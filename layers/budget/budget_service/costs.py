@@ -1,0 +1,230 @@
+"""Cost updates and projected cost: what the cost routes do, in terms of pricing, tokens and the store.
+
+A cost update prices the request (one of four forms), then makes one DynamoDB request: an
+UpdateItem without an Idempotency-Key, a TransactWriteItems with one (see BudgetStore.add_cost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+from budget_service.budget import Budget
+from budget_service.errors import BudgetError, BudgetNotFound, InvalidInput
+from budget_service.models import (
+    MONEY_MAX,
+    MONEY_QUANTUM,
+    CostRequest,
+    CostResponse,
+    ProjectedCostRequest,
+    ProjectedCostResponse,
+    TokensUsed,
+)
+from budget_service.pricing import COST_CONTEXT, TokenUsage, cost_of, default_table
+from budget_service.store import BudgetStore
+
+# How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
+# days, and until then the key still answers as a replay).
+IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+IDEMPOTENCY_KEY_MAX = 255
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, no spaces
+
+
+class IdempotencyKeyReused(BudgetError):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class PricedEvent:
+    model: str  # as the caller named it (the key in model_cost)
+    cost: Decimal
+    priced_as: str | None = None
+    tokens: TokenUsage | None = None
+
+
+def _money(value: Decimal) -> Decimal:
+    amount = value.quantize(MONEY_QUANTUM, context=COST_CONTEXT).normalize(COST_CONTEXT)
+    if amount > MONEY_MAX:
+        raise InvalidInput(f"the priced cost {amount} is over the limit of {MONEY_MAX}")
+    return amount
+
+
+def price(request: CostRequest) -> PricedEvent:
+    """The cost of one request. Unknown model (in a priced form): UnknownModel, 422."""
+    form = request.form
+    if form == "cost":
+        assert request.model is not None and request.cost is not None
+        return PricedEvent(model=request.model, cost=request.cost)
+    if form == "text":
+        assert request.model is not None
+        model_price = default_table().price(request.model)  # unknown model fails before counting
+        from budget_service import tokens  # loads tiktoken only for this form
+
+        usage = TokenUsage(
+            prompt_tokens=tokens.count_text(request.input_text or "", request.model),
+            completion_tokens=tokens.count_text(request.output_text or "", request.model),
+        )
+        return PricedEvent(request.model, _money(cost_of(model_price, usage).total), model_price.name, usage)
+    if form == "usage":
+        assert request.model is not None and request.usage is not None
+        model, usage_in = request.model, request.usage
+    else:
+        assert request.completion is not None
+        model, usage_in = request.completion.model, request.completion.usage
+    model_price = default_table().price(model)
+    usage = TokenUsage(
+        prompt_tokens=usage_in.prompt_tokens,
+        completion_tokens=usage_in.completion_tokens,
+        cached_tokens=usage_in.cached_tokens,
+        cache_creation_tokens=usage_in.cache_creation_tokens,
+        reasoning_tokens=usage_in.reasoning_tokens,
+    )
+    return PricedEvent(model, _money(cost_of(model_price, usage).total), model_price.name, usage)
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX) or not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters",
+            details=[{"field": "Idempotency-Key", "problem": "invalid header value"}],
+        )
+    return key
+
+
+def fingerprint(request: CostRequest) -> str:
+    """What a replay must repeat: the same request (as validated), hashed."""
+    body = request.model_dump(mode="json", exclude_none=True)
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _tokens_out(usage: TokenUsage | None) -> TokensUsed | None:
+    if usage is None:
+        return None
+    return TokensUsed(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        cache_creation_tokens=usage.cache_creation_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+def _tokens_record(usage: TokenUsage | None) -> dict | None:
+    if usage is None:
+        return None
+    return {k: v for k, v in _tokens_out(usage).model_dump().items() if v}  # type: ignore[union-attr]
+
+
+def record_cost(
+    store: BudgetStore,
+    project: str,
+    user: str,
+    request: CostRequest,
+    now: Decimal,
+    idempotency_key: str | None = None,
+) -> CostResponse:
+    """Price `request` and add it to the user's spend with one DynamoDB request."""
+    key = check_idempotency_key(idempotency_key)
+    event = price(request)
+    if key is None:
+        budget, _ = store.add_cost(project, user, event.model, event.cost, now)
+        assert budget is not None
+        return _answer(project, user, event, budget)
+
+    digest = fingerprint(request)
+    ledger = {
+        "key": key,
+        "kind": "cost",
+        "model": event.model,
+        "cost": event.cost,
+        "priced_as": event.priced_as,
+        "tokens": _tokens_record(event.tokens),
+        "fingerprint": digest,
+        "created_at": now,
+        "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS,
+    }
+    _, first = store.add_cost(project, user, event.model, event.cost, now, ledger=ledger)
+    if first is None:
+        return _answer(project, user, event, None, key=key)
+    if first.get("fingerprint") != digest:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {key!r} was already used for a different request to this user;"
+            " use a new key for a new cost"
+        )
+    tokens = first.get("tokens")
+    replay = PricedEvent(
+        model=first["model"],
+        cost=first["cost"],
+        priced_as=first.get("priced_as"),
+        tokens=TokenUsage(**{k: int(v) for k, v in tokens.items()}) if tokens else None,
+    )
+    return _answer(project, user, replay, None, key=key, replayed=True)
+
+
+def _answer(
+    project: str,
+    user: str,
+    event: PricedEvent,
+    budget: Budget | None,
+    *,
+    key: str | None = None,
+    replayed: bool = False,
+) -> CostResponse:
+    return CostResponse(
+        project=project,
+        user=user,
+        model=event.model,
+        cost=event.cost,
+        current_cost=budget.current_cost if budget else None,
+        total_budget=budget.total_budget if budget else None,
+        remaining=budget.remaining if budget else None,
+        budget_exceeded=(budget.current_cost > budget.total_budget) if budget else None,
+        tokens=_tokens_out(event.tokens),
+        priced_as=event.priced_as,
+        idempotency_key=key,
+        replayed=replayed,
+    )
+
+
+def projected_cost(
+    store: BudgetStore, project: str, user: str, request: ProjectedCostRequest, now: Decimal
+) -> ProjectedCostResponse:
+    """What the call would cost: prompt tokens of the messages, plus max_tokens of output."""
+    model_price = default_table().price(request.model)
+    from budget_service import tokens  # loads tiktoken only for this route
+
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    prompt_tokens = tokens.count_messages(messages, request.model)
+    completion_tokens = request.max_tokens or 0
+    cost = cost_of(model_price, TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+    budget = store.get(project, user)
+    if budget is None:
+        raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+    budget = budget.as_of(now)
+    with localcontext(COST_CONTEXT):
+        prompt_cost, completion_cost = _money(cost.prompt), _money(cost.completion)
+        projected = prompt_cost + completion_cost
+        total = budget.current_cost + projected
+        remaining_after = max(budget.total_budget - total, Decimal(0))
+    return ProjectedCostResponse(
+        project=project,
+        user=user,
+        model=request.model,
+        priced_as=model_price.name,
+        prompt_tokens=prompt_tokens,
+        prompt_cost=prompt_cost,
+        max_tokens=request.max_tokens,
+        completion_cost=completion_cost,
+        projected_cost=projected,
+        current_cost=budget.current_cost,
+        projected_total=total,
+        total_budget=budget.total_budget,
+        remaining_after=remaining_after,
+        within_budget=total <= budget.total_budget,
+    )
