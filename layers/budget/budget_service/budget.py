@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from budget_service.models import DECIMAL_CONTEXT
 from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
 
 ZERO = Decimal(0)
@@ -85,7 +86,7 @@ class Budget:
 
     @property
     def remaining(self) -> Decimal:
-        return max(self.total_budget - self.current_cost, ZERO)
+        return max(DECIMAL_CONTEXT.subtract(self.total_budget, self.current_cost), ZERO)
 
     def duration_label(self) -> str | None:
         if self.duration is not None:

@@ -15,6 +15,7 @@ from decimal import Decimal, localcontext
 from budget_service.budget import Budget
 from budget_service.errors import BudgetError, BudgetNotFound, InvalidInput
 from budget_service.models import (
+    DECIMAL_CONTEXT,
     MONEY_MAX,
     MONEY_QUANTUM,
     CostRequest,
@@ -23,7 +24,7 @@ from budget_service.models import (
     ProjectedCostResponse,
     TokensUsed,
 )
-from budget_service.pricing import COST_CONTEXT, TokenUsage, cost_of, default_table
+from budget_service.pricing import TokenUsage, cost_of, default_table
 from budget_service.store import BudgetStore
 
 # How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
@@ -47,7 +48,7 @@ class PricedEvent:
 
 
 def _money(value: Decimal) -> Decimal:
-    amount = value.quantize(MONEY_QUANTUM, context=COST_CONTEXT).normalize(COST_CONTEXT)
+    amount = value.quantize(MONEY_QUANTUM, context=DECIMAL_CONTEXT).normalize(DECIMAL_CONTEXT)
     if amount > MONEY_MAX:
         raise InvalidInput(f"the priced cost {amount} is over the limit of {MONEY_MAX}")
     return amount
@@ -207,7 +208,7 @@ def projected_cost(
     if budget is None:
         raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
     budget = budget.as_of(now)
-    with localcontext(COST_CONTEXT):
+    with localcontext(DECIMAL_CONTEXT):
         prompt_cost, completion_cost = _money(cost.prompt), _money(cost.completion)
         projected = prompt_cost + completion_cost
         total = budget.current_cost + projected

@@ -6,7 +6,7 @@ so that every value we store fits a DynamoDB Number (38 significant digits) even
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
 
@@ -28,10 +29,10 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
 ]
 
-# Money: at most 10^12 dollars, kept to 24 decimal places (well below any real token price),
-# so a sum of many still has fewer than DynamoDB's 38 significant digits.
+# Money: below 10^12 dollars, kept to 25 decimal places: 12 + 25 digits fit DynamoDB's 38, and
+# every float litellm sends from 1e-9 up (17 significant digits) is kept exactly.
 MONEY_MAX = Decimal("1e12")
-MONEY_QUANTUM = Decimal("1e-24")
+MONEY_QUANTUM = Decimal("1e-25")
 # Epoch seconds, to the nanosecond (a float time.time() keeps all its digits), up to year 5138.
 EPOCH_MAX = Decimal("1e11")
 EPOCH_QUANTUM = Decimal("1e-9")
@@ -40,9 +41,14 @@ DAYS_MAX = Decimal(3660)
 DAYS_QUANTUM = Decimal("1e-12")
 
 
+# Arithmetic on stored numbers uses DynamoDB's own precision (38 digits), not Python's default 28,
+# so that a quantized amount (up to 13 + 24 digits) is never rounded.
+DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
+
+
 def _quantizer(quantum: Decimal):
     def quantize(value: Decimal) -> Decimal:
-        return value.quantize(quantum).normalize()
+        return value.quantize(quantum, context=DECIMAL_CONTEXT).normalize(DECIMAL_CONTEXT)
 
     return quantize
 
@@ -117,7 +123,15 @@ class SetBudgetRequest(BaseModel):
     user_dict: dict[Identifier, LitellmEntry]
 
 
-class LitellmEntryOut(BaseModel):
+class _OmitsNone(BaseModel):
+    """Leaves out absent fields, as litellm's own entries do (it keys on their presence)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class LitellmEntryOut(_OmitsNone):
     total_budget: Number
     current_cost: Number
     model_cost: dict[str, Number]
@@ -126,7 +140,7 @@ class LitellmEntryOut(BaseModel):
     last_updated_at: Number | None = Field(default=None, description="start of the period")
 
 
-class GetBudgetResponse(BaseModel):
+class GetBudgetResponse(_OmitsNone):
     status: Literal["success", "error"]
     data: dict[str, LitellmEntryOut] | None = None
     message: str | None = None

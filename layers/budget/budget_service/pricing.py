@@ -20,16 +20,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from functools import lru_cache
 from pathlib import Path
 
 from budget_service.errors import UnknownModel
+from budget_service.models import DECIMAL_CONTEXT
 
 TABLE_PATH = Path(__file__).with_name("prices.json")
 ZERO = Decimal(0)
-# DynamoDB's precision (38 digits), not Python's default 28: sums of quantized amounts stay exact.
-COST_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
 # Providers whose long-context tier starts AT the threshold rather than above it (as in LiteLLM).
 INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
 
@@ -200,7 +199,7 @@ def rates_for(price: ModelPrice, prompt_tokens: int) -> Rates:
 def cost_of(price: ModelPrice, usage: TokenUsage) -> Cost:
     """The Decimal cost of `usage` on a model. The caller has checked the counts are consistent."""
     rates = rates_for(price, usage.prompt_tokens)
-    with localcontext(COST_CONTEXT):  # 38 digits, as DynamoDB keeps: exact for any real call
+    with localcontext(DECIMAL_CONTEXT):  # 38 digits, as DynamoDB keeps: exact for any real call
         return _cost(rates, usage)
 
 

@@ -1,0 +1,122 @@
+"""The hosted protocol litellm's BudgetManager speaks: /get_budget and /set_budget."""
+
+import time
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def test_unknown_project_is_http_200_with_status_error(api):
+    r = api.get_budget("nobody-here")
+    assert r.status == 200
+    body = r.json()
+    assert body["status"] == "error" and "nobody-here" in body["message"]
+
+
+def litellm_entry(total, cost=None, models=None, duration=None, stamp=None):
+    """An entry shaped as BudgetManager builds it (floats; timestamps only with a duration)."""
+    entry = {"total_budget": total}
+    if duration is not None:
+        entry.update(duration=duration, created_at=stamp, last_updated_at=stamp)
+    if cost is not None:
+        entry["current_cost"] = cost
+    if models is not None:
+        entry["model_cost"] = models
+    return entry
+
+
+def as_decimals(value):
+    """The JSON text of `value` read back with Decimal numbers (what the server parses)."""
+    import json
+
+    return json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
+
+
+def test_set_then_get_returns_the_same_entries(api):
+    now = time.time()
+    sent = {
+        "alice": litellm_entry(10.0, 0.00123, {"gpt-4o-mini": 0.00023, "gpt-4o": 0.001}, 28, now - 5),
+        "bob": litellm_entry(2.5, 0.30000000000000004, {"gpt-4o": 0.30000000000000004}),
+        "carol": litellm_entry(100, 0, {}, 365, now - 86400),
+    }
+    r = api.set_budget("acme", sent)
+    assert r.status == 200 and r.json()["status"] == "success"
+    assert sorted(r.json()["written"]) == ["alice", "bob", "carol"]
+    got = api.get_budget("acme").json()
+    assert got["status"] == "success"
+    assert got["data"] == as_decimals(sent)
+
+
+money = st.one_of(st.just(0.0), st.floats(min_value=1e-9, max_value=1e9, allow_nan=False))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    total=money,
+    models=st.dictionaries(st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "o3"]), money, max_size=4),
+    duration=st.sampled_from([None, 1, 7, 28, 365]),
+    age=st.floats(min_value=0, max_value=0.9),
+)
+def test_any_litellm_entry_round_trips_as_decimals(api, total, models, duration, age):
+    cost = sum(models.values())
+    stamp = time.time() - age * 86400 * (duration or 1)
+    user = f"u{time.perf_counter_ns()}"
+    sent = {user: litellm_entry(total, cost, models, duration, stamp)}
+    assert api.set_budget("roundtrip", sent).status == 200
+    got = api.get_budget("roundtrip").json()["data"][user]
+    assert got == as_decimals(sent[user])
+
+
+def test_users_missing_from_the_body_stay(api):
+    api.set_budget("keep", {"a": litellm_entry(1, 0.5, {"m": 0.5}), "b": litellm_entry(2, 1, {"m": 1})})
+    r = api.set_budget("keep", {"b": litellm_entry(3, 1.5, {"m": 1.5})})
+    assert r.status == 200 and r.json()["written"] == ["b"]
+    data = api.get_budget("keep").json()["data"]
+    assert data["a"]["current_cost"] == Decimal("0.5")
+    assert data["b"] == as_decimals(litellm_entry(3, 1.5, {"m": 1.5}))
+
+
+def test_a_stale_client_cannot_lower_spend(api):
+    api.set_budget("stale", {"a": litellm_entry(10, 4, {"gpt-4o": 3, "o3": 1})})
+    r = api.set_budget("stale", {"a": litellm_entry(10, 2, {"gpt-4o": 2})})
+    assert r.json()["unchanged"] == ["a"]
+    got = api.get_budget("stale").json()["data"]["a"]
+    assert got["current_cost"] == 4 and got["model_cost"] == {"gpt-4o": 3, "o3": 1}
+
+
+def test_spend_from_a_finished_period_is_ignored_and_reported(api):
+    now = time.time()
+    fresh = litellm_entry(10, 1, {"m": 1}, 1, now - 60)
+    api.set_budget("periods", {"a": fresh})
+    old = litellm_entry(10, 7, {"m": 7}, 1, now - 60 - 86400)  # the day before the stored one
+    r = api.set_budget("periods", {"a": old})
+    assert r.status == 200 and r.json()["stale_spend_ignored"] == ["a"]
+    got = api.get_budget("periods").json()["data"]["a"]
+    assert got["current_cost"] == 1 and got["last_updated_at"] == as_decimals(now - 60)
+
+
+def test_a_client_side_reset_is_taken(api):
+    now = time.time()
+    api.set_budget("reset", {"a": litellm_entry(10, 6, {"m": 6}, 1, now - 86400 - 30)})
+    # The client's reset_on_duration fired: spend zeroed, last_updated_at = its now.
+    r = api.set_budget("reset", {"a": litellm_entry(10, 0.25, {"m": 0.25}, 1, now - 10)})
+    assert r.status == 200 and r.json()["written"] == ["a"]
+    got = api.get_budget("reset").json()["data"]["a"]
+    assert got["current_cost"] == Decimal("0.25") and got["last_updated_at"] == as_decimals(now - 10)
+
+
+def test_native_budgets_appear_in_get_budget_in_litellm_shape(api):
+    r = api.call("PUT", "/projects/{project}/users/{user}", {"project": "mixed", "user": "n"},
+                 body={"total_budget": 5, "duration": "monthly"})
+    assert r.status == 201
+    record = r.json()
+    entry = api.get_budget("mixed").json()["data"]["n"]
+    assert set(entry) == {"total_budget", "current_cost", "model_cost", "duration", "created_at", "last_updated_at"}
+    assert entry["total_budget"] == 5 and entry["current_cost"] == 0 and entry["model_cost"] == {}
+    # The client's own reset check (now - last_updated_at >= duration days) fires at our reset_at.
+    from datetime import datetime
+
+    reset_at = datetime.fromisoformat(record["reset_at"].replace("Z", "+00:00")).timestamp()
+    assert entry["last_updated_at"] + entry["duration"] * 86400 == Decimal(int(reset_at))
+    assert entry["duration"] in (28, 29, 30, 31)
