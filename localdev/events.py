@@ -21,9 +21,10 @@ def api_gateway_event(
 ) -> dict:
     """An event for `method` on the template's `resource` (e.g. /projects/{project}/users)."""
     path_parameters = path_parameters or None
+    # API Gateway passes `path` as the client sent it (percent-encoded) and pathParameters decoded.
     path = resource
     for name, value in (path_parameters or {}).items():
-        path = path.replace("{" + name + "}", value)
+        path = path.replace("{" + name + "}", quote(value, safe=""))
     if isinstance(body, dict):
         body = json.dumps(body)
     all_headers = {"Content-Type": "application/json", "Host": "localhost", **(headers or {})}
@@ -45,7 +46,7 @@ def api_gateway_event(
             "resourceId": "local",
             "resourcePath": resource,
             "httpMethod": method.upper(),
-            "path": f"/{stage}" + "/".join(quote(p, safe="") for p in path.split("/")),
+            "path": f"/{stage}{path}",
             "stage": stage,
             "protocol": "HTTP/1.1",
             "requestId": request_id,

@@ -120,3 +120,15 @@ def test_native_budgets_appear_in_get_budget_in_litellm_shape(api):
     reset_at = datetime.fromisoformat(record["reset_at"].replace("Z", "+00:00")).timestamp()
     assert entry["last_updated_at"] + entry["duration"] * 86400 == Decimal(int(reset_at))
     assert entry["duration"] in (28, 29, 30, 31)
+
+
+def test_ids_with_reserved_characters_work_on_the_native_api(api):
+    """API Gateway sends the path percent-encoded; the ids handlers see are the decoded ones."""
+    project, user = "team a/b", "user#1 ü"
+    r = api.call("PUT", "/projects/{project}/users/{user}", {"project": project, "user": user},
+                 body={"total_budget": 3})
+    assert r.status == 201, r
+    assert (r.json()["project"], r.json()["user"]) == (project, user)
+    r = api.call("GET", "/projects/{project}/users/{user}", {"project": project, "user": user})
+    assert r.status == 200 and r.json()["user"] == user
+    assert user in api.get_budget(project).json()["data"]

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from http import HTTPStatus
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -64,8 +65,18 @@ def json_response(status: int, model: BaseModel) -> Response:
     )
 
 
+class _RestResolver(APIGatewayRestResolver):
+    """API Gateway (REST) sends ``path`` percent-encoded, as the client sent it, and Powertools
+    takes route arguments from it: decode them, so validation and handlers see the real ids
+    (``a%20b`` is the project ``a b``; ``%23`` and ``%2F`` are ``#`` and ``/``)."""
+
+    def _call_route(self, route, route_arguments):
+        decoded = {name: unquote(value) for name, value in route_arguments.items()}
+        return super()._call_route(route, decoded)
+
+
 def create_app() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(
+    app = _RestResolver(
         enable_validation=True,
         json_body_deserializer=parse_json,
     )
