@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -53,18 +54,28 @@ def _quantizer(quantum: Decimal):
     return quantize
 
 
+def _number_only(value):
+    # pydantic would read "10" or true as a number; a JSON client that sends them has a bug.
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
 Money = Annotated[
     Decimal,
+    BeforeValidator(_number_only),
     Field(ge=0, le=MONEY_MAX, allow_inf_nan=False),
     AfterValidator(_quantizer(MONEY_QUANTUM)),
 ]
 Epoch = Annotated[
     Decimal,
+    BeforeValidator(_number_only),
     Field(ge=0, le=EPOCH_MAX, allow_inf_nan=False),
     AfterValidator(_quantizer(EPOCH_QUANTUM)),
 ]
 Days = Annotated[
     Decimal,
+    BeforeValidator(_number_only),
     Field(gt=0, le=DAYS_MAX, allow_inf_nan=False),
     AfterValidator(_quantizer(DAYS_QUANTUM)),
 ]
