@@ -69,7 +69,8 @@ def test_within_a_period_set_budget_never_lowers_spend(stored_now, total, model_
     sent = entry(total, model_cost, duration if stamp is not None else None, stamp)
     merged = merge_entry(stored, sent, now)
     never_lower(current, merged.budget)
-    assert not merged.stale_spend_ignored
+    if same_duration:  # (a new duration can put the entry's start in an earlier window)
+        assert not merged.stale_spend_ignored
     assert merged.budget.total_budget == total
 
 

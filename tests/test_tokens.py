@@ -145,6 +145,7 @@ def test_counting_works_offline_from_the_layer_alone():
 LAZY_CHILD = textwrap.dedent(
     """
     import json, sys
+    from decimal import Decimal
     sys.path.insert(0, "layers/budget")
     sys.path.insert(0, ".")
     from localdev import template
@@ -153,7 +154,7 @@ LAZY_CHILD = textwrap.dedent(
     from budget_service import costs, tokens
     from budget_service.models import CostRequest
     costs.price(CostRequest(model="gpt-4o", usage={"prompt_tokens": 10, "completion_tokens": 5}))
-    costs.price(CostRequest(model="gpt-4o", cost="0.25"))
+    costs.price(CostRequest(model="gpt-4o", cost=Decimal("0.25")))
     costs.price(CostRequest(completion={"model": "gpt-4o", "usage": {"prompt_tokens": 1}}))
     before = {"tiktoken_imported": "tiktoken" in sys.modules, "loaded": tokens.loaded_encodings()}
     costs.price(CostRequest(model="gpt-4o", input_text="hello", output_text="hi"))
