@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/budget/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: venv test dev openapi lint build clean prices encodings key revoke-key keys
+.PHONY: venv test dev openapi lint build clean prices encodings key revoke-key keys bench
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/python -m localdev.server
+
+# Benchmarks (bench/): writes bench/RESULTS.md and prints it. Not part of `make test` (a smoke run
+# of each at its smallest size is). BENCH_ARGS="--quick" or "--only update_cost,resets" to narrow.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # API keys (TABLE_NAME=<table>, AWS credentials; AUTH=1 make dev prints the local command).
 #   make key PROJECT=team-a[,team-b] ROLE=admin|writer|reader [LABEL=...]   prints the key once

@@ -1,0 +1,220 @@
+"""``make bench`` = ``python -m bench``: run every benchmark, write bench/RESULTS.md, print it.
+
+Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
+runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops), ``--out PATH``
+(default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
+one), ``--json PATH`` (the raw figures too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from bench.common import ROOT, BenchRuntime, Section, Table
+
+SECTIONS = ("dynamodb_ops", "update_cost", "resets", "cold_start", "tokens")
+ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops")  # as RESULTS.md shows them
+PACKAGES = (
+    "litellm", "boto3", "botocore", "moto", "tiktoken", "pydantic", "aws-lambda-powertools",
+    "Werkzeug", "requests", "httpx",
+)
+
+
+def machine() -> Table:
+    table = Table(["item", "value"])
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    table.add("date (UTC)", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    table.add("machine", f"{platform.system()} {platform.release()} {platform.machine()}")
+    table.add("CPU", f"{cpu}, {cores} cores available to this process")
+    table.add("memory", memory)
+    table.add("Python", f"{platform.python_implementation()} {platform.python_version()}")
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    table.add("packages", ", ".join(versions))
+    table.add("commit", _git_commit())
+    return table
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}" if head else "unknown"
+
+
+def key_figures(sections: dict[str, Section]) -> list[str]:
+    """A few headline numbers, each taken from the sections' data."""
+    lines = []
+    cost = sections.get("update_cost")
+    if cost and cost.data:
+        users = max(cost.data, key=int)
+        d = cost.data[users]
+        a, b = d["litellm"], d["native"]
+        lines.append(
+            f"Recording one user's spend in a project of {int(users):,} users: the litellm hosted"
+            f" client sends {a['bytes_sent']['median'] / b['bytes_sent']['median']:,.0f}× the bytes,"
+            f" makes {a['dynamodb_requests']['median']:g} DynamoDB requests (reading"
+            f" {a['items_read']['median']:,.0f} items) against {b['dynamodb_requests']['median']:g},"
+            f" and takes {a['seconds']['median'] / b['seconds']['median']:,.0f}× as long"
+            f" ({a['seconds']['median'] * 1000:,.0f} ms vs {b['seconds']['median'] * 1000:,.1f} ms)."
+        )
+    resets = sections.get("resets")
+    if resets and resets.data:
+        total = max(resets.data, key=int)
+        d = resets.data[total]
+        lines.append(
+            f"Reset job over {int(total):,} budgets with {d['due']} due: reads"
+            f" {d['job']['items_read']['median']:,.0f} items in {d['job']['seconds']['median'] * 1000:,.0f} ms;"
+            f" the full-table Scan baseline reads {d['scan_baseline']['items_read']['median']:,.0f}"
+            f" in {d['scan_baseline']['seconds']['median'] * 1000:,.0f} ms."
+        )
+    cold = sections.get("cold_start")
+    if cold and cold.data:
+        worst = max(cold.data.items(), key=lambda kv: kv[1]["total_s"]["median"])
+        lines.append(
+            f"Cold start (import + first invocation) is at most {worst[1]['total_s']['median'] * 1000:,.0f} ms"
+            f" ({worst[0]}), median of {worst[1]['repeats']} fresh processes."
+        )
+    tokens = sections.get("tokens")
+    if tokens and "fresh_service" in tokens.data:
+        s, l = tokens.data["fresh_service"], tokens.data["fresh_litellm"]
+        lines.append(
+            "Token counting, fresh process: import + first call"
+            f" {(s['import_s']['median'] + s['first_s']['median']) * 1000:,.0f} ms for the service's counter,"
+            f" {(l['import_s']['median'] + l['first_s']['median']) * 1000:,.0f} ms for litellm.token_counter."
+        )
+    ops = sections.get("dynamodb_ops")
+    if ops and "cost" in ops.data:
+        lines.append(
+            f"A native cost update is {ops.data['cost']['requests']} DynamoDB request"
+            f" ({ops.data['cost']['wcu']:g} WCU); with an Idempotency-Key,"
+            f" {ops.data['cost_key']['requests']} ({ops.data['cost_key']['wcu']:g} WCU)."
+        )
+    return lines
+
+
+def render(sections: dict[str, Section], header: Table, seconds: float, quick: bool) -> str:
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`python -m bench{' --quick' if quick else ''}`); the whole run took"
+        f" {seconds / 60:.1f} minutes ({seconds:.0f} s). Medians, with (min–max) over the repeated"
+        " runs each section states; ratios are of medians. Nothing here is asserted; a smoke run"
+        " of every benchmark at its smallest size is part of `make test`"
+        " (tests/test_bench_smoke.py).",
+        "",
+        "## Machine and versions",
+        "",
+        header.markdown(),
+        "",
+    ]
+    figures = key_figures(sections)
+    if figures:
+        parts += ["## Key figures", ""] + [f"- {line}" for line in figures] + [""]
+    for key in ORDER:
+        if key in sections:
+            parts += [sections[key].markdown(), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smallest sizes, one round (smoke run)")
+    parser.add_argument(
+        "--out", help="where to write the markdown (default: bench/RESULTS.md for a full run;"
+        " a --quick or --only run only prints, unless given)",
+    )
+    parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument("--only", help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # keep handler logs out of the output
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    started = time.perf_counter()
+    header = machine()
+    sections: dict[str, Section] = {}
+
+    def timed_section(key: str, fn) -> None:
+        print(f"[bench] {key} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        section = fn()
+        section.seconds = time.perf_counter() - t0
+        sections[key] = section
+        print(f"[bench] {key} done in {section.seconds:.1f} s", file=sys.stderr, flush=True)
+
+    needs_runtime = [k for k in chosen if k != "tokens"]
+    if needs_runtime:
+        from bench import cold_start, dynamodb_ops, resets, update_cost
+
+        runners = {
+            "dynamodb_ops": lambda rt: dynamodb_ops.run(rt, quick=args.quick),
+            "update_cost": lambda rt: update_cost.run(rt, quick=args.quick),
+            "resets": lambda rt: resets.run(rt, quick=args.quick),
+            "cold_start": lambda rt: cold_start.run(rt, quick=args.quick),
+        }
+        with BenchRuntime() as rt:
+            for key in SECTIONS:
+                if key in needs_runtime:
+                    timed_section(key, lambda key=key: runners[key](rt))
+    if "tokens" in chosen:
+        from bench import token_counting
+
+        timed_section("tokens", lambda: token_counting.run(quick=args.quick))
+
+    seconds = time.perf_counter() - started
+    text = render(sections, header, seconds, args.quick)
+    out = args.out or (None if args.quick or args.only else str(ROOT / "bench" / "RESULTS.md"))
+    if out:
+        Path(out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "quick": args.quick,
+            "seconds": seconds,
+            "machine": dict(header.rows),
+            "sections": {k: s.as_dict() for k, s in sections.items()},
+        }, indent=2, default=str))
+    print(text)
+    print(f"[bench] {'wrote ' + out if out else 'done'} in {seconds:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
