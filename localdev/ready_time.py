@@ -38,6 +38,8 @@ def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status == 200
+    except urllib.error.HTTPError as exc:  # AUTH=1 without a key: the authorizer answered
+        return exc.code == 401
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 

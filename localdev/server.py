@@ -12,6 +12,13 @@
 - ``POST /_local/invoke/{FunctionLogicalId}`` invokes any function with the body as its event;
 - ``GET /openapi.json`` and ``GET /docs`` describe the API.
 
+Auth: by default the API is open (``API_AUTH=off`` for the handlers). With ``AUTH=1`` the
+template's Lambda authorizer runs in front of every API route, as API Gateway runs it
+(localdev/auth.py): ``Authorization: Bearer <key>`` is required, answers are cached for the
+template's TTL (``AUTH_CACHE_TTL`` overrides it), and handlers enforce the key's scope. Mint a
+key with ``make key`` against this server's DynamoDB (the command is printed at start).
+``/_local/invoke``, ``/openapi.json`` and ``/docs`` stay open (they are not API Gateway routes).
+
 Handlers run one at a time, as in a single Lambda container: Powertools resolvers keep the
 current event on the (module-level) app, so two requests in one process must not overlap inside
 a handler. The server itself is threaded, so concurrent clients are accepted and queued.
@@ -292,7 +299,9 @@ class LocalGateway:
         stage: str,
         openapi: Callable[[], dict],
         docs_page: Callable[[dict], str],
+        authorizer=None,
     ) -> None:
+        self.authorizer = authorizer  # localdev.auth.LocalAuthorizer, or None: open
         self.routes = routes
         self.invoke = invoke
         self.functions = functions
@@ -337,6 +346,18 @@ class LocalGateway:
 
         request_id = str(uuid.uuid4())
         event = proxy_event(request, match, self.stage, request_id)
+        if self.authorizer is not None:
+            from localdev.auth import Denied
+
+            decision = self.authorizer.authorize(
+                request.headers, request.method, urlsplit(raw_uri).path or "/"
+            )
+            if isinstance(decision, Denied):
+                denied = Response(decision.body, status=decision.status, headers=decision.headers,
+                                  content_type="application/json")
+                denied.headers["x-amzn-RequestId"] = request_id
+                return denied
+            event["requestContext"]["authorizer"] = decision
         try:
             result = self.invoke(match.route.function_id, event)
         except Exception:
@@ -450,6 +471,7 @@ class LocalRuntime:
         self.dynamodb = None
         self.http = None
         self.scheduler = None
+        self.authorizer = None
         self.notes: list[str] = []
 
     def start(self) -> LocalRuntime:
@@ -490,6 +512,8 @@ class LocalRuntime:
             if name not in ("TABLE_NAME", "AWS_ENDPOINT_URL_DYNAMODB"):
                 env.setdefault(name, value)
         env["TABLE_NAME"] = table
+        auth_on = env.get("AUTH", "").strip().lower() in ("1", "true", "on", "yes")
+        env["API_AUTH"] = "on" if auth_on else "off"  # the handlers' check follows the gateway's
 
         invoker = Invoker()
         invoker.load_all()  # import errors show now, and the first request is not slow
@@ -508,8 +532,28 @@ class LocalRuntime:
         for r in routes.routes:
             if r.path in ("/openapi.json", "/docs") or r.path.startswith("/_local/"):
                 self.notes.append(f"warning: {r.method} {r.path} is shadowed by a local route")
+        authorizer = None
+        if auth_on:
+            from localdev import auth
+
+            params = parameter_defaults()
+            if env.get("AUTH_CACHE_TTL"):
+                params["AuthCacheTtlSeconds"] = env["AUTH_CACHE_TTL"]
+            spec = auth.from_template(params)
+            if spec is None:
+                raise ValueError("AUTH=1, but template.yaml's API has no DefaultAuthorizer")
+            authorizer = auth.LocalAuthorizer(spec, invoker.invoke, env["AWS_REGION"], stage)
+            self.notes.append(
+                f"auth: on ({spec.function_id}, Authorization: Bearer <key>, cached {spec.ttl_seconds}s);"
+                f" mint a key: AWS_ENDPOINT_URL_DYNAMODB={env['AWS_ENDPOINT_URL_DYNAMODB']}"
+                f" TABLE_NAME={table} make key PROJECT=<project> ROLE=admin"
+            )
+        else:
+            self.notes.append("auth: off (AUTH=1 to require API keys)")
+        self.authorizer = authorizer
         app = LocalGateway(
-            routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page
+            routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page,
+            authorizer,
         )
         self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
         self.port = self.http.server_port

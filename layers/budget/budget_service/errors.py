@@ -43,3 +43,31 @@ class Contention(BudgetError):
 
     status = HTTPStatus.CONFLICT
     code = "write_contention"
+
+
+# ---- security and robustness (issue 6) -----------------------------------------------------------
+
+
+class Unauthorized(BudgetError):
+    """No API key, or one that is unknown, malformed or revoked."""
+
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthorized"
+
+
+class Forbidden(BudgetError):
+    """A valid key, outside its scope: another project, or an operation its role may not do."""
+
+    status = HTTPStatus.FORBIDDEN
+    code = "forbidden"
+
+
+class ServiceUnavailable(BudgetError):
+    """DynamoDB failed (throttled, timed out, 5xx) after the client's retries, or time ran out.
+
+    Nothing was written, or, for a multi-user write, `details` says exactly what was.
+    """
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+    retry_after_seconds = 1

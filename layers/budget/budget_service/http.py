@@ -3,11 +3,24 @@
 Bodies are parsed with ``parse_float=Decimal`` so money arrives exact; pydantic (Powertools'
 validation) rejects anything out of shape with a 422 before a handler runs, so nothing is written.
 Every error leaves as ``{"error": {"code", "message", "details"?}}``.
+
+Authorization (issue 6), for every route, here and nowhere else: the API's Lambda authorizer puts
+the key's scope in ``requestContext.authorizer``. Before the body is even parsed, a request
+without a valid scope is a 401 and a role that may not do the route's operation a 403; after
+validation, the project the handler is about to touch (the ``project`` path parameter, or
+``project_name`` in the body) must be one of the key's, or it is a 403. ``API_AUTH=off`` (the
+default ``make dev`` and unit tests) turns this off; anything else, or unset, enforces it.
+
+DynamoDB failures that survive the client's retries (throttling, timeouts, 5xx) are a 503 with
+``Retry-After``; other unexpected errors a 500, logged with the request id but never the event.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 from collections.abc import Callable
 from decimal import Decimal
 from http import HTTPStatus
@@ -19,10 +32,19 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
-from budget_service.errors import BudgetError
+from budget_service import auth
+from budget_service.errors import BudgetError, Unauthorized
 from budget_service.observability import logger, metrics, tracer
+from budget_service.store import STORE_ERRORS, unavailable
 
 MAX_BODY_BYTES = 1_048_576
+AUTH_ENV = "API_AUTH"
+RETRY_AFTER_SECONDS = 1
+
+
+def auth_enforced() -> bool:
+    """Authorization is on unless API_AUTH says off (fail closed when unset)."""
+    return os.environ.get(AUTH_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
 
 
 def parse_json(text: str):
@@ -36,12 +58,72 @@ def error_body(code: str, message: str, details=None) -> str:
     return json.dumps({"error": error})
 
 
-def error_response(status: int, code: str, message: str, details=None) -> Response:
+def error_response(
+    status: int, code: str, message: str, details=None, headers: dict | None = None
+) -> Response:
     return Response(
         status_code=int(status),
         content_type=content_types.APPLICATION_JSON,
         body=error_body(code, message, details),
+        headers=headers,
     )
+
+
+def _proxy_error(status: int, code: str, message: str, headers: dict | None = None) -> dict:
+    """An error as a Lambda proxy result, for answers given before the resolver runs."""
+    return {
+        "statusCode": int(status),
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "body": error_body(code, message),
+        "isBase64Encoded": False,
+    }
+
+
+def _scope(event: dict) -> auth.Scope | None:
+    context = (event.get("requestContext") or {}).get("authorizer")
+    return auth.Scope.from_context(context)
+
+
+def _refuse_early(event: dict) -> dict | None:
+    """401 without a valid scope, 403 for a role that may not do this route; before parsing."""
+    scope = _scope(event)
+    if scope is None:
+        return _proxy_error(
+            HTTPStatus.UNAUTHORIZED, Unauthorized.code,
+            "send a valid API key: Authorization: Bearer <key>",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
+    if not scope.allows(permission):
+        return _proxy_error(
+            HTTPStatus.FORBIDDEN, "forbidden",
+            f"a {scope.role.value} key may not do this ({permission.value} is needed)",
+        )
+    return None
+
+
+def _project_of(route_args: dict) -> str | None:
+    """The project a validated request is about: the path's, or ``project_name`` in the body."""
+    project = route_args.get("project")
+    if isinstance(project, str):
+        return project
+    for value in route_args.values():
+        name = getattr(value, "project_name", None)
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def _enforce_scope(app, next_middleware):
+    """Runs after validation, on the values the handler will get: the key must cover the project."""
+    if auth_enforced():
+        event = app.current_event.raw_event
+        scope = _scope(event)
+        if scope is None:
+            raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
+        permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
+        auth.check(scope, permission, _project_of(app.context.get("_route_args") or {}))
+    return next_middleware(app)
 
 
 def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
@@ -79,7 +161,10 @@ def create_app() -> APIGatewayRestResolver:
     app = _RestResolver(
         enable_validation=True,
         json_body_deserializer=parse_json,
+        # Never the debug mode (POWERTOOLS_DEV): it prints every event, Authorization included.
+        debug=False,
     )
+    app.use(middlewares=[_enforce_scope])
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
@@ -96,7 +181,32 @@ def create_app() -> APIGatewayRestResolver:
     @app.exception_handler(BudgetError)
     def _domain(exc: BudgetError) -> Response:
         metrics.add_metric(name=f"Error_{exc.code}", unit=MetricUnit.Count, value=1)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        headers = None
+        if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers = {"Retry-After": str(getattr(exc, "retry_after_seconds", RETRY_AFTER_SECONDS))}
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(list(STORE_ERRORS))
+    def _store_failed(exc: Exception) -> Response:
+        if unavailable(exc):
+            # Throttled, timed out or a DynamoDB 5xx, after the client's own retries.
+            logger.warning("DynamoDB unavailable", extra={"error": type(exc).__name__,
+                                                          "detail": str(exc)[:300]})
+            metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
+            return error_response(
+                HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable",
+                "the budget store is unavailable right now (throttled or failing); nothing was"
+                " written; retry",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return _internal_error(exc)
+
+    @app.exception_handler(Exception)
+    def _internal_error(exc: Exception) -> Response:
+        # The traceback, not the event: no body or header reaches the log.
+        logger.exception("unhandled error", extra={"error": type(exc).__name__})
+        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
     @app.not_found
     def _no_route(_exc: Exception) -> Response:
@@ -105,10 +215,22 @@ def create_app() -> APIGatewayRestResolver:
     return app
 
 
+def _utf8(base64_body: str) -> bool:
+    """Whether a base64 body (API Gateway sends binary this way) decodes to UTF-8 text."""
+    try:
+        base64.b64decode(base64_body, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return True
+
+
 def lambda_entry(app: APIGatewayRestResolver) -> Callable:
     """The Lambda handler for a resolver: logging with the request id, tracing, metrics."""
 
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+    # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry keys and bodies.
+    @logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
+    )
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict, context) -> dict:
@@ -122,6 +244,14 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
                 ),
                 "isBase64Encoded": False,
             }
+        if auth_enforced():
+            refused = _refuse_early(event)
+            if refused is not None:
+                return refused
+        if event.get("isBase64Encoded") and body and not _utf8(body):
+            return _proxy_error(
+                HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON"
+            )
         return app.resolve(event, context)
 
     return handler

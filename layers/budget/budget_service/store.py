@@ -23,7 +23,8 @@ from functools import lru_cache
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget
 from budget_service.budget import DueReset
@@ -41,11 +42,43 @@ _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
 # Bounded retries with timeouts: a slow DynamoDB must not hold a Lambda for its whole timeout.
+# Standard mode retries throttles, timeouts and 5xx with jittered exponential backoff (at most
+# 1 s, then 2 s); 3 attempts of at most 1 s to connect and 2 s to answer make one call's worst
+# case about 3 * 3 s + 3 s = 12 s, under the API functions' 15 s timeout. (DynamoDB answers in
+# milliseconds; a call that takes seconds is failing.) What still fails becomes a 503.
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4},
-    connect_timeout=2,
-    read_timeout=5,
+    # total_max_attempts counts the first try; botocore's "max_attempts" here would count
+    # retries only (one more request than it says).
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=1,
+    read_timeout=2,
 )
+
+# Error codes DynamoDB uses for "try again later": throttling, capacity, its own 5xx.
+UNAVAILABLE_CODES = frozenset({
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "LimitExceededException",
+    "TransactionInProgressException",
+})
+# What a boto3 call can raise; http.py maps these (see `unavailable`).
+STORE_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when a boto3 error means "DynamoDB did not do it now; retrying later may work":
+    a throttle, a 5xx or a timeout/connection failure that outlived the client's retries.
+    False for errors that retrying cannot fix (validation, access denied, a bug of ours)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error.get("Code") in UNAVAILABLE_CODES or status >= 500
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
 class StaleWrite(Exception):
@@ -525,3 +558,101 @@ def _with_version(budget: Budget, version: int) -> Budget:
 def default_store() -> BudgetStore:
     """The store for this Lambda container, built once (client creation is slow)."""
     return BudgetStore(os.environ["TABLE_NAME"])
+
+
+# ---- API keys (issue 6) ------------------------------------------------------------------------
+#
+# Two items per key, written and revoked together in one transaction:
+# - the lookup item ``pk = APIKEY#<sha256 of the key>``, ``sk = APIKEY``: what the authorizer
+#   reads (one GetItem; its IAM policy allows only keys starting with ``APIKEY#``);
+# - the registry item ``pk = APIKEYS``, ``sk = <key id>``: lets an admin list keys and revoke
+#   one by its id without having the key. The key id is a prefix of the hash, safe to show.
+# The key itself is never stored.
+
+API_KEY_PREFIX = "APIKEY#"
+API_KEY_SK = "APIKEY"
+API_KEY_REGISTRY = "APIKEYS"
+
+
+def api_key_pk(digest: str) -> str:
+    return API_KEY_PREFIX + digest
+
+
+class KeyExists(Exception):
+    """A key with this hash or id is stored already (mint another)."""
+
+
+class ApiKeyStore:
+    def __init__(self, table_name: str, client=None) -> None:
+        self.table_name = table_name
+        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+
+    def put(self, digest: str, key_id: str, attributes: dict) -> None:
+        """Store a new key's scope under its hash, and its registry entry, or neither."""
+        common = {**attributes, "key_id": key_id, "key_hash": digest}
+        lookup = {**common, "pk": api_key_pk(digest), "sk": API_KEY_SK}
+        registry = {**common, "pk": API_KEY_REGISTRY, "sk": key_id}
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table_name,
+                         "Item": {k: _serialize(v) for k, v in item.items()},
+                         "ConditionExpression": "attribute_not_exists(pk)"}}
+                for item in (lookup, registry)
+            ])
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                raise KeyExists(key_id) from exc
+            raise
+
+    def get(self, digest: str) -> dict | None:
+        """The stored scope of the key with this hash (None: no such key)."""
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": api_key_pk(digest)}, "sk": {"S": API_KEY_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return {k: _deserialize(v) for k, v in item.items()} if item else None
+
+    def get_by_id(self, key_id: str) -> dict | None:
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": API_KEY_REGISTRY}, "sk": {"S": key_id}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return {k: _deserialize(v) for k, v in item.items()} if item else None
+
+    def revoke(self, key_id: str, now: Decimal) -> dict | None:
+        """Mark the key revoked (both items, one transaction). None: no key with this id."""
+        entry = self.get_by_id(key_id)
+        if entry is None:
+            return None
+        keys = ({"pk": {"S": api_key_pk(entry["key_hash"])}, "sk": {"S": API_KEY_SK}},
+                {"pk": {"S": API_KEY_REGISTRY}, "sk": {"S": key_id}})
+        self.client.transact_write_items(TransactItems=[
+            {"Update": {"TableName": self.table_name, "Key": key,
+                        "UpdateExpression": "SET revoked = :true, revoked_at = if_not_exists(revoked_at, :now)",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":now": _serialize(now)}}}
+            for key in keys
+        ])
+        return self.get_by_id(key_id)
+
+    def list(self) -> list[dict]:
+        """Every key's registry entry (scope, role, revoked), in key id order."""
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": API_KEY_REGISTRY}},
+            ConsistentRead=True,
+        )
+        return [{k: _deserialize(v) for k, v in item.items()}
+                for page in pages for item in page.get("Items", [])]
+
+
+@lru_cache(maxsize=1)
+def default_key_store() -> ApiKeyStore:
+    return ApiKeyStore(os.environ["TABLE_NAME"])
