@@ -7,11 +7,16 @@ from budget_service.store import default_store
 
 app = create_app()
 
+# Stop starting writes with this much of the Lambda's time left (API Gateway gives up at 29 s,
+# the function's timeout): enough for the write in flight and the answer saying what was written.
+RESERVE_MS = 8_000
+
 
 @app.post("/set_budget")
 def set_budget(request: SetBudgetRequest) -> SetBudgetResponse:
     result = budgets.set_budget(
-        default_store(), request.project_name, request.user_dict, budgets.utc_now()
+        default_store(), request.project_name, request.user_dict, budgets.utc_now(),
+        keep_going=lambda: app.lambda_context.get_remaining_time_in_millis() > RESERVE_MS,
     )
     return SetBudgetResponse(
         status="success",

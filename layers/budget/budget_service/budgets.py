@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from budget_service.budget import Budget
-from budget_service.errors import BudgetNotFound
+from budget_service.errors import BudgetNotFound, Contention, ServiceUnavailable
 from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
 from budget_service.models import EPOCH_QUANTUM, LitellmEntry, PutBudgetRequest
-from budget_service.store import BudgetStore, decode_cursor, encode_cursor
+from budget_service.store import (
+    STORE_ERRORS,
+    BudgetStore,
+    decode_cursor,
+    encode_cursor,
+    unavailable,
+)
 
 
 def utc_now() -> Decimal:
@@ -34,13 +41,41 @@ class SetBudgetResult:
     stale_spend_ignored: list[str] = field(default_factory=list)
 
 
+def _progress(result: SetBudgetResult, not_written: list[str], not_confirmed: list[str]) -> dict:
+    return {
+        "written": result.written,
+        "unchanged": result.unchanged,
+        "stale_spend_ignored": result.stale_spend_ignored,
+        "not_written": not_written,
+        "not_confirmed": not_confirmed,
+    }
+
+
 def set_budget(
-    store: BudgetStore, project: str, user_dict: dict[str, LitellmEntry], now: Decimal
+    store: BudgetStore,
+    project: str,
+    user_dict: dict[str, LitellmEntry],
+    now: Decimal,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> SetBudgetResult:
-    """Merge a litellm user dict into the project. The caller has validated all of it."""
+    """Merge a litellm user dict into the project. The caller has validated all of it.
+
+    Each user is one conditional write (its own item, well under DynamoDB's 400 KB; see the
+    limits in models.py). When DynamoDB fails for good part way (throttled, timing out, 5xx after
+    the client's retries), or `keep_going` says time is up, this stops and raises
+    ServiceUnavailable (503) whose details list the users written or unchanged so far, those not
+    written, and the one in flight whose write may or may not have landed (a timeout). The merge
+    is idempotent, so sending the same request again converges on the fully applied write.
+    """
     result = SetBudgetResult()
     stored = {b.user: b for b in store.iter_project(project)} if user_dict else {}
-    for user, entry in user_dict.items():
+    users = list(user_dict.items())
+    for index, (user, entry) in enumerate(users):
+        if not keep_going():
+            raise ServiceUnavailable(
+                "out of time before every user was written; send the same request again",
+                details=_progress(result, [u for u, _ in users[index:]], []),
+            )
         stale = wrote = False
 
         def change(current: Budget | None, user: str = user, entry: LitellmEntry = entry):
@@ -53,7 +88,22 @@ def set_budget(
             wrote = not same_state(current, merged.budget)
             return merged.budget if wrote else None
 
-        store.update(project, user, change, seen=stored.get(user))
+        try:
+            store.update(project, user, change, seen=stored.get(user))
+        except Contention as exc:
+            exc.details = _progress(result, [u for u, _ in users[index:]], [])
+            raise
+        except STORE_ERRORS as exc:
+            if not unavailable(exc):
+                raise
+            # A ClientError is DynamoDB's refusal (nothing written); a timeout or a dropped
+            # connection leaves this user's write unknown.
+            maybe = [] if getattr(exc, "response", None) else [user]
+            raise ServiceUnavailable(
+                "the budget store failed part way (throttled or unavailable); details say which"
+                " users were written; send the same request again to finish",
+                details=_progress(result, [u for u, _ in users[index:] if u not in maybe], maybe),
+            ) from exc
         (result.written if wrote else result.unchanged).append(user)
         if stale:
             result.stale_spend_ignored.append(user)

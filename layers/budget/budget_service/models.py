@@ -30,6 +30,13 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
 ]
 
+# set_budget: users per request, and models per user's model_cost. Each user is one item written
+# with its own conditional PutItem; 1,000 models of 256 characters keep an item near 300 KB, under
+# DynamoDB's 400 KB item limit. 2,000 users at a few ms per write finish well inside the 29 s
+# API Gateway allows (and the handler stops early and reports progress if they do not).
+MAX_USERS_PER_SET_BUDGET = 2_000
+MAX_MODELS_PER_USER = 1_000
+
 # Money: below 10^12 dollars, kept to 25 decimal places: 12 + 25 digits fit DynamoDB's 38, and
 # every float litellm sends from 1e-9 up (17 significant digits) is kept exactly.
 MONEY_MAX = Decimal("1e12")
@@ -115,7 +122,7 @@ class LitellmEntry(BaseModel):
 
     total_budget: Money
     current_cost: Money | None = None
-    model_cost: dict[Identifier, Money] | None = None
+    model_cost: dict[Identifier, Money] | None = Field(default=None, max_length=MAX_MODELS_PER_USER)
     duration: Days | None = None
     created_at: Epoch | None = None
     last_updated_at: Epoch | None = None
@@ -131,7 +138,7 @@ class SetBudgetRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
-    user_dict: dict[Identifier, LitellmEntry]
+    user_dict: dict[Identifier, LitellmEntry] = Field(max_length=MAX_USERS_PER_SET_BUDGET)
 
 
 class _OmitsNone(BaseModel):
@@ -202,7 +209,11 @@ class BudgetList(BaseModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
-    details: list[dict] | None = None
+    details: list[dict] | dict | None = Field(
+        default=None,
+        description="validation problems (a list), or, for a set_budget stopped part way, which"
+        " users were written, unchanged, not_written and not_confirmed",
+    )
 
 
 class ErrorResponse(BaseModel):
