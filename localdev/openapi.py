@@ -5,6 +5,11 @@ that generates the schema of its own routes from the pydantic models. The templa
 of those routes are exposed, so the document lists exactly the template's routes, under the
 template's (API Gateway) paths.
 
+Powertools documents only a 200 and its own 422 shape; ``describe_errors`` then makes the
+document say what the API really answers: every error as ``{"error": {"code", "message",
+"details"?}}`` with the statuses each route can give (400/401/403/404/409/413/422/429/503), 201
+for a PUT that creates and 204 for a DELETE, and the bearer API key.
+
 ``python -m localdev.openapi`` rewrites ``openapi.json``; ``--check`` fails if it is out of date.
 """
 
@@ -72,9 +77,122 @@ def build_document() -> dict:
                     f"schema {name!r} differs between functions; rename one of the models"
                 )
     doc["paths"] = paths
-    doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
     doc["openapi"] = doc["openapi"] or "3.1.0"
+    describe_errors(doc)
+    doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
     return doc
+
+
+# ---- the real responses -------------------------------------------------------------------------
+
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "machine-readable, e.g. forbidden"},
+                "message": {"type": "string", "description": "for humans"},
+                "details": {
+                    "description": "validation problems (a list of {field, problem}), or, for a"
+                    " set_budget stopped part way, which users were written, unchanged,"
+                    " not_written and not_confirmed",
+                    "anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}],
+                },
+            },
+        }
+    },
+}
+
+_ERRORS = {
+    "400": "The body is not valid JSON (invalid_json).",
+    "401": "No valid API key (unauthorized): send Authorization: Bearer <key>.",
+    "403": "The key may not do this: another project, or a role without this operation (forbidden).",
+    "404": "No budget for this user (budget_not_found).",
+    "409": "Too many concurrent writers on one budget (write_contention); retry.",
+    "413": "The body is over 1 MiB (payload_too_large).",
+    "422": "The request is out of shape or out of range (validation_error, unknown_model, ...).",
+    "429": "Throttled by API Gateway (the stage's rate limit); retry after Retry-After.",
+    "503": "DynamoDB is throttling or failing (service_unavailable); nothing was written, or"
+    " details say exactly what was; retry after Retry-After (repeating converges).",
+}
+_HEADERS = {
+    "401": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    "429": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
+    "503": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
+}
+# Routes whose write may lose a race too often (the read-modify-write loop): 409.
+_CONTENDED = {
+    ("put", "/projects/{project}/users/{user}"),
+    ("post", "/projects/{project}/users/{user}/reset"),
+    ("post", "/projects/{project}/users/{user}/cost"),
+    ("post", "/set_budget"),
+}
+_SECURITY_SCHEME = "ApiKey"
+
+
+def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
+    statuses = ["401", "403", "429", "503"]
+    has_body = "requestBody" in operation
+    if has_body:
+        statuses += ["400", "413"]
+    if has_body or operation.get("parameters"):
+        statuses.append("422")
+    if "{user}" in path and method != "put":
+        statuses.append("404")
+    if (method, path) in _CONTENDED:
+        statuses.append("409")
+    return sorted(statuses)
+
+
+def describe_errors(doc: dict) -> None:
+    schemas = doc["components"]["schemas"]
+    schemas["Error"] = ERROR_SCHEMA
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            responses.pop("422", None)  # Powertools' HTTPValidationError: not what we send
+            if method == "delete":
+                responses.pop("200", None)
+                responses["204"] = {"description": "Deleted."}
+            if method == "put" and "200" in responses:
+                responses["200"] = {**responses["200"], "description": "Replaced."}
+                responses["201"] = {**responses["200"], "description": "Created."}
+            for status in _error_statuses(method, path, operation):
+                responses[status] = {"description": _ERRORS[status], "content": error_ref}
+                if status in _HEADERS:
+                    responses[status]["headers"] = _HEADERS[status]
+            operation["responses"] = dict(sorted(responses.items()))
+            operation["security"] = [{_SECURITY_SCHEME: []}]
+    doc["components"]["securitySchemes"] = {
+        _SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A project-scoped API key (make key): Authorization: Bearer llmb_...",
+        }
+    }
+    _drop_unreferenced(doc)
+
+
+def _drop_unreferenced(doc: dict) -> None:
+    """Remove component schemas nothing refers to any more (Powertools' validation errors)."""
+    schemas = doc["components"]["schemas"]
+    while True:
+        text = json.dumps({k: v for k, v in doc.items() if k != "components"}) + json.dumps(
+            {k: v for k, v in schemas.items()}
+        )
+        unused = [
+            name for name in schemas
+            if f'"#/components/schemas/{name}"' not in text
+        ]
+        if not unused:
+            return
+        for name in unused:
+            del schemas[name]
 
 
 def render(doc: dict) -> str:
