@@ -79,17 +79,26 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
     """A few headline numbers, each taken from the sections' data."""
     lines = []
     cost = sections.get("update_cost")
-    if cost and cost.data:
-        users = max(cost.data, key=int)
-        d = cost.data[users]
-        a, b = d["litellm"], d["native"]
+    sizes = {int(k): v for k, v in (cost.data if cost else {}).items() if k.isdigit()}
+    saved = [u for u, d in sizes.items() if d["litellm_save_statuses"] == [200]]
+    if saved:
+        users = max(saved)
+        a, b = sizes[users]["litellm"], sizes[users]["native"]
         lines.append(
-            f"Recording one user's spend in a project of {int(users):,} users: the litellm hosted"
+            f"Recording one user's spend in a project of {users:,} users: the litellm hosted"
             f" client sends {a['bytes_sent']['median'] / b['bytes_sent']['median']:,.0f}× the bytes,"
             f" makes {a['dynamodb_requests']['median']:g} DynamoDB requests (reading"
             f" {a['items_read']['median']:,.0f} items) against {b['dynamodb_requests']['median']:g},"
             f" and takes {a['seconds']['median'] / b['seconds']['median']:,.0f}× as long"
             f" ({a['seconds']['median'] * 1000:,.0f} ms vs {b['seconds']['median'] * 1000:,.1f} ms)."
+        )
+    for users in sorted(u for u, d in sizes.items() if d["litellm_save_statuses"] != [200]):
+        codes = [c for c in sizes[users]["litellm_save_statuses"] if c != 200]
+        lines.append(
+            f"At {users:,} users litellm's saves are refused (HTTP {', '.join(map(str, codes))}:"
+            f" {sizes[users]['litellm']['bytes_sent']['median'] / 2 / 1048576:.2f} MiB per save);"
+            f" the native route still takes {sizes[users]['native']['seconds']['median'] * 1000:,.1f} ms"
+            " and 1 DynamoDB request."
         )
     resets = sections.get("resets")
     if resets and resets.data:

@@ -39,9 +39,14 @@ def main(argv: list[str]) -> None:
             event["multiValueHeaders"]["Idempotency-Key"] = [key]
         context = LambdaContext(function_id, timeout_s=float(timeout_s), memory_mb=int(memory_mb))
         start = time.perf_counter()
-        answer = handler(event, context)
-        result["invoke_s"] = time.perf_counter() - start
-        result["status"] = answer.get("statusCode", "ok") if isinstance(answer, dict) else "ok"
+        try:
+            answer = handler(event, context)
+        except Exception as exc:  # e.g. an authorizer's "Unauthorized" (its 401): still an answer
+            result["invoke_s"] = time.perf_counter() - start
+            result["status"] = f"raised {exc}"[:60]
+        else:
+            result["invoke_s"] = time.perf_counter() - start
+            result["status"] = answer.get("statusCode", "ok") if isinstance(answer, dict) else "ok"
     print("BENCH-RESULT " + json.dumps(result), flush=True)
 
 

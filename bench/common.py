@@ -294,6 +294,9 @@ class DynamoMeter:
 # ---- the local runtime, metered -----------------------------------------------------------------
 
 
+MOTO_READ_TIMEOUT_S = 120
+
+
 class BenchRuntime:
     """``make dev``'s runtime in this process, on a free port, with its schedules stopped (a
     scheduled reset must not land inside a measurement) and meters on HTTP and DynamoDB.
@@ -327,6 +330,15 @@ class BenchRuntime:
         self.http = HttpMeter(self.runtime.http.app)
         self.runtime.http.app = self.http
         self.store = store_module.default_store()
+        # The handlers' client, as built (retries, connect timeout), but with a read timeout moto
+        # can meet: its Query of a 10,000-user project takes longer than the 5 s the service
+        # allows DynamoDB (which answers a 1 MB page in tens of milliseconds).
+        import boto3
+        from botocore.config import Config
+
+        self.store.client = boto3.client(
+            "dynamodb", config=store_module.CLIENT_CONFIG.merge(Config(read_timeout=MOTO_READ_TIMEOUT_S))
+        )
         self.dynamo = DynamoMeter(self.store.client)
         self.url = self.runtime.url
         self.dynamodb_url = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
