@@ -62,3 +62,23 @@ def test_numeric_ranges(api, store):
         assert api.call("POST", f"/projects/{P}/users/{U}/cost", user, body=cost).status == 422, cost
     response = api.call("GET", f"/projects/{P}/users", {"project": "p"}, query={"limit": "1001"})
     assert response.status == 422
+
+
+def test_models_per_budget_are_capped_on_every_path(api, aws):
+    """Items must stay under DynamoDB's 400 KB: a budget tracks at most MAX_MODELS_PER_USER models."""
+    from budget_service.models import MAX_MODELS_PER_USER
+
+    full = {f"model-{i:04d}": 0.001 for i in range(MAX_MODELS_PER_USER)}
+    assert api.set_budget("cap", {"u": {"total_budget": 100, "model_cost": full}}).status == 200
+    cost = "/projects/{project}/users/{user}/cost"
+    # A model already tracked is fine; a new one is a 422 that writes nothing.
+    assert api.call("POST", cost, {"project": "cap", "user": "u"}, body={"model": "model-0001", "cost": 1}).status == 200
+    r = api.call("POST", cost, {"project": "cap", "user": "u"}, body={"model": "one-too-many", "cost": 1})
+    assert r.status == 422 and str(MAX_MODELS_PER_USER) in r.json()["error"]["message"], r
+    # set_budget: the union of stored and sent models is checked before anything is written.
+    more = {"total_budget": 100, "model_cost": {"another": 5}}
+    r = api.set_budget("cap", {"fresh": {"total_budget": 1}, "u": more})
+    assert r.status == 422, r
+    data = api.get_budget("cap").json()["data"]
+    assert "fresh" not in data and len(data["u"]["model_cost"]) == MAX_MODELS_PER_USER
+    assert data["u"]["current_cost"] == 1

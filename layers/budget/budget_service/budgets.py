@@ -9,9 +9,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from budget_service.budget import Budget
-from budget_service.errors import BudgetNotFound, Contention, ServiceUnavailable
+from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
 from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
-from budget_service.models import EPOCH_QUANTUM, LitellmEntry, PutBudgetRequest
+from budget_service.models import (
+    EPOCH_QUANTUM,
+    MAX_MODELS_PER_USER,
+    LitellmEntry,
+    PutBudgetRequest,
+)
 from budget_service.store import (
     STORE_ERRORS,
     BudgetStore,
@@ -69,6 +74,7 @@ def set_budget(
     """
     result = SetBudgetResult()
     stored = {b.user: b for b in store.iter_project(project)} if user_dict else {}
+    _check_model_counts(stored, user_dict, now)
     users = list(user_dict.items())
     for index, (user, entry) in enumerate(users):
         if not keep_going():
@@ -108,6 +114,23 @@ def set_budget(
         if stale:
             result.stale_spend_ignored.append(user)
     return result
+
+
+def _check_model_counts(stored: dict[str, Budget], user_dict: dict[str, LitellmEntry], now: Decimal):
+    """The merge keeps every model of stored and sent; refuse, before writing anything, a union
+    over the per-user limit (it keeps each item well under DynamoDB's 400 KB)."""
+    over = [
+        user
+        for user, entry in user_dict.items()
+        if user in stored
+        and len(set(stored[user].as_of(now).model_cost) | set(entry.model_cost or {}))
+        > MAX_MODELS_PER_USER
+    ]
+    if over:
+        raise InvalidInput(
+            f"{len(over)} user(s) would track more than {MAX_MODELS_PER_USER} models: "
+            + ", ".join(repr(u) for u in over[:5])
+        )
 
 
 # ---- native API --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from budget_service.budget import Budget
 from budget_service.budget import DueReset
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput
+from budget_service.models import MAX_MODELS_PER_USER
 from budget_service.periods import Duration
 from budget_service.periods import Period
 
@@ -356,9 +357,15 @@ class BudgetStore:
                     raise
             if not old:
                 raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+            seen = item_to_budget(old)
+            if seen.reset_at is None or now < seen.reset_at:  # the period is open: the model cap
+                raise InvalidInput(
+                    f"budget {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
+                    " record this cost under one of them"
+                )
             if rolled:  # rolled over a moment ago and the new period has ended already
                 raise Contention(f"budget {project}/{user}: its period keeps ending; retry")
-            self._roll_over(project, user, item_to_budget(old), now)
+            self._roll_over(project, user, seen, now)
             rolled = True
 
     def _cost_update(self, project: str, user: str, model: str, cost: Decimal, now: Decimal) -> dict:
@@ -371,13 +378,18 @@ class BudgetStore:
                 " model_cost.#model = if_not_exists(model_cost.#model, :zero) + :cost,"
                 " updated_at = :now ADD version :one"
             ),
-            "ConditionExpression": "attribute_exists(pk) AND (attribute_not_exists(reset_at) OR reset_at > :now)",
+            # A new model only while the item tracks fewer than the limit (items stay under 400 KB).
+            "ConditionExpression": (
+                "attribute_exists(pk) AND (attribute_not_exists(reset_at) OR reset_at > :now)"
+                " AND (attribute_exists(model_cost.#model) OR size(model_cost) < :max_models)"
+            ),
             "ExpressionAttributeNames": {"#model": model},
             "ExpressionAttributeValues": {
                 # Plain notation: DynamoDB takes "1E-24" too, but moto's ADD/+ parses only plain.
                 ":cost": {"N": format(cost, "f")},
                 ":zero": {"N": "0"},
                 ":one": {"N": "1"},
+                ":max_models": {"N": str(MAX_MODELS_PER_USER)},
                 ":now": _serialize(now),
             },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
