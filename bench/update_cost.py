@@ -218,8 +218,10 @@ def _run_sizes(rt, sizes, quick, now, section, main, detail, litellm_update, nat
 
 def _limit_notes(data: dict) -> list[str]:
     """Where the whole-dict protocol meets the service's limits, from the measured sizes."""
+    from budget_service import models
     from budget_service.http import MAX_BODY_BYTES
 
+    max_users = getattr(models, "MAX_USERS_PER_SET_BUDGET", None)
     ok = [(int(u), d) for u, d in data.items() if d["litellm_save_statuses"] == [200]]
     refused = [(int(u), d) for u, d in data.items() if d["litellm_save_statuses"] != [200]]
     notes = []
@@ -227,10 +229,16 @@ def _limit_notes(data: dict) -> list[str]:
         users, d = max(ok)
         per_save = d["litellm"]["bytes_sent"]["median"] / max(1, d["litellm"]["http_requests"]["median"])
         per_user = per_save / users
+        by_body = MAX_BODY_BYTES / per_user
+        limits = f"a {MAX_BODY_BYTES / 1048576:g} MiB body (budget_service.http.MAX_BODY_BYTES), ~{by_body:,.0f} users at this size"
+        ceiling = by_body
+        if max_users:
+            limits = f"{max_users:,} users per save (budget_service.models.MAX_USERS_PER_SET_BUDGET) and " + limits
+            ceiling = min(ceiling, max_users)
         notes.append(
-            f"A litellm save carries ~{per_user:.0f} bytes per user (measured at {users:,} users),"
-            f" so its body passes the service's {MAX_BODY_BYTES / 1048576:g} MiB request limit"
-            f" (budget_service.http.MAX_BODY_BYTES) at about {MAX_BODY_BYTES / per_user:,.0f} users."
+            f"A litellm save carries ~{per_user:.0f} bytes per user (measured at {users:,} users)."
+            f" The service accepts at most {limits}: the hosted client can save projects of up to"
+            f" ~{ceiling:,.0f} users."
         )
         load_per_user = d["client_load_bytes_received"] / users
         notes.append(
@@ -239,10 +247,12 @@ def _limit_notes(data: dict) -> list[str]:
         )
     for users, d in refused:
         codes = [c for c in d["litellm_save_statuses"] if c != 200]
-        reason = (
-            f"its body, the whole user dict, is over the {MAX_BODY_BYTES / 1048576:g} MiB limit"
-            if codes == [413] else "see the service's answer"
-        )
+        if codes == [413]:
+            reason = f"its body, the whole user dict, is over the {MAX_BODY_BYTES / 1048576:g} MiB limit"
+        elif max_users and users > max_users:
+            reason = f"more than {max_users:,} users in one save"
+        else:
+            reason = "see the service's answer"
         notes.append(
             f"At {users:,} users the service refuses litellm's saves (HTTP"
             f" {', '.join(map(str, codes))}: {reason}), so the hosted client cannot record spend"
