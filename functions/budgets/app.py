@@ -3,13 +3,11 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from budget_service import budgets
-from budget_service.http import create_app, json_response, lambda_entry
+from budget_service.http import ProjectId, UserId, create_app, json_response, lambda_entry
 from budget_service.models import (
-    ID_MAX_LENGTH,
-    ID_PATTERN,
     BudgetList,
     BudgetRecord,
     PutBudgetRequest,
@@ -17,9 +15,6 @@ from budget_service.models import (
 from budget_service.store import default_store
 
 app = create_app()
-
-ProjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
-UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 @app.put("/projects/<project>/users/<user>")

@@ -22,24 +22,31 @@ import binascii
 import json
 import os
 from collections.abc import Callable
+from typing import Annotated
 from decimal import Decimal
 from http import HTTPStatus
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
 from budget_service import auth
 from budget_service.errors import BudgetError, Unauthorized
+from budget_service.models import ID_MAX_LENGTH, ID_PATTERN
 from budget_service.observability import logger, metrics, tracer
 from budget_service.store import STORE_ERRORS, unavailable
 
 MAX_BODY_BYTES = 1_048_576
 AUTH_ENV = "API_AUTH"
 RETRY_AFTER_SECONDS = 1
+
+# Path parameters of the native routes: the same id rules as in bodies, checked before the handler.
+ProjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+UserId = ProjectId
 
 
 def auth_enforced() -> bool:

@@ -435,6 +435,18 @@ class BudgetStore:
 
     # ---- scheduled resets (issue 5) ------------------------------------------------------------
 
+    def _due_query(self, shard: int, now: Decimal) -> dict:
+        """Query arguments for the budgets in reset shard `shard` whose ``reset_at <= now``."""
+        return {
+            "TableName": self.table_name,
+            "IndexName": RESET_INDEX,
+            "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
+            "ExpressionAttributeValues": {
+                ":shard": {"S": shard_key(shard)},
+                ":now": _serialize(now),
+            },
+        }
+
     def due_for_reset(
         self, shard: int, now: Decimal, *, limit: int, after: dict | None = None
     ) -> tuple[list[DueReset], dict | None]:
@@ -445,16 +457,7 @@ class BudgetStore:
         item, which the conditional write in ``reset_period`` catches. Returns the page and where
         to continue (None: this shard has no more).
         """
-        kwargs: dict = {
-            "TableName": self.table_name,
-            "IndexName": RESET_INDEX,
-            "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
-            "ExpressionAttributeValues": {
-                ":shard": {"S": shard_key(shard)},
-                ":now": _serialize(now),
-            },
-            "Limit": limit,
-        }
+        kwargs = self._due_query(shard, now) | {"Limit": limit}
         if after is not None:
             kwargs["ExclusiveStartKey"] = after
         response = self.client.query(**kwargs)
@@ -468,16 +471,7 @@ class BudgetStore:
         """How many budgets in shard `shard` are due at `now` from `after` on, without reading
         them (``Select=COUNT`` returns no items). Stops after `max_pages` pages (1 MB each);
         the bool says whether the count is exact."""
-        kwargs: dict = {
-            "TableName": self.table_name,
-            "IndexName": RESET_INDEX,
-            "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
-            "ExpressionAttributeValues": {
-                ":shard": {"S": shard_key(shard)},
-                ":now": _serialize(now),
-            },
-            "Select": "COUNT",
-        }
+        kwargs = self._due_query(shard, now) | {"Select": "COUNT"}
         total = 0
         for _ in range(max_pages):
             if after is not None:
