@@ -127,3 +127,20 @@ def test_a_body_over_the_limit_is_413(api, aws):
     r = api.call("POST", "/set_budget", body=big)
     assert_rejected(r, status=413)
     assert items(aws) == 0
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends by default
+
+
+@pytest.mark.parametrize("headers", [FORM, {"Content-Type": "text/plain"}, {"Content-Type": ""}])
+def test_a_json_body_is_read_as_json_whatever_its_content_type(api, aws, headers):
+    body = json.dumps({"total_budget": 10, "duration": "daily"})
+    r = api.call("PUT", USER, {"project": "p", "user": "u"}, body=body, headers=headers)
+    assert r.status == 201, r
+    assert r.json()["total_budget"] == 10
+
+
+def test_a_form_body_is_a_400_not_a_form(api, aws):
+    r = api.call("PUT", USER, {"project": "p", "user": "u"}, body="total_budget=10", headers=FORM)
+    assert_rejected(r, 400)
+    assert items(aws) == 0

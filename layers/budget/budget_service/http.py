@@ -259,6 +259,23 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
             return _proxy_error(
                 HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON"
             )
-        return app.resolve(event, context)
+        return app.resolve(_as_json(event), context)
 
     return handler
+
+
+def _as_json(event: dict) -> dict:
+    """The API speaks only JSON: read every body as JSON, whatever its Content-Type says.
+
+    Powertools would parse ``curl -d``'s default (form-urlencoded) as a form, turning a JSON body
+    into one bogus field; with this it is read as the JSON it is, or answered 400 if it is not.
+    """
+    if not event.get("body"):
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {
+        k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"
+    }
+    headers["Content-Type"] = content_types.APPLICATION_JSON
+    multi["Content-Type"] = [content_types.APPLICATION_JSON]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
