@@ -35,18 +35,14 @@ EVENTS = {
 LAMBDA_LAYER_ROOT = "/opt/python"
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-
-
 def event_file(function_id: str) -> str | None:
     from localdev import template
 
     names = [EVENTS[function_id]] if function_id in EVENTS else []
-    names += [_snake(r.event_id) for r in template.api_routes() if r.function_id == function_id]
-    names.append(_snake(function_id.removesuffix("Function")))
+    names += [template.snake_case(r.event_id) for r in template.api_routes() if r.function_id == function_id]
+    names.append(template.snake_case(function_id.removesuffix("Function")))
     for name in names:
-        path = ROOT / "events" / f"{name}.json"
+        path = template.EVENTS_DIR / f"{name}.json"
         if path.exists():
             return str(path)
     return None

@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 LAYER_DIR = ROOT / "layers" / "budget"
 TABLE_RESOURCE = "BudgetTable"
+EVENTS_DIR = ROOT / "events"
+
+
+def snake_case(name: str) -> str:
+    """LitellmGetBudget -> litellm_get_budget: how events/ names a template event's sample."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,11 @@ class ApiRoute:
     event_id: str
     method: str  # upper case
     path: str  # API Gateway resource path, e.g. /projects/{project}/users/{user}
+
+    @property
+    def event_file(self) -> Path:
+        """The route's sample API Gateway event, for ``sam local invoke -e``."""
+        return EVENTS_DIR / f"{snake_case(self.event_id)}.json"
 
 
 @dataclass(frozen=True)

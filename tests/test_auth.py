@@ -353,22 +353,21 @@ def test_cli_prints_the_key_once_and_revokes_by_id(dynamodb_server):
 def test_sample_events_carry_an_authorizer_context_and_pass_with_auth_on(aws, monkeypatch):
     """events/*.json are what API Gateway sends after the authorizer allowed an admin key for
     acme, so ``sam local invoke -e`` works with the template's API_AUTH=on."""
-    from test_events import DOCUMENTED
-    from test_template import event_file_stem
+    from test_events import DOCUMENTED, invoke
 
     monkeypatch.setenv("API_AUTH", "on")
     routes = {r.event_id: r for r in template.api_routes()}
     for event_id, status in DOCUMENTED:
         route = routes[event_id]
-        event = json.loads((template.ROOT / "events" / f"{event_file_stem(event_id)}.json").read_text())
-        response = Response(template.load_handler(route.function_id)(event, LambdaContext(route.function_id)))
+        event = json.loads(route.event_file.read_text())
+        response = invoke(route, event)
         assert response.status == status, (event_id, response)
         event["requestContext"]["authorizer"]["projects"] = '["someone-else"]'
-        refused = Response(template.load_handler(route.function_id)(event, LambdaContext(route.function_id)))
+        refused = invoke(route, event)
         assert refused.status == 403, (event_id, refused)
 
 
 def test_the_authorizer_sample_event_is_refused_as_unknown(aws):
-    event = json.loads((template.ROOT / "events" / "authorizer.json").read_text())
+    event = json.loads((template.EVENTS_DIR / "authorizer.json").read_text())
     with pytest.raises(Exception, match="^Unauthorized$"):
         template.load_handler("AuthorizerFunction")(event, LambdaContext("AuthorizerFunction"))

@@ -11,7 +11,6 @@ import pytest
 
 from budget_service import store as store_module
 from budget_service.pricing import TokenUsage, cost_of, default_table
-from budget_service.store import item_to_budget
 
 COST = "/projects/{project}/users/{user}/cost"
 PROJECTED = "/projects/{project}/users/{user}/projected-cost"

@@ -36,10 +36,6 @@ def local():
         proc.close()
 
 
-def event_file_stem(event_id: str) -> str:  # same naming as tests/test_template.py
-    return "".join("_" + c.lower() if c.isupper() else c for c in event_id).lstrip("_")
-
-
 def request_from_event(base_url: str, event: dict) -> requests.Response:
     """Replay a sample API Gateway event (events/*.json) as the HTTP request it came from."""
     query = event.get("multiValueQueryStringParameters") or {
@@ -61,7 +57,7 @@ def test_every_template_route_answers(local):
     routes = sorted(template.api_routes(), key=lambda r: ROUTE_ORDER.get(r.method, 5))
     assert routes, "template.yaml declares no Api routes"
     for route in routes:
-        event = json.loads((ROOT / "events" / f"{event_file_stem(route.event_id)}.json").read_text())
+        event = json.loads(route.event_file.read_text())
         response = request_from_event(local.url, event)
         assert 200 <= response.status_code < 300, (route, response.status_code, response.text)
         assert response.headers.get("x-amzn-RequestId")
@@ -142,7 +138,7 @@ def test_concurrent_clients_are_all_served(local):
 
 
 def test_local_invoke_returns_the_handler_result(local):
-    event = json.loads((ROOT / "events" / "litellm_get_budget.json").read_text())
+    event = json.loads((template.EVENTS_DIR / "litellm_get_budget.json").read_text())
     response = requests.post(local.url + "/_local/invoke/GetBudgetFunction", json=event, timeout=30)
     assert response.status_code == 200
     assert "X-Amz-Function-Error" not in response.headers

@@ -478,7 +478,7 @@ def test_an_untouched_ended_period_reads_as_reset_on_the_native_api_and_get_budg
 
 def invoke(context: LambdaContext, event: dict | None = None):
     if event is None:
-        event = json.loads((template.ROOT / "events" / "reset_budgets_schedule.json").read_text())
+        event = json.loads((template.EVENTS_DIR / "reset_budgets_schedule.json").read_text())
     return template.load_handler("ResetBudgetsFunction")(event, context)
 
 
@@ -547,7 +547,7 @@ def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and
     assert props["DeadLetterConfig"] == {"Arn": queue}  # Scheduler could not deliver
     assert fn["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == queue  # run failed
     # The sample event is what the schedule's Input becomes, context attributes filled in.
-    sample = json.loads((template.ROOT / "events" / "reset_budgets_schedule.json").read_text())
+    sample = json.loads((template.EVENTS_DIR / "reset_budgets_schedule.json").read_text())
     assert set(json.loads(props["Input"])) == set(sample)
     # Least privilege: Query on the reset index only, UpdateItem on the table; nothing else.
     (policy,) = fn["Policies"]

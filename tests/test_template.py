@@ -3,7 +3,6 @@
 import copy
 import json
 import os
-from pathlib import Path
 
 import pytest
 from cfnlint.api import lint_file
@@ -89,12 +88,8 @@ def test_outputs_give_the_api_url_and_table():
 
 def test_every_route_has_an_event_file():
     for route in template.api_routes():
-        path = ROOT / "events" / f"{event_file_stem(route.event_id)}.json"
+        path = route.event_file
         assert path.is_file(), f"{route.function_id}.{route.event_id}: missing {path.name}"
         event = json.loads(path.read_text())
         assert event["httpMethod"] == route.method
         assert event["resource"] == route.path
-
-
-def event_file_stem(event_id: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in event_id).lstrip("_")
