@@ -8,6 +8,66 @@ import uuid
 from urllib.parse import quote
 
 
+def rest_proxy_event(
+    *,
+    method: str,
+    resource: str,
+    path: str,
+    headers: dict[str, list[str]],
+    query: dict[str, list[str]] | None,
+    path_parameters: dict[str, str] | None,
+    body: str | None,
+    is_base64: bool = False,
+    stage: str = "v1",
+    request_id: str | None = None,
+    domain: str = "localhost",
+    source_ip: str = "127.0.0.1",
+    protocol: str = "HTTP/1.1",
+) -> dict:
+    """The REST API (v1) Lambda proxy event, from a request's parts. `path` is percent-encoded,
+    as the client sent it; headers and query values are lists, and the single-valued maps take
+    the last value of each, as API Gateway does."""
+    now = time.time()
+    request_id = request_id or str(uuid.uuid4())
+    user_agent = next(iter(v[-1] for k, v in headers.items() if k.lower() == "user-agent"), None)
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": {k: v[-1] for k, v in headers.items()} or None,
+        "multiValueHeaders": headers or None,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "resourceId": "local",
+            "resourcePath": resource,
+            "httpMethod": method.upper(),
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "protocol": protocol,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "domainName": domain,
+            "domainPrefix": domain.split(".")[0].split(":")[0],
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": user_agent,
+                "accessKey": None, "accountId": None, "caller": None, "user": None,
+                "userArn": None, "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
+                "cognitoAuthenticationProvider": None, "cognitoAuthenticationType": None,
+            },
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+
+
 def api_gateway_event(
     method: str,
     resource: str,
@@ -20,7 +80,6 @@ def api_gateway_event(
     source_ip: str = "127.0.0.1",
 ) -> dict:
     """An event for `method` on the template's `resource` (e.g. /projects/{project}/users)."""
-    path_parameters = path_parameters or None
     # API Gateway passes `path` as the client sent it (percent-encoded) and pathParameters decoded.
     path = resource
     for name, value in (path_parameters or {}).items():
@@ -28,37 +87,17 @@ def api_gateway_event(
     if isinstance(body, dict):
         body = json.dumps(body)
     all_headers = {"Content-Type": "application/json", "Host": "localhost", **(headers or {})}
-    now = time.time()
-    request_id = str(uuid.uuid4())
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method.upper(),
-        "headers": all_headers,
-        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
-        "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": path_parameters,
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "resourceId": "local",
-            "resourcePath": resource,
-            "httpMethod": method.upper(),
-            "path": f"/{stage}{path}",
-            "stage": stage,
-            "protocol": "HTTP/1.1",
-            "requestId": request_id,
-            "extendedRequestId": request_id,
-            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "requestTimeEpoch": int(now * 1000),
-            "domainName": "localhost",
-            "identity": {"sourceIp": source_ip, "userAgent": all_headers.get("User-Agent")},
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    return rest_proxy_event(
+        method=method,
+        resource=resource,
+        path=path,
+        headers={k: [v] for k, v in all_headers.items()},
+        query={k: [v] for k, v in query.items()} if query else None,
+        path_parameters=path_parameters,
+        body=body,
+        stage=stage,
+        source_ip=source_ip,
+    )
 
 
 class LambdaContext:

@@ -34,7 +34,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from localdev import template
+from localdev import events
 from localdev.events import LambdaContext
 
 DEFAULT_PORT = 3000
@@ -127,17 +127,15 @@ class RouteTable:
 # ---- the proxy event and result ---------------------------------------------------------------
 
 
-def _parse_query(raw: str) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    """API Gateway's query parameters: percent-decoded ("+" stays "+"), last value wins."""
+def _parse_query(raw: str) -> dict[str, list[str]] | None:
+    """API Gateway's query parameters: percent-decoded ("+" stays "+"), every value kept."""
     multi: dict[str, list[str]] = {}
     for pair in raw.split("&"):
         if not pair:
             continue
         name, _, value = pair.partition("=")
         multi.setdefault(unquote(name), []).append(unquote(value))
-    if not multi:
-        return None, None
-    return {k: v[-1] for k, v in multi.items()}, multi
+    return multi or None
 
 
 def proxy_event(
@@ -146,7 +144,6 @@ def proxy_event(
     """The REST API (v1) Lambda proxy event API Gateway builds for this request."""
     raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
     raw_path = urlsplit(raw_uri).path or "/"
-    query, multi_query = _parse_query(request.environ.get("QUERY_STRING", ""))
 
     headers = Headers(request.headers)
     client_ip = request.remote_addr or "127.0.0.1"
@@ -154,10 +151,8 @@ def proxy_event(
     headers["X-Forwarded-For"] = f"{forwarded}, {client_ip}" if forwarded else client_ip
     headers["X-Forwarded-Port"] = str(request.environ.get("SERVER_PORT", ""))
     headers["X-Forwarded-Proto"] = request.scheme
-    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in headers.items():
-        single[name] = value
         multi.setdefault(name, []).append(value)
 
     raw_body = request.get_data(cache=True)
@@ -171,44 +166,21 @@ def proxy_event(
         except UnicodeDecodeError:
             body, is_base64 = base64.b64encode(raw_body).decode("ascii"), True
 
-    now = time.time()
-    request_id = request_id or str(uuid.uuid4())
-    return {
-        "resource": match.route.path,
-        "path": raw_path,  # API Gateway passes the path still percent-encoded
-        "httpMethod": request.method,
-        "headers": single or None,
-        "multiValueHeaders": multi or None,
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": multi_query,
-        "pathParameters": match.path_parameters or None,
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "resourceId": "local",
-            "resourcePath": match.route.path,
-            "httpMethod": request.method,
-            "path": f"/{stage}{raw_path}",
-            "stage": stage,
-            "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-            "requestId": request_id,
-            "extendedRequestId": request_id,
-            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "requestTimeEpoch": int(now * 1000),
-            "domainName": request.host,
-            "domainPrefix": request.host.split(".")[0].split(":")[0],
-            "identity": {
-                "sourceIp": client_ip,
-                "userAgent": request.headers.get("User-Agent"),
-                "accessKey": None, "accountId": None, "caller": None, "user": None,
-                "userArn": None, "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
-                "cognitoAuthenticationProvider": None, "cognitoAuthenticationType": None,
-            },
-        },
-        "body": body,
-        "isBase64Encoded": is_base64,
-    }
+    return events.rest_proxy_event(
+        method=request.method,
+        resource=match.route.path,
+        path=raw_path,  # API Gateway passes the path still percent-encoded
+        headers=multi,
+        query=_parse_query(request.environ.get("QUERY_STRING", "")),
+        path_parameters=match.path_parameters,
+        body=body,
+        is_base64=is_base64,
+        stage=stage,
+        request_id=request_id,
+        domain=request.host,
+        source_ip=client_ip,
+        protocol=request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+    )
 
 
 def _json_response(status: int, payload, headers: dict | None = None) -> Response:
