@@ -35,7 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
 from budget_service import auth
-from budget_service.errors import BudgetError, Unauthorized
+from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
 from budget_service.models import ID_MAX_LENGTH, ID_PATTERN
 from budget_service.observability import logger, metrics, tracer
 from budget_service.store import STORE_ERRORS, unavailable
@@ -96,14 +96,14 @@ def _refuse_early(event: dict) -> dict | None:
     scope = _scope(event)
     if scope is None:
         return _proxy_error(
-            HTTPStatus.UNAUTHORIZED, Unauthorized.code,
+            Unauthorized.status, Unauthorized.code,
             "send a valid API key: Authorization: Bearer <key>",
             {"WWW-Authenticate": "Bearer"},
         )
     permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
     if not scope.allows(permission):
         return _proxy_error(
-            HTTPStatus.FORBIDDEN, "forbidden",
+            Forbidden.status, Forbidden.code,
             f"a {scope.role.value} key may not do this ({permission.value} is needed)",
         )
     return None
@@ -243,14 +243,10 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
     def handler(event: dict, context) -> dict:
         body = event.get("body") or ""
         if len(body.encode()) > MAX_BODY_BYTES:
-            return {
-                "statusCode": int(HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
-                "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "body": error_body(
-                    "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
-                ),
-                "isBase64Encoded": False,
-            }
+            return _proxy_error(
+                PayloadTooLarge.status, PayloadTooLarge.code,
+                f"the request body is over {MAX_BODY_BYTES} bytes",
+            )
         if auth_enforced():
             refused = _refuse_early(event)
             if refused is not None:
