@@ -111,6 +111,24 @@ def reset_shard(project: str, user: str) -> str:
     return shard_key(zlib.crc32(f"{project}/{user}".encode()) % RESET_SHARDS)
 
 
+def budget_key(project: str, user: str) -> dict:
+    return {"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}}
+
+
+def _plain(raw: dict) -> dict:
+    """A DynamoDB item (typed attribute values) as Python values (numbers as Decimal)."""
+    return {k: _deserialize(v) for k, v in raw.items()}
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _get_item(client, table_name: str, key: dict) -> dict | None:
+    """One strongly consistent GetItem; the raw item, or None."""
+    return client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
+
+
 def budget_to_item(budget: Budget) -> dict:
     item: dict = {
         "pk": project_key(budget.project),
@@ -138,7 +156,7 @@ def budget_to_item(budget: Budget) -> dict:
 
 
 def item_to_budget(raw: dict) -> Budget:
-    item = {k: _deserialize(v) for k, v in raw.items()}
+    item = _plain(raw)
     return Budget(
         project=item["project"],
         user=item["user"],
@@ -179,33 +197,28 @@ class BudgetStore:
     # ---- reads ---------------------------------------------------------------------------------
 
     def get(self, project: str, user: str) -> Budget | None:
-        response = self.client.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
+        item = _get_item(self.client, self.table_name, budget_key(project, user))
         return item_to_budget(item) if item else None
 
-    def list_page(
-        self, project: str, *, limit: int, after_user: str | None = None
-    ) -> tuple[list[Budget], str | None]:
-        """Up to `limit` budgets of a project in user order, and the last user if more may follow."""
-        kwargs: dict = {
+    def _project_query(self, project: str) -> dict:
+        """Query arguments for every budget item of a project (its ledger items left out)."""
+        return {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :user)",
             "ExpressionAttributeValues": {
                 ":pk": {"S": project_key(project)},
                 ":user": {"S": USER_PREFIX},
             },
-            "Limit": limit,
             "ConsistentRead": True,
         }
+
+    def list_page(
+        self, project: str, *, limit: int, after_user: str | None = None
+    ) -> tuple[list[Budget], str | None]:
+        """Up to `limit` budgets of a project in user order, and the last user if more may follow."""
+        kwargs = self._project_query(project) | {"Limit": limit}
         if after_user is not None:
-            kwargs["ExclusiveStartKey"] = {
-                "pk": {"S": project_key(project)},
-                "sk": {"S": user_key(after_user)},
-            }
+            kwargs["ExclusiveStartKey"] = budget_key(project, after_user)
         response = self.client.query(**kwargs)
         budgets = [item_to_budget(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
@@ -213,16 +226,7 @@ class BudgetStore:
 
     def iter_project(self, project: str) -> Iterator[Budget]:
         """Every budget of a project (one Query per MB of items)."""
-        paginator = self.client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.table_name,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :user)",
-            ExpressionAttributeValues={
-                ":pk": {"S": project_key(project)},
-                ":user": {"S": USER_PREFIX},
-            },
-            ConsistentRead=True,
-        )
+        pages = self.client.get_paginator("query").paginate(**self._project_query(project))
         for page in pages:
             for item in page.get("Items", []):
                 yield item_to_budget(item)
@@ -246,7 +250,7 @@ class BudgetStore:
                 TableName=self.table_name, Item=budget_to_item(budget), **condition
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _condition_failed(exc):
                 raise StaleWrite from exc
             raise
         return _with_version(budget, budget.version + 1)
@@ -256,11 +260,11 @@ class BudgetStore:
         try:
             self.client.delete_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}},
+                Key=budget_key(project, user),
                 ConditionExpression="attribute_exists(pk)",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _condition_failed(exc):
                 return False
             raise
         return True
@@ -343,7 +347,7 @@ class BudgetStore:
                     reasons = exc.response.get("CancellationReasons") or []
                     codes = [r.get("Code") for r in reasons]
                     if len(reasons) > 1 and codes[1] == "ConditionalCheckFailed":
-                        return None, {k: _deserialize(v) for k, v in reasons[1].get("Item", {}).items()}
+                        return None, _plain(reasons[1].get("Item", {}))
                     if codes and codes[0] == "ConditionalCheckFailed":
                         old = reasons[0].get("Item")
                     elif "TransactionConflict" in codes and conflicts < MAX_WRITE_ATTEMPTS:
@@ -356,7 +360,7 @@ class BudgetStore:
                 else:
                     raise
             if not old:
-                raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+                raise BudgetNotFound.for_user(project, user)
             seen = item_to_budget(old)
             if seen.reset_at is None or now < seen.reset_at:  # the period is open: the model cap
                 raise InvalidInput(
@@ -371,7 +375,7 @@ class BudgetStore:
     def _cost_update(self, project: str, user: str, model: str, cost: Decimal, now: Decimal) -> dict:
         return {
             "TableName": self.table_name,
-            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}},
+            "Key": budget_key(project, user),
             # model_cost is always stored as a map (budget_to_item), so its entry can be created here.
             "UpdateExpression": (
                 "SET current_cost = if_not_exists(current_cost, :zero) + :cost,"
@@ -412,26 +416,21 @@ class BudgetStore:
         }
 
     def get_ledger(self, project: str, user: str, key: str) -> dict | None:
-        response = self.client.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": project_key(project)}, "sk": {"S": ledger_key(user, key)}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return {k: _deserialize(v) for k, v in item.items()} if item else None
+        key_attrs = {"pk": {"S": project_key(project)}, "sk": {"S": ledger_key(user, key)}}
+        item = _get_item(self.client, self.table_name, key_attrs)
+        return _plain(item) if item else None
 
     def _roll_over(self, project: str, user: str, seen: Budget, now: Decimal) -> None:
         """Start the budget's current period (zero spend), unless someone already has."""
 
         def change(current: Budget | None) -> Budget | None:
             if current is None:
-                raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+                raise BudgetNotFound.for_user(project, user)
             if current.reset_at is None or now < current.reset_at:
                 return None  # rolled over (or re-ruled) by another writer: nothing to do
             return dataclasses.replace(current.as_of(now), updated_at=now)
 
         self.update(project, user, change, seen=seen)
-
 
     # ---- scheduled resets (issue 5) ------------------------------------------------------------
 
@@ -527,7 +526,7 @@ class BudgetStore:
         try:
             self.client.update_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": project_key(due.project)}, "sk": {"S": user_key(due.user)}},
+                Key=budget_key(due.project, due.user),
                 UpdateExpression=(
                     "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
                     "#reset_at = :end, #updated_at = :now ADD #version :one"
@@ -537,14 +536,14 @@ class BudgetStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _condition_failed(exc):
                 return False
             raise
         return True
 
 
 def _item_to_due(raw: dict) -> DueReset:
-    item = {k: _deserialize(v) for k, v in raw.items()}
+    item = _plain(raw)
     return DueReset(
         project=item["pk"][len(PROJECT_PREFIX):],
         user=item["sk"][len(USER_PREFIX):],
@@ -584,6 +583,14 @@ def api_key_pk(digest: str) -> str:
     return API_KEY_PREFIX + digest
 
 
+def _lookup_key(digest: str) -> dict:
+    return {"pk": {"S": api_key_pk(digest)}, "sk": {"S": API_KEY_SK}}
+
+
+def _registry_key(key_id: str) -> dict:
+    return {"pk": {"S": API_KEY_REGISTRY}, "sk": {"S": key_id}}
+
+
 class KeyExists(Exception):
     """A key with this hash or id is stored already (mint another)."""
 
@@ -613,30 +620,19 @@ class ApiKeyStore:
 
     def get(self, digest: str) -> dict | None:
         """The stored scope of the key with this hash (None: no such key)."""
-        response = self.client.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": api_key_pk(digest)}, "sk": {"S": API_KEY_SK}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return {k: _deserialize(v) for k, v in item.items()} if item else None
+        item = _get_item(self.client, self.table_name, _lookup_key(digest))
+        return _plain(item) if item else None
 
     def get_by_id(self, key_id: str) -> dict | None:
-        response = self.client.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": API_KEY_REGISTRY}, "sk": {"S": key_id}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return {k: _deserialize(v) for k, v in item.items()} if item else None
+        item = _get_item(self.client, self.table_name, _registry_key(key_id))
+        return _plain(item) if item else None
 
     def revoke(self, key_id: str, now: Decimal) -> dict | None:
         """Mark the key revoked (both items, one transaction). None: no key with this id."""
         entry = self.get_by_id(key_id)
         if entry is None:
             return None
-        keys = ({"pk": {"S": api_key_pk(entry["key_hash"])}, "sk": {"S": API_KEY_SK}},
-                {"pk": {"S": API_KEY_REGISTRY}, "sk": {"S": key_id}})
+        keys = (_lookup_key(entry["key_hash"]), _registry_key(key_id))
         self.client.transact_write_items(TransactItems=[
             {"Update": {"TableName": self.table_name, "Key": key,
                         "UpdateExpression": "SET revoked = :true, revoked_at = if_not_exists(revoked_at, :now)",
@@ -655,8 +651,7 @@ class ApiKeyStore:
             ExpressionAttributeValues={":pk": {"S": API_KEY_REGISTRY}},
             ConsistentRead=True,
         )
-        return [{k: _deserialize(v) for k, v in item.items()}
-                for page in pages for item in page.get("Items", [])]
+        return [_plain(item) for page in pages for item in page.get("Items", [])]
 
 
 @lru_cache(maxsize=1)
