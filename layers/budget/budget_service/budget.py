@@ -67,11 +67,7 @@ class Budget:
         period = self.period_at(now)
         assert period is not None  # reset_at is only set on budgets with a period
         return dataclasses.replace(
-            self,
-            current_cost=ZERO,
-            model_cost={},
-            period_start=period.start,
-            reset_at=period.end,
+            self.with_spend_zeroed(), period_start=period.start, reset_at=period.end
         )
 
     def with_period_from(self, now: Decimal) -> Budget:

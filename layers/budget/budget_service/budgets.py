@@ -139,7 +139,7 @@ def _check_model_counts(stored: dict[str, Budget], user_dict: dict[str, LitellmE
 def read_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Budget:
     budget = store.get(project, user)
     if budget is None:
-        raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+        raise BudgetNotFound.for_user(project, user)
     return budget.as_of(now)
 
 
@@ -189,7 +189,7 @@ def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> B
 
     def change(current: Budget | None) -> Budget:
         if current is None:
-            raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+            raise BudgetNotFound.for_user(project, user)
         restarted = current.with_spend_zeroed()
         if current.duration_days is not None:
             restarted = dataclasses.replace(restarted, period_start=now)
@@ -202,4 +202,4 @@ def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> B
 
 def delete_budget(store: BudgetStore, project: str, user: str) -> None:
     if not store.delete(project, user):
-        raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
+        raise BudgetNotFound.for_user(project, user)

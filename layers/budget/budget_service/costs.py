@@ -9,20 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal, localcontext
 
 from budget_service.budget import Budget
-from budget_service.errors import BudgetError, BudgetNotFound, InvalidInput
+from budget_service.budgets import read_budget
+from budget_service.errors import IdempotencyKeyReused, InvalidInput
 from budget_service.models import (
     DECIMAL_CONTEXT,
     MONEY_MAX,
-    MONEY_QUANTUM,
     CostRequest,
     CostResponse,
     ProjectedCostRequest,
     ProjectedCostResponse,
     TokensUsed,
+    quantize_money,
 )
 from budget_service.pricing import TokenUsage, cost_of, default_table
 from budget_service.store import BudgetStore
@@ -34,11 +35,6 @@ IDEMPOTENCY_KEY_MAX = 255
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, no spaces
 
 
-class IdempotencyKeyReused(BudgetError):
-    status = 422
-    code = "idempotency_key_reused"
-
-
 @dataclass(frozen=True)
 class PricedEvent:
     model: str  # as the caller named it (the key in model_cost)
@@ -48,7 +44,7 @@ class PricedEvent:
 
 
 def _money(value: Decimal) -> Decimal:
-    amount = value.quantize(MONEY_QUANTUM, context=DECIMAL_CONTEXT).normalize(DECIMAL_CONTEXT)
+    amount = quantize_money(value)
     if amount > MONEY_MAX:
         raise InvalidInput(f"the priced cost {amount} is over the limit of {MONEY_MAX}")
     return amount
@@ -107,13 +103,7 @@ def fingerprint(request: CostRequest) -> str:
 def _tokens_out(usage: TokenUsage | None) -> TokensUsed | None:
     if usage is None:
         return None
-    return TokensUsed(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        cache_creation_tokens=usage.cache_creation_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-    )
+    return TokensUsed(**asdict(usage))
 
 
 def _tokens_record(usage: TokenUsage | None) -> dict | None:
@@ -204,10 +194,7 @@ def projected_cost(
     prompt_tokens = tokens.count_messages(messages, request.model)
     completion_tokens = request.max_tokens or 0
     cost = cost_of(model_price, TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
-    budget = store.get(project, user)
-    if budget is None:
-        raise BudgetNotFound(f"no budget for user {user!r} in project {project!r}")
-    budget = budget.as_of(now)
+    budget = read_budget(store, project, user, now)
     with localcontext(DECIMAL_CONTEXT):
         prompt_cost, completion_cost = _money(cost.prompt), _money(cost.completion)
         projected = prompt_cost + completion_cost

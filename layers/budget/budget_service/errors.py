@@ -27,10 +27,21 @@ class BudgetNotFound(BudgetError):
     status = HTTPStatus.NOT_FOUND
     code = "budget_not_found"
 
+    @classmethod
+    def for_user(cls, project: str, user: str) -> BudgetNotFound:
+        return cls(f"no budget for user {user!r} in project {project!r}")
+
 
 class UnknownModel(BudgetError):
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "unknown_model"
+
+
+class IdempotencyKeyReused(BudgetError):
+    """The Idempotency-Key was already used for a different request to this user."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "idempotency_key_reused"
 
 
 class PayloadTooLarge(BudgetError):

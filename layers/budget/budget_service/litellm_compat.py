@@ -23,6 +23,7 @@ from budget_service.budget import ZERO, Budget
 from budget_service.models import LitellmEntry
 from budget_service.periods import SECONDS_PER_DAY
 
+
 @dataclass(frozen=True)
 class Merge:
     budget: Budget

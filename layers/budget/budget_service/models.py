@@ -68,11 +68,13 @@ def _number_only(value):
     return value
 
 
+quantize_money = _quantizer(MONEY_QUANTUM)
+
 Money = Annotated[
     Decimal,
     BeforeValidator(_number_only),
     Field(ge=0, le=MONEY_MAX, allow_inf_nan=False),
-    AfterValidator(_quantizer(MONEY_QUANTUM)),
+    AfterValidator(quantize_money),
 ]
 Epoch = Annotated[
     Decimal,
