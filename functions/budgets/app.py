@@ -17,16 +17,20 @@ from budget_service.store import default_store
 app = create_app()
 
 
+def _record(budget) -> BudgetRecord:
+    return BudgetRecord(**budget.to_record())
+
+
 @app.put("/projects/<project>/users/<user>")
 def put_budget(project: ProjectId, user: UserId, settings: PutBudgetRequest) -> Response[BudgetRecord]:
     budget, created = budgets.put_budget(default_store(), project, user, settings, budgets.utc_now())
-    return json_response(201 if created else 200, BudgetRecord(**budget.to_record()))
+    return json_response(201 if created else 200, _record(budget))
 
 
 @app.get("/projects/<project>/users/<user>")
 def get_budget(project: ProjectId, user: UserId) -> BudgetRecord:
     budget = budgets.read_budget(default_store(), project, user, budgets.utc_now())
-    return BudgetRecord(**budget.to_record())
+    return _record(budget)
 
 
 @app.delete("/projects/<project>/users/<user>")
@@ -44,13 +48,13 @@ def list_budgets(
     page, next_cursor = budgets.list_budgets(
         default_store(), project, limit, cursor, budgets.utc_now()
     )
-    return BudgetList(users=[BudgetRecord(**b.to_record()) for b in page], next_cursor=next_cursor)
+    return BudgetList(users=[_record(b) for b in page], next_cursor=next_cursor)
 
 
 @app.post("/projects/<project>/users/<user>/reset")
 def reset_budget(project: ProjectId, user: UserId) -> BudgetRecord:
     budget = budgets.reset_budget(default_store(), project, user, budgets.utc_now())
-    return BudgetRecord(**budget.to_record())
+    return _record(budget)
 
 
 lambda_handler = lambda_entry(app)
