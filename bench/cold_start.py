@@ -32,7 +32,6 @@ EVENTS = {
     "UpdateCostFunction": "update_cost",
     "ResetBudgetsFunction": "reset_budgets_schedule",
 }
-LAMBDA_LAYER_ROOT = "/opt/python"
 
 
 def event_file(function_id: str) -> str | None:
@@ -48,37 +47,6 @@ def event_file(function_id: str) -> str | None:
     return None
 
 
-def function_environment(function_id: str, table: str) -> dict[str, str]:
-    """The Environment template.yaml gives this function (Globals, then its own), resolved for
-    local use: the table's Ref is `table`, parameters take their defaults, /opt/python is the
-    layer directory."""
-    from localdev import template
-
-    tpl = template.load_template()
-    params = {n: str(p["Default"]) for n, p in (tpl.get("Parameters") or {}).items() if "Default" in p}
-    scopes = [tpl.get("Globals", {}).get("Function", {}), tpl["Resources"][function_id].get("Properties", {})]
-    env: dict[str, str] = {}
-    for scope in scopes:
-        for name, value in ((scope.get("Environment") or {}).get("Variables") or {}).items():
-            if isinstance(value, dict) and "Ref" in value:
-                value = table if value["Ref"] == template.TABLE_RESOURCE else params.get(value["Ref"])
-            if isinstance(value, (str, int, float, bool)) and str(value) != "":
-                value = str(value)
-                if value == LAMBDA_LAYER_ROOT or value.startswith(LAMBDA_LAYER_ROOT + "/"):
-                    value = str(template.LAYER_DIR) + value[len(LAMBDA_LAYER_ROOT):]
-                env[str(name)] = value
-    return env
-
-
-def _setting(function_id: str, key: str, default):
-    from localdev import template
-
-    tpl = template.load_template()
-    props = tpl["Resources"][function_id].get("Properties", {})
-    value = props.get(key, tpl.get("Globals", {}).get("Function", {}).get(key, default))
-    return value if isinstance(value, (int, float, str)) else default
-
-
 def child_command(function_id: str, *, importtime: bool = False) -> list[str]:
     from localdev import template
 
@@ -87,13 +55,16 @@ def child_command(function_id: str, *, importtime: bool = False) -> list[str]:
     return [
         sys.executable, *(["-X", "importtime"] if importtime else []), str(CHILD),
         str(spec.code_uri), module, handler, function_id, event_file(function_id) or "-",
-        str(_setting(function_id, "Timeout", 3)), str(_setting(function_id, "MemorySize", 128)),
+        str(template.function_setting(function_id, "Timeout", 3)),
+        str(template.function_setting(function_id, "MemorySize", 128)),
     ]
 
 
 def child_env(rt: BenchRuntime, function_id: str, table: str) -> dict[str, str]:
+    from localdev import template
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "PYTHON"))}
-    env.update(function_environment(function_id, table))
+    env.update(template.function_environment(table, [function_id]))
     env.update(
         TABLE_NAME=table,
         AWS_ENDPOINT_URL_DYNAMODB=rt.dynamodb_url,

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from localdev import template
+from localdev.events import ACCOUNT_ID as ACCOUNT
 
-ACCOUNT = "123456789012"
 API_ID = "local"
 
 # API Gateway's defaults, for responses the template does not override.
@@ -45,12 +45,6 @@ class AuthorizerSpec:
     ttl_seconds: int
 
 
-def _resolve(value, parameters: dict[str, str]):
-    if isinstance(value, dict) and "Ref" in value:
-        return parameters.get(str(value["Ref"]))
-    return value
-
-
 def from_template(parameters: dict[str, str]) -> AuthorizerSpec | None:
     """The DefaultAuthorizer of the template's API (a TOKEN authorizer), or None if there is none."""
     for api in template.resources("AWS::Serverless::Api").values():
@@ -67,7 +61,7 @@ def from_template(parameters: dict[str, str]) -> AuthorizerSpec | None:
         target = arn["Fn::GetAtt"]
         function_id = target[0] if isinstance(target, list) else str(target).split(".")[0]
         identity = spec.get("Identity") or {}
-        ttl = _resolve(identity.get("ReauthorizeEvery", 300), parameters)
+        ttl = template.literal(identity.get("ReauthorizeEvery", 300), parameters)
         return AuthorizerSpec(
             function_id=str(function_id),
             header=str(identity.get("Header", "Authorization")),

@@ -7,6 +7,8 @@ import time
 import uuid
 from urllib.parse import quote
 
+ACCOUNT_ID = "123456789012"  # the AWS account local events and ARNs name
+
 
 def rest_proxy_event(
     *,
@@ -41,7 +43,7 @@ def rest_proxy_event(
         "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
-            "accountId": "123456789012",
+            "accountId": ACCOUNT_ID,
             "apiId": "local",
             "resourceId": "local",
             "resourcePath": resource,
@@ -108,7 +110,7 @@ class LambdaContext:
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
         self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+            f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function_name}"
         )
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-ACCOUNT = "123456789012"
+from localdev.events import ACCOUNT_ID as ACCOUNT
+from localdev.template import literal
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _CRON = re.compile(r"^cron\((.+)\)$")
@@ -186,25 +187,6 @@ class Schedule:
             "source": "aws.events", "account": ACCOUNT, "time": time, "region": region,
             "resources": [f"arn:aws:events:{region}:{ACCOUNT}:rule/{self.name}"], "detail": {},
         }
-
-
-def literal(value, parameters: dict[str, str], region: str = "us-east-1"):
-    """A template value as a plain string: Refs to parameters take their default and Fn::Sub
-    fills parameters and pseudo parameters (stack "local"); anything else gives None."""
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        return parameters.get(value["Ref"])
-    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
-        names = {**parameters, "AWS::StackName": "local", "AWS::Region": region,
-                 "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
-        text = value["Fn::Sub"]
-        for ref in re.findall(r"\$\{([^}!]+)\}", text):
-            if ref not in names:
-                return None
-            text = text.replace("${" + ref + "}", names[ref])
-        return text
-    return None
 
 
 def from_template(

@@ -44,8 +44,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from localdev import template
-from localdev import events
+from localdev import events, template
 from localdev.events import LambdaContext
 
 DEFAULT_PORT = 3000
@@ -55,7 +54,6 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Headers a proxy result may not set: the server computes them for the bytes it sends.
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 INVOKE_PREFIX = "/_local/invoke/"
-LAMBDA_LAYER_ROOT = "/opt/python"
 
 
 # ---- routing: API Gateway's resource matching ------------------------------------------------
@@ -243,18 +241,11 @@ class Invoker:
         handler = template.load_handler(function_id)
         context = LambdaContext(
             function_id,
-            timeout_s=float(_function_setting(function_id, "Timeout", 3)),
-            memory_mb=int(_function_setting(function_id, "MemorySize", 128)),
+            timeout_s=float(template.function_setting(function_id, "Timeout", 3)),
+            memory_mb=int(template.function_setting(function_id, "MemorySize", 128)),
         )
         with self._lock:
             return handler(event, context)
-
-
-def _function_setting(function_id: str, key: str, default):
-    tpl = template.load_template()
-    props = tpl["Resources"][function_id].get("Properties", {})
-    value = props.get(key, tpl.get("Globals", {}).get("Function", {}).get(key, default))
-    return value if isinstance(value, (int, float, str)) else default
 
 
 # ---- the WSGI application ---------------------------------------------------------------------
@@ -382,39 +373,6 @@ def _function_error(error_type: str, message: str, exc: BaseException) -> Respon
 # ---- configuration and startup ----------------------------------------------------------------
 
 
-def parameter_defaults() -> dict[str, str]:
-    params = template.load_template().get("Parameters") or {}
-    return {name: str(p["Default"]) for name, p in params.items() if "Default" in p}
-
-
-def _template_environment(table_name: str) -> dict[str, str]:
-    """The Environment the template gives the functions (Globals, then each function).
-
-    All functions share this process, so they share one environment; Refs to parameters take
-    the parameter's default and the table's Ref is the local table name.
-    """
-    tpl = template.load_template()
-    defaults = parameter_defaults()
-    env: dict[str, str] = {}
-    scopes = [tpl.get("Globals", {}).get("Function", {})]
-    scopes += [res.get("Properties", {}) for res in template.resources("AWS::Serverless::Function").values()]
-    for scope in scopes:
-        for name, value in ((scope.get("Environment") or {}).get("Variables") or {}).items():
-            if isinstance(value, dict) and "Ref" in value:
-                ref = value["Ref"]
-                value = table_name if ref == template.TABLE_RESOURCE else defaults.get(ref)
-            if isinstance(value, (str, int, float, bool)) and str(value) != "":
-                env[str(name)] = _local_path(str(value))
-    return env
-
-
-def _local_path(value: str) -> str:
-    """A layer's files are under /opt/python in Lambda; here they are in layers/budget."""
-    if value == LAMBDA_LAYER_ROOT or value.startswith(LAMBDA_LAYER_ROOT + "/"):
-        return str(template.LAYER_DIR) + value[len(LAMBDA_LAYER_ROOT):]
-    return value
-
-
 def _ensure_table(client, table_name: str) -> bool:
     """Create the table from the template unless it exists; True if created."""
     try:
@@ -480,7 +438,7 @@ class LocalRuntime:
             env["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
             template.create_table(client_for(self.dynamodb.url), table)
             self.notes.append(f"DynamoDB: embedded (moto) at {self.dynamodb.url}, table {table}")
-        for name, value in _template_environment(table).items():
+        for name, value in template.function_environment(table).items():
             if name not in ("TABLE_NAME", "AWS_ENDPOINT_URL_DYNAMODB"):
                 env.setdefault(name, value)
         env["TABLE_NAME"] = table
@@ -499,7 +457,7 @@ class LocalRuntime:
                     doc_cache.append(openapi.build_document())
                 return doc_cache[0]
 
-        stage = parameter_defaults().get("StageName", "v1")
+        stage = template.parameter_defaults().get("StageName", "v1")
         routes = RouteTable(template.api_routes())
         for r in routes.routes:
             if r.path in ("/openapi.json", "/docs") or r.path.startswith("/_local/"):
@@ -508,7 +466,7 @@ class LocalRuntime:
         if auth_on:
             from localdev import auth
 
-            params = parameter_defaults()
+            params = template.parameter_defaults()
             if env.get("AUTH_CACHE_TTL"):
                 params["AuthCacheTtlSeconds"] = env["AUTH_CACHE_TTL"]
             spec = auth.from_template(params)
@@ -532,7 +490,7 @@ class LocalRuntime:
         self._http_thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._http_thread.start()
 
-        found, skipped = schedules.from_template(template.scheduled_events(), parameter_defaults())
+        found, skipped = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
         self.notes += [f"schedule skipped: {why}" for why in skipped]
         self.scheduler = schedules.Scheduler(
             found, invoker.invoke, env["AWS_REGION"], log=lambda m: print(m, flush=True)

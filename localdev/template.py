@@ -7,6 +7,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,9 +16,12 @@ from types import ModuleType
 
 from cfnlint.decode import decode
 
+from localdev.events import ACCOUNT_ID
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 LAYER_DIR = ROOT / "layers" / "budget"
+LAMBDA_LAYER_ROOT = "/opt/python"  # where Lambda puts a Python layer's files
 TABLE_RESOURCE = "BudgetTable"
 EVENTS_DIR = ROOT / "events"
 
@@ -110,6 +114,64 @@ def functions() -> dict[str, FunctionSpec]:
         props = res["Properties"]
         specs[name] = FunctionSpec(name, ROOT / props["CodeUri"], props["Handler"])
     return specs
+
+
+def parameter_defaults() -> dict[str, str]:
+    params = load_template().get("Parameters") or {}
+    return {name: str(p["Default"]) for name, p in params.items() if "Default" in p}
+
+
+def function_setting(function_id: str, key: str, default):
+    """A function's property (e.g. Timeout), else the Globals' one, else `default`."""
+    tpl = load_template()
+    props = tpl["Resources"][function_id].get("Properties", {})
+    value = props.get(key, tpl.get("Globals", {}).get("Function", {}).get(key, default))
+    return value if isinstance(value, (int, float, str)) else default
+
+
+def function_environment(table_name: str, function_ids: list[str] | None = None) -> dict[str, str]:
+    """The Environment the template gives functions (Globals, then each function's own; None:
+    every function), resolved for local use: the table's Ref is `table_name`, parameters take
+    their defaults, and the layer's /opt/python is layers/budget."""
+    tpl = load_template()
+    defaults = parameter_defaults()
+    ids = list(resources("AWS::Serverless::Function")) if function_ids is None else function_ids
+    scopes = [tpl.get("Globals", {}).get("Function", {})]
+    scopes += [tpl["Resources"][function_id].get("Properties", {}) for function_id in ids]
+    env: dict[str, str] = {}
+    for scope in scopes:
+        for name, value in ((scope.get("Environment") or {}).get("Variables") or {}).items():
+            if isinstance(value, dict) and "Ref" in value:
+                ref = value["Ref"]
+                value = table_name if ref == TABLE_RESOURCE else defaults.get(ref)
+            if isinstance(value, (str, int, float, bool)) and str(value) != "":
+                env[str(name)] = _local_path(str(value))
+    return env
+
+
+def _local_path(value: str) -> str:
+    if value == LAMBDA_LAYER_ROOT or value.startswith(LAMBDA_LAYER_ROOT + "/"):
+        return str(LAYER_DIR) + value[len(LAMBDA_LAYER_ROOT):]
+    return value
+
+
+def literal(value, parameters: dict[str, str], region: str = "us-east-1"):
+    """A template value as a plain string: Refs to parameters take their default and Fn::Sub
+    fills parameters and pseudo parameters (stack "local"); anything else gives None."""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return parameters.get(value["Ref"])
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        names = {**parameters, "AWS::StackName": "local", "AWS::Region": region,
+                 "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
+        text = value["Fn::Sub"]
+        for ref in re.findall(r"\$\{([^}!]+)\}", text):
+            if ref not in names:
+                return None
+            text = text.replace("${" + ref + "}", names[ref])
+        return text
+    return None
 
 
 def api_routes() -> list[ApiRoute]:

@@ -23,7 +23,7 @@ from localdev import template
 from localdev.auth import Denied, LocalAuthorizer, from_template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext, api_gateway_event
-from localdev.server import parameter_defaults
+from localdev.template import parameter_defaults
 
 from conftest import TABLE_NAME, Response
 

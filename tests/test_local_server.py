@@ -148,7 +148,7 @@ def test_local_invoke_returns_the_handler_result(local):
 
 
 def test_local_invoke_runs_scheduled_functions_with_the_scheduler_event(local):
-    found, _ = schedules.from_template(template.scheduled_events(), server.parameter_defaults())
+    found, _ = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
     for schedule in found:
         event = schedule.event(datetime.now(UTC), "us-east-1")
         response = requests.post(
@@ -404,7 +404,7 @@ def test_schedules_we_cannot_run_are_refused(expression):
 
 
 def test_every_template_schedule_can_run_locally():
-    found, skipped = schedules.from_template(template.scheduled_events(), server.parameter_defaults())
+    found, skipped = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
     assert skipped == []
     assert len(found) == len(template.scheduled_events())
 
