@@ -38,6 +38,15 @@ from localdev.events import LambdaContext, api_gateway_event  # noqa: E402
 TABLE_NAME = os.environ["TABLE_NAME"]
 
 
+def run_threads(threads, timeout: float = 120) -> None:
+    """Start every thread, then wait for all of them; a thread still running is a failure."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish in time"
+
+
 @pytest.fixture
 def aws():
     """In-process moto with the table template.yaml declares."""

@@ -5,15 +5,10 @@ import json
 import threading
 from decimal import Decimal
 
+from conftest import run_threads
+
 COST = "/projects/{project}/users/{user}/cost"
 THREADS, UPDATES = 16, 50
-
-
-def _run(threads):
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
 
 
 def test_16_threads_x_50_updates_end_with_the_exact_decimal_sum(served_api, server_store):
@@ -37,7 +32,7 @@ def test_16_threads_x_50_updates_end_with_the_exact_decimal_sum(served_api, serv
             if response.status != 200:
                 failures.append(response)
 
-    _run([threading.Thread(target=worker, args=(t,)) for t in range(THREADS)])
+    run_threads([threading.Thread(target=worker, args=(t,)) for t in range(THREADS)])
     assert failures == []
     expected = sum((amount(t, n) for t in range(THREADS) for n in range(UPDATES)), Decimal(0))
     per_model = {
@@ -68,7 +63,7 @@ def test_one_idempotency_key_replayed_20_times_10_concurrently_charges_once(serv
         barrier.wait()
         send()
 
-    _run([threading.Thread(target=concurrent) for _ in range(10)])
+    run_threads([threading.Thread(target=concurrent) for _ in range(10)])
     for _ in range(10):
         send()
     assert [a.status for a in answers] == [200] * 20, answers

@@ -27,7 +27,7 @@ from budget_service.store import (
     item_to_budget,
     reset_shard,
 )
-from conftest import TABLE_NAME
+from conftest import TABLE_NAME, run_threads
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
@@ -315,11 +315,7 @@ def test_two_runs_reading_the_same_due_budgets_reset_each_once(dynamodb_server):
         results[i] = update_budget_all_users(NOW, BudgetStore(table, client=run_client), page_size=100)
 
     results: list[ResetSummary | None] = [None, None]
-    threads = [threading.Thread(target=run, args=(results, i)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_threads([threading.Thread(target=run, args=(results, i)) for i in range(2)])
     a, b = results
     assert a is not None and b is not None
     assert a.due == b.due == 60  # both saw every due budget
@@ -345,11 +341,7 @@ def test_two_free_running_runs_reset_each_once(dynamodb_server):
         start.wait()
         results[i] = update_budget_all_users(NOW, store, page_size=7)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_threads([threading.Thread(target=run, args=(i,)) for i in range(2)])
     a, b = results
     assert a is not None and b is not None
     assert a.reset + b.reset == 120 and a.failed == b.failed == 0
