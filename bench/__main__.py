@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -48,7 +48,7 @@ def machine() -> Table:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    table.add("date (UTC)", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    table.add("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M"))
     table.add("machine", f"{platform.system()} {platform.release()} {platform.machine()}")
     table.add("CPU", f"{cpu}, {cores} cores available to this process")
     table.add("memory", memory)
@@ -119,11 +119,11 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
         )
     tokens = sections.get("tokens")
     if tokens and "fresh_service" in tokens.data:
-        s, l = tokens.data["fresh_service"], tokens.data["fresh_litellm"]
+        s, lt = tokens.data["fresh_service"], tokens.data["fresh_litellm"]
         lines.append(
             "Token counting, fresh process: import + first call"
             f" {(s['import_s']['median'] + s['first_s']['median']) * 1000:,.0f} ms for the service's counter,"
-            f" {(l['import_s']['median'] + l['first_s']['median']) * 1000:,.0f} ms for litellm.token_counter."
+            f" {(lt['import_s']['median'] + lt['first_s']['median']) * 1000:,.0f} ms for litellm.token_counter."
         )
     ops = sections.get("dynamodb_ops")
     if ops and "cost" in ops.data:

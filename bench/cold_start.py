@@ -113,11 +113,10 @@ def prepare(rt: BenchRuntime) -> str:
     benchmarks fill with thousands of items; DynamoDB's do not."""
     import uuid
 
+    from bench.common import seed_items
     from budget_service.budget import Budget
     from budget_service.periods import Duration
     from budget_service.store import budget_to_item
-
-    from bench.common import seed_items
     from localdev import template
 
     name = f"bench-cold-start-{uuid.uuid4().hex[:6]}"

@@ -73,12 +73,11 @@ def make_budgets(total: int, now: Decimal):
 
 
 def run(rt: BenchRuntime, *, quick: bool = False, sizes: tuple[int, ...] | None = None) -> Section:
+    from bench.scan_baseline import scan_and_reset
     from budget_service.resets import update_budget_all_users
     from budget_service.store import BudgetStore, budget_to_item
     from localdev import template
     from localdev.dynamodb import client_for
-
-    from bench.scan_baseline import scan_and_reset
 
     sizes = sizes or ((SIZES[0],) if quick else SIZES)
     rounds = 1 if quick else 5

@@ -155,7 +155,9 @@ def _run_sizes(rt, sizes, quick, now, section, main, detail, litellm_update, nat
         project = f"bench-cost-{users}"
         seed_project(rt, project, users, now)
         h = rt.http.mark()
-        load_s, manager = _timed(lambda: BudgetManager(project_name=project, client_type="hosted", api_base=rt.url))
+        load_s, manager = _timed(
+            lambda project=project: BudgetManager(project_name=project, client_type="hosted", api_base=rt.url)
+        )
         load = rt.http.since(h)
         if len(manager.user_dict) != users:
             raise RuntimeError(f"client loaded {len(manager.user_dict)} users, expected {users}")

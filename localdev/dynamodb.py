@@ -44,8 +44,7 @@ class EmbeddedDynamoDB:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.host}:{self._server.server_port}"
 
     def start(self) -> EmbeddedDynamoDB:
         self._thread.start()

@@ -158,7 +158,8 @@ class Schedule:
         if self._cron is not None:
             found = self._cron.next_after(after.astimezone(self.timezone))
             return found.astimezone(UTC) if found else None
-        return self._at.astimezone(UTC) if self._at > after else None
+        at = self._at
+        return at.astimezone(UTC) if at is not None and at > after else None
 
     def event(self, when: datetime, region: str) -> dict:
         """What EventBridge delivers: the configured Input, else its scheduled event."""

@@ -38,6 +38,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from werkzeug.datastructures import Headers
@@ -46,6 +47,13 @@ from werkzeug.wrappers import Request, Response
 
 from localdev import events, template
 from localdev.events import LambdaContext
+
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
+    from localdev.auth import LocalAuthorizer
+    from localdev.dynamodb import EmbeddedDynamoDB
+    from localdev.schedules import Scheduler
 
 DEFAULT_PORT = 3000
 DEFAULT_TABLE = "llm-budget-local"
@@ -398,10 +406,10 @@ class LocalRuntime:
     def __init__(self, port: int, environ=os.environ) -> None:
         self.port = port
         self.environ = environ
-        self.dynamodb = None
-        self.http = None
-        self.scheduler = None
-        self.authorizer = None
+        self.dynamodb: EmbeddedDynamoDB | None = None
+        self.http: BaseWSGIServer | None = None
+        self.scheduler: Scheduler | None = None
+        self.authorizer: LocalAuthorizer | None = None
         self.notes: list[str] = []
 
     def start(self) -> LocalRuntime:

@@ -65,7 +65,7 @@ def load_source(source: str | None) -> tuple[dict, str, str]:
     """(the price map parsed with Decimal numbers, a description, its sha256)."""
     if source is None:
         # Located through the distribution, not imported: importing litellm fetches its map online.
-        raw = Path(metadata.distribution("litellm").locate_file(f"litellm/{SOURCE_NAME}")).read_bytes()
+        raw = Path(str(metadata.distribution("litellm").locate_file(f"litellm/{SOURCE_NAME}"))).read_bytes()
         described = f"litellm {metadata.version('litellm')} {SOURCE_NAME}"
     elif source.startswith("https://"):
         with urllib.request.urlopen(source, timeout=30) as response:  # noqa: S310 (https only)

@@ -25,7 +25,7 @@ ENCODINGS = ("cl100k_base", "o200k_base")
 
 def pinned() -> dict[str, tuple[str, str]]:
     """{encoding: (url, expected sha256)} read from tiktoken's own source, without running it."""
-    source = Path(metadata.distribution("tiktoken").locate_file("tiktoken_ext/openai_public.py"))
+    source = Path(str(metadata.distribution("tiktoken").locate_file("tiktoken_ext/openai_public.py")))
     found: dict[str, tuple[str, str]] = {}
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.FunctionDef) and node.name in ENCODINGS:
@@ -36,8 +36,11 @@ def pinned() -> dict[str, tuple[str, str]]:
                     and call.args
                     and isinstance(call.args[0], ast.Constant)
                 ):
-                    hashes = [k.value.value for k in call.keywords if k.arg == "expected_hash"]
-                    found[node.name] = (call.args[0].value, hashes[0])
+                    hashes = [
+                        k.value.value for k in call.keywords
+                        if k.arg == "expected_hash" and isinstance(k.value, ast.Constant)
+                    ]
+                    found[node.name] = (str(call.args[0].value), str(hashes[0]))
     missing = set(ENCODINGS) - set(found)
     if missing:
         raise SystemExit(f"tiktoken does not pin {sorted(missing)}")
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    source_dir = Path(metadata.distribution("litellm").locate_file("litellm/litellm_core_utils/tokenizers"))
+    source_dir = Path(str(metadata.distribution("litellm").locate_file("litellm/litellm_core_utils/tokenizers")))
     bad = 0
     for encoding, (url, expected) in pinned().items():
         name = cache_name(url)

@@ -16,6 +16,7 @@ import sys
 from decimal import Decimal
 
 import pytest
+from conftest import TABLE_NAME, Response
 
 from budget_service import auth
 from budget_service.store import API_KEY_SK, ApiKeyStore, api_key_pk
@@ -24,8 +25,6 @@ from localdev.auth import Denied, LocalAuthorizer, from_template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext, api_gateway_event
 from localdev.template import parameter_defaults
-
-from conftest import TABLE_NAME, Response
 
 MINTED: list[str] = []  # every key minted in this module; none may appear in any log line
 

@@ -58,11 +58,13 @@ def test_set_budget_rejects(api, aws, case):
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_rejected(api, aws, token):
-    text = '{"project_name": "p", "user_dict": {"u": {"total_budget": %s}}}' % token
+    text = '{"project_name": "p", "user_dict": {"u": {"total_budget": TOKEN}}}'.replace("TOKEN", token)
     assert_rejected(set_budget_raw(api, text), mentions="total_budget")
-    text = '{"project_name": "p", "user_dict": {"u": {"total_budget": 1, "current_cost": %s}}}' % token
+    text = '{"project_name": "p", "user_dict": {"u": {"total_budget": 1, "current_cost": TOKEN}}}'.replace(
+        "TOKEN", token
+    )
     assert_rejected(set_budget_raw(api, text), mentions="current_cost")
-    assert_rejected(api.call("PUT", USER, {"project": "p", "user": "u"}, body='{"total_budget": %s}' % token))
+    assert_rejected(api.call("PUT", USER, {"project": "p", "user": "u"}, body=f'{{"total_budget": {token}}}'))
     assert items(aws) == 0
 
 

@@ -121,7 +121,7 @@ def test_budget_exceeded(budget):
 
 
 def test_one_request_per_update_without_a_key(budget, requests_made):
-    for n in range(3):
+    for _ in range(3):
         assert post_cost(budget, {"model": "gpt-4o", "usage": {"prompt_tokens": 10}}).status == 200
     assert requests_made == ["UpdateItem"] * 3
 

@@ -4,6 +4,7 @@ template names answers it with the status the README documents."""
 import json
 
 from conftest import Response
+
 from localdev import template
 from localdev.events import LambdaContext
 

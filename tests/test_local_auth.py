@@ -14,14 +14,13 @@ from decimal import Decimal
 import httpx
 import pytest
 import requests
+from conftest import TABLE_NAME
 from litellm import BudgetManager
 
 from budget_service import auth
 from budget_service.store import ApiKeyStore
 from localdev.dynamodb import client_for
 from localdev.ready_time import ServerProcess
-
-from conftest import TABLE_NAME
 
 MINTED: list[str] = []
 

@@ -26,7 +26,7 @@ from budget_service.periods import (
     to_datetime,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(text: str, tz: str | None = None) -> Decimal:

@@ -15,6 +15,8 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
+from conftest import TABLE_NAME, run_threads
+from test_periods import at, utc
 
 from budget_service import budgets
 from budget_service.budget import Budget, iso
@@ -27,11 +29,9 @@ from budget_service.store import (
     item_to_budget,
     reset_shard,
 )
-from conftest import TABLE_NAME, run_threads
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
-from test_periods import at, utc
 
 # Five minutes into 1 March 2026 (UTC): a new day and month have begun in UTC, Berlin and Tokyo.
 NOW = utc("2026-03-01T00:05:00")

@@ -17,7 +17,7 @@ def get_budget(request: GetBudgetRequest) -> GetBudgetResponse:
         return GetBudgetResponse(
             status="error", message=f"no budgets stored for project {request.project_name!r}"
         )
-    return GetBudgetResponse(status="success", data=data)
+    return GetBudgetResponse.model_validate({"status": "success", "data": data})
 
 
 lambda_handler = lambda_entry(app)

@@ -22,9 +22,9 @@ import binascii
 import json
 import os
 from collections.abc import Callable
-from typing import Annotated
 from decimal import Decimal
 from http import HTTPStatus
+from typing import Annotated
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types

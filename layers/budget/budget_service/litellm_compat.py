@@ -114,7 +114,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
         settings = dataclasses.replace(settings, period_start=client_start).with_period_from(
             client_start
         ).as_of(now)
-    elif client_start < settings.period_start:
+    elif client_start < settings.period_start:  # type: ignore[operator]  # None was handled above
         stale, spend = True, (settings.current_cost, dict(settings.model_cost))
     else:
         spend = _max_spend(settings, entry)

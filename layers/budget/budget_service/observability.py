@@ -9,6 +9,7 @@ last line of defence every line is scrubbed of anything shaped like an API key o
 """
 
 import re
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -22,7 +23,7 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):
-    def serialize(self, log: dict) -> str:
+    def serialize(self, log: Any) -> str:
         return redact(super().serialize(log))
 
 

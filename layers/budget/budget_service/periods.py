@@ -21,7 +21,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SECONDS_PER_DAY = Decimal(86400)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Duration(enum.StrEnum):

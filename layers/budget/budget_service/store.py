@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import lru_cache
+from types import EllipsisType
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -26,12 +27,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from budget_service.budget import Budget
-from budget_service.budget import DueReset
+from budget_service.budget import Budget, DueReset
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput
 from budget_service.models import MAX_MODELS_PER_USER
-from budget_service.periods import Duration
-from budget_service.periods import Period
+from budget_service.periods import Duration, Period
 
 USER_PREFIX = "USER#"
 PROJECT_PREFIX = "PROJECT#"
@@ -238,6 +237,7 @@ class BudgetStore:
 
         Returns the budget at its new version; raises StaleWrite when someone wrote first.
         """
+        condition: dict
         if budget.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -275,7 +275,7 @@ class BudgetStore:
         user: str,
         change: Callable[[Budget | None], Budget | None],
         *,
-        seen: Budget | None | type[...] = ...,
+        seen: Budget | None | EllipsisType = ...,
     ) -> Budget | None:
         """Read-modify-write one budget until it lands without a race.
 
@@ -284,7 +284,7 @@ class BudgetStore:
         re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
         caller gets Contention (HTTP 409) and may retry.
         """
-        current = self.get(project, user) if seen is ... else seen
+        current = self.get(project, user) if isinstance(seen, EllipsisType) else seen
         for attempt in range(MAX_WRITE_ATTEMPTS):
             target = change(current)
             if target is None:
