@@ -108,7 +108,10 @@ ERROR_SCHEMA = {
 }
 
 _ERRORS = {
-    "400": "The body is not valid JSON (invalid_json).",
+    "400": "The body is not valid JSON (invalid_json); is not a JSON object, nests deeper than 32"
+    " levels, has a number over 100 characters or a string that is not Unicode (invalid_body); or a"
+    " header that may appear once (Authorization, Content-Type, Idempotency-Key) appears twice"
+    " (duplicate_header).",
     "401": "No valid API key (unauthorized): send Authorization: Bearer <key>.",
     "403": "The key may not do this: another project, or a role without this operation (forbidden).",
     "404": "No budget for this user (budget_not_found).",
@@ -135,10 +138,10 @@ _SECURITY_SCHEME = "ApiKey"
 
 
 def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
-    statuses = ["401", "403", "429", "503"]
+    statuses = ["400", "401", "403", "429", "503"]
     has_body = "requestBody" in operation
     if has_body:
-        statuses += ["400", "413"]
+        statuses += ["413"]
     if has_body or operation.get("parameters"):
         statuses.append("422")
     if "{user}" in path and method != "put":

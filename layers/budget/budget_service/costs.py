@@ -32,7 +32,7 @@ from budget_service.store import BudgetStore
 # days, and until then the key still answers as a replay).
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 IDEMPOTENCY_KEY_MAX = 255
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, no spaces
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # visible ASCII but "," (how proxies join copies)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def check_idempotency_key(key: str | None) -> str | None:
         return None
     if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX) or not _IDEMPOTENCY_KEY.match(key):
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters",
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters other than ','",
             details=[{"field": "Idempotency-Key", "problem": "invalid header value"}],
         )
     return key

@@ -21,9 +21,11 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from http import HTTPStatus
+from itertools import chain
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -32,11 +34,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from budget_service import auth
 from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
-from budget_service.models import ID_MAX_LENGTH, ID_PATTERN
+from budget_service.models import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes
 from budget_service.observability import logger, metrics, tracer
 from budget_service.store import STORE_ERRORS, unavailable
 
@@ -44,8 +46,14 @@ MAX_BODY_BYTES = 1_048_576
 AUTH_ENV = "API_AUTH"
 RETRY_AFTER_SECONDS = 1
 
-# Path parameters of the native routes: the same id rules as in bodies, checked before the handler.
-ProjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+# Path parameters of the native routes: the same id rules as in bodies (models.Identifier: at most
+# ID_MAX_BYTES bytes of UTF-8), checked before the handler.
+ProjectId = Annotated[
+    str,
+    Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
+         description="1 to 256 bytes of UTF-8 (percent-encoded in the path), no control characters"),
+    AfterValidator(fits_id_bytes),
+]
 UserId = ProjectId
 
 
@@ -54,8 +62,82 @@ def auth_enforced() -> bool:
     return os.environ.get(AUTH_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
 
 
-def parse_json(text: str):
-    return json.loads(text, parse_float=Decimal)
+# Bounds on what a body may hold, checked as it is parsed (every body is parsed here, by the
+# resolver's deserializer): deeper nesting or longer numbers than any request needs are a 400
+# before validation runs, never a RecursionError or Python's int-from-str limit (a 500).
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_CHARS = 100
+# Headers whose meaning a second copy would make ambiguous: a 400, not a guess at which one counts.
+SINGLE_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class BodyRejected(json.JSONDecodeError):
+    """A body that is not JSON the API takes: not an object, nested deeper than MAX_JSON_DEPTH, a
+    number longer than MAX_NUMBER_CHARS, or a string that is not Unicode text. HTTP 400
+    ``invalid_body``. A JSONDecodeError, so Powertools reports it as a body that did not parse."""
+
+    code = "invalid_body"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "", 0)
+        self.message = message
+
+
+def _number(parse: Callable[[str], object]) -> Callable[[str], object]:
+    def bounded(text: str) -> object:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise BodyRejected(f"a number in the body is over {MAX_NUMBER_CHARS} characters long")
+        return parse(text)
+
+    return bounded
+
+
+_parse_int, _parse_decimal = _number(int), _number(Decimal)
+
+
+def parse_json(text: str) -> dict:
+    """A request body: a JSON object, numbers with a fraction or exponent as Decimal (money arrives
+    exact), within MAX_JSON_DEPTH and MAX_NUMBER_CHARS. Raises json.JSONDecodeError (BodyRejected
+    for a body that parses but is out of bounds)."""
+    try:
+        value = json.loads(text, parse_float=_parse_decimal, parse_int=_parse_int)
+    except RecursionError:  # json's C scanner recurses once per level: far past MAX_JSON_DEPTH
+        raise BodyRejected(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if not isinstance(value, dict):
+        raise BodyRejected(f"the body must be a JSON object, not {type(value).__name__}")
+    _check_nodes(value, check_text=_ESCAPED_SURROGATE.search(text) is not None)
+    return value
+
+
+def _check_nodes(value: dict, *, check_text: bool) -> None:
+    """Depth within MAX_JSON_DEPTH, without recursion; with `check_text`, every string (and key)
+    must be Unicode text: JSON can escape a lone surrogate (``"\\ud800"``), which no UTF-8 encoder
+    (boto3, tiktoken, logs) takes."""
+    stack: list[tuple[dict | list, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BodyRejected(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        parts: Iterable = chain(node.keys(), node.values()) if isinstance(node, dict) else node
+        for part in parts:
+            if isinstance(part, (dict, list)):
+                stack.append((part, depth + 1))
+            elif check_text and isinstance(part, str):
+                try:
+                    part.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BodyRejected("a string in the body has a lone surrogate (not Unicode text)") from None
+
+
+def _duplicated_header(event: dict) -> str | None:
+    """The first of SINGLE_HEADERS the request carries more than once (names are case-insensitive;
+    API Gateway keeps every copy in multiValueHeaders), or None."""
+    counts: dict[str, int] = {}
+    for name, values in (event.get("multiValueHeaders") or {}).items():
+        if isinstance(name, str):
+            counts[name.lower()] = counts.get(name.lower(), 0) + len(values or ())
+    return next((h for h in SINGLE_HEADERS if counts.get(h.lower(), 0) > 1), None)
 
 
 def error_body(code: str, message: str, details=None) -> str:
@@ -176,6 +258,8 @@ def create_app() -> APIGatewayRestResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
         errors = list(exc.errors())
+        if isinstance(exc.__cause__, BodyRejected):
+            return error_response(HTTPStatus.BAD_REQUEST, BodyRejected.code, exc.__cause__.message)
         if any(err.get("type") == "json_invalid" for err in errors):
             return error_response(
                 HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON"
@@ -246,6 +330,12 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
             return _proxy_error(
                 PayloadTooLarge.status, PayloadTooLarge.code,
                 f"the request body is over {MAX_BODY_BYTES} bytes",
+            )
+        duplicated = _duplicated_header(event)
+        if duplicated:
+            return _proxy_error(
+                HTTPStatus.BAD_REQUEST, "duplicate_header",
+                f"the {duplicated} header may be sent once; this request has it more than once",
             )
         if auth_enforced():
             refused = _refuse_early(event)

@@ -23,11 +23,42 @@ from pydantic import (
 
 from budget_service.periods import Duration, zone
 
-# Identifiers: project, user and model names. No control characters (they break logs and keys).
-ID_MAX_LENGTH = 256
+# Identifiers: project, user, team and model names. No control characters (they break logs and
+# keys), and at most ID_MAX_BYTES bytes of UTF-8, the unit DynamoDB counts key and item sizes in
+# (a partition key holds at most 2,048 bytes, a sort key 1,024, an item 400 KB). Every key built
+# from ids then fits with room to spare (store.py checks each one again before any request):
+#   pk  PROJECT#<project>                      8 + 256 =   264 <= 2,048
+#   sk  USER#<user>, TEAM#<team>, PRICE#<model>     <= 6 + 256 =   262 <= 1,024
+#   sk  EVENT#<len>:<user>#<Idempotency-Key>    6 + 3 + 1 + 256 + 1 + 255 = 522 <= 1,024
+# leaving about 500 bytes for what later keys add (HOLD#, PERIOD#..., AUDIT#...). A model name is
+# also a key of the model_cost map: 1,000 of them (MAX_MODELS_PER_USER) with their numbers take at
+# most 1,000 x (256 + 21 + 1) bytes = 278 KB of an item's 400 KB (store.item_size).
+ID_MAX_BYTES = 256
+ID_MAX_LENGTH = ID_MAX_BYTES  # characters: a bound the byte limit implies (for JSON Schema's maxLength)
 ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+
+
+def utf8_size(value: str) -> int:
+    """Bytes of `value` in UTF-8, as DynamoDB counts strings. Lone surrogates (a JSON "\\ud800")
+    are not text: ValueError, which pydantic reports as a validation error."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it has a lone surrogate)") from None
+
+
+def fits_id_bytes(value: str) -> str:
+    """`value` if it is at most ID_MAX_BYTES bytes of UTF-8, else ValueError (a pydantic validator)."""
+    size = utf8_size(value)
+    if size > ID_MAX_BYTES:
+        raise ValueError(f"must be at most {ID_MAX_BYTES} bytes of UTF-8 (this one is {size})")
+    return value
+
+
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN),
+    AfterValidator(fits_id_bytes),
 ]
 
 # set_budget: users per request, and models per user's model_cost. Each user is one item written

@@ -29,7 +29,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget, DueReset
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput
-from budget_service.models import MAX_MODELS_PER_USER
+from budget_service.models import MAX_MODELS_PER_USER, utf8_size
 from budget_service.periods import Duration, Period
 
 USER_PREFIX = "USER#"
@@ -85,12 +85,34 @@ class StaleWrite(Exception):
     """The item changed between our read and our conditional write."""
 
 
+# DynamoDB's size limits, in bytes (UTF-8 for strings): a partition key value, a sort key value,
+# an item (attribute names included). https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html
+PARTITION_KEY_MAX_BYTES = 2048
+SORT_KEY_MAX_BYTES = 1024
+ITEM_MAX_BYTES = 400 * 1024
+
+
+def _key_within(value: str, limit: int, what: str) -> str:
+    """`value` if DynamoDB takes it as a key of at most `limit` bytes, else InvalidInput (422).
+
+    The request models bound every id (models.ID_MAX_BYTES) so that this never fires for a
+    validated request; it is the last check before DynamoDB, so no input can reach its size error.
+    """
+    try:
+        size = utf8_size(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    if size > limit:
+        raise InvalidInput(f"{what} is {size} bytes of UTF-8; DynamoDB allows {limit}")
+    return value
+
+
 def project_key(project: str) -> str:
-    return PROJECT_PREFIX + project
+    return _key_within(PROJECT_PREFIX + project, PARTITION_KEY_MAX_BYTES, "the project's key")
 
 
 def user_key(user: str) -> str:
-    return USER_PREFIX + user
+    return _key_within(USER_PREFIX + user, SORT_KEY_MAX_BYTES, "the user's key")
 
 
 EVENT_PREFIX = "EVENT#"
@@ -98,7 +120,38 @@ EVENT_PREFIX = "EVENT#"
 
 def ledger_key(user: str, key: str) -> str:
     """``EVENT#<len(user)>:<user>#<key>``: the length makes it unambiguous when ids contain '#'."""
-    return f"{EVENT_PREFIX}{len(user)}:{user}#{key}"
+    return _key_within(f"{EVENT_PREFIX}{len(user)}:{user}#{key}", SORT_KEY_MAX_BYTES,
+                       "the Idempotency-Key's ledger key")
+
+
+def item_size(item: dict) -> int:
+    """An upper bound of a typed DynamoDB item's size in bytes, by DynamoDB's rules: names and
+    strings in UTF-8 bytes; a number 1 byte plus 1 per 2 significant digits (at most 21); a
+    boolean or null 1; a map or list 3 plus, per element, 1 and the element (a map's key counts).
+    """
+    return sum(utf8_size(name) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict) -> int:
+    (kind, data), = value.items()
+    if kind == "S":
+        return utf8_size(data)
+    if kind == "N":
+        digits = len(data.lstrip("-").replace(".", "").split("e")[0].split("E")[0].strip("0")) or 1
+        return min(21, 1 + (digits + 1) // 2)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "B":
+        return len(data)
+    if kind == "M":
+        return 3 + sum(1 + utf8_size(k) + _value_size(v) for k, v in data.items())
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in data)
+    if kind == "SS":
+        return sum(utf8_size(s) for s in data)
+    if kind == "NS":
+        return sum(_value_size({"N": n}) for n in data)
+    return sum(len(b) for b in data)  # BS
 
 
 def shard_key(shard: int) -> str:
@@ -245,10 +298,11 @@ class BudgetStore:
                 "ConditionExpression": "version = :seen",
                 "ExpressionAttributeValues": {":seen": {"N": str(budget.version)}},
             }
+        item = budget_to_item(budget)
+        if item_size(item) > ITEM_MAX_BYTES:  # the models' limits keep it far below; never send it
+            raise InvalidInput(f"budget {budget.project}/{budget.user} would be over DynamoDB's 400 KB item limit")
         try:
-            self.client.put_item(
-                TableName=self.table_name, Item=budget_to_item(budget), **condition
-            )
+            self.client.put_item(TableName=self.table_name, Item=item, **condition)
         except ClientError as exc:
             if _condition_failed(exc):
                 raise StaleWrite from exc
