@@ -93,3 +93,82 @@ def test_every_route_has_an_event_file():
         event = json.loads(path.read_text())
         assert event["httpMethod"] == route.method
         assert event["resource"] == route.path
+
+
+# ---- least privilege, access logs, log retention (issue 11) --------------------------------------
+
+
+def _function_roles(out: dict) -> dict[str, list[dict]]:
+    """{function logical id: its role's inline policy statements}, from the transformed template."""
+    roles = {}
+    for fn_id, fn in out["Resources"].items():
+        if fn["Type"] != "AWS::Lambda::Function":
+            continue
+        role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        policies = out["Resources"][role_id]["Properties"].get("Policies", [])
+        roles[fn_id] = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    return roles
+
+
+def _leading_keys(statement: dict) -> list[str]:
+    condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+    return condition.get("dynamodb:LeadingKeys", [])
+
+
+def _reaches(statement: dict, partition_key: str) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(partition_key, pattern) for pattern in _leading_keys(statement))
+
+
+def test_every_table_statement_is_held_to_its_partition_keys():
+    """dynamodb:LeadingKeys on every statement that touches the table or its index, so no function
+    reaches items outside its prefixes (with no wildcard-only pattern)."""
+    for fn_id, statements in _function_roles(_transformed()).items():
+        dynamodb = [s for s in statements if any(a.startswith("dynamodb:") for a in
+                                                 (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+        assert dynamodb or fn_id not in template.functions(), fn_id
+        for statement in dynamodb:
+            keys = _leading_keys(statement)
+            assert keys and all(k.endswith("#*") and len(k) > 2 for k in keys), (fn_id, statement)
+            assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem"} & set(statement["Action"]), statement
+
+
+def test_only_the_authorizer_reaches_api_key_items():
+    roles = _function_roles(_transformed())
+    for fn_id, statements in roles.items():
+        reaches_keys = any(_reaches(s, pk) for s in statements for pk in ("APIKEY#0123abcd", "APIKEYS"))
+        assert reaches_keys == (fn_id == "AuthorizerFunction"), fn_id
+        reaches_budgets = any(_reaches(s, "PROJECT#acme") for s in statements)
+        assert reaches_budgets == (fn_id != "AuthorizerFunction"), fn_id
+    (authorizer,) = roles["AuthorizerFunction"]
+    assert authorizer["Action"] == ["dynamodb:GetItem"]
+
+
+def test_every_function_logs_to_its_own_group_with_the_retention_parameter():
+    tpl = template.load_template()
+    resources = tpl["Resources"]
+    assert "LogRetentionDays" in tpl["Parameters"]
+    for fn_id in template.functions():
+        group_ref = resources[fn_id]["Properties"]["LoggingConfig"]["LogGroup"]
+        group = resources[template._plain(group_ref)["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        props = template._plain(group["Properties"])
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert props["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}-")
+
+
+def test_the_stage_writes_access_logs_to_a_group_with_retention():
+    out = _transformed()
+    (stage,) = [r for r in out["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    setting = stage["Properties"]["AccessLogSetting"]
+    group_id = setting["DestinationArn"]["Fn::GetAtt"][0]
+    group = out["Resources"][group_id]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    fields = json.loads(setting["Format"])
+    assert {"requestId", "status", "resourcePath", "ip"} <= set(fields)
+    assert not any("header" in v.lower() or "body" in v.lower() for v in fields.values())
+    # The account's API Gateway logging role is set before the API (or access logging fails).
+    (rest_api,) = [r for r in out["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    assert "ApiGatewayAccount" in rest_api.get("DependsOn", [])
