@@ -1,49 +1,75 @@
 # Entry points. `make test` and `make dev` set everything up on a fresh machine.
+# Two install steps, each redone only when its pinned requirements change (a stamp named by their
+# checksum): serving (`make dev`, the key commands) needs requirements-dev.txt; the tests, lint
+# and tools add requirements-test.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/budget/requirements.txt | cksum | cut -d' ' -f1)
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+DEV_REQUIREMENTS := requirements-dev.txt layers/budget/requirements.txt
+TEST_REQUIREMENTS := $(DEV_REQUIREMENTS) requirements-test.txt
+DEV_STAMP := $(VENV)/.dev-$(shell cat $(DEV_REQUIREMENTS) | cksum | cut -d' ' -f1)
+TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' ' -f1)
+# What mypy checks (pyproject.toml configures it); the client package once it exists.
+MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client)
 
 .PHONY: venv test dev openapi lint build clean prices encodings key revoke-key keys bench
 
-venv: $(STAMP)
+venv: $(TEST_STAMP)
 
-$(STAMP): requirements-dev.txt layers/budget/requirements.txt
+$(DEV_STAMP): $(DEV_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	rm -f $(VENV)/.installed-*
+	$(PIP) -r requirements-dev.txt
+	rm -f $(VENV)/.dev-*
 	touch $@
 
-test: $(STAMP)
+$(TEST_STAMP): $(DEV_STAMP) requirements-test.txt
+	$(PIP) -r requirements-test.txt
+	rm -f $(VENV)/.test-*
+	touch $@
+
+# Lint and types first (seconds), then every test.
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/python -m pytest
 
-dev: $(STAMP)
+dev: $(DEV_STAMP)
 	$(BIN)/python -m localdev.server
+
+# Prints a make variable (print-DEV_STAMP); the tests use it to run the printed key commands.
+print-%:
+	@echo $($*)
 
 # Benchmarks (bench/): writes bench/RESULTS.md and prints it. Not part of `make test` (a smoke run
 # of each at its smallest size is). BENCH_ARGS="--quick" or "--only update_cost,resets" to narrow.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# API keys (TABLE_NAME=<table>, AWS credentials; AUTH=1 make dev prints the local command).
+# API keys (TABLE_NAME=<table>, AWS credentials; AUTH=1 make dev prints the local command, which
+# needs no AWS configuration).
 #   make key PROJECT=team-a[,team-b] ROLE=admin|writer|reader [LABEL=...]   prints the key once
 #   make revoke-key KEY_ID=<id>      make keys   (lists ids, roles, projects; never a key)
 KEYS := PYTHONPATH=layers/budget $(BIN)/python -m budget_service.keys
-key: $(STAMP)
+key: $(DEV_STAMP)
 	@test -n "$(PROJECT)" -a -n "$(ROLE)" || { echo "usage: make key PROJECT=<project[,project]> ROLE=admin|writer|reader" >&2; exit 2; }
 	@$(KEYS) mint --project "$(PROJECT)" --role "$(ROLE)" $(if $(LABEL),--label "$(LABEL)")
 
-revoke-key: $(STAMP)
+revoke-key: $(DEV_STAMP)
 	@test -n "$(KEY_ID)" || { echo "usage: make revoke-key KEY_ID=<key id>" >&2; exit 2; }
 	@$(KEYS) revoke "$(KEY_ID)"
 
-keys: $(STAMP)
+keys: $(DEV_STAMP)
 	@$(KEYS) list
 
-openapi: $(STAMP)
+openapi: $(DEV_STAMP)
 	$(BIN)/python -m localdev.openapi
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/cfn-lint template.yaml
 
 # Needs the SAM CLI and python3.13 on PATH (or add --use-container where Docker runs).
@@ -52,11 +78,11 @@ build:
 
 # Regenerate the layer's price table from the installed litellm and print what changed.
 # (PRICES_SOURCE=<path or https URL of model_prices_and_context_window.json> to use another copy.)
-prices: $(STAMP)
+prices: $(TEST_STAMP)
 	$(BIN)/python scripts/refresh_prices.py $(if $(PRICES_SOURCE),--source $(PRICES_SOURCE))
 
 # Re-vendor the tiktoken encodings into the layer, checked against tiktoken's pinned SHA-256.
-encodings: $(STAMP)
+encodings: $(TEST_STAMP)
 	$(BIN)/python scripts/vendor_tiktoken.py
 
 clean:

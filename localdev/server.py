@@ -484,6 +484,7 @@ class LocalRuntime:
             self.notes.append(
                 f"auth: on ({spec.function_id}, Authorization: Bearer <key>, cached {spec.ttl_seconds}s);"
                 f" mint a key: AWS_ENDPOINT_URL_DYNAMODB={env['AWS_ENDPOINT_URL_DYNAMODB']}"
+                f" AWS_DEFAULT_REGION={env['AWS_DEFAULT_REGION']}"
                 f" TABLE_NAME={table} make key PROJECT=<project> ROLE=admin"
             )
         else:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from cfnlint.decode import decode
+import yaml
 
 from localdev.events import ACCOUNT_ID
 
@@ -58,10 +58,41 @@ class FunctionSpec:
 
 @lru_cache(maxsize=1)
 def load_template() -> dict:
-    template, matches = decode(str(TEMPLATE))
-    if template is None:
-        raise ValueError(f"template.yaml does not parse: {matches}")
+    """template.yaml as plain data, short-form intrinsics in their long form (``!Ref X`` is
+    ``{"Ref": "X"}``, ``!GetAtt A.B`` is ``{"Fn::GetAtt": ["A", "B"]}``), as CloudFormation reads it.
+    (PyYAML, not cfn-lint: serving must not need the linter; tests/test_template.py lints.)"""
+    with TEMPLATE.open(encoding="utf-8") as f:
+        template = yaml.load(f, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(template, dict) or "Resources" not in template:
+        raise ValueError(f"{TEMPLATE} is not a CloudFormation template")
     return template
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """YAML as CloudFormation reads it: its ``!`` short forms, and no YAML 1.1 dates."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict:
+    value: object
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+# CloudFormation keeps 2012-10-17 a string (YAML 1.1 would make it a date).
+_CloudFormationLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def resources(kind: str) -> dict[str, dict]:

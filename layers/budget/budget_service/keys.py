@@ -6,7 +6,9 @@
 
 Talks to the table named by ``TABLE_NAME`` (``--table``) with the usual AWS credentials;
 ``AWS_ENDPOINT_URL_DYNAMODB`` points it at a local DynamoDB (``AUTH=1 make dev`` prints the
-command). ``mint`` prints the key once, on stdout, and nothing else there: only its SHA-256 is
+command). Against a local endpoint no AWS configuration is needed: without a region it uses
+us-east-1 (what ``make dev`` uses), and without credentials placeholder ones (local DynamoDB
+servers take any). ``mint`` prints the key once, on stdout, and nothing else there: only its SHA-256 is
 stored, so a lost key cannot be shown again (revoke it and mint another). Everything else goes to
 stderr. Keys: ``admin`` (budgets and costs), ``writer`` (record costs, read), ``reader`` (read).
 """
@@ -17,10 +19,39 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import MutableMapping
+from urllib.parse import urlsplit
 
 from budget_service import auth
 from budget_service.budgets import utc_now
 from budget_service.errors import BudgetError
+
+LOCAL_REGION = "us-east-1"  # localdev.server's default region
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal"}
+
+
+def local_endpoint(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """True when DynamoDB requests go to a local server (make dev, DynamoDB Local)."""
+    endpoint = environ.get("AWS_ENDPOINT_URL_DYNAMODB") or environ.get("AWS_ENDPOINT_URL") or ""
+    host = urlsplit(endpoint).hostname or ""
+    return host in _LOCAL_HOSTS or host.endswith(".localhost")
+
+
+def use_local_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
+    """For a local endpoint, fill in what boto3 would otherwise fail without: a region
+    (NoRegionError) and credentials (NoCredentialsError). Configured ones are kept (DynamoDB
+    Local keeps a database per access key and region unless started with -sharedDb)."""
+    if not local_endpoint(environ):
+        return
+    import boto3
+
+    # No instance-metadata lookups for credentials that no local server checks (a slow timeout).
+    environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    session = boto3.Session()
+    if session.region_name is None:
+        environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
+    if session.get_credentials() is None:
+        environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"] = "local", "local"
 
 
 def _store(table: str | None):
@@ -60,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="every key's id, role, projects and state (never the key)")
     args = parser.parse_args(argv)
 
+    use_local_defaults()
     store = _store(args.table)
     try:
         if args.command == "mint":
