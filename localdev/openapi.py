@@ -16,10 +16,11 @@ for a PUT that creates and 204 for a DELETE, and the bearer API key.
 from __future__ import annotations
 
 import argparse
-import html
 import json
+import mimetypes
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from localdev import template
@@ -202,60 +203,47 @@ def render(doc: dict) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def docs_page(doc: dict) -> str:
-    """A self-contained HTML page (no CDN, works offline) listing every operation."""
-    e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(doc['info']['title'])}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-        "h2{border-top:1px solid #ccc;padding-top:1rem}code,pre{background:#f4f4f4;padding:.1rem .3rem}"
-        "pre{padding:.5rem;overflow:auto}.m{font-weight:bold;text-transform:uppercase}</style>",
-        "</head><body>",
-        f"<h1>{e(doc['info']['title'])} <small>{e(str(doc['info']['version']))}</small></h1>",
-        f"<p>{e(doc['info'].get('description', ''))}</p>",
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> "
-        "(load it into any OpenAPI viewer).</p>",
-    ]
-    for path, operations in doc["paths"].items():
-        for method, op in operations.items():
-            parts.append(f"<h2><span class='m'>{e(method)}</span> <code>{e(path)}</code></h2>")
-            if op.get("description"):
-                parts.append(f"<p>{e(op['description'])}</p>")
-            params = op.get("parameters", [])
-            if params:
-                parts.append("<h3>Parameters</h3><ul>")
-                for p in params:
-                    required = " (required)" if p.get("required") else ""
-                    parts.append(
-                        f"<li><code>{e(p['name'])}</code> in {e(p['in'])}{required}: "
-                        f"<code>{e(json.dumps(p.get('schema', {})))}</code></li>"
-                    )
-                parts.append("</ul>")
-            body = op.get("requestBody", {}).get("content", {}).get("application/json")
-            if body:
-                parts.append("<h3>Request body</h3>" + _schema_block(doc, body.get("schema", {})))
-            parts.append("<h3>Responses</h3><ul>")
-            for status, response in op.get("responses", {}).items():
-                parts.append(f"<li><b>{e(status)}</b> {e(response.get('description', ''))}")
-                content = response.get("content", {}).get("application/json")
-                if content:
-                    parts.append(_schema_block(doc, content.get("schema", {})))
-                parts.append("</li>")
-            parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+DOCS_PATH = "/docs"
+DOCS_ASSETS = DOCS_PATH + "/static/"
 
 
-def _schema_block(doc: dict, schema: dict) -> str:
-    ref = schema.get("$ref", "")
-    name = ref.rsplit("/", 1)[-1] if ref else ""
-    resolved = doc["components"]["schemas"].get(name, schema) if name else schema
-    title = f"<code>{html.escape(name)}</code>" if name else "schema"
-    return (
-        f"<details><summary>{title}</summary>"
-        f"<pre>{html.escape(json.dumps(resolved, indent=2))}</pre></details>"
+@lru_cache(maxsize=4)
+def _swagger_ui(title: str):
+    """swagger-ui-py's page for our document: Swagger UI's own HTML and static build (pinned in
+    requirements-dev.txt), served from this server, so /docs works offline."""
+    from swagger_ui.core import ApplicationDocument
+
+    ui = ApplicationDocument(
+        None, url_prefix=DOCS_PATH, config_rel_url="/openapi.json", title=title,
+        parameters={
+            # No request to the online validator (Swagger UI's default badge): offline.
+            "validatorUrl": "null",
+            "persistAuthorization": "true",
+            "tryItOutEnabled": "true",
+        },
     )
+    ui.parameters["url"] = json.dumps("/openapi.json")  # the document this server serves
+    return ui
+
+
+def docs_page(doc: dict) -> str:
+    """``GET /docs``: Swagger UI on ``/openapi.json``, interactive ("Try it out" calls this server;
+    "Authorize" takes an API key when AUTH=1), with its scripts and styles from ``/docs/static/``."""
+    return _swagger_ui(str(doc.get("info", {}).get("title", "API"))).doc_html
+
+
+def docs_asset(name: str) -> tuple[bytes, str] | None:
+    """``GET /docs/static/<name>``: a file of Swagger UI's static build and its content type, or
+    None when there is no such file (names are looked up, never joined into a path)."""
+    static = Path(_swagger_ui("API").static_dir)
+    files = {p.name: p for p in static.iterdir() if p.is_file()}
+    found = files.get(name)
+    if found is None:
+        return None
+    content_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type.endswith("javascript"):
+        content_type += "; charset=utf-8"
+    return found.read_bytes(), content_type
 
 
 def main(argv: list[str] | None = None) -> int:

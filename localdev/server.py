@@ -10,7 +10,8 @@
   proxy result back into HTTP;
 - runs the template's scheduled functions on their schedule;
 - ``POST /_local/invoke/{FunctionLogicalId}`` invokes any function with the body as its event;
-- ``GET /openapi.json`` and ``GET /docs`` describe the API.
+- ``GET /openapi.json`` describes the API; ``GET /docs`` is Swagger UI on it (offline: its files
+  come from the swagger-ui-py package, served under ``/docs/static/``).
 
 Auth: by default the API is open (``API_AUTH=off`` for the handlers). With ``AUTH=1`` the
 template's Lambda authorizer runs in front of every API route, as API Gateway runs it
@@ -45,7 +46,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from localdev import events, template
+from localdev import events, openapi, template
 from localdev.events import LambdaContext
 
 if TYPE_CHECKING:
@@ -301,8 +302,13 @@ class LocalGateway:
             doc = dict(self.openapi())
             doc["servers"] = [{"url": request.host_url.rstrip("/"), "description": "this server"}]
             return _json_response(200, doc)
-        if path == "/docs" and request.method == "GET":
+        if path in ("/docs", "/docs/") and request.method == "GET":
             return Response(self.docs_page(self.openapi()), content_type="text/html; charset=utf-8")
+        if path.startswith(openapi.DOCS_ASSETS) and request.method == "GET":
+            asset = openapi.docs_asset(path[len(openapi.DOCS_ASSETS):])
+            if asset is None:
+                return _error(404, "not_found", f"no such file: {path}")
+            return Response(asset[0], content_type=asset[1], headers={"Cache-Control": "max-age=3600"})
 
         raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or path
         match, allowed = self.routes.find(request.method, urlsplit(raw_uri).path or "/")
@@ -415,7 +421,7 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         from werkzeug.serving import make_server
 
-        from localdev import openapi, schedules
+        from localdev import schedules
         from localdev.dynamodb import EmbeddedDynamoDB, client_for
 
         env = self.environ
