@@ -1,6 +1,8 @@
 """HTTP plumbing shared by the API functions: the resolver, error mapping, the Lambda entry.
 
-Bodies are parsed with ``parse_float=Decimal`` so money arrives exact; pydantic (Powertools'
+Bodies are parsed with ``parse_float=Decimal`` so money arrives exact, and must be JSON objects
+within bounds of nesting and number length (``parse_json``: else a 400 ``invalid_body``); headers
+that may appear once and appear twice are a 400 ``duplicate_header``. pydantic (Powertools'
 validation) rejects anything out of shape with a 422 before a handler runs, so nothing is written.
 Every error leaves as ``{"error": {"code", "message", "details"?}}``.
 
