@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from budget_service.models import DECIMAL_CONTEXT
+from budget_service.models import DECIMAL_CONTEXT, plain_number
 from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
 
 ZERO = Decimal(0)
@@ -88,7 +88,7 @@ class Budget:
         if self.duration is not None:
             return self.duration.value
         if self.duration_days is not None:
-            return f"rolling:{self.duration_days}d"
+            return f"rolling:{plain_number(self.duration_days)}d"
         return None
 
     def to_record(self) -> dict:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from budget_service import clock
 from budget_service.budget import Budget
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
 from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
 from budget_service.models import (
-    EPOCH_QUANTUM,
     MAX_MODELS_PER_USER,
     LitellmEntry,
     PutBudgetRequest,
@@ -27,7 +26,8 @@ from budget_service.store import (
 
 
 def utc_now() -> Decimal:
-    return Decimal(repr(time.time())).quantize(EPOCH_QUANTUM)
+    """Now, in epoch seconds: the service's clock (budget_service.clock; shifted under make dev)."""
+    return clock.utc_now()
 
 
 # ---- litellm hosted protocol -------------------------------------------------------------------

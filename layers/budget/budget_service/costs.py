@@ -16,6 +16,7 @@ from budget_service.budget import Budget
 from budget_service.budgets import read_budget
 from budget_service.errors import IdempotencyKeyReused, InvalidInput
 from budget_service.models import (
+    plain_number,
     DECIMAL_CONTEXT,
     MONEY_MAX,
     CostRequest,
@@ -46,7 +47,9 @@ class PricedEvent:
 def _money(value: Decimal) -> Decimal:
     amount = quantize_money(value)
     if amount > MONEY_MAX:
-        raise InvalidInput(f"the priced cost {amount} is over the limit of {MONEY_MAX}")
+        raise InvalidInput(
+            f"the priced cost {plain_number(amount)} is over the limit of {plain_number(MONEY_MAX)}"
+        )
     return amount
 
 

@@ -90,6 +90,19 @@ Days = Annotated[
 ]
 
 
+def plain_number(value: Decimal | float | int) -> str:
+    """`value` in plain notation, as labels and JSON show numbers: ``30``, ``0.0001``, never
+    ``3E+1`` or ``1e-05``. A Decimal is exact; a float gives its shortest round-trip digits (so
+    the text parses back to the same float). Raises ValueError for NaN and infinities."""
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    text = format(number, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def _json_number(value: Decimal) -> int | float:
     # JSON output renders numbers as numbers (litellm adds to them); exact where integral.
     return int(value) if value == value.to_integral_value() else float(value)
