@@ -49,6 +49,10 @@ class Budget:
     timezone: str | None = None
     period_start: Decimal | None = None
     reset_at: Decimal | None = None
+    # The start of the period before the current one (closed by a rollover or a manual reset):
+    # the last period start the server handed out before this one, which litellm clients that
+    # loaded before the change still send back as their last_updated_at (see litellm_compat).
+    previous_period_start: Decimal | None = None
     # Optimistic-concurrency counter; every write bumps it. 0 means "not stored yet".
     version: int = 0
 
@@ -67,7 +71,8 @@ class Budget:
         period = self.period_at(now)
         assert period is not None  # reset_at is only set on budgets with a period
         return dataclasses.replace(
-            self.with_spend_zeroed(), period_start=period.start, reset_at=period.end
+            self.with_spend_zeroed(), period_start=period.start, reset_at=period.end,
+            previous_period_start=self.period_start,
         )
 
     def with_period_from(self, now: Decimal) -> Budget:

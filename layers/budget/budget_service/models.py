@@ -187,6 +187,14 @@ class SetBudgetResponse(BaseModel):
         description="users whose entry carried spend of a period the server has already closed;"
         " that spend was not applied (settings were)"
     )
+    uncertain_spend_kept: list[str] = Field(
+        default_factory=list,
+        description="users whose entry's period began before the server's current one without"
+        " being a period the server closed (a client that reset itself at another moment): the"
+        " server cannot tell how much of that spend falls in the current period, so it kept it"
+        " (merged as the larger, per model) rather than drop any; reload the client"
+        " (load_data) to align it with the current period",
+    )
 
 
 # ---- native API --------------------------------------------------------------------------------
