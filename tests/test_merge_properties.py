@@ -116,15 +116,35 @@ def test_a_client_side_reset_restarts_the_rolling_period_and_keeps_the_larger_sp
 def test_an_entry_from_a_finished_period_does_not_bring_its_spend_back(stored_now, total, model_cost, data):
     stored, now = stored_now
     current = stored.as_of(now)
-    assume(current.period_start > 0)
-    stamp = data.draw(st.decimals(min_value=0, max_value=current.period_start, places=6))
-    assume(stamp < current.period_start)
+    # The entry's own period (from its last_updated_at, of its duration) ended by the time the
+    # server's current period began: litellm's own reset would drop that spend too.
+    latest = current.period_start - stored.duration_days * SECONDS_PER_DAY
+    assume(latest > 0)
+    stamp = data.draw(st.decimals(min_value=0, max_value=latest, places=6))
     merged = merge_entry(stored, entry(total, model_cost, stored.duration_days, stamp), now)
     assert merged.stale_spend_ignored
     assert merged.budget.current_cost == current.current_cost
     assert merged.budget.model_cost == current.model_cost
     assert merged.budget.period_start == current.period_start
     assert merged.budget.total_budget == total  # settings still apply
+
+
+@settings(max_examples=200)
+@given(stored_rolling(), money, models, st.data())
+def test_a_rolling_entry_that_straddles_the_current_start_keeps_its_spend(stored_now, total, model_cost, data):
+    """Two clients that reset at different moments: the one that reset first sends an entry
+    whose period began before the server's (re-anchored) start but has not ended."""
+    stored, now = stored_now
+    current = stored.as_of(now)
+    length = stored.duration_days * SECONDS_PER_DAY
+    stamp = data.draw(st.decimals(min_value=max(current.period_start - length, 0),
+                                  max_value=current.period_start, places=6))
+    assume(current.period_start - length + 1 < stamp < current.period_start - 1)
+    merged = merge_entry(stored, entry(total, model_cost, stored.duration_days, stamp), now)
+    assert merged.uncertain_spend_kept
+    never_lower(current, merged.budget)
+    for model, cost in model_cost.items():
+        assert merged.budget.model_cost[model] >= cost
 
 
 @settings(max_examples=200)

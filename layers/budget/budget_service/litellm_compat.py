@@ -145,14 +145,23 @@ def _keeps_rule(stored: Budget, entry: LitellmEntry, now: Decimal) -> bool:
 
 
 def _handed_out(settings: Budget, start: Decimal, seconds: Decimal) -> bool:
-    """Whether [start, start + seconds) is a period this budget reported to clients and has closed
-    since: the period before the current one, or (calendar) a period of the rule."""
-    if settings.previous_period_start is not None and _near(start, settings.previous_period_start):
-        return True
+    """Whether [start, start + seconds) is a period ``get_budget`` reported before the current one
+    began: a calendar period of the rule, or the period a manual reset cut short (it started at
+    ``previous_period_start`` and ran to the same calendar ``reset_at``, or for a rolling rule for
+    its length). A client's own reset at that very instant with another length is not one."""
+    before_reset = settings.previous_period_start is not None and _near(
+        start, settings.previous_period_start
+    )
     if settings.duration is not None:
         period = calendar_period(settings.duration, settings.timezone, start)
-        return _near(period.start, start) and _near(period.end - period.start, seconds)
-    return False
+        if _near(period.start, start) and _near(period.end - period.start, seconds):
+            return True
+        return before_reset and settings.reset_at is not None and _near(
+            start + seconds, settings.reset_at
+        )
+    return before_reset and settings.duration_days is not None and _near(
+        settings.duration_days * SECONDS_PER_DAY, seconds
+    )
 
 
 def new_budget_from_entry(project: str, user: str, entry: LitellmEntry, now: Decimal) -> Budget:
