@@ -241,6 +241,7 @@ class Scheduler:
         self.now = now
         self.log = log
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         start = now()
         for s in schedules:
@@ -261,6 +262,16 @@ class Scheduler:
                 self.log(f"schedule {s.name} failed in {s.function_id}:\n{traceback.format_exc()}")
         return ran
 
+    def clock_moved(self, old: float, new: float) -> None:
+        """The local clock jumped (localdev/clock.py): forward, the loop wakes and runs what is now
+        due (once, as a late EventBridge run would); back, each schedule's next run is counted
+        again from the new time."""
+        if new < old:
+            moved = datetime.fromtimestamp(new, UTC)
+            for s in self.schedules:
+                s.next_run = s.next_after(moved)
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.run_due(self.now())
@@ -268,8 +279,10 @@ class Scheduler:
             if not upcoming:
                 return
             delay = (min(upcoming) - self.now()).total_seconds()
-            # Wake at least every minute, so a suspended laptop catches up soon after resuming.
-            self._stop.wait(timeout=min(max(delay, 0.0), 60.0))
+            # Wake at least every minute, so a suspended laptop catches up soon after resuming;
+            # and at once when the local clock is moved.
+            self._wake.wait(timeout=min(max(delay, 0.0), 60.0))
+            self._wake.clear()
 
     def start(self) -> Scheduler:
         if self.schedules:
@@ -278,5 +291,6 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)

@@ -10,6 +10,8 @@
   proxy result back into HTTP;
 - runs the template's scheduled functions on their schedule;
 - ``POST /_local/invoke/{FunctionLogicalId}`` invokes any function with the body as its event;
+- ``GET``/``POST /_local/clock`` show and move the clock the handlers and schedules run on
+  (localdev/clock.py; ``LOCAL_CLOCK_START`` starts it shifted);
 - ``GET /openapi.json`` describes the API; ``GET /docs`` is Swagger UI on it (offline: its files
   come from the swagger-ui-py package, served under ``/docs/static/``).
 
@@ -39,6 +41,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
     from localdev.auth import LocalAuthorizer
+    from localdev.clock import LocalClock
     from localdev.dynamodb import EmbeddedDynamoDB
     from localdev.schedules import Scheduler
 
@@ -63,6 +67,7 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Headers a proxy result may not set: the server computes them for the bytes it sends.
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 INVOKE_PREFIX = "/_local/invoke/"
+CLOCK_PATH = "/_local/clock"
 
 
 # ---- routing: API Gateway's resource matching ------------------------------------------------
@@ -272,7 +277,9 @@ class LocalGateway:
         openapi: Callable[[], dict],
         docs_page: Callable[[dict], str],
         authorizer=None,
+        clock=None,
     ) -> None:
+        self.clock = clock  # localdev.clock.LocalClock, or None: no /_local/clock route
         self.authorizer = authorizer  # localdev.auth.LocalAuthorizer, or None: open
         self.routes = routes
         self.invoke = invoke
@@ -298,6 +305,8 @@ class LocalGateway:
             if request.method != "POST":
                 return _error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
             return self.local_invoke(path[len(INVOKE_PREFIX):], request)
+        if path == CLOCK_PATH and self.clock is not None:
+            return self.local_clock(request)
         if path == "/openapi.json" and request.method == "GET":
             doc = dict(self.openapi())
             doc["servers"] = [{"url": request.host_url.rstrip("/"), "description": "this server"}]
@@ -345,6 +354,25 @@ class LocalGateway:
             response = proxy_response(result)
         response.headers["x-amzn-RequestId"] = request_id
         return response
+
+    def local_clock(self, request: Request) -> Response:
+        """``GET``: the clock; ``POST {"now": iso} | {"advance_seconds": n}`` (+ ``"frozen"``): move it."""
+        from localdev.clock import ClockError
+
+        if request.method == "GET":
+            return _json_response(200, self.clock.state())
+        if request.method != "POST":
+            return _error(405, "method_not_allowed", "use GET or POST", {"Allow": "GET, POST"})
+        try:
+            body = json.loads(request.get_data(as_text=True) or "null")
+        except json.JSONDecodeError as exc:
+            return _error(400, "invalid_json", f"the body is not valid JSON: {exc}")
+        try:
+            state = self.clock.apply(body)
+        except ClockError as exc:
+            return _error(400, "invalid_clock", str(exc))
+        print(f"clock: now {state['now']}", flush=True)
+        return _json_response(200, state)
 
     def local_invoke(self, function_id: str, request: Request) -> Response:
         """``sam local invoke -e``: the body is the event, the answer is the handler's result."""
@@ -416,6 +444,7 @@ class LocalRuntime:
         self.http: BaseWSGIServer | None = None
         self.scheduler: Scheduler | None = None
         self.authorizer: LocalAuthorizer | None = None
+        self.clock: LocalClock | None = None
         self.notes: list[str] = []
 
     def start(self) -> LocalRuntime:
@@ -462,6 +491,13 @@ class LocalRuntime:
         invoker = Invoker()
         invoker.load_all()  # import errors show now, and the first request is not slow
 
+        # One clock for handlers, lazy rollovers and schedules (the layer is imported by now).
+        from budget_service import clock as service_clock
+        from localdev import clock as local_clock
+
+        clock = self.clock = local_clock.from_environ(env)
+        service_clock.use(clock.time)
+
         doc_lock = threading.Lock()
         doc_cache: list[dict] = []
 
@@ -498,18 +534,29 @@ class LocalRuntime:
         self.authorizer = authorizer
         app = LocalGateway(
             routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page,
-            authorizer,
+            authorizer, self.clock,
         )
         self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
         self.port = self.http.server_port
+        state = clock.state()
+        self.notes.append(
+            f"clock: {state['now']}"
+            + (f" (shifted by {state['shifted_by_seconds']:+.0f}s, {local_clock.ENV_START})"
+               if env.get(local_clock.ENV_START) else " (wall clock)")
+            + f"; move it: curl -X POST {self.url}{CLOCK_PATH} -d '{{\"advance_seconds\": 60}}'"
+        )
         self._http_thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._http_thread.start()
 
         found, skipped = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
         self.notes += [f"schedule skipped: {why}" for why in skipped]
         self.scheduler = schedules.Scheduler(
-            found, invoker.invoke, env["AWS_REGION"], log=lambda m: print(m, flush=True)
-        ).start()
+            found, invoker.invoke, env["AWS_REGION"],
+            now=lambda: datetime.fromtimestamp(clock.time(), UTC),
+            log=lambda m: print(m, flush=True),
+        )
+        clock.listeners.append(self.scheduler.clock_moved)
+        self.scheduler.start()
         for s in found:
             self.notes.append(
                 f"schedule {s.expression} -> {s.function_id} (next {s.next_run:%Y-%m-%d %H:%M:%S} UTC)"
@@ -521,6 +568,10 @@ class LocalRuntime:
         return f"http://{HOST}:{self.port}"
 
     def stop(self) -> None:
+        if self.clock is not None:
+            from budget_service import clock as service_clock
+
+            service_clock.use(None)
         if self.scheduler:
             self.scheduler.stop()
         if self.http:

@@ -81,4 +81,5 @@ def test_models_per_budget_are_capped_on_every_path(api, aws):
     assert r.status == 422, r
     data = api.get_budget("cap").json()["data"]
     assert "fresh" not in data and len(data["u"]["model_cost"]) == MAX_MODELS_PER_USER
-    assert data["u"]["current_cost"] == 1
+    # current_cost covers its models: the 1,000 sent (1.0, the entry had no current_cost) + 1.
+    assert data["u"]["current_cost"] == 2

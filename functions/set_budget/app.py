@@ -23,6 +23,7 @@ def set_budget(request: SetBudgetRequest) -> SetBudgetResponse:
         written=result.written,
         unchanged=result.unchanged,
         stale_spend_ignored=result.stale_spend_ignored,
+        uncertain_spend_kept=result.uncertain_spend_kept,
     )
 
 

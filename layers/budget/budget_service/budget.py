@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from budget_service.models import DECIMAL_CONTEXT
+from budget_service.models import DECIMAL_CONTEXT, plain_number
 from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
 
 ZERO = Decimal(0)
@@ -49,6 +49,10 @@ class Budget:
     timezone: str | None = None
     period_start: Decimal | None = None
     reset_at: Decimal | None = None
+    # The start of the period before the current one (closed by a rollover or a manual reset):
+    # the last period start the server handed out before this one, which litellm clients that
+    # loaded before the change still send back as their last_updated_at (see litellm_compat).
+    previous_period_start: Decimal | None = None
     # Optimistic-concurrency counter; every write bumps it. 0 means "not stored yet".
     version: int = 0
 
@@ -67,7 +71,8 @@ class Budget:
         period = self.period_at(now)
         assert period is not None  # reset_at is only set on budgets with a period
         return dataclasses.replace(
-            self.with_spend_zeroed(), period_start=period.start, reset_at=period.end
+            self.with_spend_zeroed(), period_start=period.start, reset_at=period.end,
+            previous_period_start=self.period_start,
         )
 
     def with_period_from(self, now: Decimal) -> Budget:
@@ -88,7 +93,7 @@ class Budget:
         if self.duration is not None:
             return self.duration.value
         if self.duration_days is not None:
-            return f"rolling:{self.duration_days}d"
+            return f"rolling:{plain_number(self.duration_days)}d"
         return None
 
     def to_record(self) -> dict:

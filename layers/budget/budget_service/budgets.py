@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from budget_service import clock
 from budget_service.budget import Budget
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
 from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
 from budget_service.models import (
-    EPOCH_QUANTUM,
     MAX_MODELS_PER_USER,
     LitellmEntry,
     PutBudgetRequest,
@@ -27,7 +26,8 @@ from budget_service.store import (
 
 
 def utc_now() -> Decimal:
-    return Decimal(repr(time.time())).quantize(EPOCH_QUANTUM)
+    """Now, in epoch seconds: the service's clock (budget_service.clock; shifted under make dev)."""
+    return clock.utc_now()
 
 
 # ---- litellm hosted protocol -------------------------------------------------------------------
@@ -44,6 +44,7 @@ class SetBudgetResult:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     stale_spend_ignored: list[str] = field(default_factory=list)
+    uncertain_spend_kept: list[str] = field(default_factory=list)
 
 
 def _progress(result: SetBudgetResult, not_written: list[str], not_confirmed: list[str]) -> dict:
@@ -51,6 +52,7 @@ def _progress(result: SetBudgetResult, not_written: list[str], not_confirmed: li
         "written": result.written,
         "unchanged": result.unchanged,
         "stale_spend_ignored": result.stale_spend_ignored,
+        "uncertain_spend_kept": result.uncertain_spend_kept,
         "not_written": not_written,
         "not_confirmed": not_confirmed,
     }
@@ -82,15 +84,15 @@ def set_budget(
                 "out of time before every user was written; send the same request again",
                 details=_progress(result, [u for u, _ in users[index:]], []),
             )
-        stale = wrote = False
+        stale = uncertain = wrote = False
 
         def change(current: Budget | None, user: str = user, entry: LitellmEntry = entry):
-            nonlocal stale, wrote
+            nonlocal stale, uncertain, wrote
             if current is None:
                 wrote = True
                 return new_budget_from_entry(project, user, entry, now)
             merged = merge_entry(current, entry, now)
-            stale = merged.stale_spend_ignored
+            stale, uncertain = merged.stale_spend_ignored, merged.uncertain_spend_kept
             wrote = not same_state(current, merged.budget)
             return merged.budget if wrote else None
 
@@ -113,6 +115,8 @@ def set_budget(
         (result.written if wrote else result.unchanged).append(user)
         if stale:
             result.stale_spend_ignored.append(user)
+        if uncertain:
+            result.uncertain_spend_kept.append(user)
     return result
 
 
@@ -185,15 +189,34 @@ def list_budgets(
 
 
 def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Budget:
-    """Zero the spend now and start a new period (a rolling period restarts at `now`)."""
+    """Zero the spend now. The rule is kept, and so is the period's end for a calendar budget.
+
+    * calendar budget: spend is zeroed within the current calendar period; ``period_start``
+      becomes `now` (where the counted spend starts) and ``reset_at`` stays the calendar
+      boundary, so the next rollover is still the calendar one;
+    * rolling (litellm) budget: a new period starts at `now`, as litellm's own
+      ``reset_on_duration`` does (``last_updated_at = now``);
+    * no period: spend is zeroed.
+
+    The period start clients were given before is kept as ``previous_period_start``, so a
+    litellm client that loaded before the reset cannot bring the zeroed spend back
+    (litellm_compat). BudgetNotFound (404) for an unknown user.
+    """
 
     def change(current: Budget | None) -> Budget:
         if current is None:
             raise BudgetNotFound.for_user(project, user)
-        restarted = current.with_spend_zeroed()
+        current = current.as_of(now)
+        zeroed = dataclasses.replace(current.with_spend_zeroed(), updated_at=now)
+        if current.duration is not None:
+            return dataclasses.replace(
+                zeroed, period_start=now, previous_period_start=current.period_start
+            )
         if current.duration_days is not None:
-            restarted = dataclasses.replace(restarted, period_start=now)
-        return dataclasses.replace(restarted.with_period_from(now), updated_at=now)
+            return dataclasses.replace(
+                zeroed, period_start=now, previous_period_start=current.period_start
+            ).with_period_from(now)
+        return zeroed
 
     budget = store.update(project, user, change)
     assert budget is not None

@@ -23,6 +23,7 @@ from budget_service.models import (
     ProjectedCostRequest,
     ProjectedCostResponse,
     TokensUsed,
+    plain_number,
     quantize_money,
 )
 from budget_service.pricing import TokenUsage, cost_of, default_table
@@ -46,7 +47,9 @@ class PricedEvent:
 def _money(value: Decimal) -> Decimal:
     amount = quantize_money(value)
     if amount > MONEY_MAX:
-        raise InvalidInput(f"the priced cost {amount} is over the limit of {MONEY_MAX}")
+        raise InvalidInput(
+            f"the priced cost {plain_number(amount)} is over the limit of {plain_number(MONEY_MAX)}"
+        )
     return amount
 
 

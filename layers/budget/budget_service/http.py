@@ -40,7 +40,7 @@ from pydantic import AfterValidator, BaseModel
 
 from budget_service import auth
 from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
-from budget_service.models import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes
+from budget_service.models import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
 from budget_service.observability import logger, metrics, tracer
 from budget_service.store import STORE_ERRORS, unavailable
 
@@ -142,11 +142,49 @@ def _duplicated_header(event: dict) -> str | None:
     return next((h for h in SINGLE_HEADERS if counts.get(h.lower(), 0) > 1), None)
 
 
+def dumps(value) -> str:
+    """JSON text with every number in plain notation (``0.00001``, never ``1e-05``).
+
+    The resolver's serializer: responses reach it as plain Python values (Powertools has already
+    encoded models, Decimals as floats). ``json.dumps`` writes small and large floats in
+    exponent form; this writes each float's shortest round-trip digits in plain notation, so the
+    same float parses back. Strings are escaped by ``json.dumps``.
+    """
+    return "".join(_encode(value))
+
+
+def _encode(value):
+    if value is None or isinstance(value, (bool, str)):
+        yield json.dumps(value)
+    elif isinstance(value, int):
+        yield str(value)
+    elif isinstance(value, (float, Decimal)):
+        yield plain_number(value)
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                yield ","
+            yield json.dumps(key if isinstance(key, str) else str(key))
+            yield ":"
+            yield from _encode(item)
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _encode(item)
+        yield "]"
+    else:
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
 def error_body(code: str, message: str, details=None) -> str:
     error: dict = {"code": code, "message": message}
     if details:
         error["details"] = details
-    return json.dumps({"error": error})
+    return dumps({"error": error})
 
 
 def error_response(
@@ -252,6 +290,7 @@ def create_app() -> APIGatewayRestResolver:
     app = _RestResolver(
         enable_validation=True,
         json_body_deserializer=parse_json,
+        serializer=dumps,
         # Never the debug mode (POWERTOOLS_DEV): it prints every event, Authorization included.
         debug=False,
     )

@@ -121,6 +121,19 @@ Days = Annotated[
 ]
 
 
+def plain_number(value: Decimal | float | int) -> str:
+    """`value` in plain notation, as labels and JSON show numbers: ``30``, ``0.0001``, never
+    ``3E+1`` or ``1e-05``. A Decimal is exact; a float gives its shortest round-trip digits (so
+    the text parses back to the same float). Raises ValueError for NaN and infinities."""
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    text = format(number, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def _json_number(value: Decimal) -> int | float:
     # JSON output renders numbers as numbers (litellm adds to them); exact where integral.
     return int(value) if value == value.to_integral_value() else float(value)
@@ -204,6 +217,14 @@ class SetBudgetResponse(BaseModel):
     stale_spend_ignored: list[str] = Field(
         description="users whose entry carried spend of a period the server has already closed;"
         " that spend was not applied (settings were)"
+    )
+    uncertain_spend_kept: list[str] = Field(
+        default_factory=list,
+        description="users whose entry's period began before the server's current one without"
+        " being a period the server closed (a client that reset itself at another moment): the"
+        " server cannot tell how much of that spend falls in the current period, so it kept it"
+        " (merged as the larger, per model) rather than drop any; reload the client"
+        " (load_data) to align it with the current period",
     )
 
 

@@ -200,6 +200,7 @@ def budget_to_item(budget: Budget) -> dict:
         "timezone": budget.timezone,
         "period_start": budget.period_start,
         "reset_at": budget.reset_at,
+        "previous_period_start": budget.previous_period_start,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     if budget.reset_at is not None:  # only budgets with a period live in the sparse reset index
@@ -220,6 +221,7 @@ def item_to_budget(raw: dict) -> Budget:
         timezone=item.get("timezone"),
         period_start=item.get("period_start"),
         reset_at=item.get("reset_at"),
+        previous_period_start=item.get("previous_period_start"),
         created_at=item["created_at"],
         updated_at=item["updated_at"],
         version=int(item["version"]),
@@ -563,6 +565,14 @@ class BudgetStore:
             ":now": _serialize(now),
             ":one": {"N": "1"},
         }
+        update = (
+            "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
+            "#reset_at = :end, #updated_at = :now"
+        )
+        if due.period_start is not None:  # the period closed now: what stale clients still hold
+            names["#previous_period_start"] = "previous_period_start"
+            values[":previous"] = _serialize(due.period_start)
+            update += ", #previous_period_start = :previous"
         conditions = ["#reset_at = :seen_reset_at"]
         rule = {
             "duration": due.duration.value if due.duration is not None else None,
@@ -581,10 +591,7 @@ class BudgetStore:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=budget_key(due.project, due.user),
-                UpdateExpression=(
-                    "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
-                    "#reset_at = :end, #updated_at = :now ADD #version :one"
-                ),
+                UpdateExpression=update + " ADD #version :one",
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
