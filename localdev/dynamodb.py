@@ -28,7 +28,6 @@ from collections.abc import Callable
 
 from werkzeug.serving import make_server
 
-
 TRANSACT_WRITE_ITEMS = "DynamoDB_20120810.TransactWriteItems"
 TOKEN_WINDOW_SECONDS = 600.0  # DynamoDB remembers a ClientRequestToken for 10 minutes
 

@@ -14,7 +14,11 @@ from botocore.exceptions import ClientError
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-from localdev.dynamodb import TOKEN_WINDOW_SECONDS, TRANSACT_WRITE_ITEMS, _ClientRequestTokens
+from localdev.dynamodb import (
+    TOKEN_WINDOW_SECONDS,
+    TRANSACT_WRITE_ITEMS,
+    _ClientRequestTokens,
+)
 
 TABLE_NAME = os.environ["TABLE_NAME"]  # set by conftest
 
