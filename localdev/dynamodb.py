@@ -136,12 +136,14 @@ class EmbeddedDynamoDB:
         self._thread.join(timeout=5)
 
 
-def client_for(url: str):
+def client_for(url: str, config=None):
+    """A DynamoDB client for the endpoint at `url` (botocore `config` optional)."""
     import boto3
 
     return boto3.client(
         "dynamodb",
         endpoint_url=url,
+        config=config,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),

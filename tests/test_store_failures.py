@@ -12,15 +12,12 @@ attempts) runs for real. Its backoff delays are recorded instead of slept.
 from __future__ import annotations
 
 import json
-import types
 import uuid
 from decimal import Decimal
 
-import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
-
 from budget_service import store as store_module
 from budget_service.store import CLIENT_CONFIG
 
@@ -79,14 +76,6 @@ class Injector:
         for event, hook in self._hooks:
             self.client.meta.events.unregister(event, hook)
         self._hooks.clear()
-
-
-@pytest.fixture
-def backoff(monkeypatch):
-    """botocore's retry delays, recorded (the retries themselves still happen)."""
-    delays: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=delays.append))
-    return delays
 
 
 @pytest.fixture
