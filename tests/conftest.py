@@ -21,23 +21,23 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-import json
-import subprocess
-import sys
-import types
-from decimal import Decimal
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import types  # noqa: E402
+from decimal import Decimal  # noqa: E402
 
-import boto3
-import botocore.endpoint
-import pytest
-from botocore.config import Config
-from budget_service import store as store_module
-from moto import mock_aws
+import boto3  # noqa: E402
+import botocore.endpoint  # noqa: E402
+import pytest  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from moto import mock_aws  # noqa: E402
 
-from localdev import template
-from localdev.dynamodb import client_for
-from localdev.events import LambdaContext, api_gateway_event
-from localdev.faults import FaultyDynamoDB
+from budget_service import store as store_module  # noqa: E402
+from localdev import template  # noqa: E402
+from localdev.dynamodb import client_for  # noqa: E402
+from localdev.events import LambdaContext, api_gateway_event  # noqa: E402
+from localdev.faults import FaultyDynamoDB  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 

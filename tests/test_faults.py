@@ -53,7 +53,7 @@ def test_each_fault(faulty_dynamodb, clients, fault, error, applied):
 
 
 def test_rules_match_operation_skip_and_times(faulty_dynamodb, clients):
-    through, direct = clients
+    through, _ = clients
     faulty_dynamodb.add("PutItem", Fault.REFUSE, skip=1, times=2, error_code="ThrottlingException", status=400)
     keys = [uuid.uuid4().hex for _ in range(4)]
     outcomes = []

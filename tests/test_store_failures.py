@@ -18,6 +18,7 @@ from decimal import Decimal
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
+
 from budget_service import store as store_module
 from budget_service.store import CLIENT_CONFIG
 
