@@ -138,9 +138,16 @@ def faulty_api(faulty_dynamodb, monkeypatch, backoff):
 
 
 @pytest.fixture
-def faulty_store(faulty_dynamodb, backoff):
+def faulty_client(faulty_dynamodb, backoff):
+    """A DynamoDB client whose endpoint is the fault proxy (settings as in `faulty_api`), marking
+    what its failed calls may have written (store.track_write_outcomes)."""
+    return store_module.track_write_outcomes(client_for(faulty_dynamodb.url, FAULT_CLIENT_CONFIG))
+
+
+@pytest.fixture
+def faulty_store(faulty_client):
     """A BudgetStore whose DynamoDB is the fault proxy (settings as in `faulty_api`)."""
-    return store_module.BudgetStore(TABLE_NAME, client=client_for(faulty_dynamodb.url, FAULT_CLIENT_CONFIG))
+    return store_module.BudgetStore(TABLE_NAME, client=faulty_client)
 
 
 class Api:
