@@ -9,8 +9,15 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
+from budget_service.store import (
+    CLIENT_CONFIG,
+    NOT_WRITTEN,
+    STORE_ERRORS,
+    UNKNOWN,
+    track_write_outcomes,
+    write_outcome,
+)
 
-from budget_service.store import CLIENT_CONFIG, NOT_WRITTEN, STORE_ERRORS, UNKNOWN, track_write_outcomes, write_outcome
 from localdev.dynamodb import client_for
 from localdev.faults import Fault
 
