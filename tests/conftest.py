@@ -124,6 +124,7 @@ def faulty_dynamodb(dynamodb_server):
     proxy = FaultyDynamoDB(dynamodb_server).start()
     yield proxy
     proxy.stop()
+    assert not proxy.errors, f"a fault rule's `then` failed: {proxy.errors!r}"
 
 
 @pytest.fixture
