@@ -179,3 +179,22 @@ def test_failing_before_it_lands_writes_nothing(faulty_api, faulty_dynamodb, ser
     assert response.json()["error"]["details"]["outcome"] == (
         "not_written" if fault is Fault.REFUSE else "unknown")
     assert server_store.get(project, "alice") == before
+
+
+@pytest.mark.parametrize("fault", LOST)
+def test_a_cost_with_an_idempotency_key_whose_answer_was_lost_is_charged_once_and_not_a_replay(
+    faulty_api, faulty_dynamodb, server_store, fault
+):
+    """The retry of its TransactWriteItems carries the same ClientRequestToken: DynamoDB answers
+    it with the first one's success, so the service knows the charge is its own, not a replay."""
+    project = _project()
+    _seed(faulty_api, project, spend=0)
+    faulty_dynamodb.add("TransactWriteItems", fault)
+    response = faulty_api.call("POST", USER + "/cost", _path(project), body={"model": "m", "cost": 2},
+                               headers={"Idempotency-Key": "k-1"})
+    assert response.status == 200, response
+    assert response.json()["replayed"] is False
+    assert server_store.get(project, "alice").current_cost == 2
+    again = faulty_api.call("POST", USER + "/cost", _path(project), body={"model": "m", "cost": 2},
+                            headers={"Idempotency-Key": "k-1"})
+    assert again.json()["replayed"] is True and server_store.get(project, "alice").current_cost == 2
