@@ -93,8 +93,9 @@ class FaultyDynamoDB:
     is sent after all), so a client without a read timeout cannot hang a test forever.
     """
 
-    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0,
-                 max_hold_s: float = 60.0) -> None:
+    def __init__(
+        self, upstream: str, host: str = "127.0.0.1", port: int = 0, max_hold_s: float = 60.0
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port)
         self.max_hold_s = max_hold_s
@@ -125,9 +126,17 @@ class FaultyDynamoDB:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def add(self, operation: str, fault: Fault, *, times: int | None = 1, skip: int = 0,
-            error_code: str = "InternalServerError", status: int = 500,
-            then: Callable[[], object] | None = None) -> Rule:
+    def add(
+        self,
+        operation: str,
+        fault: Fault,
+        *,
+        times: int | None = 1,
+        skip: int = 0,
+        error_code: str = "InternalServerError",
+        status: int = 500,
+        then: Callable[[], object] | None = None,
+    ) -> Rule:
         """Add a rule (see Rule); rules are tried in the order added."""
         rule = Rule(operation, fault, times, skip, error_code, status, then)
         with self._lock:
@@ -178,8 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is Fault.REFUSE:
             assert rule is not None
-            error = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{rule.error_code}",
-                                "message": f"injected {rule.error_code}"}).encode()
+            error = json.dumps(
+                {
+                    "__type": f"com.amazonaws.dynamodb.v20120810#{rule.error_code}",
+                    "message": f"injected {rule.error_code}",
+                }
+            ).encode()
             self._answer(rule.status, [("Content-Type", "application/x-amz-json-1.0")], error)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}

@@ -36,8 +36,9 @@ def _add(client, key: str, amount: int, token: str, *, condition: str | None = N
 
 
 def _n(client, key: str):
-    item = client.get_item(TableName=TABLE_NAME, Key={"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}},
-                           ConsistentRead=True).get("Item")
+    item = client.get_item(
+        TableName=TABLE_NAME, Key={"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}}, ConsistentRead=True
+    ).get("Item")
     return int(item["n"]["N"]) if item else None
 
 
@@ -81,11 +82,19 @@ def test_botocore_keeps_its_generated_token_across_its_retries(client):
     """Without a token botocore generates one per call (the idempotencyToken trait) and sends
     the same one on each retry: two calls are two transactions."""
     key = uuid.uuid4().hex
-    update = {"Update": {"TableName": TABLE_NAME, "Key": {"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}},
-                         "UpdateExpression": "ADD n :n", "ExpressionAttributeValues": {":n": {"N": "1"}}}}
+    update = {
+        "Update": {
+            "TableName": TABLE_NAME,
+            "Key": {"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}},
+            "UpdateExpression": "ADD n :n",
+            "ExpressionAttributeValues": {":n": {"N": "1"}},
+        }
+    }
     sent: list[str] = []
-    client.meta.events.register("before-send.dynamodb.TransactWriteItems",
-                                lambda request, **_: sent.append(json.loads(request.body)["ClientRequestToken"]))
+    client.meta.events.register(
+        "before-send.dynamodb.TransactWriteItems",
+        lambda request, **_: sent.append(json.loads(request.body)["ClientRequestToken"]),
+    )
     client.transact_write_items(TransactItems=[update])
     client.transact_write_items(TransactItems=[update])
     assert _n(client, key) == 2 and len(set(sent)) == 2
@@ -114,10 +123,14 @@ def test_a_token_is_remembered_for_ten_minutes_after_its_request():
     now[0] += 1  # ten minutes after the first request completed
     assert send(2).status_code == 200 and len(applied) == 2  # a new request
     # Other operations and requests without a token pass straight through.
-    web.post("/", data=json.dumps({"TransactItems": [{"n": 1}]}),
-             headers={"X-Amz-Target": TRANSACT_WRITE_ITEMS})
-    web.post("/", data=json.dumps({"ClientRequestToken": "t-1"}),
-             headers={"X-Amz-Target": "DynamoDB_20120810.PutItem"})
+    web.post(
+        "/", data=json.dumps({"TransactItems": [{"n": 1}]}), headers={"X-Amz-Target": TRANSACT_WRITE_ITEMS}
+    )
+    web.post(
+        "/",
+        data=json.dumps({"ClientRequestToken": "t-1"}),
+        headers={"X-Amz-Target": "DynamoDB_20120810.PutItem"},
+    )
     assert len(applied) == 4
 
 
@@ -128,13 +141,26 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was(client):
     _add(client, key, 3, uuid.uuid4().hex)  # the existing item: n = 3
     new_key = {"pk": {"S": f"TOKENS#{key}-new"}, "sk": {"S": "X"}}
     with pytest.raises(ClientError) as caught:
-        client.transact_write_items(TransactItems=[
-            {"Update": {"TableName": TABLE_NAME, "Key": {"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}},
-                        "UpdateExpression": "ADD n :n", "ExpressionAttributeValues": {":n": {"N": "1"}}}},
-            {"Put": {"TableName": TABLE_NAME, "Item": {**new_key, "n": {"N": "1"}}}},
-            {"ConditionCheck": {"TableName": TABLE_NAME, "Key": {"pk": {"S": "TOKENS#absent"}, "sk": {"S": "X"}},
-                                "ConditionExpression": "attribute_exists(pk)"}},
-        ])
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": TABLE_NAME,
+                        "Key": {"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}},
+                        "UpdateExpression": "ADD n :n",
+                        "ExpressionAttributeValues": {":n": {"N": "1"}},
+                    }
+                },
+                {"Put": {"TableName": TABLE_NAME, "Item": {**new_key, "n": {"N": "1"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": TABLE_NAME,
+                        "Key": {"pk": {"S": "TOKENS#absent"}, "sk": {"S": "X"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
     reasons = [r["Code"] for r in caught.value.response["CancellationReasons"]]
     assert reasons == ["None", "None", "ConditionalCheckFailed"]
     assert _n(client, key) == 3

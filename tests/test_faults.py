@@ -23,8 +23,9 @@ def _put(client, key: str) -> None:
 
 
 def _stored(client, key: str) -> bool:
-    return "Item" in client.get_item(TableName=TABLE_NAME, Key={"pk": {"S": f"FAULTS#{key}"}, "sk": {"S": "X"}},
-                                     ConsistentRead=True)
+    return "Item" in client.get_item(
+        TableName=TABLE_NAME, Key={"pk": {"S": f"FAULTS#{key}"}, "sk": {"S": "X"}}, ConsistentRead=True
+    )
 
 
 @pytest.fixture
@@ -33,12 +34,15 @@ def clients(faulty_dynamodb, dynamodb_server):
     return client_for(faulty_dynamodb.url, ONE_ATTEMPT), client_for(dynamodb_server)
 
 
-@pytest.mark.parametrize(("fault", "error", "applied"), [
-    (Fault.LATE, ReadTimeoutError, True),
-    (Fault.DROP, ConnectionClosedError, True),
-    (Fault.CUT, ConnectionClosedError, False),
-    (Fault.REFUSE, ClientError, False),
-])
+@pytest.mark.parametrize(
+    ("fault", "error", "applied"),
+    [
+        (Fault.LATE, ReadTimeoutError, True),
+        (Fault.DROP, ConnectionClosedError, True),
+        (Fault.CUT, ConnectionClosedError, False),
+        (Fault.REFUSE, ClientError, False),
+    ],
+)
 def test_each_fault(faulty_dynamodb, clients, fault, error, applied):
     through, direct = clients
     key = uuid.uuid4().hex
@@ -54,7 +58,9 @@ def test_each_fault(faulty_dynamodb, clients, fault, error, applied):
 
 def test_rules_match_operation_skip_and_times(faulty_dynamodb, clients):
     through, _ = clients
-    faulty_dynamodb.add("PutItem", Fault.REFUSE, skip=1, times=2, error_code="ThrottlingException", status=400)
+    faulty_dynamodb.add(
+        "PutItem", Fault.REFUSE, skip=1, times=2, error_code="ThrottlingException", status=400
+    )
     keys = [uuid.uuid4().hex for _ in range(4)]
     outcomes = []
     for key in keys:
@@ -73,12 +79,17 @@ def test_a_late_answer_is_held_until_the_client_gives_up_and_its_retry_lands_aft
 ):
     """With retries, the attempt whose answer is late was applied before its retry arrived: an
     unconditional ADD is applied twice (what exactly-once writes must prevent)."""
-    retrying = client_for(faulty_dynamodb.url, ONE_ATTEMPT.merge(Config(
-        retries={"mode": "standard", "total_max_attempts": 2})))
+    retrying = client_for(
+        faulty_dynamodb.url, ONE_ATTEMPT.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))
+    )
     key = {"pk": {"S": f"FAULTS#{uuid.uuid4().hex}"}, "sk": {"S": "X"}}
     faulty_dynamodb.add("UpdateItem", Fault.LATE)
-    retrying.update_item(TableName=TABLE_NAME, Key=key, UpdateExpression="ADD n :one",
-                         ExpressionAttributeValues={":one": {"N": "1"}})
+    retrying.update_item(
+        TableName=TABLE_NAME,
+        Key=key,
+        UpdateExpression="ADD n :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
     item = client_for(dynamodb_server).get_item(TableName=TABLE_NAME, Key=key, ConsistentRead=True)["Item"]
     assert item["n"] == {"N": "2"}
     assert faulty_dynamodb.faults("UpdateItem") == [Fault.LATE, None]

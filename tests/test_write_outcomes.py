@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
+
 from budget_service.store import (
     CLIENT_CONFIG,
     NOT_WRITTEN,
@@ -17,7 +18,6 @@ from budget_service.store import (
     track_write_outcomes,
     write_outcome,
 )
-
 from localdev.dynamodb import client_for
 from localdev.faults import Fault
 
@@ -29,13 +29,16 @@ def _put(client) -> None:
     client.put_item(TableName=TABLE_NAME, Item={"pk": {"S": f"OUTCOME#{uuid.uuid4().hex}"}, "sk": {"S": "X"}})
 
 
-@pytest.mark.parametrize(("faults", "outcome"), [
-    ([R, R, R], NOT_WRITTEN),  # DynamoDB's error answer each time
-    ([L, R, R], UNKNOWN),      # the first may have landed, though the last was refused
-    ([R, D, R], UNKNOWN),
-    ([R, R, C], UNKNOWN),      # cut before forwarding: to the client the same as a dropped answer
-    ([L, L, L], UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("faults", "outcome"),
+    [
+        ([R, R, R], NOT_WRITTEN),  # DynamoDB's error answer each time
+        ([L, R, R], UNKNOWN),  # the first may have landed, though the last was refused
+        ([R, D, R], UNKNOWN),
+        ([R, R, C], UNKNOWN),  # cut before forwarding: to the client the same as a dropped answer
+        ([L, L, L], UNKNOWN),
+    ],
+)
 def test_a_write_is_unknown_when_any_attempt_may_have_landed(faulty_dynamodb, faulty_client, faults, outcome):
     client = faulty_client
     for fault in faults:
@@ -67,6 +70,9 @@ def test_no_connection_means_nothing_was_sent(backoff):
 def test_a_condition_that_failed_wrote_nothing(faulty_client):
     client = faulty_client
     with pytest.raises(ClientError) as caught:
-        client.put_item(TableName=TABLE_NAME, Item={"pk": {"S": "OUTCOME#none"}, "sk": {"S": "X"}},
-                        ConditionExpression="attribute_exists(pk)")
+        client.put_item(
+            TableName=TABLE_NAME,
+            Item={"pk": {"S": "OUTCOME#none"}, "sk": {"S": "X"}},
+            ConditionExpression="attribute_exists(pk)",
+        )
     assert write_outcome(caught.value) == NOT_WRITTEN

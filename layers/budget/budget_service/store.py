@@ -121,7 +121,7 @@ def _note_attempt(event_name: str, context: dict, exception=None, **_) -> None:
 
 
 def _mark_raised(exception: BaseException, context: dict, **_) -> None:
-    # The last attempt's own exception (a timeout, a dropped connection) leaves the call as is.
+    # The exception of the call's last attempt, raised after every attempt was noted.
     setattr(exception, _MAYBE_WRITTEN, bool(context.get(_MAYBE_WRITTEN)))
 
 
