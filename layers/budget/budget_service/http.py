@@ -14,7 +14,9 @@ validation, the project the handler is about to touch (the ``project`` path para
 default ``make dev`` and unit tests) turns this off; anything else, or unset, enforces it.
 
 DynamoDB failures that survive the client's retries (throttling, timeouts, 5xx) are a 503 with
-``Retry-After``; other unexpected errors a 500, logged with the request id but never the event.
+``Retry-After`` whose ``details.outcome`` says whether nothing was written (``not_written``) or
+the write may have landed (``unknown``: an attempt timed out or lost its connection after it
+was sent); other unexpected errors a 500, logged with the request id but never the event.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import binascii
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from http import HTTPStatus
@@ -42,11 +45,22 @@ from budget_service import auth
 from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
 from budget_service.models import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
 from budget_service.observability import logger, metrics, tracer
-from budget_service.store import STORE_ERRORS, unavailable
+from budget_service.store import NOT_WRITTEN, STORE_ERRORS, UNKNOWN, unavailable, write_outcome
 
 MAX_BODY_BYTES = 1_048_576
 AUTH_ENV = "API_AUTH"
 RETRY_AFTER_SECONDS = 1
+
+# What a 503 says, by what the failed DynamoDB call may have written (store.write_outcome); the
+# answer's details carry the same as {"outcome": "not_written" | "unknown"}.
+UNAVAILABLE_MESSAGES = {
+    NOT_WRITTEN: "the budget store is unavailable right now (throttled or failing); nothing was"
+    " written; retry",
+    UNKNOWN: "the budget store did not answer in time (timed out, or the connection dropped):"
+    " the change may or may not have been applied. Retrying is safe with the same"
+    " Idempotency-Key, and for PUT, DELETE and set_budget, which converge; otherwise GET the"
+    " budget first to see whether it was applied",
+}
 
 # Path parameters of the native routes: the same id rules as in bodies (models.Identifier: at most
 # ID_MAX_BYTES bytes of UTF-8), checked before the handler.
@@ -285,6 +299,38 @@ class _RestResolver(APIGatewayRestResolver):
         decoded = {name: unquote(value) for name, value in route_arguments.items()}
         return super()._call_route(route, decoded)
 
+    # Powertools keeps the event being handled and the Lambda context on the BaseRouter class,
+    # one for the whole process. Lambda hands a process one event at a time, but the tests invoke
+    # handlers from several threads at once (each thread with its own copy of the handler
+    # module, as a Lambda container has): kept per thread, one request's body can never reach
+    # another's handler.
+    _handling = threading.local()
+
+    @property
+    def current_event(self):
+        return self._handling.event
+
+    @current_event.setter
+    def current_event(self, event) -> None:
+        self._handling.event = event
+
+    @property
+    def lambda_context(self):
+        return self._handling.context
+
+    @lambda_context.setter
+    def lambda_context(self, context) -> None:
+        self._handling.context = context
+
+    def _to_proxy_event(self, event: dict):
+        proxy = super()._to_proxy_event(event)
+        self._handling.event = proxy
+        return proxy
+
+    def resolve(self, event, context):
+        self._handling.context = context
+        return super().resolve(event, context)
+
 
 def create_app() -> APIGatewayRestResolver:
     app = _RestResolver(
@@ -322,13 +368,14 @@ def create_app() -> APIGatewayRestResolver:
     def _store_failed(exc: Exception) -> Response:
         if unavailable(exc):
             # Throttled, timed out or a DynamoDB 5xx, after the client's own retries.
+            outcome = write_outcome(exc)
             logger.warning("DynamoDB unavailable", extra={"error": type(exc).__name__,
+                                                          "outcome": outcome,
                                                           "detail": str(exc)[:300]})
             metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
             return error_response(
                 HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable",
-                "the budget store is unavailable right now (throttled or failing); nothing was"
-                " written; retry",
+                UNAVAILABLE_MESSAGES[outcome], {"outcome": outcome},
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return _internal_error(exc)

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -24,7 +25,14 @@ from types import EllipsisType
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ProxyConnectionError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget, DueReset
@@ -81,8 +89,72 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
+# ---- what a failed call may have written ----------------------------------------------------------
+#
+# botocore retries a failed attempt (standard mode, up to CLIENT_CONFIG's attempts), and what it
+# finally raises tells only of the last attempt: a throttle after a timed-out first attempt hides
+# that the first may have landed. So every attempt is watched (botocore's per-attempt
+# ``response-received`` event carries the call's context) and the call's exception is marked:
+# - NOT_WRITTEN: no attempt of a write can have been applied: each one either never reached
+#   DynamoDB (no connection could be made) or got DynamoDB's error answer (a throttle, a 5xx,
+#   a failed condition: DynamoDB applied nothing), or the call only reads;
+# - UNKNOWN: some attempt was sent and no answer came back (a read timeout, a connection closed
+#   before the answer): DynamoDB may have applied it, and may still.
+
+NOT_WRITTEN = "not_written"
+UNKNOWN = "unknown"
+_MAYBE_WRITTEN = "budget_service_maybe_written"  # the mark, in the call context and the error
+_READ_OPERATIONS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable",
+    "DescribeTimeToLive", "ListTables",
+})
+# Raised before any byte of the request left: nothing can have been applied.
+_NOT_SENT = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+
+
+def _note_attempt(event_name: str, context: dict, exception=None, **_) -> None:
+    if exception is None or isinstance(exception, _NOT_SENT):
+        return
+    if event_name.rpartition(".")[2] not in _READ_OPERATIONS:
+        context[_MAYBE_WRITTEN] = True
+
+
+def _mark_raised(exception: BaseException, context: dict, **_) -> None:
+    # The exception of the call's last attempt, raised after every attempt was noted.
+    setattr(exception, _MAYBE_WRITTEN, bool(context.get(_MAYBE_WRITTEN)))
+
+
+def _mark_error_answer(http_response, parsed: dict, context: dict, **_) -> None:
+    # DynamoDB's error answer becomes the ClientError's ``response`` dict.
+    if http_response.status_code >= 300 and context.get(_MAYBE_WRITTEN):
+        parsed[_MAYBE_WRITTEN] = True
+
+
+def track_write_outcomes(client):
+    """Have `client` mark what each failed call may have written (see `write_outcome`).
+    Idempotent; BudgetStore and ApiKeyStore do it to the client they are given."""
+    events = client.meta.events
+    events.register("response-received.dynamodb", _note_attempt, unique_id="budget-note-attempt")
+    events.register("after-call-error.dynamodb", _mark_raised, unique_id="budget-mark-raised")
+    events.register("after-call.dynamodb", _mark_error_answer, unique_id="budget-mark-answer")
+    return client
+
+
+def write_outcome(exc: BaseException) -> str:
+    """NOT_WRITTEN or UNKNOWN (see above) for an error a tracked client raised. An error from a
+    client that was not tracked is UNKNOWN unless it is DynamoDB's answer."""
+    if isinstance(exc, ClientError):
+        return UNKNOWN if exc.response.get(_MAYBE_WRITTEN) else NOT_WRITTEN
+    return UNKNOWN if getattr(exc, _MAYBE_WRITTEN, True) else NOT_WRITTEN
+
+
 class StaleWrite(Exception):
-    """The item changed between our read and our conditional write."""
+    """The item changed between our read and our conditional write. `current` is the item as
+    the failed condition saw it (None: absent), when DynamoDB returned it."""
+
+    def __init__(self, current: Budget | None | EllipsisType = ...) -> None:
+        super().__init__("the budget changed since it was read")
+        self.current = current
 
 
 # DynamoDB's size limits, in bytes (UTF-8 for strings): a partition key value, a sort key value,
@@ -176,12 +248,28 @@ def _condition_failed(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def _cancellation_codes(exc: ClientError) -> list:
+    """Each action's reason code of a cancelled transaction ([] for any other error)."""
+    if exc.response["Error"]["Code"] != "TransactionCanceledException":
+        return []
+    return [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+
+
 def _get_item(client, table_name: str, key: dict) -> dict | None:
     """One strongly consistent GetItem; the raw item, or None."""
     return client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
 
 
-def budget_to_item(budget: Budget) -> dict:
+# How many write ids a budget item keeps (Budget.write_ids; see BudgetStore.save). A write whose
+# answer was lost is recognised by its retry unless this many other saves landed in between, in
+# the second or two botocore takes to retry.
+RECENT_WRITES = 8
+
+
+def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
+    """The DynamoDB item (typed values) for `budget` at its next version; `write_id`, when
+    given, is prepended to the budget's recent write ids."""
+    write_ids = ([write_id] if write_id else []) + list(budget.write_ids)
     item: dict = {
         "pk": project_key(budget.project),
         "sk": user_key(budget.user),
@@ -203,6 +291,8 @@ def budget_to_item(budget: Budget) -> dict:
         "previous_period_start": budget.previous_period_start,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
+    if write_ids:
+        item["write_ids"] = write_ids[:RECENT_WRITES]
     if budget.reset_at is not None:  # only budgets with a period live in the sparse reset index
         item["reset_shard"] = reset_shard(budget.project, budget.user)
     return {k: _serialize(v) for k, v in item.items()}
@@ -225,6 +315,7 @@ def item_to_budget(raw: dict) -> Budget:
         created_at=item["created_at"],
         updated_at=item["updated_at"],
         version=int(item["version"]),
+        write_ids=tuple(item.get("write_ids", ())),
     )
 
 
@@ -246,7 +337,7 @@ def decode_cursor(cursor: str) -> str:
 class BudgetStore:
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name
-        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+        self.client = track_write_outcomes(client or boto3.client("dynamodb", config=CLIENT_CONFIG))
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -290,9 +381,17 @@ class BudgetStore:
     def save(self, budget: Budget) -> Budget:
         """Write `budget` if the stored item is still at `budget.version` (0: absent).
 
-        Returns the budget at its new version; raises StaleWrite when someone wrote first.
+        Returns the budget at its new version, as stored; raises StaleWrite (with the item as it
+        stands) when someone wrote first.
+
+        Exactly once under botocore's retries: the item carries this write's fresh id among its
+        ``write_ids``. When an attempt landed but its answer was late or lost, the retry fails
+        the version condition; the failed condition returns the stored item (ALL_OLD), which
+        lists this id: the write has landed, and this is its success, not a StaleWrite (which
+        would make `update` apply the change a second time).
         """
         condition: dict
+        write_id = uuid.uuid4().hex
         if budget.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -300,30 +399,50 @@ class BudgetStore:
                 "ConditionExpression": "version = :seen",
                 "ExpressionAttributeValues": {":seen": {"N": str(budget.version)}},
             }
-        item = budget_to_item(budget)
+        item = budget_to_item(budget, write_id)
         if item_size(item) > ITEM_MAX_BYTES:  # the models' limits keep it far below; never send it
             raise InvalidInput(f"budget {budget.project}/{budget.user} would be over DynamoDB's 400 KB item limit")
         try:
-            self.client.put_item(TableName=self.table_name, Item=item, **condition)
-        except ClientError as exc:
-            if _condition_failed(exc):
-                raise StaleWrite from exc
-            raise
-        return _with_version(budget, budget.version + 1)
-
-    def delete(self, project: str, user: str) -> bool:
-        """Delete a budget; False when there was none."""
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=budget_key(project, user),
-                ConditionExpression="attribute_exists(pk)",
+            self.client.put_item(
+                TableName=self.table_name, Item=item,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD", **condition,
             )
         except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+            if not _condition_failed(exc):
+                raise
+            old = exc.response.get("Item")
+            if old is None:
+                raise StaleWrite(None) from exc
+            if write_id in _deserialize(old.get("write_ids", {"L": []})):
+                return item_to_budget(item)  # our own write, landed by an earlier attempt
+            raise StaleWrite(item_to_budget(old)) from exc
+        return item_to_budget(item)
+
+    def delete(self, project: str, user: str) -> bool:
+        """Delete a budget; False when there was none.
+
+        One TransactWriteItems holding the conditional Delete, for its ClientRequestToken:
+        botocore sends the same token on each of its retries, and DynamoDB answers the retry of
+        a delete that landed with its success (for 10 minutes), where a DeleteItem retry would
+        fail its condition and report "no budget".
+        """
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=[{"Delete": {
+                    "TableName": self.table_name,
+                    "Key": budget_key(project, user),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }}])
+                return True
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if codes[:1] == ["ConditionalCheckFailed"]:
+                    return False
+                if "TransactionConflict" not in codes:
+                    raise
+            # Another transaction holds the item; DynamoDB asks us to retry.
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     def update(
         self,
@@ -347,9 +466,9 @@ class BudgetStore:
                 return current
             try:
                 return self.save(_with_version(target, current.version if current else 0))
-            except StaleWrite:
+            except StaleWrite as stale:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
-                current = self.get(project, user)
+                current = self.get(project, user) if isinstance(stale.current, EllipsisType) else stale.current
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     # ---- cost updates (issue 4) ----------------------------------------------------------------
@@ -659,7 +778,7 @@ class KeyExists(Exception):
 class ApiKeyStore:
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name
-        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+        self.client = track_write_outcomes(client or boto3.client("dynamodb", config=CLIENT_CONFIG))
 
     def put(self, digest: str, key_id: str, attributes: dict) -> None:
         """Store a new key's scope under its hash, and its registry entry, or neither."""
