@@ -51,6 +51,11 @@ class Budget:
     reset_at: Decimal | None = None
     # Optimistic-concurrency counter; every write bumps it. 0 means "not stored yet".
     version: int = 0
+    # Alerts (issue 18): fractions of total_budget to alert at; None inherits the project's
+    # default, () turns alerts off for this budget. last_reset_at: when spend was last zeroed by
+    # a manual reset, so alerts re-arm even when the calendar period_start stays the same.
+    alert_thresholds: tuple[Decimal, ...] | None = None
+    last_reset_at: Decimal | None = None
 
     @property
     def has_period(self) -> bool:
@@ -106,6 +111,9 @@ class Budget:
             "reset_at": iso(self.reset_at),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "alert_thresholds": (
+                list(self.alert_thresholds) if self.alert_thresholds is not None else None
+            ),
         }
 
     def to_litellm_entry(self) -> dict:

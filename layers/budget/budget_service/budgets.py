@@ -167,6 +167,7 @@ def put_budget(
             duration=settings.duration,
             duration_days=None,
             timezone=settings.timezone,
+            alert_thresholds=settings.alert_thresholds,
             updated_at=now,
         )
         return updated.with_period_from(now) if rule_changed or created else updated
@@ -193,7 +194,8 @@ def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> B
         restarted = current.with_spend_zeroed()
         if current.duration_days is not None:
             restarted = dataclasses.replace(restarted, period_start=now)
-        return dataclasses.replace(restarted.with_period_from(now), updated_at=now)
+        # last_reset_at: a new alert period even when a calendar period_start stays the same.
+        return dataclasses.replace(restarted.with_period_from(now), updated_at=now, last_reset_at=now)
 
     budget = store.update(project, user, change)
     assert budget is not None

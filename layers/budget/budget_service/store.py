@@ -148,6 +148,10 @@ def budget_to_item(budget: Budget) -> dict:
         "timezone": budget.timezone,
         "period_start": budget.period_start,
         "reset_at": budget.reset_at,
+        "alert_thresholds": (
+            list(budget.alert_thresholds) if budget.alert_thresholds is not None else None
+        ),
+        "last_reset_at": budget.last_reset_at,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     if budget.reset_at is not None:  # only budgets with a period live in the sparse reset index
@@ -171,6 +175,10 @@ def item_to_budget(raw: dict) -> Budget:
         created_at=item["created_at"],
         updated_at=item["updated_at"],
         version=int(item["version"]),
+        alert_thresholds=(
+            tuple(item["alert_thresholds"]) if item.get("alert_thresholds") is not None else None
+        ),
+        last_reset_at=item.get("last_reset_at"),
     )
 
 
