@@ -15,7 +15,8 @@
   PutEvents land here, ``GET /_local/events`` lists them, and with ``ALERT_WEBHOOK_URL`` set
   each is POSTed there with ``ALERT_WEBHOOK_SECRET`` in the connection's header;
 - ``POST /_local/invoke/{FunctionLogicalId}`` invokes any function with the body as its event;
-- ``GET /openapi.json`` and ``GET /docs`` describe the API.
+- ``GET /openapi.json`` and ``GET /docs`` describe the API;
+- ``POST /_local/clock {"advance_s": N}`` moves the handlers' clock forward (localdev/clock.py).
 
 Auth: by default the API is open (``API_AUTH=off`` for the handlers). With ``AUTH=1`` the
 template's Lambda authorizer runs in front of every API route, as API Gateway runs it
@@ -270,7 +271,9 @@ class LocalGateway:
         authorizer=None,
         event_bus=None,
         streams=(),
+        clock=None,
     ) -> None:
+        self.clock = clock  # localdev.clock.LocalClock, or None
         self.authorizer = authorizer  # localdev.auth.LocalAuthorizer, or None: open
         self.event_bus = event_bus  # localdev.eventbridge.LocalEventBus, or None
         self.streams = streams  # localdev.streams.StreamPoller, one per stream event
@@ -306,6 +309,14 @@ class LocalGateway:
             body = request.get_json(silent=True) or {}
             self.event_bus.set_faults(int(body.get("fail_after_put", 0)))
             return _json_response(200, {"fail_after_put": int(body.get("fail_after_put", 0))})
+        if path == "/_local/clock" and self.clock is not None:
+            if request.method == "POST":
+                body = request.get_json(silent=True) or {}
+                try:
+                    self.clock.advance(float(body.get("advance_s", 0)))
+                except (TypeError, ValueError) as exc:
+                    return _error(400, "bad_request", str(exc))
+            return _json_response(200, {"offset_s": self.clock.offset_s, "now": self.clock.time()})
         if path == "/_local/streams" and request.method == "GET":
             return _json_response(200, {"mappings": [p.status() for p in self.streams]})
         if path.startswith(INVOKE_PREFIX):
@@ -454,6 +465,7 @@ class LocalRuntime:
         self.scheduler = None
         self.authorizer = None
         self.event_bus = None
+        self.clock = None
         self.streams: list = []
         self.notes: list[str] = []
 
@@ -500,6 +512,9 @@ class LocalRuntime:
 
         invoker = Invoker()
         invoker.load_all()  # import errors show now, and the first request is not slow
+        from localdev.clock import LocalClock
+
+        self.clock = LocalClock().install()
 
         doc_lock = threading.Lock()
         doc_cache: list[dict] = []
@@ -537,7 +552,7 @@ class LocalRuntime:
         self.event_bus = _event_bus(env, self.notes)
         app = LocalGateway(
             routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page,
-            authorizer, self.event_bus, self.streams,
+            authorizer, self.event_bus, self.streams, self.clock,
         )
         self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
         self.port = self.http.server_port
