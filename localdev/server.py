@@ -560,9 +560,11 @@ class LocalRuntime:
             # The functions' boto3 events client talks to the stand-in above, on this server.
             env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = self.url
             env["ALERT_BUS_NAME"] = self.event_bus.bus_name
+        # Streams before serving: the socket is bound already (a PutEvents from the first
+        # invocation waits in its backlog), and the server answers only once start-up is done.
+        self._start_streams(env, table, invoker)
         self._http_thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._http_thread.start()
-        self._start_streams(env, table, invoker)
 
         found, skipped = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
         self.notes += [f"schedule skipped: {why}" for why in skipped]
