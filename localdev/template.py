@@ -89,6 +89,9 @@ def create_table(client, table_name: str) -> None:
         kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     if props.get("StreamSpecification"):
         kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        from localdev import moto_streams
+
+        moto_streams.install()  # moto copies a stream's records on every transaction otherwise
     client.create_table(**_plain(kwargs))
     client.get_waiter("table_exists").wait(TableName=table_name)
     ttl = props.get("TimeToLiveSpecification")

@@ -17,6 +17,7 @@ from budget_service.store import budget_to_item
 from budget_service.store_alerts import AlertLedgerStore, EventBridgeBus
 from conftest import TABLE_NAME
 from localdev import template
+from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
 
 D = Decimal
@@ -480,3 +481,32 @@ def _plain_item(budget):
     from budget_service.store import _plain
 
     return _plain(budget_to_item(budget))
+
+
+def test_a_failed_transaction_leaves_no_stream_record(dynamodb_server):
+    """The embedded DynamoDB's stream (moto, with localdev.moto_streams' cheap copy) keeps only
+    writes that happened: a cancelled transaction's records go with it."""
+    import uuid
+
+    aws = client_for(dynamodb_server)
+    project = "PROJECT#tx-" + uuid.uuid4().hex
+    key = {"pk": {"S": project}, "sk": {"S": "USER#alice"}}
+    aws.put_item(TableName=TABLE_NAME, Item={**key, "current_cost": {"N": "1"}})
+    with pytest.raises(aws.exceptions.TransactionCanceledException):
+        aws.transact_write_items(TransactItems=[
+            {"Update": {"TableName": TABLE_NAME, "Key": key, "UpdateExpression": "SET current_cost = :c",
+                        "ExpressionAttributeValues": {":c": {"N": "9"}}}},
+            {"Put": {"TableName": TABLE_NAME, "Item": {"pk": {"S": project}, "sk": {"S": "EVENT#x"}},
+                     "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+    aws.update_item(TableName=TABLE_NAME, Key=key, UpdateExpression="SET current_cost = :c",
+                    ExpressionAttributeValues={":c": {"N": "2"}})
+    streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_server)
+    arn = aws.describe_table(TableName=TABLE_NAME)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = [r for r in streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+               if r["dynamodb"]["Keys"]["pk"]["S"] == project]
+    assert [(r["eventName"], r["dynamodb"]["NewImage"]["current_cost"]["N"]) for r in records] == [
+        ("INSERT", "1"), ("MODIFY", "2"),
+    ]
