@@ -193,7 +193,7 @@ class FakeBus:
         return []
 
 
-def history(ops, thresholds_by_step=None):
+def history(ops):
     """The item's states after each operation (cost, credit, rollover, reset, set total)."""
     state = item(spend="0", total="10")
     states = []
