@@ -9,6 +9,11 @@
   the declared handler with the REST (v1) proxy event API Gateway would send, and turning the
   proxy result back into HTTP;
 - runs the template's scheduled functions on their schedule;
+- reads the table's DynamoDB stream and invokes the functions with a ``DynamoDB`` event as
+  Lambda's event source mapping would (localdev/streams.py; ``GET /_local/streams``);
+- stands in for the template's EventBridge bus (localdev/eventbridge.py): the functions'
+  PutEvents land here, ``GET /_local/events`` lists them, and with ``ALERT_WEBHOOK_URL`` set
+  each is POSTed there with ``ALERT_WEBHOOK_SECRET`` in the connection's header;
 - ``POST /_local/invoke/{FunctionLogicalId}`` invokes any function with the body as its event;
 - ``GET``/``POST /_local/clock`` show and move the clock the handlers and schedules run on
   (localdev/clock.py; ``LOCAL_CLOCK_START`` starts it shifted);
@@ -272,10 +277,14 @@ class LocalGateway:
         openapi: Callable[[], dict],
         docs_page: Callable[[dict], str],
         authorizer=None,
+        event_bus=None,
+        streams=(),
         clock=None,
     ) -> None:
         self.clock = clock  # localdev.clock.LocalClock, or None: no /_local/clock route
         self.authorizer = authorizer  # localdev.auth.LocalAuthorizer, or None: open
+        self.event_bus = event_bus  # localdev.eventbridge.LocalEventBus, or None
+        self.streams = streams  # localdev.streams.StreamPoller, one per stream event
         self.routes = routes
         self.invoke = invoke
         self.functions = functions
@@ -296,6 +305,20 @@ class LocalGateway:
         if request.content_length and request.content_length > MAX_REQUEST_BYTES:
             return _json_response(413, {"message": "Request Too Long"})
         path = request.path
+        if request.headers.get("X-Amz-Target", "").startswith("AWSEvents.") and request.method == "POST":
+            if self.event_bus is None:
+                return _error(404, "not_found", "template.yaml declares no EventBridge bus")
+            return self.event_bus.handle(request)
+        if path == "/_local/events" and request.method == "GET":
+            return _json_response(200, {"events": self.event_bus.events() if self.event_bus else []})
+        if path == "/_local/events/faults" and request.method == "POST":
+            if self.event_bus is None:
+                return _error(404, "not_found", "template.yaml declares no EventBridge bus")
+            body = request.get_json(silent=True) or {}
+            self.event_bus.set_faults(int(body.get("fail_after_put", 0)))
+            return _json_response(200, {"fail_after_put": int(body.get("fail_after_put", 0))})
+        if path == "/_local/streams" and request.method == "GET":
+            return _json_response(200, {"mappings": [p.status() for p in self.streams]})
         if path.startswith(INVOKE_PREFIX):
             if request.method != "POST":
                 return _error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
@@ -420,6 +443,34 @@ def _ensure_table(client, table_name: str) -> bool:
         return True
 
 
+def _event_bus(env, notes: list[str]):
+    """The local stand-in for the template's EventBridge bus (None if it declares none), with the
+    webhook rule when ``ALERT_WEBHOOK_URL`` is set."""
+    from localdev.eventbridge import LocalEventBus
+
+    buses = template.resources("AWS::Events::EventBus")
+    if not buses:
+        return None
+    params = template.parameter_defaults()
+    name = template.literal(next(iter(buses.values()))["Properties"]["Name"], params, env["AWS_REGION"])
+    url = env.get("ALERT_WEBHOOK_URL") or None
+    header = pattern = None
+    for res in template.resources("AWS::Events::Connection").values():
+        header = res["Properties"]["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyName"]
+    for res in template.resources("AWS::Events::Rule").values():
+        pattern = template._plain(res["Properties"].get("EventPattern"))
+    bus = LocalEventBus(
+        name, env["AWS_REGION"], webhook_url=url, webhook_header=header,
+        webhook_secret=env.get("ALERT_WEBHOOK_SECRET"), webhook_pattern=pattern,
+        log=lambda m: print(m, flush=True),
+    )
+    notes.append(
+        f"EventBridge bus {name}: in memory, GET /_local/events"
+        + (f"; each event POSTed to {url} ({header} header)" if url else "; ALERT_WEBHOOK_URL=<url> to POST each event")
+    )
+    return bus
+
+
 class _RequestLog(WSGIRequestHandler):
     """One access-log line per request of ours; the embedded DynamoDB's requests stay quiet
     (both servers log through the "werkzeug" logger, which main() turns down)."""
@@ -440,6 +491,8 @@ class LocalRuntime:
         self.scheduler: Scheduler | None = None
         self.authorizer: LocalAuthorizer | None = None
         self.clock: LocalClock | None = None
+        self.event_bus = None
+        self.streams: list = []
         self.notes: list[str] = []
 
     def start(self) -> LocalRuntime:
@@ -527,9 +580,10 @@ class LocalRuntime:
         else:
             self.notes.append("auth: off (AUTH=1 to require API keys)")
         self.authorizer = authorizer
+        self.event_bus = _event_bus(env, self.notes)
         app = LocalGateway(
             routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page,
-            authorizer, self.clock,
+            authorizer, self.event_bus, self.streams, self.clock,
         )
         self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
         self.port = self.http.server_port
@@ -540,6 +594,13 @@ class LocalRuntime:
                if env.get(local_clock.ENV_START) else " (wall clock)")
             + f"; move it: curl -X POST {self.url}{CLOCK_PATH} -d '{{\"advance_seconds\": 60}}'"
         )
+        if self.event_bus is not None:
+            # The functions' boto3 events client talks to the stand-in above, on this server.
+            env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = self.url
+            env["ALERT_BUS_NAME"] = self.event_bus.bus_name
+        # Streams before serving: the socket is bound already (a PutEvents from the first
+        # invocation waits in its backlog), and the server answers only once start-up is done.
+        self._start_streams(env, table, invoker)
         self._http_thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._http_thread.start()
 
@@ -558,11 +619,43 @@ class LocalRuntime:
             )
         return self
 
+    def _start_streams(self, env, table: str, invoker: Invoker) -> None:
+        import boto3
+
+        from localdev import streams
+
+        found = template.stream_events()
+        if not found:
+            return
+        endpoint = env["AWS_ENDPOINT_URL_DYNAMODB"]
+        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=env["AWS_REGION"])
+        stream_client = boto3.client("dynamodbstreams", endpoint_url=endpoint, region_name=env["AWS_REGION"])
+        for function_id, event_id, props in found:
+            mapping, notes = streams.StreamMapping.from_template(function_id, event_id, props)
+            self.notes += notes
+            try:
+                poller = streams.StreamPoller(
+                    mapping, stream_client, dynamodb, table, invoker.invoke,
+                    log=lambda m: print(m, flush=True),
+                ).start()
+            except (ValueError, KeyError) as exc:
+                self.notes.append(f"stream {function_id}.{event_id} skipped: {exc}")
+                continue
+            self.streams.append(poller)
+            self.notes.append(
+                f"stream {table} -> {function_id} (batch {mapping.batch_size},"
+                f" {'filtered' if mapping.filters else 'unfiltered'}); GET {self.url}/_local/streams"
+            )
+
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
     def stop(self) -> None:
+        for poller in self.streams:
+            poller.stop()
+        if self.event_bus:
+            self.event_bus.stop()
         if self.clock is not None:
             from budget_service import clock as service_clock
 
@@ -598,6 +691,7 @@ def main() -> int:
         print(f"  {route.method:6} {runtime.url}{route.path}  -> {route.function_id}")
     print(f"  POST   {runtime.url}{INVOKE_PREFIX}{{FunctionLogicalId}}  (event JSON as the body)")
     print(f"  GET    {runtime.url}/openapi.json   GET {runtime.url}/docs")
+    print(f"  GET    {runtime.url}/_local/events   GET {runtime.url}/_local/streams")
     print(f"Serving on {runtime.url}  (Ctrl-C to stop)", flush=True)
     while not stopped.wait(timeout=1):  # a timed wait keeps the main thread responsive to signals
         pass

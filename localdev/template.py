@@ -120,6 +120,11 @@ def create_table(client, table_name: str) -> None:
     }
     if props.get("GlobalSecondaryIndexes"):
         kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if props.get("StreamSpecification"):
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        from localdev import moto_streams
+
+        moto_streams.install()  # moto copies a stream's records on every transaction otherwise
     client.create_table(**_plain(kwargs))
     client.get_waiter("table_exists").wait(TableName=table_name)
     ttl = props.get("TimeToLiveSpecification")
@@ -216,6 +221,16 @@ def literal(value, parameters: dict[str, str], region: str = "us-east-1"):
             text = text.replace("${" + ref + "}", names[ref])
         return text
     return None
+
+
+def stream_events() -> list[tuple[str, str, dict]]:
+    """(function id, event id, event properties) of every DynamoDB stream event."""
+    found = []
+    for name, res in resources("AWS::Serverless::Function").items():
+        for event_id, event in (res["Properties"].get("Events") or {}).items():
+            if event.get("Type") == "DynamoDB":
+                found.append((name, event_id, _plain(event["Properties"])))
+    return found
 
 
 def api_routes() -> list[ApiRoute]:

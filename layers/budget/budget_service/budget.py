@@ -58,6 +58,11 @@ class Budget:
     # Ids of the latest version-conditional writes (newest first): how a write whose answer was
     # lost recognises itself when botocore's retry fails the version condition (store.save).
     write_ids: tuple[str, ...] = ()
+    # Alerts (issue 18): fractions of total_budget to alert at; None inherits the project's
+    # default, () turns alerts off for this budget. last_reset_at: when spend was last zeroed by
+    # a manual reset, so alerts re-arm even when the calendar period_start stays the same.
+    alert_thresholds: tuple[Decimal, ...] | None = None
+    last_reset_at: Decimal | None = None
 
     @property
     def has_period(self) -> bool:
@@ -114,6 +119,9 @@ class Budget:
             "reset_at": iso(self.reset_at),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "alert_thresholds": (
+                list(self.alert_thresholds) if self.alert_thresholds is not None else None
+            ),
         }
 
     def to_litellm_entry(self) -> dict:

@@ -183,6 +183,9 @@ def put_budget(
             duration=settings.duration,
             duration_days=None,
             timezone=settings.timezone,
+            alert_thresholds=(
+                tuple(settings.alert_thresholds) if settings.alert_thresholds is not None else None
+            ),
             updated_at=now,
         )
         return updated.with_period_from(now) if rule_changed or created else updated
@@ -219,7 +222,8 @@ def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> B
         if current is None:
             raise BudgetNotFound.for_user(project, user)
         current = current.as_of(now)
-        zeroed = dataclasses.replace(current.with_spend_zeroed(), updated_at=now)
+        # last_reset_at: alerts start a new alert period at a manual reset (alerts.py).
+        zeroed = dataclasses.replace(current.with_spend_zeroed(), updated_at=now, last_reset_at=now)
         if current.duration is not None:
             return dataclasses.replace(
                 zeroed, period_start=now, previous_period_start=current.period_start

@@ -231,10 +231,41 @@ class SetBudgetResponse(BaseModel):
 # ---- native API --------------------------------------------------------------------------------
 
 
+# Alert thresholds (issue 18): fractions of a budget's total, each in (0, 10] (above 1 alerts on
+# overspend, which /cost records), to 6 decimal places, at most 10 per budget. Stored sorted and
+# without duplicates; [] turns a budget's alerts off, null/absent inherits the project default.
+MAX_ALERT_THRESHOLDS = 10
+ALERT_THRESHOLD_MAX = Decimal(10)
+
+
+def _sorted_thresholds(values: list[Decimal] | None) -> tuple[Decimal, ...] | None:
+    if values is None:
+        return None
+    return tuple(sorted({v.normalize(DECIMAL_CONTEXT) for v in values}))
+
+
+AlertThreshold = Annotated[
+    Decimal,
+    BeforeValidator(_number_only),
+    Field(gt=0, le=ALERT_THRESHOLD_MAX, decimal_places=6, allow_inf_nan=False),
+]
+AlertThresholds = Annotated[
+    list[AlertThreshold] | None,
+    Field(
+        default=None,
+        max_length=MAX_ALERT_THRESHOLDS,
+        description="fractions of total_budget that trigger a Budget Threshold Crossed event"
+        " (e.g. [0.5, 0.8, 1.0]); null inherits the project default, [] turns alerts off",
+    ),
+    AfterValidator(_sorted_thresholds),
+]
+
+
 class PutBudgetRequest(_Strict):
     total_budget: Money
     duration: Duration | None = None
     timezone: TimezoneName = None
+    alert_thresholds: AlertThresholds = None
 
 
 class BudgetRecord(BaseModel):
@@ -253,6 +284,9 @@ class BudgetRecord(BaseModel):
     reset_at: str | None
     created_at: str
     updated_at: str
+    alert_thresholds: list[Number] | None = Field(
+        default=None, description="this budget's own thresholds; null: the project default"
+    )
 
 
 class BudgetList(BaseModel):

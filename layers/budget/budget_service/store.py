@@ -289,6 +289,10 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         "period_start": budget.period_start,
         "reset_at": budget.reset_at,
         "previous_period_start": budget.previous_period_start,
+        "alert_thresholds": (
+            list(budget.alert_thresholds) if budget.alert_thresholds is not None else None
+        ),
+        "last_reset_at": budget.last_reset_at,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     if write_ids:
@@ -316,6 +320,10 @@ def item_to_budget(raw: dict) -> Budget:
         updated_at=item["updated_at"],
         version=int(item["version"]),
         write_ids=tuple(item.get("write_ids", ())),
+        alert_thresholds=(
+            tuple(item["alert_thresholds"]) if item.get("alert_thresholds") is not None else None
+        ),
+        last_reset_at=item.get("last_reset_at"),
     )
 
 
