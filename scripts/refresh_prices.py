@@ -149,10 +149,15 @@ def _web_search_family(provider: str | None, name: str) -> str | None:
     return None
 
 
+ROUTER = re.compile(r"(^|/)model[-_]router")
+
+
 def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
     """Our table entry for one model of the map, or (None, why it is left out)."""
     if not isinstance(spec, dict) or spec.get("mode") not in TEXT_MODES:
         return None, None  # not a text model: not our business, not worth reporting
+    if ROUTER.search(name):
+        return None, "a model router (LiteLLM adds the router's fee by the name's shape)"
     for key, why in UNSUPPORTED.items():
         if spec.get(key) is not None:
             return None, why
@@ -217,7 +222,21 @@ def build(price_map: dict) -> tuple[dict[str, dict], dict[str, str]]:
     return models, skipped
 
 
-def render(models: dict[str, dict], described: str, digest: str) -> str:
+def unpriced(price_map: dict, models: dict, skipped: dict) -> dict[str, dict]:
+    """Every other name of the map, with its provider and why it has no price here: a name must
+    resolve to the entry LiteLLM would use, so one that LiteLLM resolves to an entry we do not
+    price is refused, never resolved to a different entry further down the lookup order."""
+    out = {}
+    for name in sorted(price_map):
+        spec = price_map[name]
+        if name == "sample_spec" or name in models or not isinstance(spec, dict):
+            continue
+        out[name] = {"provider": spec.get("litellm_provider"),
+                     "why": skipped.get(name, f"not a text model (mode {spec.get('mode')})")}
+    return out
+
+
+def render(models: dict[str, dict], described: str, digest: str, unpriced_names: dict | None = None) -> str:
     """One model per line, so a refresh reads as a diff of the models that changed."""
     lines = [
         "{",
@@ -226,6 +245,10 @@ def render(models: dict[str, dict], described: str, digest: str) -> str:
         '"models": {',
     ]
     items = [f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in models.items()]
+    lines.append(",\n".join(items))
+    lines += ["},", '"unpriced": {']
+    items = [f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}"
+             for name, entry in (unpriced_names or {}).items()]
     lines.append(",\n".join(items))
     lines += ["}", "}", ""]
     return "\n".join(lines)
@@ -280,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     free = sorted(name for name, entry in models.items() if "free" in entry)
     print(f"  {len(free)} models kept at $0 because they are free on purpose (see FREE_ON_PURPOSE)",
           file=sys.stderr)
+    text = render(models, described, digest, unpriced(price_map, models, skipped))
     if args.check:
-        return 1 if changes else 0
-    TABLE.write_text(render(models, described, digest))
+        return 1 if changes or not TABLE.exists() or TABLE.read_text() != text else 0
+    TABLE.write_text(text)
     return 0
 
 

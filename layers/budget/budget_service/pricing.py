@@ -66,6 +66,16 @@ SEARCH_SIZES = ("low", "medium", "high")
 # Service tiers billed at the standard rates (what providers answer for a standard request).
 STANDARD_SERVICE_TIERS = frozenset({"default", "auto", "standard", "on_demand", "standard_only"})
 
+# Map providers that are not a name prefix LiteLLM routes (bedrock_converse is bedrock/converse/...).
+NOT_PREFIXES = frozenset({"bedrock_converse"})
+# Providers whose names LiteLLM cannot route from a name (its get_llm_provider does not know the
+# prefix, or needs the provider's login): only their exact map keys are priced.
+EXACT_NAME_ONLY = frozenset({
+    "github_copilot", "anyscale", "amazon_nova", "amazon-nova", "ai21", "scaledown", "bedrock_mantle",
+    "together_ai",
+})
+# Providers whose names LiteLLM strips by their own rule (not the dated-snapshot one).
+OWN_STRIP_RULE = ("bedrock", "vertex_ai", "gemini", "databricks")
 _DATED_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _FINE_TUNE_SUFFIX = re.compile(r"(:[^:]*){3}$")  # ft:gpt-4o:org:suffix:id -> ft:gpt-4o
 _VERTEX_VERSION = re.compile(r"-\d+$")  # gemini-1.5-pro-002 -> gemini-1.5-pro
@@ -303,20 +313,23 @@ def _stripped(model: str, provider: str | None) -> str:
 
 
 class PriceTable:
-    def __init__(self, models: dict[str, dict], source: str = "") -> None:
+    def __init__(self, models: dict[str, dict], source: str = "", unpriced: dict[str, dict] | None = None) -> None:
         self._entries = models
-        self._lower = {name.lower(): name for name in models}
+        # The map's other names ({name: {"provider", "why"}}): a name LiteLLM resolves to one of
+        # these is refused, never priced as an entry further down the lookup order.
+        self._unpriced = unpriced or {}
+        self._lower = {name.lower(): name for name in (*self._unpriced, *models)}
         self.source = source
         providers = {e.get("provider") for e in models.values() if e.get("provider")}
         # Name prefixes that are providers: every provider of an entry, and the prefix a family of
         # providers is called by (vertex_ai-language-models is named vertex_ai/...).
-        self._prefixes = providers | {p.split("-", 1)[0] for p in providers} | {
-            "bedrock", "bedrock_converse", "vertex_ai", "azure_ai", "litellm_proxy", "github", "nadir"}
+        self._prefixes = (providers | {p.split("-", 1)[0] for p in providers} | {
+            "bedrock", "vertex_ai", "azure_ai", "litellm_proxy", "github", "nadir"}) - NOT_PREFIXES
 
     @classmethod
     def from_file(cls, path: Path = TABLE_PATH) -> PriceTable:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        return cls(doc["models"], doc.get("source", ""))
+        return cls(doc["models"], doc.get("source", ""), doc.get("unpriced"))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -327,10 +340,23 @@ class PriceTable:
     def entry(self, key: str) -> dict:
         return self._entries[key]
 
+    def _provider(self, key: str) -> str:
+        entry = self._entries.get(key) or self._unpriced.get(key) or {}
+        return entry.get("provider") or ""
+
+    def why_unpriced(self, model: str) -> str | None:
+        """Why the map's entry `model` resolves to has no price here; None if it has one or none."""
+        key = self._resolve(model)
+        return None if key is None or key in self._entries else self._unpriced[key]["why"]
+
     def _key(self, name: str) -> str | None:
-        if name in self._entries:
+        """The key `name` is, in any case of its model part (a provider prefix as spelled)."""
+        if name in self._entries or name in self._unpriced:
             return name
-        return self._lower.get(name.lower())
+        key = self._lower.get(name.lower())
+        if key is not None and "/" in key and key.split("/", 1)[0] != name.split("/", 1)[0]:
+            return None
+        return key
 
     def _candidates(self, model: str) -> tuple[str | None, list[str]]:
         """(the provider the name claims, the names to look up in order), as LiteLLM orders them."""
@@ -354,14 +380,28 @@ class PriceTable:
         suffix) with and without the prefix. An entry found under a prefix must belong to that
         provider (``anthropic/gpt-4o`` is unknown, not gpt-4o).
         """
-        if model in self._entries:
+        key = self._resolve(model)
+        return key if key in self._entries else None
+
+    def _resolve(self, model: str) -> str | None:
+        """The map's key for `model` (priced here or not), as LiteLLM looks it up."""
+        if model in self._entries or model in self._unpriced:
             return model
         provider, candidates = self._candidates(model)
+        head = model.split("/", 1)[0]
         for candidate in candidates:
             key = self._key(candidate)
             if key is None:
                 continue
-            if provider is None or _provider_matches(provider, self._entries[key].get("provider")):
+            entry_provider = self._provider(key)
+            if key != model and (entry_provider in EXACT_NAME_ONLY or head in EXACT_NAME_ONLY):
+                continue
+            if provider is None:
+                # A bare name reduced to its dated snapshot's model: only where LiteLLM strips dates.
+                if candidate != model and entry_provider.startswith(OWN_STRIP_RULE):
+                    continue
+                return key
+            if _provider_matches(provider, entry_provider):
                 return key
         return None
 
@@ -373,8 +413,10 @@ class PriceTable:
     def price(self, model: str) -> ModelPrice:
         key = self.resolve_name(model)
         if key is None:
+            why = self.why_unpriced(model)
+            because = f" (LiteLLM's map lists it, {why})" if why else ""
             raise UnknownModel(
-                f"no price for model {model!r}: pass the call's price as \"cost\" instead"
+                f"no price for model {model!r}{because}: pass the call's price as \"cost\" instead"
                 " (the price table covers the text models LiteLLM prices per token; a project"
                 " can set its own price with PUT /projects/{project}/prices/{model})",
                 details=[{"field": "model", "problem": "unknown model; pass cost"}],
