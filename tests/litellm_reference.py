@@ -12,13 +12,12 @@ from decimal import Decimal
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import litellm  # noqa: E402
-from litellm.litellm_core_utils.llm_cost_calc.tool_call_cost_tracking import (  # noqa: E402
+import litellm
+from budget_service.pricing import TokenUsage, UsageContext
+from litellm.litellm_core_utils.llm_cost_calc.tool_call_cost_tracking import (
     StandardBuiltInToolCostTracking,
 )
-from litellm.types.utils import ModelResponse, Usage  # noqa: E402
-
-from budget_service.pricing import TokenUsage, UsageContext  # noqa: E402
+from litellm.types.utils import ModelResponse, Usage
 
 
 def litellm_usage(u: TokenUsage, context: UsageContext | None = None) -> Usage:
@@ -48,8 +47,8 @@ def litellm_usage(u: TokenUsage, context: UsageContext | None = None) -> Usage:
                          ("output_image_tokens", "image_tokens"), ("output_video_tokens", "video_tokens")):
         if getattr(u, ours):
             completion_details[theirs] = getattr(u, ours)
-    kwargs: dict = dict(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                        total_tokens=u.prompt_tokens + u.completion_tokens)
+    kwargs: dict = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                    "total_tokens": u.prompt_tokens + u.completion_tokens}
     if prompt_details:
         kwargs["prompt_tokens_details"] = prompt_details
     if completion_details:

@@ -285,12 +285,12 @@ class ModalityCount(_Lenient):
     """Gemini's ``{"modality": "TEXT"|"AUDIO"|"IMAGE"|"VIDEO"|"DOCUMENT", "tokenCount": n}``."""
 
     modality: str = Field(max_length=32)
-    tokenCount: TokenCount = 0  # noqa: N815 (Gemini's name)
+    tokenCount: TokenCount = 0
 
 
 class BedrockCacheDetail(_Lenient):
     ttl: str | None = Field(default=None, max_length=16)
-    inputTokens: TokenCount = 0  # noqa: N815 (Bedrock's name)
+    inputTokens: TokenCount = 0
 
 
 class UsageIn(_Lenient):
@@ -334,22 +334,22 @@ class UsageIn(_Lenient):
     inference_geo: str | None = Field(default=None, max_length=64)
     speed: str | None = Field(default=None, max_length=64)
     # Gemini usageMetadata
-    promptTokenCount: TokenCount | None = None  # noqa: N815
-    candidatesTokenCount: TokenCount | None = None  # noqa: N815
-    cachedContentTokenCount: TokenCount | None = None  # noqa: N815
-    thoughtsTokenCount: TokenCount | None = None  # noqa: N815
-    toolUsePromptTokenCount: TokenCount | None = None  # noqa: N815
-    totalTokenCount: TokenCount | None = None  # noqa: N815
-    promptTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)  # noqa: N815
-    cacheTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)  # noqa: N815
-    candidatesTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)  # noqa: N815
-    trafficType: str | None = Field(default=None, max_length=64)  # noqa: N815
+    promptTokenCount: TokenCount | None = None
+    candidatesTokenCount: TokenCount | None = None
+    cachedContentTokenCount: TokenCount | None = None
+    thoughtsTokenCount: TokenCount | None = None
+    toolUsePromptTokenCount: TokenCount | None = None
+    totalTokenCount: TokenCount | None = None
+    promptTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)
+    cacheTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)
+    candidatesTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)
+    trafficType: str | None = Field(default=None, max_length=64)
     # Bedrock Converse
-    inputTokens: TokenCount | None = None  # noqa: N815
-    outputTokens: TokenCount | None = None  # noqa: N815
-    cacheReadInputTokens: TokenCount | None = None  # noqa: N815
-    cacheWriteInputTokens: TokenCount | None = None  # noqa: N815
-    cacheDetails: list[BedrockCacheDetail] | None = Field(default=None, max_length=16)  # noqa: N815
+    inputTokens: TokenCount | None = None
+    outputTokens: TokenCount | None = None
+    cacheReadInputTokens: TokenCount | None = None
+    cacheWriteInputTokens: TokenCount | None = None
+    cacheDetails: list[BedrockCacheDetail] | None = Field(default=None, max_length=16)
     # any shape
     web_search_requests: TokenCount | None = None
     search_context_size: Literal["low", "medium", "high"] | None = None
@@ -377,9 +377,9 @@ class CompletionIn(_Lenient):
     queries in ``candidates[].groundingMetadata.webSearchQueries``)."""
 
     model: Identifier | None = None
-    modelVersion: Identifier | None = None  # noqa: N815 (Gemini)
+    modelVersion: Identifier | None = None
     usage: UsageIn | None = None
-    usageMetadata: UsageIn | None = None  # noqa: N815 (Gemini)
+    usageMetadata: UsageIn | None = None
     service_tier: str | None = Field(default=None, max_length=64)
     output: list[dict] | None = Field(default=None, max_length=10_000)
     candidates: list[dict] | None = Field(default=None, max_length=1_000)

@@ -24,10 +24,15 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from budget_service.budget import iso
 from budget_service.errors import PriceNotFound
 from budget_service.models import PriceIn, PriceRecord
-from budget_service.budget import iso
-from budget_service.pricing import ModelPrice, PriceTable, default_table, price_from_entry
+from budget_service.pricing import (
+    ModelPrice,
+    PriceTable,
+    default_table,
+    price_from_entry,
+)
 from budget_service.store_prices import PriceStore
 
 PRICE_CACHE_SECONDS = float(os.environ.get("PRICE_CACHE_SECONDS", "60"))
