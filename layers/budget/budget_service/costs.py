@@ -27,8 +27,8 @@ from budget_service.models import (
 )
 from budget_service.pricing import TokenUsage, cost_of, default_table
 from budget_service.project_prices import ProjectPrices, for_project
-from budget_service.usage_shapes import completion_usage, to_token_usage
 from budget_service.store import BudgetStore
+from budget_service.usage_shapes import completion_usage, to_token_usage
 
 # How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
 # days, and until then the key still answers as a replay).
