@@ -375,6 +375,43 @@ def test_a_dimension_the_price_cannot_bill_is_refused_not_charged_at_another_rat
         cost_of(TABLE.price(no_search_price), TokenUsage(prompt_tokens=10, web_search_requests=1))
 
 
+# Dimensions LiteLLM's map prices that no usage shape here carries, or that this service does not
+# bill: each is refused (422, pass cost), never charged at another rate.
+DIMENSIONS_LEFT_OUT = {
+    "service tiers (flex, priority, batch): *_flex / *_priority / *_batches rates":
+        {"model": "gpt-4o", "usage": {"prompt_tokens": 10, "service_tier": "flex"}},
+    "Gemini trafficType other than on-demand (priority)":
+        {"model": "gemini-2.5-flash", "usage": {"promptTokenCount": 10, "trafficType": "ON_DEMAND_PRIORITY"}},
+    "Grounding with Google Maps (google_maps_grounding_cost_per_query)":
+        {"completion": {"modelVersion": "gemini-2.5-flash", "usageMetadata": {"promptTokenCount": 10},
+                        "candidates": [{"groundingMetadata": {"groundingChunks": [{"maps": {"uri": "x"}}]}}]}},
+    "web search on a model without a web search price":
+        {"model": "ft:gpt-4o-mini-2024-07-18", "usage": {"prompt_tokens": 10, "web_search_requests": 1}},
+}
+
+
+@pytest.mark.parametrize("why", sorted(DIMENSIONS_LEFT_OUT))
+def test_dimensions_left_out_are_refused(budget, why):
+    response = post_cost(budget, DIMENSIONS_LEFT_OUT[why])
+    assert response.status == 422 and response.json()["error"]["code"] == "unpriced_usage", response
+    assert "cost" in response.json()["error"]["message"]
+    assert spend(budget) == 0
+
+
+def test_an_anthropic_message_as_completion(budget):
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+               "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": 500, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 1000,
+                         "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600},
+                         "output_tokens": 300, "server_tool_use": {"web_search_requests": 2},
+                         "service_tier": "standard"}}
+    answer = post_cost(budget, {"completion": message}).json()
+    usage = TokenUsage(prompt_tokens=3500, completion_tokens=300, cached_tokens=2000, cache_creation_tokens=1000,
+                       cache_creation_1h_tokens=600, web_search_requests=2)
+    assert abs(answer["cost"] - litellm_cost("claude-sonnet-4-5-20250929", usage)) <= TOLERANCE
+    assert answer["tokens"]["cache_creation_1h_tokens"] == 600 and answer["tokens"]["web_search_requests"] == 2
+
+
 @pytest.mark.parametrize("block, problem", [
     ({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 11}}, "exceed"),
     ({"input_tokens": 5, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 2}}, "exceed"),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from budget_service.errors import UnpricedUsage
 from budget_service.pricing import TokenUsage, UsageContext
 
 if TYPE_CHECKING:
@@ -248,9 +249,17 @@ def _count_web_search_calls(output: list[dict] | None) -> int:
 
 
 def _grounding_queries(candidates: list[dict] | None) -> int:
+    """Google Search grounding queries of a Gemini response. Grounding with Google Maps (chunks
+    with ``maps``) is billed per request at a price this service does not apply: UnpricedUsage."""
     total = 0
     for candidate in candidates or ():
         metadata = candidate.get("groundingMetadata") if isinstance(candidate, dict) else None
+        chunks = metadata.get("groundingChunks") if isinstance(metadata, dict) else None
+        if isinstance(chunks, list) and any(isinstance(c, dict) and c.get("maps") for c in chunks):
+            raise UnpricedUsage(
+                "the response was grounded with Google Maps, which this service does not price:"
+                " pass the call's price as \"cost\" instead",
+                details=[{"field": "completion.candidates", "problem": "Google Maps grounding; pass cost"}])
         queries = metadata.get("webSearchQueries") if isinstance(metadata, dict) else None
         if isinstance(queries, list):
             total += len(queries)
