@@ -115,7 +115,8 @@ _ERRORS = {
     " (duplicate_header).",
     "401": "No valid API key (unauthorized): send Authorization: Bearer <key>.",
     "403": "The key may not do this: another project, or a role without this operation (forbidden).",
-    "404": "No budget for this user (budget_not_found).",
+    "404": "No budget for this user (budget_not_found), or no project price for this model"
+    " (price_not_found).",
     "409": "Too many concurrent writers on one budget (write_contention); retry.",
     "413": "The body is over 1 MiB (payload_too_large).",
     "422": "The request is out of shape or out of range (validation_error, unknown_model, ...).",
@@ -145,7 +146,7 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
         statuses += ["413"]
     if has_body or operation.get("parameters"):
         statuses.append("422")
-    if "{user}" in path and method != "put":
+    if ("{user}" in path or "{model}" in path) and method != "put":
         statuses.append("404")
     if (method, path) in _CONTENDED:
         statuses.append("409")

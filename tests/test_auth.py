@@ -32,17 +32,22 @@ P, U = "{project}", "{user}"
 BUDGET_BODY = {"total_budget": 10}
 COST_BODY = {"model": "my-model", "cost": 0.5}
 PROJECTED_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+PRICE_BODY = {"input": 0.000001, "output": 0.000002}
 
 
 def route_request(route: template.ApiRoute, project: str, user: str = "alice"):
     """(path parameters, body) of a valid request for `route` on `project`."""
     params = {"project": project, "user": user} if "{user}" in route.path else (
         {"project": project} if "{project}" in route.path else None)
+    if "{model}" in route.path:
+        params = {**(params or {}), "model": "my-model"}
     body = None
     if route.path == "/get_budget":
         body = {"project_name": project}
     elif route.path == "/set_budget":
         body = {"project_name": project, "user_dict": {user: {"total_budget": 5}}}
+    elif route.method == "PUT" and "{model}" in route.path:
+        body = PRICE_BODY
     elif route.method == "PUT":
         body = BUDGET_BODY
     elif route.path.endswith("/cost"):

@@ -28,10 +28,6 @@ USAGES = [
                cache_creation_tokens=10_000, reasoning_tokens=3),
 ]
 
-# Chat models priced per token in our table that litellm prices by a provider-specific rule we do
-# not reproduce, by name, each with its reason. (None today: the refresh bakes Fireworks' default
-# cache-read rate into the table, and rules we cannot apply keep a model out of the table.)
-EXCLUDED: dict[str, str] = {}
 
 
 def litellm_usage(u: TokenUsage) -> Usage:
@@ -61,34 +57,8 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
-def test_cost_equals_litellm_cost_per_token_for_every_chat_model(no_network):
-    table = default_table()
-    compared, not_priced_by_litellm, mismatches = 0, [], []
-    for name in table.names():
-        spec = litellm.model_cost.get(name)
-        if not spec or spec.get("mode") != "chat" or name in EXCLUDED:
-            continue
-        price = table.price(name)
-        for usage in USAGES:
-            try:
-                theirs = litellm_cost(name, usage)
-            except Exception:  # litellm cannot price this name on its own (needs a provider/auth)
-                not_priced_by_litellm.append(name)
-                break
-            ours = cost_of(price, usage).total.quantize(Q)
-            if ours != theirs:
-                mismatches.append((name, usage, ours, theirs))
-        else:
-            compared += 1
-    assert mismatches == []
-    assert compared > 3000, compared
-    # litellm raises for these names without an explicit provider; there must be few.
-    assert len(not_priced_by_litellm) < 100, not_priced_by_litellm
-
-
-def test_exclusions_name_real_models_with_reasons():
-    for name, reason in EXCLUDED.items():
-        assert name in default_table().names() and reason.strip()
+# The comparison of every chat model with LiteLLM, in every dimension and usage shape, is in
+# test_cost_accuracy.py (issue 16).
 
 
 def test_table_is_current_with_the_installed_litellm(capsys):

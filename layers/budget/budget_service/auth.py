@@ -69,6 +69,11 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/projects/{project}/users/{user}/reset"): Permission.MANAGE,
     ("POST", "/projects/{project}/users/{user}/cost"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/projected-cost"): Permission.READ,
+    # Per-project prices (issue 16): admin only, reading included (prices can be negotiated terms).
+    ("PUT", "/projects/{project}/prices/{model}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/prices/{model}"): Permission.MANAGE,
+    ("DELETE", "/projects/{project}/prices/{model}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/prices"): Permission.MANAGE,
 }
 
 

@@ -27,7 +27,9 @@ from budget_service.models import (
     quantize_money,
 )
 from budget_service.pricing import TokenUsage, cost_of, default_table
+from budget_service.project_prices import ProjectPrices, for_project
 from budget_service.store import BudgetStore
+from budget_service.usage_shapes import completion_usage, to_token_usage
 
 # How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
 # days, and until then the key still answers as a replay).
@@ -53,15 +55,18 @@ def _money(value: Decimal) -> Decimal:
     return amount
 
 
-def price(request: CostRequest) -> PricedEvent:
-    """The cost of one request. Unknown model (in a priced form): UnknownModel, 422."""
+def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> PricedEvent:
+    """The cost of one request (USD). Unknown model (in a priced form): UnknownModel, 422; a usage
+    naming what the model's price cannot bill: UnpricedUsage, 422. `project_prices` (the project's
+    own prices, issue 16) win over the shipped table."""
     form = request.form
     if form == "cost":
         assert request.model is not None and request.cost is not None
         return PricedEvent(model=request.model, cost=request.cost)
+    lookup = project_prices.price if project_prices is not None else default_table().price
     if form == "text":
         assert request.model is not None
-        model_price = default_table().price(request.model)  # unknown model fails before counting
+        model_price = lookup(request.model)  # unknown model fails before counting
         from budget_service import tokens  # loads tiktoken only for this form
 
         usage = TokenUsage(
@@ -71,19 +76,19 @@ def price(request: CostRequest) -> PricedEvent:
         return PricedEvent(request.model, _money(cost_of(model_price, usage).total), model_price.name, usage)
     if form == "usage":
         assert request.model is not None and request.usage is not None
-        model, usage_in = request.model, request.usage
+        model = request.model
+        usage, context = to_token_usage(request.usage)
     else:
         assert request.completion is not None
-        model, usage_in = request.completion.model, request.completion.usage
-    model_price = default_table().price(model)
-    usage = TokenUsage(
-        prompt_tokens=usage_in.prompt_tokens,
-        completion_tokens=usage_in.completion_tokens,
-        cached_tokens=usage_in.cached_tokens,
-        cache_creation_tokens=usage_in.cache_creation_tokens,
-        reasoning_tokens=usage_in.reasoning_tokens,
-    )
-    return PricedEvent(model, _money(cost_of(model_price, usage).total), model_price.name, usage)
+        model = request.completion.model_name
+        usage, context = completion_usage(request.completion)
+    model_price = lookup(model)
+    return PricedEvent(model, _money(cost_of(model_price, usage, context).total), model_price.name, usage)
+
+
+def project_prices_for(store: BudgetStore, project: str, request: CostRequest) -> ProjectPrices | None:
+    """The project's prices, when the request needs pricing (not for the ``cost`` form)."""
+    return None if request.form == "cost" else for_project(store, project)
 
 
 def check_idempotency_key(key: str | None) -> str | None:
@@ -125,7 +130,7 @@ def record_cost(
 ) -> CostResponse:
     """Price `request` and add it to the user's spend with one DynamoDB request."""
     key = check_idempotency_key(idempotency_key)
-    event = price(request)
+    event = price(request, project_prices_for(store, project, request))
     if key is None:
         budget, _ = store.add_cost(project, user, event.model, event.cost, now)
         assert budget is not None
@@ -190,7 +195,7 @@ def projected_cost(
     store: BudgetStore, project: str, user: str, request: ProjectedCostRequest, now: Decimal
 ) -> ProjectedCostResponse:
     """What the call would cost: prompt tokens of the messages, plus max_tokens of output."""
-    model_price = default_table().price(request.model)
+    model_price = for_project(store, project).price(request.model)
     from budget_service import tokens  # loads tiktoken only for this route
 
     messages = [m.model_dump(exclude_none=True) for m in request.messages]

@@ -37,6 +37,21 @@ class UnknownModel(BudgetError):
     code = "unknown_model"
 
 
+class UnpricedUsage(BudgetError):
+    """The usage names something the model's price cannot bill (a service tier, a web search
+    without a price): refused rather than charged at another rate; the caller passes ``cost``."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "unpriced_usage"
+
+
+class PriceNotFound(BudgetError):
+    """No project price for that model (issue 16)."""
+
+    status = HTTPStatus.NOT_FOUND
+    code = "price_not_found"
+
+
 class IdempotencyKeyReused(BudgetError):
     """The Idempotency-Key was already used for a different request to this user."""
 

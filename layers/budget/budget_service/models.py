@@ -317,72 +317,174 @@ TokenCount = Annotated[int, Field(ge=0, le=TOKENS_MAX, strict=True)]
 MESSAGES_MAX = 10_000
 
 
-class PromptTokensDetails(BaseModel):
+class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+class CachedTokensDetails(_Lenient):
+    audio_tokens: TokenCount | None = None
+    image_tokens: TokenCount | None = None
+    text_tokens: TokenCount | None = None
+
+
+class CacheCreationDetails(_Lenient):
+    """Cache writes by TTL (LiteLLM's cache_creation_token_details; Anthropic's cache_creation)."""
+
+    ephemeral_5m_input_tokens: TokenCount | None = None
+    ephemeral_30m_input_tokens: TokenCount | None = None
+    ephemeral_1h_input_tokens: TokenCount | None = None
+    ephemeral_12h_input_tokens: TokenCount | None = None
+
+
+class PromptTokensDetails(_Lenient):
+    """OpenAI Chat Completions ``prompt_tokens_details`` / Responses ``input_tokens_details``
+    (with LiteLLM's additions): every count is part of the prompt's tokens."""
 
     cached_tokens: TokenCount | None = None
+    cached_tokens_details: CachedTokensDetails | None = None
     cache_creation_tokens: TokenCount | None = None
+    cache_write_tokens: TokenCount | None = None
+    cache_creation_token_details: CacheCreationDetails | None = None
+    audio_tokens: TokenCount | None = None
+    image_tokens: TokenCount | None = None
+    video_tokens: TokenCount | None = None
+    text_tokens: TokenCount | None = None
+    web_search_requests: TokenCount | None = None
 
 
-class CompletionTokensDetails(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class CompletionTokensDetails(_Lenient):
+    """OpenAI ``completion_tokens_details`` / Responses ``output_tokens_details``: every count is part
+    of the output's tokens."""
 
     reasoning_tokens: TokenCount | None = None
+    audio_tokens: TokenCount | None = None
+    image_tokens: TokenCount | None = None
+    video_tokens: TokenCount | None = None
+    text_tokens: TokenCount | None = None
 
 
-class UsageIn(BaseModel):
-    """A usage block as OpenAI and LiteLLM report it: ``prompt_tokens`` includes cached and
-    cache-written tokens, ``completion_tokens`` includes reasoning tokens. Other fields are ignored."""
+class ServerToolUse(_Lenient):
+    web_search_requests: TokenCount | None = None
 
-    model_config = ConfigDict(extra="ignore")
 
-    prompt_tokens: TokenCount
-    completion_tokens: TokenCount = 0
+class ModalityCount(_Lenient):
+    """Gemini's ``{"modality": "TEXT"|"AUDIO"|"IMAGE"|"VIDEO"|"DOCUMENT", "tokenCount": n}``."""
+
+    modality: str = Field(max_length=32)
+    tokenCount: TokenCount = 0
+
+
+class BedrockCacheDetail(_Lenient):
+    ttl: str | None = Field(default=None, max_length=16)
+    inputTokens: TokenCount = 0
+
+
+class UsageIn(_Lenient):
+    """A usage block, in the shape any of these APIs reports it (other fields are ignored):
+
+    - OpenAI Chat Completions (and LiteLLM): ``prompt_tokens`` (includes cached, cache-written,
+      audio and image tokens), ``completion_tokens`` (includes reasoning, audio, image tokens),
+      ``prompt_tokens_details``, ``completion_tokens_details``; LiteLLM's ``cache_read_input_tokens``
+      and ``cache_creation_input_tokens`` (part of prompt_tokens there).
+    - OpenAI Responses: ``input_tokens`` (includes cached), ``input_tokens_details``,
+      ``output_tokens`` (includes reasoning), ``output_tokens_details``.
+    - Anthropic Messages: ``input_tokens`` (EXCLUDES ``cache_read_input_tokens`` and
+      ``cache_creation_input_tokens``), ``cache_creation`` (``ephemeral_5m_input_tokens``,
+      ``ephemeral_1h_input_tokens``), ``output_tokens``, ``server_tool_use.web_search_requests``,
+      ``service_tier``, ``inference_geo``, ``speed``. Told apart from Responses by its cache fields.
+    - Gemini ``usageMetadata``: ``promptTokenCount`` (includes ``cachedContentTokenCount``),
+      ``candidatesTokenCount``, ``thoughtsTokenCount``, ``toolUsePromptTokenCount``,
+      ``promptTokensDetails`` / ``cacheTokensDetails`` / ``candidatesTokensDetails`` by modality.
+    - Bedrock Converse: ``inputTokens`` (EXCLUDES ``cacheReadInputTokens`` and
+      ``cacheWriteInputTokens``), ``outputTokens``, ``cacheDetails`` (writes by TTL).
+
+    Any shape may add ``web_search_requests`` (server-side web searches made) and
+    ``search_context_size`` (OpenAI web search: low/medium/high).
+    """
+
+    # OpenAI Chat Completions / LiteLLM
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
-    # LiteLLM's names for Anthropic-style cache counts (also part of prompt_tokens).
     cache_read_input_tokens: TokenCount | None = None
     cache_creation_input_tokens: TokenCount | None = None
+    # OpenAI Responses / Anthropic Messages
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    input_tokens_details: PromptTokensDetails | None = None
+    output_tokens_details: CompletionTokensDetails | None = None
+    cache_creation: CacheCreationDetails | None = None
+    server_tool_use: ServerToolUse | None = None
+    service_tier: str | None = Field(default=None, max_length=64)
+    inference_geo: str | None = Field(default=None, max_length=64)
+    speed: str | None = Field(default=None, max_length=64)
+    # Gemini usageMetadata
+    promptTokenCount: TokenCount | None = None
+    candidatesTokenCount: TokenCount | None = None
+    cachedContentTokenCount: TokenCount | None = None
+    thoughtsTokenCount: TokenCount | None = None
+    toolUsePromptTokenCount: TokenCount | None = None
+    totalTokenCount: TokenCount | None = None
+    promptTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)
+    cacheTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)
+    candidatesTokensDetails: list[ModalityCount] | None = Field(default=None, max_length=16)
+    trafficType: str | None = Field(default=None, max_length=64)
+    # Bedrock Converse
+    inputTokens: TokenCount | None = None
+    outputTokens: TokenCount | None = None
+    cacheReadInputTokens: TokenCount | None = None
+    cacheWriteInputTokens: TokenCount | None = None
+    cacheDetails: list[BedrockCacheDetail] | None = Field(default=None, max_length=16)
+    # any shape
+    web_search_requests: TokenCount | None = None
+    search_context_size: Literal["low", "medium", "high"] | None = None
 
     @property
-    def cached_tokens(self) -> int:
-        if self.cache_read_input_tokens is not None:  # LiteLLM lets this one win, too
-            return self.cache_read_input_tokens
-        details = self.prompt_tokens_details
-        return (details.cached_tokens if details else None) or 0
+    def shape(self) -> str:
+        """Which API's usage this is: chat, responses, anthropic, gemini or bedrock."""
+        from budget_service.usage_shapes import shape_of
 
-    @property
-    def cache_creation_tokens(self) -> int:
-        if self.cache_creation_input_tokens is not None:
-            return self.cache_creation_input_tokens
-        details = self.prompt_tokens_details
-        return (details.cache_creation_tokens if details else None) or 0
-
-    @property
-    def reasoning_tokens(self) -> int:
-        details = self.completion_tokens_details
-        return (details.reasoning_tokens if details else None) or 0
+        return shape_of(self)
 
     @model_validator(mode="after")
     def _consistent(self) -> UsageIn:
-        if self.cached_tokens + self.cache_creation_tokens > self.prompt_tokens:
-            raise ValueError(
-                "cached plus cache-creation tokens exceed prompt_tokens (prompt_tokens must"
-                " include them, as OpenAI and LiteLLM report usage)"
-            )
-        if self.reasoning_tokens > self.completion_tokens:
-            raise ValueError("reasoning_tokens exceed completion_tokens (which must include them)")
+        from budget_service.usage_shapes import to_token_usage
+
+        to_token_usage(self)  # raises ValueError when the shape is unknown or the counts do not add up
         return self
 
 
-class CompletionIn(BaseModel):
-    """An OpenAI-format chat completion (e.g. LiteLLM's ModelResponse as JSON): model and usage
-    are read, the rest is ignored."""
+class CompletionIn(_Lenient):
+    """A whole response of one of these APIs; its model and usage are read, the rest ignored:
+    an OpenAI-format chat completion (e.g. LiteLLM's ModelResponse as JSON), an OpenAI Responses
+    object (its ``web_search_call`` output items count as web searches), an Anthropic Message, or a
+    Gemini ``generateContent`` response (``modelVersion``, ``usageMetadata``; grounding web search
+    queries in ``candidates[].groundingMetadata.webSearchQueries``)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model: Identifier | None = None
+    modelVersion: Identifier | None = None
+    usage: UsageIn | None = None
+    usageMetadata: UsageIn | None = None
+    service_tier: str | None = Field(default=None, max_length=64)
+    output: list[dict] | None = Field(default=None, max_length=10_000)
+    candidates: list[dict] | None = Field(default=None, max_length=1_000)
 
-    model: Identifier
-    usage: UsageIn
+    @property
+    def model_name(self) -> str:
+        return self.model or self.modelVersion  # type: ignore[return-value]
+
+    @property
+    def usage_block(self) -> UsageIn:
+        return self.usage or self.usageMetadata  # type: ignore[return-value]
+
+    @model_validator(mode="after")
+    def _model_and_usage(self) -> CompletionIn:
+        if self.model is None and self.modelVersion is None:
+            raise ValueError("the completion names no model (model, or Gemini's modelVersion)")
+        if (self.usage is None) == (self.usageMetadata is None):
+            raise ValueError("the completion must carry one usage block (usage, or Gemini's usageMetadata)")
+        return self
 
 
 class CostRequest(_Strict):
@@ -450,11 +552,25 @@ class ProjectedCostRequest(_Strict):
 
 
 class TokensUsed(BaseModel):
+    """The tokens priced, in OpenAI's convention (see pricing.TokenUsage: each detail count is part
+    of prompt_tokens or completion_tokens)."""
+
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    cache_creation_12h_tokens: int = 0
+    cached_audio_tokens: int = 0
+    cached_image_tokens: int = 0
+    audio_tokens: int = 0
+    image_tokens: int = 0
+    video_tokens: int = 0
+    output_audio_tokens: int = 0
+    output_image_tokens: int = 0
+    output_video_tokens: int = 0
+    web_search_requests: int = 0
 
 
 class CostResponse(BaseModel):
@@ -492,3 +608,82 @@ class ProjectedCostResponse(BaseModel):
     total_budget: Number
     remaining_after: Number
     within_budget: bool
+
+
+# ---- per-project prices (issue 16) -------------------------------------------------------------
+
+# A price per token (or per web search request), in USD: the same bounds and exactness as Money.
+Rate = Money
+MAX_PRICE_TIERS = 16
+
+
+class PriceTierIn(_Strict):
+    """A long-context tier: from a prompt over `above` tokens, these rates replace the base ones."""
+
+    above: TokenCount
+    input: Rate | None = None
+    output: Rate | None = None
+    cache_read: Rate | None = None
+    cache_creation: Rate | None = None
+    cache_creation_1h: Rate | None = None
+    cache_creation_12h: Rate | None = None
+    input_audio: Rate | None = None
+
+
+class WebSearchPriceIn(_Strict):
+    low: Rate | None = None
+    medium: Rate | None = None
+    high: Rate | None = None
+
+
+class PriceIn(_Strict):
+    """A project's own price for a model: the fields of the shipped table (USD per token; web
+    search USD per request). Rates left out fall back as the table's do (cache and modality rates
+    to the input rate, output-side rates to the output rate, TTL write rates to cache_creation).
+    A price of 0 input and 0 output must say why it is free (`free`), as the table does."""
+
+    provider: str | None = Field(
+        default=None, max_length=64,
+        description="the LiteLLM provider whose billing rules apply (xai, perplexity, gemini...);"
+        " default: the provider of the table entry the model resolves to, if any")
+    input: Rate
+    output: Rate
+    cache_read: Rate | None = None
+    cache_creation: Rate | None = None
+    cache_creation_1h: Rate | None = None
+    cache_creation_12h: Rate | None = None
+    reasoning: Rate | None = None
+    input_audio: Rate | None = None
+    output_audio: Rate | None = None
+    cache_read_audio: Rate | None = None
+    input_image: Rate | None = None
+    output_image: Rate | None = None
+    cache_read_image: Rate | None = None
+    input_video: Rate | None = None
+    output_video: Rate | None = None
+    tiers: list[PriceTierIn] | None = Field(default=None, max_length=MAX_PRICE_TIERS)
+    web_search: WebSearchPriceIn | None = None
+    web_search_unit: Literal["per_query", "per_prompt"] | None = None
+    free: str | None = Field(default=None, min_length=1, max_length=256,
+                             description="why this model costs nothing (required for a 0/0 price)")
+
+    @model_validator(mode="after")
+    def _free_on_purpose(self) -> PriceIn:
+        if self.input == 0 and self.output == 0 and self.free is None:
+            raise ValueError("a price of 0 input and 0 output must say why it is free (free: reason)")
+        if self.tiers and len({t.above for t in self.tiers}) != len(self.tiers):
+            raise ValueError("two tiers have the same threshold")
+        return self
+
+
+class PriceRecord(BaseModel):
+    project: str
+    model: str
+    price: dict = Field(description="the price as stored (the fields of PUT), numbers as JSON numbers")
+    priced_as: str = Field(description="what priced_as shows for costs priced by it: project:<model>")
+    created_at: str
+    updated_at: str
+
+
+class PriceList(BaseModel):
+    prices: list[PriceRecord]
