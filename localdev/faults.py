@@ -97,7 +97,7 @@ class FaultyDynamoDB:
         self, upstream: str, host: str = "127.0.0.1", port: int = 0, max_hold_s: float = 60.0
     ) -> None:
         parts = urlsplit(upstream)
-        self.upstream = (parts.hostname, parts.port)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.max_hold_s = max_hold_s
         self.rules: list[Rule] = []
         self.requests: list[Seen] = []
@@ -114,7 +114,7 @@ class FaultyDynamoDB:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FaultyDynamoDB:
         self._thread.start()

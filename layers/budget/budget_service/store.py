@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import lru_cache
+from types import EllipsisType
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -153,7 +154,7 @@ class StaleWrite(Exception):
     """The item changed between our read and our conditional write. `current` is the item as
     the failed condition saw it (None: absent), when DynamoDB returned it."""
 
-    def __init__(self, current: Budget | None | type[...] = ...) -> None:
+    def __init__(self, current: Budget | None | EllipsisType = ...) -> None:
         super().__init__("the budget changed since it was read")
         self.current = current
 
@@ -337,6 +338,7 @@ class BudgetStore:
         would make `update` apply the change a second time).
         """
         write_id = uuid.uuid4().hex
+        condition: dict
         if budget.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -393,7 +395,7 @@ class BudgetStore:
         user: str,
         change: Callable[[Budget | None], Budget | None],
         *,
-        seen: Budget | None | type[...] = ...,
+        seen: Budget | None | EllipsisType = ...,
     ) -> Budget | None:
         """Read-modify-write one budget until it lands without a race.
 
@@ -402,7 +404,7 @@ class BudgetStore:
         re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
         caller gets Contention (HTTP 409) and may retry.
         """
-        current = self.get(project, user) if seen is ... else seen
+        current = self.get(project, user) if isinstance(seen, EllipsisType) else seen
         for attempt in range(MAX_WRITE_ATTEMPTS):
             target = change(current)
             if target is None:
@@ -411,7 +413,9 @@ class BudgetStore:
                 return self.save(_with_version(target, current.version if current else 0))
             except StaleWrite as stale:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
-                current = self.get(project, user) if stale.current is ... else stale.current
+                current = (
+                    self.get(project, user) if isinstance(stale.current, EllipsisType) else stale.current
+                )
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     # ---- cost updates (issue 4) ----------------------------------------------------------------
