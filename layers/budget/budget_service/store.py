@@ -398,8 +398,8 @@ class BudgetStore:
         lists this id: the write has landed, and this is its success, not a StaleWrite (which
         would make `update` apply the change a second time).
         """
-        condition: dict
         write_id = uuid.uuid4().hex
+        condition: dict
         if budget.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -476,7 +476,9 @@ class BudgetStore:
                 return self.save(_with_version(target, current.version if current else 0))
             except StaleWrite as stale:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
-                current = self.get(project, user) if isinstance(stale.current, EllipsisType) else stale.current
+                current = (
+                    self.get(project, user) if isinstance(stale.current, EllipsisType) else stale.current
+                )
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     # ---- cost updates (issue 4) ----------------------------------------------------------------
