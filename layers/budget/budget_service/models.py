@@ -6,7 +6,7 @@ so that every value we store fits a DynamoDB Number (38 significant digits) even
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -21,37 +21,29 @@ from pydantic import (
     model_validator,
 )
 
+from budget_service.limits import (  # noqa: F401  (defined without pydantic; re-exported here)
+    DAYS_MAX,
+    DAYS_QUANTUM,
+    DECIMAL_CONTEXT,
+    EPOCH_MAX,
+    EPOCH_QUANTUM,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    MAX_MODELS_PER_USER,
+    MAX_USERS_PER_SET_BUDGET,
+    MONEY_MAX,
+    MONEY_QUANTUM,
+)
 from budget_service.periods import Duration, zone
 
 # Identifiers: project, user and model names. No control characters (they break logs and keys).
-ID_MAX_LENGTH = 256
-ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
 ]
 
-# set_budget: users per request, and models per user's model_cost. Each user is one item written
-# with its own conditional PutItem; 1,000 models of 256 characters keep an item near 300 KB, under
-# DynamoDB's 400 KB item limit. 2,000 users at a few ms per write finish well inside the 29 s
-# API Gateway allows (and the handler stops early and reports progress if they do not).
-MAX_USERS_PER_SET_BUDGET = 2_000
-MAX_MODELS_PER_USER = 1_000
-
-# Money: below 10^12 dollars, kept to 25 decimal places: 12 + 25 digits fit DynamoDB's 38, and
-# every float litellm sends from 1e-9 up (17 significant digits) is kept exactly.
-MONEY_MAX = Decimal("1e12")
-MONEY_QUANTUM = Decimal("1e-25")
-# Epoch seconds, to the nanosecond (a float time.time() keeps all its digits), up to year 5138.
-EPOCH_MAX = Decimal("1e11")
-EPOCH_QUANTUM = Decimal("1e-9")
-# litellm's numeric duration, in days (it sends 1, 7, 28 or 365); at most ten years.
-DAYS_MAX = Decimal(3660)
-DAYS_QUANTUM = Decimal("1e-12")
 
 
-# Arithmetic on stored numbers uses DynamoDB's own precision (38 digits), not Python's default 28,
-# so that a quantized amount (up to 13 + 24 digits) is never rounded.
-DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
+
 
 
 def _quantizer(quantum: Decimal):
@@ -110,14 +102,21 @@ TimezoneName = Annotated[
 ]
 
 
-class _Strict(BaseModel):
+class _Model(BaseModel):
+    """Every model here builds its validator on first use, not at import: a function pays only
+    for the models of its own routes (make bench's cold start; pydantic's ``defer_build``)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Strict(_Model):
     model_config = ConfigDict(extra="forbid")
 
 
 # ---- litellm hosted protocol -------------------------------------------------------------------
 
 
-class LitellmEntry(BaseModel):
+class LitellmEntry(_Model):
     """One user's entry as litellm's BudgetManager writes it. Unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -130,20 +129,20 @@ class LitellmEntry(BaseModel):
     last_updated_at: Epoch | None = None
 
 
-class GetBudgetRequest(BaseModel):
+class GetBudgetRequest(_Model):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
 
 
-class SetBudgetRequest(BaseModel):
+class SetBudgetRequest(_Model):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
     user_dict: dict[Identifier, LitellmEntry] = Field(max_length=MAX_USERS_PER_SET_BUDGET)
 
 
-class _OmitsNone(BaseModel):
+class _OmitsNone(_Model):
     """Leaves out absent fields, as litellm's own entries do (it keys on their presence)."""
 
     @model_serializer(mode="wrap")
@@ -166,7 +165,7 @@ class GetBudgetResponse(_OmitsNone):
     message: str | None = None
 
 
-class SetBudgetResponse(BaseModel):
+class SetBudgetResponse(_Model):
     status: Literal["success"]
     written: list[str] = Field(description="users whose stored entry changed")
     unchanged: list[str] = Field(description="users whose stored entry already said the same")
@@ -185,7 +184,7 @@ class PutBudgetRequest(_Strict):
     timezone: TimezoneName = None
 
 
-class BudgetRecord(BaseModel):
+class BudgetRecord(_Model):
     project: str
     user: str
     total_budget: Number
@@ -203,12 +202,12 @@ class BudgetRecord(BaseModel):
     updated_at: str
 
 
-class BudgetList(BaseModel):
+class BudgetList(_Model):
     users: list[BudgetRecord]
     next_cursor: str | None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Model):
     code: str
     message: str
     details: list[dict] | dict | None = Field(
@@ -218,7 +217,7 @@ class ErrorBody(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Model):
     error: ErrorBody
 
 
@@ -231,20 +230,20 @@ TokenCount = Annotated[int, Field(ge=0, le=TOKENS_MAX, strict=True)]
 MESSAGES_MAX = 10_000
 
 
-class PromptTokensDetails(BaseModel):
+class PromptTokensDetails(_Model):
     model_config = ConfigDict(extra="ignore")
 
     cached_tokens: TokenCount | None = None
     cache_creation_tokens: TokenCount | None = None
 
 
-class CompletionTokensDetails(BaseModel):
+class CompletionTokensDetails(_Model):
     model_config = ConfigDict(extra="ignore")
 
     reasoning_tokens: TokenCount | None = None
 
 
-class UsageIn(BaseModel):
+class UsageIn(_Model):
     """A usage block as OpenAI and LiteLLM report it: ``prompt_tokens`` includes cached and
     cache-written tokens, ``completion_tokens`` includes reasoning tokens. Other fields are ignored."""
 
@@ -289,7 +288,7 @@ class UsageIn(BaseModel):
         return self
 
 
-class CompletionIn(BaseModel):
+class CompletionIn(_Model):
     """An OpenAI-format chat completion (e.g. LiteLLM's ModelResponse as JSON): model and usage
     are read, the rest is ignored."""
 
@@ -341,13 +340,13 @@ class CostRequest(_Strict):
         return self
 
 
-class ContentPart(BaseModel):
+class ContentPart(_Model):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(max_length=64)
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(_Model):
     """An OpenAI-format chat message; fields beyond these are kept and counted when they are text."""
 
     model_config = ConfigDict(extra="allow")
@@ -363,7 +362,7 @@ class ProjectedCostRequest(_Strict):
     max_tokens: TokenCount | None = None
 
 
-class TokensUsed(BaseModel):
+class TokensUsed(_Model):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
@@ -371,7 +370,7 @@ class TokensUsed(BaseModel):
     reasoning_tokens: int = 0
 
 
-class CostResponse(BaseModel):
+class CostResponse(_Model):
     project: str
     user: str
     model: str
@@ -391,7 +390,7 @@ class CostResponse(BaseModel):
     )
 
 
-class ProjectedCostResponse(BaseModel):
+class ProjectedCostResponse(_Model):
     project: str
     user: str
     model: str

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from budget_service.errors import UnknownModel
-from budget_service.models import DECIMAL_CONTEXT
+from budget_service.limits import DECIMAL_CONTEXT
 
 TABLE_PATH = Path(__file__).with_name("prices.json")
 ZERO = Decimal(0)
