@@ -35,6 +35,8 @@ from bench.common import ROOT, BenchRuntime, Section, Stat, Table
 REPEATS = 7
 CHILD = ROOT / "bench" / "cold_start_child.py"
 BARE_DIR = ROOT / "bench" / "bare"  # the floor handler: bench/bare/app.py
+# The floor plus Powertools' resolver, pydantic validation, Logger and Metrics; no service code.
+STACK_DIR = ROOT / "bench" / "bare_powertools"
 # A sampled trace header, as Lambda sets _X_AMZN_TRACE_ID for each invocation under active tracing.
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 # The sample event each function's first invocation gets (events/<name>.json). Functions not
@@ -62,19 +64,18 @@ def event_file(function_id: str) -> str | None:
     return None
 
 
-def child_command(function_id: str | None, *, importtime: bool = False) -> list[str]:
-    """The child's command line for a function, or (None) for the bare floor handler, which gets
-    the same event file, timeout and memory as `function_id` would."""
+def child_command(function_id: str, *, bare_dir=None, importtime: bool = False) -> list[str]:
+    """The child's command line for a function, or for a reference handler in `bare_dir`
+    (bench/bare, bench/bare_powertools) given the function's event, timeout and memory."""
     from localdev import template
 
-    if function_id is None:
-        code_uri, handler_path, name, event = BARE_DIR, "app.lambda_handler", "BareBoto3Handler", "-"
-        timeout, memory = 15, 512
-    else:
-        spec = template.functions()[function_id]
-        code_uri, handler_path, name, event = spec.code_uri, spec.handler, function_id, event_file(function_id)
-        timeout = template.function_setting(function_id, "Timeout", 3)
-        memory = template.function_setting(function_id, "MemorySize", 128)
+    spec = template.functions()[function_id]
+    code_uri, handler_path, name = spec.code_uri, spec.handler, function_id
+    if bare_dir is not None:
+        code_uri, handler_path, name = bare_dir, "app.lambda_handler", f"{function_id}-reference"
+    event = event_file(function_id)
+    timeout = template.function_setting(function_id, "Timeout", 3)
+    memory = template.function_setting(function_id, "MemorySize", 128)
     module, handler = handler_path.rsplit(".", 1)
     return [
         sys.executable, *(["-X", "importtime"] if importtime else []), str(CHILD),
@@ -118,13 +119,13 @@ def child_env(rt: BenchRuntime, function_id: str, table: str, *, traced: bool = 
     return env
 
 
-def run_child(rt: BenchRuntime, function_id: str, table: str, *, bare: bool = False,
+def run_child(rt: BenchRuntime, function_id: str, table: str, *, bare_dir=None,
               importtime: bool = False, traced: bool = False, xray_address: str | None = None,
               extra_env: dict[str, str] | None = None) -> tuple[dict, str]:
-    """One fresh process running `function_id`'s handler, or (`bare`) the floor handler in that
-    function's environment; its BENCH-RESULT plus ``whole_s`` (spawn to exit, timed here), and
-    its stderr."""
-    command = child_command(None if bare else function_id, importtime=importtime)
+    """One fresh process running `function_id`'s handler, or the reference handler in `bare_dir`
+    in that function's environment; its BENCH-RESULT plus ``whole_s`` (spawn to exit, timed
+    here), and its stderr."""
+    command = child_command(function_id, bare_dir=bare_dir, importtime=importtime)
     env = child_env(rt, function_id, table, traced=traced, xray_address=xray_address, extra=extra_env)
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -132,7 +133,7 @@ def run_child(rt: BenchRuntime, function_id: str, table: str, *, bare: bool = Fa
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(
-            f"cold start of {'the floor of ' if bare else ''}{function_id} failed ({proc.returncode}):\n"
+            f"cold start of {'a reference beside ' if bare_dir else ''}{function_id} failed ({proc.returncode}):\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
     result = json.loads(lines[-1][len("BENCH-RESULT "):])
@@ -206,6 +207,12 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     from localdev import template
 
     table_name = prepare(rt)
+    # Bytecode for the service's own code too, as pip leaves it for the packages (the children
+    # never write any): otherwise every process would compile the layer afresh.
+    import compileall
+
+    for directory in (template.LAYER_DIR, ROOT / "functions", BARE_DIR):
+        compileall.compile_dir(str(directory), quiet=1)
     all_functions = list(template.functions())  # every function the template declares
     functions = functions or (["UpdateCostFunction"] if quick else all_functions)
     repeats = 1 if quick else REPEATS
@@ -230,10 +237,12 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     )
     table = Table([
         "function", "sample event", "floor: bare boto3 handler", "function, tracing off",
-        "ratio", "function, tracing on (X-Ray)", "ratio", "X-Ray segments sent", "status",
+        "ratio", "function, tracing on (X-Ray)", "ratio", "X-Ray segments sent",
+        "reference: floor + Powertools resolver + pydantic, no service code", "ratio", "status",
     ])
     detail = Table(
-        ["function", "import (in process)", "first invocation", "floor: import + invocation",
+        ["function", "CPU time, whole process (function / floor = ratio)", "import (in process)",
+         "first invocation", "floor: import + invocation",
          "peak memory (function / floor)", "modules loaded (function / floor)", "DynamoDB requests",
          "modules that dominate (self import time, -X importtime, tracing off)"],
         title="Inside the process (tracing off): import, first invocation, memory, what is imported",
@@ -249,16 +258,20 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                 with open(calls_file) as f:
                     calls = json.load(f)
                 bare_env = {"BENCH_BARE_CALLS": calls_file}
-                floor, plain, traced, datagrams = [], [], [], []
+                is_api = any(r.function_id == function_id for r in template.api_routes())
+                floor, plain, traced, datagrams, stack = [], [], [], [], []
                 for _ in range(repeats):
-                    floor.append(run_child(rt, function_id, table_name, bare=True, extra_env=bare_env)[0])
+                    floor.append(run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=bare_env)[0])
+                    if is_api:
+                        stack.append(run_child(rt, function_id, table_name, bare_dir=STACK_DIR,
+                                               extra_env=bare_env)[0])
                     plain.append(run_child(rt, function_id, table_name)[0])
                     sink.drain()
                     traced.append(run_child(rt, function_id, table_name, traced=True,
                                             xray_address=sink.address)[0])
                     datagrams.append(sink.drain())
                 section.data[function_id] = _figures(
-                    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams
+                    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack
                 )
                 _rows(table, detail, function_id, section.data[function_id])
     finally:
@@ -279,7 +292,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     return section
 
 
-def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams) -> dict:
+def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack) -> dict:
     profile = import_profile(stderr)
     everything = sum(profile.values()) or 1.0
     top = sorted(profile.items(), key=lambda kv: -kv[1])[:5]
@@ -298,6 +311,9 @@ def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced
         "floor_whole_s": floor_whole.as_dict(),
         "floor_total_s": Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in floor).as_dict(),
         "traced_whole_s": traced_whole.as_dict(),
+        "cpu_s": Stat.of(r["cpu_s"] for r in plain).as_dict(),
+        "floor_cpu_s": Stat.of(r["cpu_s"] for r in floor).as_dict(),
+        "cpu_ratio": Stat.of(r["cpu_s"] for r in plain).median / Stat.of(r["cpu_s"] for r in floor).median,
         "ratio": whole.median / floor_whole.median,
         "traced_ratio": traced_whole.median / floor_whole.median,
         "peak_rss_bytes": Stat.of(r["peak_rss_bytes"] for r in plain).as_dict(),
@@ -308,13 +324,17 @@ def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced
         "xray_datagrams": datagrams,
         "statuses": sorted({str(r.get("status")) for r in plain + traced}),
         "floor_statuses": sorted({str(r.get("status")) for r in floor}),
+        "stack_whole_s": Stat.of(r["whole_s"] for r in stack).as_dict() if stack else None,
+        "stack_ratio": Stat.of(r["whole_s"] for r in stack).median / floor_whole.median if stack else None,
+        "stack_cpu_ratio": (Stat.of(r["cpu_s"] for r in stack).median / Stat.of(r["cpu_s"] for r in floor).median
+                            if stack else None),
         "importtime_total_s": everything,
         "importtime_top": [[name, secs] for name, secs in top],
     }
 
 
 def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
-    s = lambda key: Stat(**{k: d[key][k] for k in ("median", "min", "max", "n")})  # noqa: E731
+    s = lambda key: Stat(**d[key])  # noqa: E731
     mib = lambda key: f"{d[key]['median'] / 1048576:.0f} MiB"  # noqa: E731
     table.add(
         function_id,
@@ -326,6 +346,8 @@ def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
         f"{d['traced_ratio']:.2f}×",
         f"{min(d['xray_datagrams'])}–{max(d['xray_datagrams'])}" if min(d["xray_datagrams"]) != max(
             d["xray_datagrams"]) else str(d["xray_datagrams"][0]),
+        s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
+        f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
         ", ".join(d["statuses"]),
     )
     requests = {}
@@ -334,6 +356,7 @@ def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
     total = d["importtime_total_s"]
     detail.add(
         function_id,
+        f"{d['cpu_s']['median'] * 1000:,.0f} / {d['floor_cpu_s']['median'] * 1000:,.0f} ms = {d['cpu_ratio']:.2f}×",
         s("import_s").fmt(digits=0),
         s("invoke_s").fmt(digits=0) if d["invoke_s"] else "—",
         s("floor_total_s").fmt(digits=0),

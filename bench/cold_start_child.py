@@ -87,6 +87,8 @@ def main(argv: list[str]) -> None:
             result["invoke_s"] = time.perf_counter() - start
             result["status"] = answer.get("statusCode", "ok") if isinstance(answer, dict) else "ok"
     result["peak_rss_bytes"] = _peak_rss_bytes()
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # the whole process since exec: CPU it used
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
     result["modules"] = len(sys.modules)
     if record_to:
         with open(record_to, "w") as f:
