@@ -1,7 +1,8 @@
 """``make bench`` = ``python -m bench``: run every benchmark, write bench/RESULTS.md, print it.
 
 Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
-runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops), ``--out PATH``
+runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, latency,
+cost_model), ``--out PATH``
 (default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
 one), ``--json PATH`` (the raw figures too).
 """
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from bench.common import ROOT, BenchRuntime, Section, Table
 
-SECTIONS = ("dynamodb_ops", "update_cost", "resets", "cold_start", "tokens")
-ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops")  # as RESULTS.md shows them
+SECTIONS = ("dynamodb_ops", "update_cost", "resets", "latency", "cold_start", "tokens", "cost_model")
+# as RESULTS.md shows them
+ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "latency", "cost_model")
 PACKAGES = (
     "litellm", "boto3", "botocore", "moto", "tiktoken", "pydantic", "aws-lambda-powertools",
     "Werkzeug", "requests", "httpx",
@@ -189,15 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         sections[key] = section
         print(f"[bench] {key} done in {section.seconds:.1f} s", file=sys.stderr, flush=True)
 
-    needs_runtime = [k for k in chosen if k != "tokens"]
+    needs_runtime = [k for k in chosen if k not in ("tokens", "cost_model")]
     if needs_runtime:
-        from bench import cold_start, dynamodb_ops, resets, update_cost
+        from bench import cold_start, dynamodb_ops, latency, resets, update_cost
 
         runners = {
             "dynamodb_ops": lambda rt: dynamodb_ops.run(rt, quick=args.quick),
             "update_cost": lambda rt: update_cost.run(rt, quick=args.quick),
             "resets": lambda rt: resets.run(rt, quick=args.quick),
             "cold_start": lambda rt: cold_start.run(rt, quick=args.quick),
+            "latency": lambda rt: latency.run(rt, quick=args.quick),
         }
         with BenchRuntime() as rt:
             for key in SECTIONS:
@@ -207,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import token_counting
 
         timed_section("tokens", lambda: token_counting.run(quick=args.quick))
+
+    if "cost_model" in chosen:
+        from bench import cost_model
+
+        timed_section("cost_model", lambda: cost_model.run(sections, quick=args.quick))
 
     seconds = time.perf_counter() - started
     text = render(sections, header, seconds, args.quick)
