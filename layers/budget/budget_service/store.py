@@ -39,6 +39,16 @@ RESET_INDEX = "due-for-reset"
 RESET_SHARDS = 4
 MAX_WRITE_ATTEMPTS = 8
 
+# SnapStart (template.yaml) restores every new environment from one snapshot, random state
+# included: without a re-seed, all of them would draw the same retry jitter. The hook module is
+# part of Lambda's python3.12+ runtime.
+try:
+    from snapshot_restore_py import register_after_restore
+except ImportError:  # not on Lambda
+    pass
+else:
+    register_after_restore(random.seed)
+
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
