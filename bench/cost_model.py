@@ -155,7 +155,7 @@ def run(sections: dict, *, quick: bool = False) -> Section:
     }
     for name, monthly in litellm["parts"].items():
         fixed.add(name, sizing[name], f"${monthly:,.0f}")
-    fixed.add("**total**", "", f"**${litellm['total']:,.0f}**")
+    fixed.add("**total**", "all of the above", f"**${litellm['total']:,.0f}**")
     section.tables.append(fixed)
     compare = Table(["charged calls a month", "this service (with Idempotency-Key)",
                      "this service (no key)", "LiteLLM Proxy stack", "per million: service / LiteLLM"],
