@@ -42,10 +42,6 @@ Identifier = Annotated[
 ]
 
 
-
-
-
-
 def _quantizer(quantum: Decimal):
     def quantize(value: Decimal) -> Decimal:
         return value.quantize(quantum, context=DECIMAL_CONTEXT).normalize(DECIMAL_CONTEXT)
