@@ -1,10 +1,20 @@
-"""3. Cold start per function: import time and first invocation, each in a fresh process.
+"""3. Cold start per function, beside its floor: a bare boto3 handler making the same requests.
 
-For every function in template.yaml, a fresh interpreter (bench/cold_start_child.py) imports the
-handler module as Lambda's runtime does and invokes it once with its sample event from events/,
-against the bench's embedded DynamoDB; median (min–max) over five processes. One more process per
-function runs under ``python -X importtime``; its self times, summed per top-level package, show
-which modules dominate.
+For every function in template.yaml (discovered, so new functions are covered), fresh
+interpreters (bench/cold_start_child.py) import the handler module as Lambda's runtime does and
+invoke it once with its sample event from events/, against the bench's embedded DynamoDB.
+
+* First one recording run per function, under ``python -X importtime``: it writes down the
+  DynamoDB requests the handler made, and its self import times, summed per top-level package,
+  show which modules dominate.
+* Then REPEATS rounds, each of three fresh processes in turn: the floor (bench/bare/app.py:
+  import boto3, create the client, replay the recorded requests), the function with tracing off
+  (as ``make dev``: POWERTOOLS_TRACE_DISABLED), and the function with tracing on as Lambda runs it
+  with ``Tracing: Active`` (LAMBDA_TASK_ROOT and _X_AMZN_TRACE_ID set, segments sent over UDP to
+  a socket the bench reads, so the X-Ray SDK really works). Each process is timed whole, from
+  spawn to exit, by this process; inside it, the import and the first invocation are timed too.
+
+The ratio is the median whole-process time of the function over the floor's.
 """
 
 from __future__ import annotations
@@ -12,16 +22,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from decimal import Decimal
 
 from bench.common import ROOT, BenchRuntime, Section, Stat, Table
 
-REPEATS = 5
+REPEATS = 7
 CHILD = ROOT / "bench" / "cold_start_child.py"
+BARE_DIR = ROOT / "bench" / "bare"  # the floor handler: bench/bare/app.py
+# The floor plus Powertools' resolver, pydantic validation, Logger and Metrics; no service code.
+STACK_DIR = ROOT / "bench" / "bare_powertools"
+# A sampled trace header, as Lambda sets _X_AMZN_TRACE_ID for each invocation under active tracing.
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 # The sample event each function's first invocation gets (events/<name>.json). Functions not
 # listed use their first API route's event, or events/<snake_case_name>.json; with none, the
 # function is only imported.
@@ -47,23 +64,35 @@ def event_file(function_id: str) -> str | None:
     return None
 
 
-def child_command(function_id: str, *, importtime: bool = False) -> list[str]:
+def child_command(function_id: str, *, bare_dir=None, importtime: bool = False) -> list[str]:
+    """The child's command line for a function, or for a reference handler in `bare_dir`
+    (bench/bare, bench/bare_powertools) given the function's event, timeout and memory."""
     from localdev import template
 
     spec = template.functions()[function_id]
-    module, handler = spec.handler.rsplit(".", 1)
+    code_uri, handler_path, name = spec.code_uri, spec.handler, function_id
+    if bare_dir is not None:
+        code_uri, handler_path, name = bare_dir, "app.lambda_handler", f"{function_id}-reference"
+    event = event_file(function_id)
+    timeout = template.function_setting(function_id, "Timeout", 3)
+    memory = template.function_setting(function_id, "MemorySize", 128)
+    module, handler = handler_path.rsplit(".", 1)
     return [
         sys.executable, *(["-X", "importtime"] if importtime else []), str(CHILD),
-        str(spec.code_uri), module, handler, function_id, event_file(function_id) or "-",
-        str(template.function_setting(function_id, "Timeout", 3)),
-        str(template.function_setting(function_id, "MemorySize", 128)),
+        str(code_uri), module, handler, name, event or "-", str(timeout), str(memory),
     ]
 
 
-def child_env(rt: BenchRuntime, function_id: str, table: str) -> dict[str, str]:
+def child_env(rt: BenchRuntime, function_id: str, table: str, *, traced: bool = False,
+              xray_address: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The function's environment from template.yaml, pointed at the bench's table. Tracing off
+    (as ``make dev``), or `traced`: as Lambda runs a function under ``Tracing: Active``
+    (LAMBDA_TASK_ROOT, a sampled _X_AMZN_TRACE_ID, the daemon's address)."""
     from localdev import template
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "PYTHON"))}
+    for name in ("LAMBDA_TASK_ROOT", "_X_AMZN_TRACE_ID", "AWS_XRAY_DAEMON_ADDRESS", "AWS_SAM_LOCAL"):
+        env.pop(name, None)
     env.update(template.function_environment(table, [function_id]))
     env.update(
         TABLE_NAME=table,
@@ -73,24 +102,67 @@ def child_env(rt: BenchRuntime, function_id: str, table: str) -> dict[str, str]:
         AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"),
         API_AUTH="off",
-        POWERTOOLS_TRACE_DISABLED="true",  # no X-Ray daemon here (as make dev)
         PYTHONDONTWRITEBYTECODE="1",
     )
+    if traced:
+        env.update(
+            LAMBDA_TASK_ROOT=str(ROOT / "functions"),
+            AWS_LAMBDA_FUNCTION_NAME=function_id,
+            _X_AMZN_TRACE_ID=TRACE_HEADER,
+            AWS_XRAY_DAEMON_ADDRESS=xray_address or "127.0.0.1:2000",
+            AWS_XRAY_CONTEXT_MISSING="LOG_ERROR",
+        )
+    else:
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here (as make dev)
+    env.update(extra or {})
     env.pop("AWS_SESSION_TOKEN", None)
     return env
 
 
-def run_child(rt: BenchRuntime, function_id: str, table: str, *, importtime: bool = False) -> tuple[dict, str]:
-    proc = subprocess.run(
-        child_command(function_id, importtime=importtime), env=child_env(rt, function_id, table),
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
+def run_child(rt: BenchRuntime, function_id: str, table: str, *, bare_dir=None,
+              importtime: bool = False, traced: bool = False, xray_address: str | None = None,
+              extra_env: dict[str, str] | None = None) -> tuple[dict, str]:
+    """One fresh process running `function_id`'s handler, or the reference handler in `bare_dir`
+    in that function's environment; its BENCH-RESULT plus ``whole_s`` (spawn to exit, timed
+    here), and its stderr."""
+    command = child_command(function_id, bare_dir=bare_dir, importtime=importtime)
+    env = child_env(rt, function_id, table, traced=traced, xray_address=xray_address, extra=extra_env)
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    whole_s = time.perf_counter() - start
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(
-            f"cold start of {function_id} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+            f"cold start of {'a reference beside ' if bare_dir else ''}{function_id} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
-    return json.loads(lines[-1][len("BENCH-RESULT "):]), proc.stderr
+    result = json.loads(lines[-1][len("BENCH-RESULT "):])
+    result["whole_s"] = whole_s
+    return result, proc.stderr
+
+
+class XRaySink:
+    """A UDP socket standing in for the X-Ray daemon: counts the datagrams (segment documents)
+    the traced runs send, proof that tracing was really on."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        host, port = self.sock.getsockname()[:2]
+        self.address = f"{host}:{port}"
+
+    def drain(self) -> int:
+        count = 0
+        while True:
+            try:
+                self.sock.recv(65536)
+            except BlockingIOError:
+                return count
+            count += 1
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
@@ -135,61 +207,161 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     from localdev import template
 
     table_name = prepare(rt)
-    all_functions = list(template.functions())
+    # Bytecode for the service's own code too, as pip leaves it for the packages (the children
+    # never write any): otherwise every process would compile the layer afresh.
+    import compileall
+
+    for directory in (template.LAYER_DIR, ROOT / "functions", BARE_DIR):
+        compileall.compile_dir(str(directory), quiet=1)
+    all_functions = list(template.functions())  # every function the template declares
     functions = functions or (["UpdateCostFunction"] if quick else all_functions)
     repeats = 1 if quick else REPEATS
     section = Section(
         "cold_start",
-        "3. Cold start per function (fresh process each)",
+        "3. Cold start per function, beside a bare boto3 handler (fresh process each)",
         intro=(
-            "Each measurement is a new `python` process (bench/cold_start_child.py) that puts the"
-            " layer and the function's code on `sys.path`, imports the handler module (import"
-            " time), then calls the handler once with its sample event from `events/` against a"
-            " small table of its own on the embedded DynamoDB (first invocation: boto3 client"
-            f" creation, lazy imports, the request). Median (min–max) of {repeats} processes. The last column is one more"
-            " process under `python -X importtime` (import and first invocation): self import"
-            " time summed per top-level package, largest first. The interpreter's own start is"
-            " in neither figure. Tracing is off (no X-Ray daemon), as in `make dev`."
+            "For each function in template.yaml: the **floor** is a bare handler"
+            " (bench/bare/app.py) that imports boto3, creates the DynamoDB client and makes the"
+            " same DynamoDB requests the function's first invocation made (recorded from the"
+            " function's own run, then replayed); nothing else. Each figure is a new `python`"
+            " process (bench/cold_start_child.py) that puts the layer and the function's code on"
+            " `sys.path`, imports the handler module and calls it once with its sample event from"
+            " `events/`, against a small table of its own on the embedded DynamoDB. **Whole"
+            " process** is spawn to exit, timed by the bench: interpreter start, import, first"
+            " invocation, exit (Lambda's init plus first invoke). Floor and function run in turn,"
+            f" {repeats} rounds; medians (min–max). **Tracing off** is `make dev`'s setting"
+            " (POWERTOOLS_TRACE_DISABLED); **tracing on** is the function as Lambda runs it under"
+            " the template's `Tracing: Active` (LAMBDA_TASK_ROOT and a sampled _X_AMZN_TRACE_ID"
+            " set; the X-Ray SDK sends its segments to a UDP socket the bench reads and counts)."
         ),
     )
     table = Table([
-        "function", "sample event", "import", "first invocation", "import + first invocation",
-        "status", "modules that dominate (self import time, -X importtime)",
+        "function", "sample event", "floor: bare boto3 handler", "function, tracing off",
+        "ratio", "function, tracing on (X-Ray)", "ratio", "X-Ray segments sent",
+        "reference: floor + Powertools resolver + pydantic, no service code", "ratio", "status",
     ])
-    section.tables.append(table)
-    for function_id in functions:
-        runs = [run_child(rt, function_id, table_name)[0] for _ in range(repeats)]
-        imports = Stat.of(r["import_s"] for r in runs)
-        invoked = [r for r in runs if "invoke_s" in r]
-        invokes = Stat.of(r["invoke_s"] for r in invoked) if invoked else None
-        totals = Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in runs)
-        _, stderr = run_child(rt, function_id, table_name, importtime=True)
-        profile = import_profile(stderr)
-        everything = sum(profile.values()) or 1.0
-        top = sorted(profile.items(), key=lambda kv: -kv[1])[:5]
-        event = event_file(function_id)
-        table.add(
-            function_id,
-            os.path.basename(event) if event else "— (import only)",
-            imports.fmt(digits=0),
-            invokes.fmt(digits=0) if invokes else "—",
-            totals.fmt(digits=0),
-            ", ".join(sorted({str(r.get("status", "—")) for r in runs})),
-            ", ".join(f"{name} {secs * 1000:.0f} ms ({secs / everything:.0%})" for name, secs in top),
-        )
-        section.data[function_id] = {
-            "repeats": repeats,
-            "event": os.path.basename(event) if event else None,
-            "import_s": imports.as_dict(),
-            "invoke_s": invokes.as_dict() if invokes else None,
-            "total_s": totals.as_dict(),
-            "statuses": sorted({str(r.get("status")) for r in runs}),
-            "importtime_total_s": everything,
-            "importtime_top": [[name, secs] for name, secs in top],
-        }
-    section.notes.append(
-        "Import times are of this machine's CPython "
-        f"{sys.version.split()[0]}; Lambda (python3.13, arm64, 512 MB) will differ, but which"
-        " packages dominate carries over."
+    detail = Table(
+        ["function", "CPU time, whole process (function / floor = ratio)", "import (in process)",
+         "first invocation", "floor: import + invocation",
+         "peak memory (function / floor)", "modules loaded (function / floor)", "DynamoDB requests",
+         "modules that dominate (self import time, -X importtime, tracing off)"],
+        title="Inside the process (tracing off): import, first invocation, memory, what is imported",
     )
+    section.tables += [table, detail]
+    sink = XRaySink()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+            for function_id in functions:
+                calls_file = os.path.join(tmp, f"{function_id}.json")
+                recorded, stderr = run_child(rt, function_id, table_name, importtime=True,
+                                             extra_env={"BENCH_RECORD_CALLS": calls_file})
+                with open(calls_file) as f:
+                    calls = json.load(f)
+                bare_env = {"BENCH_BARE_CALLS": calls_file}
+                is_api = any(r.function_id == function_id for r in template.api_routes())
+                floor, plain, traced, datagrams, stack = [], [], [], [], []
+                for _ in range(repeats):
+                    floor.append(run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=bare_env)[0])
+                    if is_api:
+                        stack.append(run_child(rt, function_id, table_name, bare_dir=STACK_DIR,
+                                               extra_env=bare_env)[0])
+                    plain.append(run_child(rt, function_id, table_name)[0])
+                    sink.drain()
+                    traced.append(run_child(rt, function_id, table_name, traced=True,
+                                            xray_address=sink.address)[0])
+                    datagrams.append(sink.drain())
+                section.data[function_id] = _figures(
+                    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack
+                )
+                _rows(table, detail, function_id, section.data[function_id])
+    finally:
+        sink.close()
+    ratios = [d["ratio"] for d in section.data.values()]
+    traced_ratios = [d["traced_ratio"] for d in section.data.values()]
+    section.notes += [
+        f"Largest ratio over the floor: {max(ratios):.2f}× with tracing off,"
+        f" {max(traced_ratios):.2f}× with tracing on (medians of whole processes).",
+        "Reproduce: `make bench BENCH_ARGS=\"--only cold_start\"` (or `python -m bench --only"
+        " cold_start`).",
+        "Times are this machine's CPython "
+        f"{sys.version.split()[0]} with bytecode caches present (as pip installs packages);"
+        " Lambda (python3.13, arm64) differs in absolute terms, but the floor runs the same"
+        " interpreter, so the ratio carries over. The in-process figures leave out the"
+        " interpreter's start, which both pay.",
+    ]
     return section
+
+
+def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack) -> dict:
+    profile = import_profile(stderr)
+    everything = sum(profile.values()) or 1.0
+    top = sorted(profile.items(), key=lambda kv: -kv[1])[:5]
+    event = event_file(function_id)
+    whole = Stat.of(r["whole_s"] for r in plain)
+    floor_whole = Stat.of(r["whole_s"] for r in floor)
+    traced_whole = Stat.of(r["whole_s"] for r in traced)
+    invoked = [r for r in plain if "invoke_s" in r]
+    return {
+        "repeats": repeats,
+        "event": os.path.basename(event) if event else None,
+        "import_s": Stat.of(r["import_s"] for r in plain).as_dict(),
+        "invoke_s": Stat.of(r["invoke_s"] for r in invoked).as_dict() if invoked else None,
+        "total_s": Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in plain).as_dict(),
+        "whole_s": whole.as_dict(),
+        "floor_whole_s": floor_whole.as_dict(),
+        "floor_total_s": Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in floor).as_dict(),
+        "traced_whole_s": traced_whole.as_dict(),
+        "cpu_s": Stat.of(r["cpu_s"] for r in plain).as_dict(),
+        "floor_cpu_s": Stat.of(r["cpu_s"] for r in floor).as_dict(),
+        "cpu_ratio": Stat.of(r["cpu_s"] for r in plain).median / Stat.of(r["cpu_s"] for r in floor).median,
+        "ratio": whole.median / floor_whole.median,
+        "traced_ratio": traced_whole.median / floor_whole.median,
+        "peak_rss_bytes": Stat.of(r["peak_rss_bytes"] for r in plain).as_dict(),
+        "floor_peak_rss_bytes": Stat.of(r["peak_rss_bytes"] for r in floor).as_dict(),
+        "modules": Stat.of(r["modules"] for r in plain).median,
+        "floor_modules": Stat.of(r["modules"] for r in floor).median,
+        "dynamodb_requests": [method for method, _ in calls],
+        "xray_datagrams": datagrams,
+        "statuses": sorted({str(r.get("status")) for r in plain + traced}),
+        "floor_statuses": sorted({str(r.get("status")) for r in floor}),
+        "stack_whole_s": Stat.of(r["whole_s"] for r in stack).as_dict() if stack else None,
+        "stack_ratio": Stat.of(r["whole_s"] for r in stack).median / floor_whole.median if stack else None,
+        "stack_cpu_ratio": (Stat.of(r["cpu_s"] for r in stack).median / Stat.of(r["cpu_s"] for r in floor).median
+                            if stack else None),
+        "importtime_total_s": everything,
+        "importtime_top": [[name, secs] for name, secs in top],
+    }
+
+
+def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
+    s = lambda key: Stat(**d[key])  # noqa: E731
+    mib = lambda key: f"{d[key]['median'] / 1048576:.0f} MiB"  # noqa: E731
+    table.add(
+        function_id,
+        d["event"] or "— (import only)",
+        s("floor_whole_s").fmt(digits=0),
+        s("whole_s").fmt(digits=0),
+        f"**{d['ratio']:.2f}×**",
+        s("traced_whole_s").fmt(digits=0),
+        f"{d['traced_ratio']:.2f}×",
+        f"{min(d['xray_datagrams'])}–{max(d['xray_datagrams'])}" if min(d["xray_datagrams"]) != max(
+            d["xray_datagrams"]) else str(d["xray_datagrams"][0]),
+        s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
+        f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
+        ", ".join(d["statuses"]),
+    )
+    requests = {}
+    for method in d["dynamodb_requests"]:
+        requests[method] = requests.get(method, 0) + 1
+    total = d["importtime_total_s"]
+    detail.add(
+        function_id,
+        f"{d['cpu_s']['median'] * 1000:,.0f} / {d['floor_cpu_s']['median'] * 1000:,.0f} ms = {d['cpu_ratio']:.2f}×",
+        s("import_s").fmt(digits=0),
+        s("invoke_s").fmt(digits=0) if d["invoke_s"] else "—",
+        s("floor_total_s").fmt(digits=0),
+        f"{mib('peak_rss_bytes')} / {mib('floor_peak_rss_bytes')}",
+        f"{d['modules']:.0f} / {d['floor_modules']:.0f}",
+        ", ".join(f"{m}×{n}" if n > 1 else m for m, n in requests.items()) or "none",
+        ", ".join(f"{name} {secs * 1000:.0f} ms ({secs / total:.0%})" for name, secs in d["importtime_top"]),
+    )

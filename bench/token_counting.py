@@ -167,14 +167,17 @@ def run(*, quick: bool = False) -> Section:
         intro=(
             "Throughput on the same inputs in this process, encodings already loaded: tokens per"
             f" second, median (min–max) of {batches} timed batches of ≥{MIN_BATCH_S:.1f} s."
+            " The floor is tiktoken's own `encode` of the same strings (the whole text, or each"
+            " string of each message) with nothing around it; service/tiktoken and"
+            " litellm/tiktoken are throughput ratios to it (1.00 = the physical floor of counting)."
             " Texts go to `tokens.count_text` and `litellm.token_counter(model, text=...)`;"
             " message lists to `tokens.count_messages` and `litellm.token_counter(model, messages=...)`."
             " Texts are generated deterministically (bench/token_counting.py)."
         ),
     )
     speed = Table([
-        "input", "model", "tokens (service)", "tokens (litellm)",
-        "service tokens/s", "litellm tokens/s", "service/litellm",
+        "input", "model", "tokens (service)", "tokens (litellm)", "tiktoken encode tokens/s",
+        "service tokens/s", "service/tiktoken", "litellm tokens/s", "litellm/tiktoken", "service/litellm",
     ])
     section.tables.append(speed)
     for case in cases(quick):
@@ -189,14 +192,27 @@ def run(*, quick: bool = False) -> Section:
             theirs = lambda m=messages, model=model: litellm.token_counter(model=model, messages=m)  # noqa: E731
         n_ours, s_ours = _throughput(ours, batches)
         n_theirs, s_theirs = _throughput(theirs, batches)
+        # The floor: tiktoken's own encode of the same strings (the whole text; each string of
+        # each message), nothing around it. Its rate is counted in the service's tokens for the
+        # same input, so the rates compare times.
+        encoding = tokens.get_encoding(tokens.encoding_name_for(model))
+        strings = [case["text"]] if "text" in case else [
+            v for m in case["messages"] for v in m.values() if isinstance(v, str)]
+        floor = lambda strings=strings, n=n_ours, enc=encoding: (  # noqa: E731
+            [enc.encode(x, disallowed_special=()) for x in strings], n)[1]
+        _, s_floor = _throughput(floor, batches)
         speed.add(
-            case["label"], model, f"{n_ours:,}", f"{n_theirs:,}",
-            s_ours.fmt("M/s", 1e-6, 2), s_theirs.fmt("M/s", 1e-6, 2),
+            case["label"], model, f"{n_ours:,}", f"{n_theirs:,}", s_floor.fmt("M/s", 1e-6, 2),
+            s_ours.fmt("M/s", 1e-6, 2), f"**{s_ours.median / s_floor.median:.2f}**",
+            s_theirs.fmt("M/s", 1e-6, 2), f"{s_theirs.median / s_floor.median:.2f}",
             ratio(s_ours.median, s_theirs.median),
         )
         section.data[case["label"]] = {
             "model": model, "tokens_service": n_ours, "tokens_litellm": n_theirs,
             "service_tokens_per_s": s_ours.as_dict(), "litellm_tokens_per_s": s_theirs.as_dict(),
+            "tiktoken_tokens_per_s": s_floor.as_dict(),
+            "service_over_tiktoken": s_ours.median / s_floor.median,
+            "litellm_over_tiktoken": s_theirs.median / s_floor.median,
         }
 
     processes = 1 if quick else FRESH_PROCESSES

@@ -56,10 +56,15 @@ def from_template(parameters: dict[str, str]) -> AuthorizerSpec | None:
         if spec.get("FunctionPayloadType", "TOKEN") != "TOKEN":
             raise ValueError(f"authorizer {name}: only TOKEN authorizers are served locally")
         arn = spec["FunctionArn"]
-        if not (isinstance(arn, dict) and "Fn::GetAtt" in arn):
-            raise ValueError(f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn")
-        target = arn["Fn::GetAtt"]
-        function_id = target[0] if isinstance(target, list) else str(target).split(".")[0]
+        if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+            target = arn["Fn::GetAtt"]
+            function_id = target[0] if isinstance(target, list) else str(target).split(".")[0]
+        elif isinstance(arn, dict) and str(arn.get("Ref", "")).endswith(".Alias"):
+            function_id = str(arn["Ref"]).removesuffix(".Alias")  # SAM's !Ref <Function>.Alias
+        else:
+            raise ValueError(
+                f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn or !Ref <Function>.Alias"
+            )
         identity = spec.get("Identity") or {}
         ttl = template.literal(identity.get("ReauthorizeEvery", 300), parameters)
         return AuthorizerSpec(

@@ -4,6 +4,7 @@ being measured at all."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,8 @@ SECTIONS = {
     "cold_start": "3. Cold start",
     "tokens": "4. Token counting",
     "dynamodb_ops": "5. DynamoDB requests",
+    "latency": "6. Route latency",
+    "cost_model": "7. Cost model",
 }
 
 
@@ -79,9 +82,81 @@ def test_cold_start_imports_and_invokes(quick_run):
     _, results, _ = quick_run
     (function, figures), = results["sections"]["cold_start"]["data"].items()
     assert function in template.functions()
-    assert figures["statuses"] == ["200"]
+    assert figures["statuses"] == ["200"] and figures["floor_statuses"] == ["200"]
     assert measured(figures["import_s"]) and measured(figures["invoke_s"])
+    for key in ("whole_s", "floor_whole_s", "traced_whole_s", "stack_whole_s", "cpu_s", "floor_cpu_s"):
+        assert measured(figures[key]), key
+    assert figures["ratio"] > 0 and figures["traced_ratio"] > 0 and figures["stack_ratio"] > 0
     assert figures["importtime_top"] and all(secs > 0 for _, secs in figures["importtime_top"])
+    # The floor replays the requests the function made: the same DynamoDB work on both sides.
+    # (a cold container first reads the project's own prices, then writes the cost)
+    assert figures["dynamodb_requests"] == ["query", "transact_write_items"]
+    # Tracing on really traced (segments reached the bench's stand-in daemon); off loads no SDK.
+    assert all(n > 0 for n in figures["xray_datagrams"])
+    assert figures["peak_rss_bytes"]["median"] > figures["floor_peak_rss_bytes"]["median"] > 0
+
+
+def test_cold_start_covers_every_template_function():
+    from bench import cold_start
+
+    for function_id in template.functions():
+        command = cold_start.child_command(function_id)
+        assert command[-4] == function_id  # every function gets a run (new ones included)
+    assert (cold_start.BARE_DIR / "app.py").exists() and (cold_start.STACK_DIR / "app.py").exists()
+
+
+def test_no_xray_sdk_where_tracing_is_off():
+    code = (
+        "import sys; from budget_service import observability as o;"
+        " print(o.tracing_enabled(), 'aws_xray_sdk.core' in sys.modules, type(o.tracer.provider).__name__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LAMBDA_TASK_ROOT",)}
+    env.update(POWERTOOLS_TRACE_DISABLED="true", PYTHONPATH=str(template.LAYER_DIR))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False", "NoTracing"], out.stderr[-2000:]
+
+
+def test_authorizer_and_reset_job_do_not_import_pydantic():
+    for function_id in ("AuthorizerFunction", "ResetBudgetsFunction"):
+        spec = template.functions()[function_id]
+        code = f"import sys; sys.path[:0] = [{str(spec.code_uri)!r}]; import app; print('pydantic' in sys.modules)"
+        env = dict(os.environ, POWERTOOLS_TRACE_DISABLED="true", TABLE_NAME="t",
+                   AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=str(template.LAYER_DIR))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "False", (function_id, out.stderr[-2000:])
+
+
+def test_latency_covers_every_route_and_splits_the_hot_path(quick_run):
+    _, results, _ = quick_run
+    data = results["sections"]["latency"]["data"]
+    routes = {f"{r.method} {r.path}" for r in template.api_routes() if r.event_file.exists()}
+    assert routes <= set(data)
+    from bench.latency import other_ids
+
+    for route in template.api_routes():
+        key = f"{route.method} {route.path}"
+        if key not in routes:
+            continue
+        figures = data[key]
+        assert figures["requests"] > 0 and 0 < figures["p50_s"] <= figures["p99_s"] <= figures["max_s"]
+        # Every request does the route's work (never an error answer), at least where the bench
+        # makes all the ids itself (a route on a thing with its own id creates it first).
+        ok = range(200, 300) if not other_ids(route) else range(200, 500)
+        assert all(int(code) in ok for code in figures["statuses"]), (key, figures["statuses"])
+    cost = data["POST /projects/{project}/users/{user}/cost"]
+    assert 0 < cost["outside_p50_s"] < cost["handler_p50_s"] and cost["dynamodb_p50_s"] > 0
+
+
+def test_cost_model_adds_up(quick_run):
+    _, results, _ = quick_run
+    data = results["sections"]["cost_model"]["data"]
+    with_key, without = data["with Idempotency-Key"], data["without a key"]
+    assert with_key["wcu"] == 4 and without["wcu"] == 1  # counted in section 5
+    for figure in (with_key, without):
+        assert abs(sum(figure["parts"].values()) - figure["total"]) < 1e-9
+        assert figure["parts"]["API Gateway (REST)"] == 3.5 and figure["billed_seconds"] > 0
+    assert with_key["total"] > without["total"]
+    assert data["litellm_proxy_monthly"]["total"] > 0
 
 
 def test_token_counting_agrees_with_litellm(quick_run):
@@ -91,6 +166,7 @@ def test_token_counting_agrees_with_litellm(quick_run):
     assert cases and all(c["tokens_service"] == c["tokens_litellm"] > 0 for c in cases)
     for case in cases:
         assert measured(case["service_tokens_per_s"]) and measured(case["litellm_tokens_per_s"])
+        assert measured(case["tiktoken_tokens_per_s"]) and case["service_over_tiktoken"] > 0
     for who in ("fresh_service", "fresh_litellm"):
         assert measured(data[who]["first_s"]) and measured(data[who]["import_s"])
 

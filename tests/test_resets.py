@@ -18,7 +18,7 @@ import pytest
 from conftest import TABLE_NAME, lambda_context, run_threads
 from test_periods import at, utc
 
-from budget_service import budgets
+from budget_service import budgets, models
 from budget_service.budget import Budget, iso
 from budget_service.periods import SECONDS_PER_DAY, Duration
 from budget_service.resets import ResetSummary, update_budget_all_users
@@ -246,7 +246,7 @@ def test_a_rule_changed_after_the_index_was_read_is_not_reset_with_the_old_rule(
     ))
     (seen,) = [d for s in range(RESET_SHARDS) for d in store.due_for_reset(s, NOW, limit=10)[0]]
     assert seen.timezone is None
-    settings = budgets.PutBudgetRequest(total_budget=Decimal(100), duration="monthly", timezone="Europe/London")
+    settings = models.PutBudgetRequest(total_budget=Decimal(100), duration="monthly", timezone="Europe/London")
     budgets.put_budget(store, "p", "tz", settings, utc("2026-02-27T12:00:00"))
     changed = stored(store, "p", "tz")
     assert (changed.period_start, changed.reset_at) == (b.period_start, b.reset_at)
@@ -260,7 +260,7 @@ def test_a_rule_changed_after_the_index_was_read_is_not_reset_with_the_old_rule(
 
 def test_a_budget_whose_rule_was_removed_leaves_the_index(store):
     b = store.save(due_budget("p", "flat", 0))
-    budgets.put_budget(store, "p", "flat", budgets.PutBudgetRequest(total_budget=Decimal(5), duration=None), NOW)
+    budgets.put_budget(store, "p", "flat", models.PutBudgetRequest(total_budget=Decimal(5), duration=None), NOW)
     assert stored(store, "p", "flat").reset_at is None
     summary = update_budget_all_users(NOW, store)
     assert summary.due == 0

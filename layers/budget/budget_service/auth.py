@@ -24,11 +24,9 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-
-from pydantic import TypeAdapter, ValidationError
+from functools import lru_cache
 
 from budget_service.errors import Forbidden, InvalidInput, Unauthorized
-from budget_service.models import Identifier
 
 KEY_PREFIX = "llmb_"
 KEY_RANDOM_BYTES = 32  # token_urlsafe(32): 43 characters
@@ -136,7 +134,15 @@ def check(scope: Scope, permission: Permission, project: str | None) -> None:
 
 # ---- minting and revoking (the admin CLI, budget_service.keys) ----------------------------------
 
-_project_id = TypeAdapter(Identifier)
+@lru_cache(maxsize=1)
+def _project_id():
+    """The project-name validator, built on first use: minting is the admin CLI's, and the
+    authorizer, which imports this module on every cold start, never needs pydantic."""
+    from pydantic import TypeAdapter
+
+    from budget_service.models import Identifier
+
+    return TypeAdapter(Identifier)
 
 
 @dataclass(frozen=True)
@@ -159,8 +165,10 @@ def mint(key_store, projects: list[str], role: str, now: Decimal, label: str | N
         raise InvalidInput("give at least one project")
     if len(projects) > MAX_PROJECTS_PER_KEY:
         raise InvalidInput(f"at most {MAX_PROJECTS_PER_KEY} projects per key")
+    from pydantic import ValidationError
+
     try:
-        names = tuple(sorted({_project_id.validate_python(p) for p in projects}))
+        names = tuple(sorted({_project_id().validate_python(p) for p in projects}))
     except ValidationError as exc:
         raise InvalidInput(f"invalid project name: {exc.errors()[0]['msg']}") from None
     for _ in range(3):  # a repeated id (64 bits) is astronomically unlikely; mint again if so

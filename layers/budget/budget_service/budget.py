@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from budget_service.models import DECIMAL_CONTEXT, plain_number
+from budget_service.limits import DECIMAL_CONTEXT, plain_number
 from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
 
 ZERO = Decimal(0)

@@ -6,16 +6,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from budget_service import clock
 from budget_service.budget import Budget
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
-from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
-from budget_service.models import (
-    MAX_MODELS_PER_USER,
-    LitellmEntry,
-    PutBudgetRequest,
-)
+from budget_service.limits import MAX_MODELS_PER_USER
 from budget_service.store import (
     NOT_WRITTEN,
     STORE_ERRORS,
@@ -26,6 +22,9 @@ from budget_service.store import (
     unavailable,
     write_outcome,
 )
+
+if TYPE_CHECKING:  # the reset job imports this module and needs neither pydantic nor litellm's rules
+    from budget_service.models import LitellmEntry, PutBudgetRequest
 
 
 def utc_now() -> Decimal:
@@ -85,6 +84,8 @@ def set_budget(
     written, and the one in flight whose write may or may not have landed (a timeout). The merge
     is idempotent, so sending the same request again converges on the fully applied write.
     """
+    from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
+
     result = SetBudgetResult()
     stored = {b.user: b for b in store.iter_project(project)} if user_dict else {}
     _check_model_counts(stored, user_dict, now)

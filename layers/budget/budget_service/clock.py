@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from budget_service.models import EPOCH_QUANTUM
+from budget_service.limits import EPOCH_QUANTUM
 
 _source: Callable[[], float] = time.time
 

@@ -6,7 +6,7 @@ so that every value we store fits a DynamoDB Number (38 significant digits) even
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -21,68 +21,30 @@ from pydantic import (
     model_validator,
 )
 
+from budget_service.limits import (  # noqa: F401  (defined without pydantic; re-exported here)
+    DAYS_MAX,
+    DAYS_QUANTUM,
+    DECIMAL_CONTEXT,
+    EPOCH_MAX,
+    EPOCH_QUANTUM,
+    ID_MAX_BYTES,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    MAX_MODELS_PER_USER,
+    MAX_USERS_PER_SET_BUDGET,
+    MONEY_MAX,
+    MONEY_QUANTUM,
+    fits_id_bytes,
+    plain_number,
+    utf8_size,
+)
 from budget_service.periods import Duration, zone
-
-# Identifiers: project, user, team and model names. No control characters (they break logs and
-# keys), and at most ID_MAX_BYTES bytes of UTF-8, the unit DynamoDB counts key and item sizes in
-# (a partition key holds at most 2,048 bytes, a sort key 1,024, an item 400 KB). Every key built
-# from ids then fits with room to spare (store.py checks each one again before any request):
-#   pk  PROJECT#<project>                      8 + 256 =   264 <= 2,048
-#   sk  USER#<user>, TEAM#<team>, PRICE#<model>     <= 6 + 256 =   262 <= 1,024
-#   sk  EVENT#<len>:<user>#<Idempotency-Key>    6 + 3 + 1 + 256 + 1 + 255 = 522 <= 1,024
-# leaving about 500 bytes for what later keys add (HOLD#, PERIOD#..., AUDIT#...). A model name is
-# also a key of the model_cost map: 1,000 of them (MAX_MODELS_PER_USER) with their numbers take at
-# most 1,000 x (256 + 21 + 1) bytes = 278 KB of an item's 400 KB (store.item_size).
-ID_MAX_BYTES = 256
-ID_MAX_LENGTH = ID_MAX_BYTES  # characters: a bound the byte limit implies (for JSON Schema's maxLength)
-ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
-
-
-def utf8_size(value: str) -> int:
-    """Bytes of `value` in UTF-8, as DynamoDB counts strings. Lone surrogates (a JSON "\\ud800")
-    are not text: ValueError, which pydantic reports as a validation error."""
-    try:
-        return len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (it has a lone surrogate)") from None
-
-
-def fits_id_bytes(value: str) -> str:
-    """`value` if it is at most ID_MAX_BYTES bytes of UTF-8, else ValueError (a pydantic validator)."""
-    size = utf8_size(value)
-    if size > ID_MAX_BYTES:
-        raise ValueError(f"must be at most {ID_MAX_BYTES} bytes of UTF-8 (this one is {size})")
-    return value
-
 
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN),
     AfterValidator(fits_id_bytes),
 ]
-
-# set_budget: users per request, and models per user's model_cost. Each user is one item written
-# with its own conditional PutItem; 1,000 models of 256 characters keep an item near 300 KB, under
-# DynamoDB's 400 KB item limit. 2,000 users at a few ms per write finish well inside the 29 s
-# API Gateway allows (and the handler stops early and reports progress if they do not).
-MAX_USERS_PER_SET_BUDGET = 2_000
-MAX_MODELS_PER_USER = 1_000
-
-# Money: below 10^12 dollars, kept to 25 decimal places: 12 + 25 digits fit DynamoDB's 38, and
-# every float litellm sends from 1e-9 up (17 significant digits) is kept exactly.
-MONEY_MAX = Decimal("1e12")
-MONEY_QUANTUM = Decimal("1e-25")
-# Epoch seconds, to the nanosecond (a float time.time() keeps all its digits), up to year 5138.
-EPOCH_MAX = Decimal("1e11")
-EPOCH_QUANTUM = Decimal("1e-9")
-# litellm's numeric duration, in days (it sends 1, 7, 28 or 365); at most ten years.
-DAYS_MAX = Decimal(3660)
-DAYS_QUANTUM = Decimal("1e-12")
-
-
-# Arithmetic on stored numbers uses DynamoDB's own precision (38 digits), not Python's default 28,
-# so that a quantized amount (up to 13 + 24 digits) is never rounded.
-DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
 
 
 def _quantizer(quantum: Decimal):
@@ -121,19 +83,6 @@ Days = Annotated[
 ]
 
 
-def plain_number(value: Decimal | float | int) -> str:
-    """`value` in plain notation, as labels and JSON show numbers: ``30``, ``0.0001``, never
-    ``3E+1`` or ``1e-05``. A Decimal is exact; a float gives its shortest round-trip digits (so
-    the text parses back to the same float). Raises ValueError for NaN and infinities."""
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not number.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
-    text = format(number, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
 def _json_number(value: Decimal) -> int | float:
     # JSON output renders numbers as numbers (litellm adds to them); exact where integral.
     return int(value) if value == value.to_integral_value() else float(value)
@@ -154,14 +103,21 @@ TimezoneName = Annotated[
 ]
 
 
-class _Strict(BaseModel):
+class _Model(BaseModel):
+    """Every model here builds its validator on first use, not at import: a function pays only
+    for the models of its own routes (make bench's cold start; pydantic's ``defer_build``)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Strict(_Model):
     model_config = ConfigDict(extra="forbid")
 
 
 # ---- litellm hosted protocol -------------------------------------------------------------------
 
 
-class LitellmEntry(BaseModel):
+class LitellmEntry(_Model):
     """One user's entry as litellm's BudgetManager writes it. Unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -174,20 +130,20 @@ class LitellmEntry(BaseModel):
     last_updated_at: Epoch | None = None
 
 
-class GetBudgetRequest(BaseModel):
+class GetBudgetRequest(_Model):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
 
 
-class SetBudgetRequest(BaseModel):
+class SetBudgetRequest(_Model):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
     user_dict: dict[Identifier, LitellmEntry] = Field(max_length=MAX_USERS_PER_SET_BUDGET)
 
 
-class _OmitsNone(BaseModel):
+class _OmitsNone(_Model):
     """Leaves out absent fields, as litellm's own entries do (it keys on their presence)."""
 
     @model_serializer(mode="wrap")
@@ -210,7 +166,7 @@ class GetBudgetResponse(_OmitsNone):
     message: str | None = None
 
 
-class SetBudgetResponse(BaseModel):
+class SetBudgetResponse(_Model):
     status: Literal["success"]
     written: list[str] = Field(description="users whose stored entry changed")
     unchanged: list[str] = Field(description="users whose stored entry already said the same")
@@ -268,7 +224,7 @@ class PutBudgetRequest(_Strict):
     alert_thresholds: AlertThresholds = None
 
 
-class BudgetRecord(BaseModel):
+class BudgetRecord(_Model):
     project: str
     user: str
     total_budget: Number
@@ -289,12 +245,12 @@ class BudgetRecord(BaseModel):
     )
 
 
-class BudgetList(BaseModel):
+class BudgetList(_Model):
     users: list[BudgetRecord]
     next_cursor: str | None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Model):
     code: str
     message: str
     details: list[dict] | dict | None = Field(
@@ -304,7 +260,7 @@ class ErrorBody(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Model):
     error: ErrorBody
 
 
@@ -317,7 +273,7 @@ TokenCount = Annotated[int, Field(ge=0, le=TOKENS_MAX, strict=True)]
 MESSAGES_MAX = 10_000
 
 
-class _Lenient(BaseModel):
+class _Lenient(_Model):
     model_config = ConfigDict(extra="ignore")
 
 
@@ -529,13 +485,13 @@ class CostRequest(_Strict):
         return self
 
 
-class ContentPart(BaseModel):
+class ContentPart(_Model):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(max_length=64)
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(_Model):
     """An OpenAI-format chat message; fields beyond these are kept and counted when they are text."""
 
     model_config = ConfigDict(extra="allow")
@@ -551,7 +507,7 @@ class ProjectedCostRequest(_Strict):
     max_tokens: TokenCount | None = None
 
 
-class TokensUsed(BaseModel):
+class TokensUsed(_Model):
     """The tokens priced, in OpenAI's convention (see pricing.TokenUsage: each detail count is part
     of prompt_tokens or completion_tokens)."""
 
@@ -573,7 +529,7 @@ class TokensUsed(BaseModel):
     web_search_requests: int = 0
 
 
-class CostResponse(BaseModel):
+class CostResponse(_Model):
     project: str
     user: str
     model: str
@@ -593,7 +549,7 @@ class CostResponse(BaseModel):
     )
 
 
-class ProjectedCostResponse(BaseModel):
+class ProjectedCostResponse(_Model):
     project: str
     user: str
     model: str
@@ -676,7 +632,7 @@ class PriceIn(_Strict):
         return self
 
 
-class PriceRecord(BaseModel):
+class PriceRecord(_Model):
     project: str
     model: str
     price: dict = Field(description="the price as stored (the fields of PUT), numbers as JSON numbers")
@@ -685,5 +641,5 @@ class PriceRecord(BaseModel):
     updated_at: str
 
 
-class PriceList(BaseModel):
+class PriceList(_Model):
     prices: list[PriceRecord]

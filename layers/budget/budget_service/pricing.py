@@ -45,7 +45,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from budget_service.errors import UnknownModel, UnpricedUsage
-from budget_service.models import DECIMAL_CONTEXT
+from budget_service.limits import DECIMAL_CONTEXT
 
 TABLE_PATH = Path(__file__).with_name("prices.json")
 ZERO = Decimal(0)

@@ -37,7 +37,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget, DueReset
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput
-from budget_service.models import MAX_MODELS_PER_USER, utf8_size
+from budget_service.limits import MAX_MODELS_PER_USER, utf8_size
 from budget_service.periods import Duration, Period
 
 USER_PREFIX = "USER#"
@@ -45,6 +45,16 @@ PROJECT_PREFIX = "PROJECT#"
 RESET_INDEX = "due-for-reset"
 RESET_SHARDS = 4
 MAX_WRITE_ATTEMPTS = 8
+
+# SnapStart (template.yaml) restores every new environment from one snapshot, random state
+# included: without a re-seed, all of them would draw the same retry jitter. The hook module is
+# part of Lambda's python3.12+ runtime.
+try:
+    from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+except ImportError:  # not on Lambda
+    pass
+else:
+    register_after_restore(random.seed)
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
