@@ -104,7 +104,8 @@ class Forbidden(BudgetError):
 class ServiceUnavailable(BudgetError):
     """DynamoDB failed (throttled, timed out, 5xx) after the client's retries, or time ran out.
 
-    Nothing was written, or, for a multi-user write, `details` says exactly what was.
+    `details["outcome"]` says what was written: ``not_written``, ``unknown`` (a write may have
+    landed), or for a multi-user write ``partially_written``, with the users in `details`.
     """
 
     status = HTTPStatus.SERVICE_UNAVAILABLE

@@ -23,7 +23,14 @@ from functools import lru_cache
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ProxyConnectionError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget
@@ -80,6 +87,65 @@ def unavailable(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return error.get("Code") in UNAVAILABLE_CODES or status >= 500
     return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
+# ---- what a failed call may have written ----------------------------------------------------------
+#
+# botocore retries a failed attempt (standard mode, up to CLIENT_CONFIG's attempts), and what it
+# finally raises tells only of the last attempt: a throttle after a timed-out first attempt hides
+# that the first may have landed. So every attempt is watched (botocore's per-attempt
+# ``response-received`` event carries the call's context) and the call's exception is marked:
+# - NOT_WRITTEN: no attempt of a write can have been applied: each one either never reached
+#   DynamoDB (no connection could be made) or got DynamoDB's error answer (a throttle, a 5xx,
+#   a failed condition: DynamoDB applied nothing), or the call only reads;
+# - UNKNOWN: some attempt was sent and no answer came back (a read timeout, a connection closed
+#   before the answer): DynamoDB may have applied it, and may still.
+
+NOT_WRITTEN = "not_written"
+UNKNOWN = "unknown"
+_MAYBE_WRITTEN = "budget_service_maybe_written"  # the mark, in the call context and the error
+_READ_OPERATIONS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable",
+    "DescribeTimeToLive", "ListTables",
+})
+# Raised before any byte of the request left: nothing can have been applied.
+_NOT_SENT = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+
+
+def _note_attempt(event_name: str, context: dict, exception=None, **_) -> None:
+    if exception is None or isinstance(exception, _NOT_SENT):
+        return
+    if event_name.rpartition(".")[2] not in _READ_OPERATIONS:
+        context[_MAYBE_WRITTEN] = True
+
+
+def _mark_raised(exception: BaseException, context: dict, **_) -> None:
+    # The last attempt's own exception (a timeout, a dropped connection) leaves the call as is.
+    setattr(exception, _MAYBE_WRITTEN, bool(context.get(_MAYBE_WRITTEN)))
+
+
+def _mark_error_answer(http_response, parsed: dict, context: dict, **_) -> None:
+    # DynamoDB's error answer becomes the ClientError's ``response`` dict.
+    if http_response.status_code >= 300 and context.get(_MAYBE_WRITTEN):
+        parsed[_MAYBE_WRITTEN] = True
+
+
+def track_write_outcomes(client):
+    """Have `client` mark what each failed call may have written (see `write_outcome`).
+    Idempotent; BudgetStore and ApiKeyStore do it to the client they are given."""
+    events = client.meta.events
+    events.register("response-received.dynamodb", _note_attempt, unique_id="budget-note-attempt")
+    events.register("after-call-error.dynamodb", _mark_raised, unique_id="budget-mark-raised")
+    events.register("after-call.dynamodb", _mark_error_answer, unique_id="budget-mark-answer")
+    return client
+
+
+def write_outcome(exc: BaseException) -> str:
+    """NOT_WRITTEN or UNKNOWN (see above) for an error a tracked client raised. An error from a
+    client that was not tracked is UNKNOWN unless it is DynamoDB's answer."""
+    if isinstance(exc, ClientError):
+        return UNKNOWN if exc.response.get(_MAYBE_WRITTEN) else NOT_WRITTEN
+    return UNKNOWN if getattr(exc, _MAYBE_WRITTEN, True) else NOT_WRITTEN
 
 
 class StaleWrite(Exception):
@@ -200,7 +266,7 @@ def decode_cursor(cursor: str) -> str:
 class BudgetStore:
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name
-        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+        self.client = track_write_outcomes(client or boto3.client("dynamodb", config=CLIENT_CONFIG))
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -511,7 +577,7 @@ class KeyExists(Exception):
 class ApiKeyStore:
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name
-        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+        self.client = track_write_outcomes(client or boto3.client("dynamodb", config=CLIENT_CONFIG))
 
     def put(self, digest: str, key_id: str, attributes: dict) -> None:
         """Store a new key's scope under its hash, and its registry entry, or neither."""
