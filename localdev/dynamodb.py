@@ -99,6 +99,34 @@ def _error(start_response, code: str, message: str) -> list[bytes]:
     return [body.encode()]
 
 
+def exact_numbers() -> None:
+    """Make moto's number arithmetic (``SET x = x + :d``, ``ADD``) DynamoDB's: any number notation
+    in (moto parses "1E+2" or "1E-7" only as plain digits, and fails), 38 significant digits (not
+    Python's default 28), and plain notation out. Idempotent; the embedded DynamoDB and the
+    tests' in-process moto both call it."""
+    from decimal import Context, Decimal
+
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
+
+    if getattr(DynamoType, "_exact_numbers", False):
+        return
+    context = Context(prec=38)
+    add, sub = DynamoType.__add__, DynamoType.__sub__
+
+    def arithmetic(original, operation):
+        def apply(self, other):
+            if self.type == DDBType.NUMBER and other.type == DDBType.NUMBER:
+                result = operation(Decimal(self.value), Decimal(other.value))
+                return DynamoType({DDBType.NUMBER: format(result, "f")})
+            return original(self, other)
+
+        return apply
+
+    DynamoType.__add__ = arithmetic(add, context.add)
+    DynamoType.__sub__ = arithmetic(sub, context.subtract)
+    DynamoType._exact_numbers = True
+
+
 class _OneAtATime:
     def __init__(self, app) -> None:
         self.app = app
@@ -118,6 +146,7 @@ class EmbeddedDynamoDB:
             create_backend_app,
         )
 
+        exact_numbers()
         app = _OneAtATime(_ClientRequestTokens(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -20,6 +20,7 @@ from budget_service import budgets
 from budget_service.budget import Budget, iso
 from budget_service.periods import SECONDS_PER_DAY, Duration
 from budget_service.resets import ResetSummary, update_budget_all_users
+from budget_service.store_levels import LevelWriter
 from budget_service.store import (
     RESET_SHARDS,
     BudgetStore,
@@ -353,8 +354,8 @@ def test_two_free_running_runs_reset_each_once(dynamodb_server):
 def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(dynamodb_server):
     """Costs recorded at NOW (after every due budget's reset_at) belong to the new period.
 
-    The costs go through the store's own cost write (``add_cost``, issue 4): one ADD conditional
-    on the period not having ended, else a lazy rollover (a versioned write) and the ADD.
+    The costs go through the store's own cost write (``LevelWriter.add_cost``): one
+    TransactWriteItems conditional on the period not having ended, else a lazy rollover (a versioned write) and the ADD.
 
     Ordered so both paths happen: the budgets in the first shard the job reads get a cost (rolling
     them over lazily) after the job has read them and before it writes; the others get costs from
@@ -385,7 +386,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         target=lambda: summary.append(update_budget_all_users(NOW, BudgetStore(table, client=job_client)))
     )
 
-    cost_store = BudgetStore(table, client=client_for(dynamodb_server))
+    cost_store = LevelWriter(BudgetStore(table, client=client_for(dynamodb_server)))
     sent: dict[str, Decimal] = {b.user: Decimal(0) for b in due}
     cost_count: Counter[str] = Counter()
     lock = threading.Lock()
