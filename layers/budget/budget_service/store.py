@@ -35,8 +35,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget
 from budget_service.budget import DueReset
-from budget_service.errors import BudgetNotFound, Contention, InvalidInput
-from budget_service.models import MAX_MODELS_PER_USER
+from budget_service.errors import Contention, InvalidInput
 from budget_service.periods import Duration
 from budget_service.periods import Period
 
