@@ -73,6 +73,14 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
     ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
+    # Budget levels (issue 14): an admin creates, changes and deletes them; a reader reads them.
+    ("PUT", "/projects/{project}/budget"): Permission.MANAGE,
+    ("GET", "/projects/{project}/budget"): Permission.READ,
+    ("DELETE", "/projects/{project}/budget"): Permission.MANAGE,
+    ("PUT", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams/{team}"): Permission.READ,
+    ("DELETE", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams"): Permission.READ,
 }
 
 
