@@ -195,14 +195,15 @@ MINIMUMS = {
     "replace": (1, "1", "one conditional UpdateItem of the settings (same rule: the index entry is unchanged)"),
     "get": (1, "0", "one GetItem"),
     "list": (1, "0", "one Query per page (1 MB)"),
-    "cost": (1, "2", "one TransactWriteItems of the budget (×2): botocore's ClientRequestToken makes"
-             " its retries exactly-once, which an UpdateItem's ADD is not"),
-    "cost_key": (1, "4", "one TransactWriteItems: budget + ledger item, ×2"),
-    "cost_replay": (2, "4", "the same transaction, cancelled by the ledger's condition (billed as written),"
+    "cost": (1, "4", "one TransactWriteItems (×2): the budget, and a ConditionCheck that the project"
+             " has no cap (it would be moved too); botocore's ClientRequestToken makes its retries"
+             " exactly-once, which an UpdateItem's ADD is not"),
+    "cost_key": (1, "6", "the same with the ledger item"),
+    "cost_replay": (2, "6", "the same transaction, cancelled by the ledger's condition (billed as written),"
                     " and a GetItem of the budget (a deleted budget's key must not replay)"),
-    "hold": (1, "4 + 1 index", "one TransactWriteItems: the hold item (enters the due index) + the budget"
-             " conditional on available, ×2"),
-    "hold_key": (1, "6 + 1 index", "the same with the Idempotency-Key's ledger item"),
+    "hold": (1, "6 + 1 index", "one TransactWriteItems: the hold item (enters the due index) + the budget"
+             " conditional on available + the project's ConditionCheck, ×2"),
+    "hold_key": (1, "8 + 1 index", "the same with the Idempotency-Key's ledger item"),
     "settle": (1, "4 + 1 index", "one TransactWriteItems: the hold held→settled (leaves the index) + the"
                " budget's spend/held/available, ×2"),
     "release": (1, "4 + 1 index", "one TransactWriteItems: the hold held→released + the budget, ×2"),
@@ -347,6 +348,10 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         " botocore's retries.",
         "Hold, settle and release are one TransactWriteItems each: the hold item and the budget;"
         " the hold id carries the amount, so settle and release need no read.",
+        "Budget levels (issue 14): a charge moves every level the user belongs to in the same"
+        " transaction and proves with a ConditionCheck (2 WCU) that a level it does not move does"
+        " not exist: here the project has no cap, so a cost is 4 WCU. Each level moved adds one"
+        " Update (2 WCU); the request count stays 1.",
         "PUT (create or replace) and POST …/reset read before they write (GetItem, then a"
         " version-conditional PutItem): 2 requests where 1 would do. The read-modify-write keeps"
         " concurrent writers from interleaving; the PutItem is billed by the whole item (under"
