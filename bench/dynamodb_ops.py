@@ -208,6 +208,13 @@ MINIMUMS = {
                " budget's spend/held/available, ×2"),
     "release": (1, "4 + 1 index", "one TransactWriteItems: the hold held→released + the budget, ×2"),
     "projected": (1, "0", "one GetItem (pricing and tokens need no table)"),
+    "project_put": (1, "1", "one conditional PutItem of the project level"),
+    "project_get": (2, "0", "one GetItem, and a COUNT Query of the project's users (the record's `users`)"),
+    "team_put": (1, "1", "one conditional PutItem of the team level"),
+    "team_get": (2, "0", "one GetItem, and a COUNT Query of the team's users"),
+    "teams": (1, "0", "one Query per page of teams (plus a COUNT Query per team for `users`)"),
+    "team_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
+    "project_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
     "reset": (1, "1", "one UpdateItem zeroing spend (a calendar period keeps its reset_at)"),
     "delete": (1, "2 + 1 index", "one TransactWriteItems of one Delete (×2: its token makes a retried"
                " delete answer 204, not 404); the index entry goes with it"),
@@ -258,6 +265,20 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         return entries
 
     ops = [
+        ("project_put", "native", "PUT /projects/{p}/budget",
+         lambda: session.put(f"{rt.url}/projects/ops-levels/budget", json={"total_budget": 100, "duration": "monthly"})),
+        ("project_get", "native", "GET /projects/{p}/budget",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/budget")),
+        ("team_put", "native", "PUT /projects/{p}/teams/{t}",
+         lambda: session.put(f"{rt.url}/projects/ops-levels/teams/research", json={"total_budget": 30})),
+        ("team_get", "native", "GET /projects/{p}/teams/{t}",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/teams/research")),
+        ("teams", "native", "GET /projects/{p}/teams (1 team)",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/teams")),
+        ("team_delete", "native", "DELETE /projects/{p}/teams/{t}",
+         lambda: session.delete(f"{rt.url}/projects/ops-levels/teams/research")),
+        ("project_delete", "native", "DELETE /projects/{p}/budget",
+         lambda: session.delete(f"{rt.url}/projects/ops-levels/budget")),
         ("create", "native", "PUT /projects/{p}/users/{u}",
          lambda: session.put(f"{base}/alice", json={"total_budget": 25, "duration": "monthly"})),
         ("replace", "native", "PUT /projects/{p}/users/{u} (existing)",
@@ -324,7 +345,7 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
                 call = lambda body=body: session.post(f"{rt.url}/set_budget", json=body)  # noqa: E731
             meter.start()
             response = call()
-            if response.status_code >= 300 and not (key == "delete" and response.status_code == 204):
+            if response.status_code >= 300 and response.status_code != 204:
                 raise RuntimeError(f"{label}: {response.status_code} {response.text[:300]}")
             if key == "reset_job" and response.json().get("reset") != 1:
                 raise RuntimeError(f"reset job did not reset exactly one budget: {response.text[:300]}")
