@@ -222,3 +222,43 @@ def test_bad_level_settings_are_422_and_write_nothing(api, aws, body):
         response = api.call("PUT", resource, params, body=body)
         assert response.status == 422, (resource, response)
     assert table_items(aws) == []
+
+
+def test_concurrent_first_requests_under_a_default_budget_create_the_user_once(served_api, server_store):
+    import threading
+    import uuid
+
+    from conftest import run_threads
+
+    project = f"defaults-{uuid.uuid4().hex[:8]}"
+    put = served_api.call("PUT", PROJECT, {"project": project}, body={
+        "total_budget": 100, "default_user_budget": {"total_budget": 2, "duration": "daily"}})
+    assert put.status == 201, put
+    who = {"project": project, "user": "newcomer"}
+    barrier = threading.Barrier(8)
+    answers: list = []
+
+    def first(n: int) -> None:
+        barrier.wait()
+        if n % 2:
+            answers.append(served_api.call("POST", COST, who, body=json.dumps({"model": "m", "cost": 0.25})))
+        else:
+            answers.append(served_api.call("POST", HOLDS, who, body={"amount": 0.25}))
+
+    run_threads([threading.Thread(target=first, args=(n,)) for n in range(8)])
+    assert sorted(a.status for a in answers) == [200] * 4 + [201] * 4, answers
+    user = server_store.get(project, "newcomer")
+    assert (user.total_budget, user.current_cost, user.held, user.duration.value) == (2, 1, 1, "daily")
+    assert user.available == 0
+    project_level = get_level(server_store, project, PROJECT_SK)
+    assert (project_level["current_cost"], project_level["held"]) == (1, 1)
+    unknown = served_api.call("POST", COST, {"project": "no-defaults", "user": "x"}, body={"model": "m", "cost": 1})
+    assert unknown.status == 404
+
+
+def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
+    bad = [({"project": "acme"}, PROJECT, {"total_budget": 1, "default_user_budget": {"total_budget": 1, "duration": "hourly"}}),
+           ({"project": "acme", "team": "t"}, TEAM, {"total_budget": 1, "default_user_budget": {"total_budget": 1}})]
+    for params, resource, body in bad:
+        assert api.call("PUT", resource, params, body=body).status == 422
+    assert table_items(aws) == []

@@ -251,13 +251,17 @@ class LevelWriter:
         plan = Plan(None, set(levels or [])) if fixed else _hint(self.table_name, project, user)
         repaired = 0
         conflicts = 0
+        creating: dict | None = None
         while True:
             others = [sk for sk in (list(levels or []) if fixed else plan.candidates())]
             moved = [sk for sk in others if sk in plan.present]
             items = [*extra(moved)]
             n_extra = len(items)
             pin = ... if fixed else plan.team
-            items.append({"Update": level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)})
+            if creating is not None:  # the project's default_user_budget creates the user here
+                items.append({"Put": creating})
+            else:
+                items.append({"Update": level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)})
             for sk in others:
                 if sk in plan.present:
                     items.append({"Update": level_update(self.table_name, project, sk, move, now)})
@@ -285,8 +289,17 @@ class LevelWriter:
                 conflicts += 1
                 continue
             failed = "ConditionalCheckFailed"
+            if creating is not None and user_code == failed:
+                creating = None  # a concurrent first request created the user: charge it
+                repaired += 1
+                continue
             if user_code == failed and user_old is None:
-                raise BudgetNotFound.for_user(project, user)
+                creating = None if fixed else self._default_user(project, user, move, now)
+                if creating is None:
+                    raise BudgetNotFound.for_user(project, user)
+                plan = Plan(None, plan.present)
+                repaired += 1
+                continue
             if any(code == failed for code, _ in extra_reasons):
                 raise Cancelled(extra_reasons, [(user_code, user_old), *level_reasons.values()])
             if repaired >= 4:
@@ -333,6 +346,35 @@ class LevelWriter:
                     " record this cost under one of them"
                 )
             raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(codes)}); retry")
+
+    def _default_user(self, project: str, user: str, move: Move, now: Decimal) -> dict | None:
+        """The Put that creates an unknown user from the project's ``default_user_budget`` with
+        this charge already applied (conditional on the user still being absent), or None when
+        the project has none. BudgetExceeded when the new budget cannot cover ``move.need``."""
+        from budget_service.budget import Budget
+        from budget_service.store import budget_to_item
+
+        project_level = get_level(self.budgets, project, PROJECT_SK)
+        default = (project_level or {}).get("default_user_budget")
+        if not default:
+            return None
+        budget = Budget(
+            project=project, user=user, total_budget=default["total_budget"], created_at=now, updated_at=now,
+            duration=Duration(default["duration"]) if default.get("duration") else None,
+            timezone=default.get("timezone"),
+        ).with_period_from(now)
+        if move.need is not None and budget.available < move.need:
+            raise BudgetExceeded.at_level("user", user, available=budget.available, needed=move.need)
+        budget = dataclasses.replace(
+            budget, current_cost=move.spend, held=move.held,
+            model_cost={move.model: move.spend} if move.model and move.spend else {},
+        )
+        return {
+            "TableName": self.table_name,
+            "Item": budget_to_item(budget),
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
 
     def _repair(self, project: str, sk: str, old: dict, move: Move, now: Decimal) -> bool:
         """Fix what made a level's condition fail, when it is fixable; True if it was."""
