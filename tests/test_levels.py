@@ -262,3 +262,29 @@ def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
     for params, resource, body in bad:
         assert api.call("PUT", resource, params, body=body).status == 422
     assert table_items(aws) == []
+
+
+@pytest.mark.parametrize("first", ["job", "charge"])
+def test_the_job_and_a_charge_roll_each_level_over_once_whichever_comes_first(acme, clock, aws, first):
+    """A monthly project and team over a daily user: at the month's end the scheduled job and a
+    charge's lazy rollover race; each level's period rolls over exactly once."""
+    from budget_service.resets import update_budget_all_users
+
+    acme.call("POST", COST, ALICE, body={"model": "m", "cost": 1})
+    _, team, project = levels(aws)
+    versions = (team["version"], project["version"])
+    clock.now = project["reset_at"] + 5
+    if first == "job":
+        summary = update_budget_all_users(clock.now)
+        assert (summary.levels_reset, summary.reset) == (2, 1)  # team, project; alice
+        acme.call("POST", COST, ALICE, body={"model": "m", "cost": 2})
+        assert update_budget_all_users(clock.now).levels_reset == 0
+    else:
+        acme.call("POST", COST, ALICE, body={"model": "m", "cost": 2})
+        summary = update_budget_all_users(clock.now)
+        assert summary.levels_reset == 0  # the charge rolled them over lazily: nothing due
+    _, team, project = levels(aws)
+    assert spend_of(aws) == (2, 2, 2)
+    # One rollover and one charge each since: the period rolled over exactly once.
+    assert (team["version"], project["version"]) == (versions[0] + 2, versions[1] + 2)
+    assert project["period_start"] == clock.now - 5

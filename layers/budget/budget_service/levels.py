@@ -22,6 +22,7 @@ from budget_service.store import MAX_WRITE_ATTEMPTS, BudgetStore, StaleWrite, de
 from budget_service.store_levels import (
     PROJECT_SK,
     count_users,
+    level_shard,
     delete_level,
     get_level,
     list_teams,
@@ -45,7 +46,11 @@ def _as_budget(project: str, item: dict) -> Budget:
 
 
 def _item(level: str, team: str | None, b: Budget) -> dict:
+    # A level with a period sits in the due-for-reset index (partition LEVELS#<n>), so the
+    # scheduled job rolls it over even when nobody charges it.
+    shard = level_shard(b.project, _sk(level, team)) if b.reset_at is not None else None
     return {
+        "reset_shard": shard,
         "project": b.project, "level": level, "team": team, "total_budget": b.total_budget,
         "current_cost": b.current_cost, "model_cost": dict(b.model_cost), "held": b.held,
         "available": b.available, "duration": b.duration.value if b.duration else None,

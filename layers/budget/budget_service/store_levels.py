@@ -569,3 +569,35 @@ def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> 
     for page in budgets.client.get_paginator("query").paginate(**kwargs):
         total += page["Count"]
     return total
+
+
+LEVEL_SHARD_PREFIX = "LEVELS#"
+
+
+def level_shard(project: str, sk: str) -> str:
+    """The due-for-reset index partition of a team or project level with a period."""
+    import zlib
+
+    from budget_service.store import RESET_SHARDS
+
+    return f"{LEVEL_SHARD_PREFIX}{zlib.crc32(f'{project}/{sk}'.encode()) % RESET_SHARDS}"
+
+
+def due_levels(budgets: BudgetStore, shard: int, now: Decimal, *, limit: int, after: dict | None = None
+               ) -> tuple[list[tuple[str, str, dict]], dict | None]:
+    """One page of (project, sk, index entry) of team and project levels in partition
+    ``LEVELS#<shard>`` whose period ended at or before `now` (the index projects the rule)."""
+    from budget_service.store import PROJECT_PREFIX, RESET_INDEX
+
+    kwargs = {
+        "TableName": budgets.table_name,
+        "IndexName": RESET_INDEX,
+        "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
+        "ExpressionAttributeValues": {":shard": {"S": f"{LEVEL_SHARD_PREFIX}{shard}"}, ":now": _serialize(now)},
+        "Limit": limit,
+    }
+    if after is not None:
+        kwargs["ExclusiveStartKey"] = after
+    response = budgets.client.query(**kwargs)
+    page = [(i["pk"][len(PROJECT_PREFIX):], i["sk"], i) for i in map(_plain, response.get("Items", []))]
+    return page, response.get("LastEvaluatedKey")
