@@ -42,7 +42,6 @@ from budget_service.store import (
     BudgetStore,
     _plain,
     _serialize,
-    budget_key,
     plain_to_budget,
 )
 
