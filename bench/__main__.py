@@ -2,7 +2,7 @@
 
 Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
 runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, latency,
-cost_model), ``--out PATH``
+cost_model, holds, levels), ``--out PATH``
 (default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
 one), ``--json PATH`` (the raw figures too).
 """
@@ -23,9 +23,11 @@ from pathlib import Path
 
 from bench.common import ROOT, BenchRuntime, Section, Table
 
-SECTIONS = ("dynamodb_ops", "update_cost", "resets", "latency", "cold_start", "tokens", "cost_model")
+SECTIONS = ("dynamodb_ops", "update_cost", "resets", "latency", "cold_start", "tokens", "cost_model", "holds",
+            "levels")
 # as RESULTS.md shows them
-ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "latency", "cost_model")
+ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "latency", "cost_model", "holds",
+         "levels")
 PACKAGES = (
     "litellm", "boto3", "botocore", "moto", "tiktoken", "pydantic", "aws-lambda-powertools",
     "Werkzeug", "requests", "httpx",
@@ -163,6 +165,15 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
             f" ({ops.data['cost']['wcu']:g} WCU); with an Idempotency-Key,"
             f" {ops.data['cost_key']['requests']} ({ops.data['cost_key']['wcu']:g} WCU)."
         )
+    caps = sections.get("holds")
+    if caps and caps.data:
+        callers = max(caps.data, key=int)
+        check, hold = caps.data[callers]["check_then_charge"], caps.data[callers]["hold_then_settle"]
+        lines.append(
+            f"{callers} concurrent callers on a budget of 10 calls: check-then-charge admitted"
+            f" {check['admitted_calls']} ({check['overshoot']:.2f}× the budget), hold-then-settle"
+            f" {hold['admitted_calls']} ({hold['overshoot']:.2f}×)."
+        )
     return lines
 
 
@@ -222,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     needs_runtime = [k for k in chosen if k not in ("tokens", "cost_model")]
     if needs_runtime:
-        from bench import cold_start, dynamodb_ops, latency, resets, update_cost
+        from bench import cold_start, dynamodb_ops, holds, latency, levels, resets, update_cost
 
         runners = {
             "dynamodb_ops": lambda rt: dynamodb_ops.run(rt, quick=args.quick),
@@ -230,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             "resets": lambda rt: resets.run(rt, quick=args.quick),
             "cold_start": lambda rt: cold_start.run(rt, quick=args.quick),
             "latency": lambda rt: latency.run(rt, quick=args.quick),
+            "holds": lambda rt: holds.run(rt, quick=args.quick),
+            "levels": lambda rt: levels.run(rt, quick=args.quick),
         }
         with BenchRuntime() as rt:
             for key in SECTIONS:

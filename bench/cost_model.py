@@ -108,8 +108,8 @@ def run(sections: dict, *, quick: bool = False) -> Section:
     outside_s = cost_key["outside_p50_s"] if cost_key else 0.002
     measured = "measured (section 6)" if cost_key else "assumed (run with the latency section to measure)"
     units = {
-        "with Idempotency-Key": ("TransactWriteItems", ops.data["cost_key"]["wcu"] if ops else 4, 0),
-        "without a key": ("UpdateItem", ops.data["cost"]["wcu"] if ops else 1, 0),
+        "with Idempotency-Key": ("TransactWriteItems", ops.data["cost_key"]["wcu"] if ops else 6, 0),
+        "without a key": ("TransactWriteItems", ops.data["cost"]["wcu"] if ops else 4, 0),
     }
     section = Section(
         "cost_model",

@@ -195,14 +195,31 @@ MINIMUMS = {
     "replace": (1, "1", "one conditional UpdateItem of the settings (same rule: the index entry is unchanged)"),
     "get": (1, "0", "one GetItem"),
     "list": (1, "0", "one Query per page (1 MB)"),
-    "cost_first": (2, "1", "a project's first priced cost in a container also reads the project's own"
-                   " prices (one Query, cached 60 s; issue 16), then one UpdateItem (ADD)"),
-    "cost": (1, "1", "one UpdateItem (ADD)"),
-    "cost_key": (1, "4", "one TransactWriteItems: budget + ledger item, ×2"),
-    "cost_replay": (1, "4", "the same transaction, cancelled by the ledger's condition (billed as written)"),
+    "cost_first": (2, "4", "a project's first priced cost in a container also reads the project's own"
+                   " prices (one Query, cached 60 s; issue 16), then the cost's TransactWriteItems"),
+    "cost": (1, "4", "one TransactWriteItems (×2): the budget, and a ConditionCheck that the project"
+             " has no cap (it would be moved too); botocore's ClientRequestToken makes its retries"
+             " exactly-once, which an UpdateItem's ADD is not"),
+    "cost_key": (1, "6", "the same with the ledger item"),
+    "cost_replay": (2, "6", "the same transaction, cancelled by the ledger's condition (billed as written),"
+                    " and a GetItem of the budget (a deleted budget's key must not replay)"),
+    "hold": (1, "6 + 1 index", "one TransactWriteItems: the hold item (enters the due index) + the budget"
+             " conditional on available + the project's ConditionCheck, ×2"),
+    "hold_key": (1, "8 + 1 index", "the same with the Idempotency-Key's ledger item"),
+    "settle": (1, "4 + 1 index", "one TransactWriteItems: the hold held→settled (leaves the index) + the"
+               " budget's spend/held/available, ×2"),
+    "release": (1, "4 + 1 index", "one TransactWriteItems: the hold held→released + the budget, ×2"),
     "projected": (1, "0", "one GetItem (pricing and tokens need no table)"),
+    "project_put": (1, "1", "one conditional PutItem of the project level"),
+    "project_get": (2, "0", "one GetItem, and a COUNT Query of the project's users (the record's `users`)"),
+    "team_put": (1, "1", "one conditional PutItem of the team level"),
+    "team_get": (2, "0", "one GetItem, and a COUNT Query of the team's users"),
+    "teams": (1, "0", "one Query per page of teams (plus a COUNT Query per team for `users`)"),
+    "team_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
+    "project_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
     "reset": (1, "1", "one UpdateItem zeroing spend (a calendar period keeps its reset_at)"),
-    "delete": (1, "1 + 1 index", "one DeleteItem; the index entry goes with it"),
+    "delete": (1, "2 + 1 index", "one TransactWriteItems of one Delete (×2: its token makes a retried"
+               " delete answer 204, not 404); the index entry goes with it"),
     "get_budget": (1, "0", "one Query per 1 MB of the project"),
     "price_put": (1, "1", "one UpdateItem (a price is a setting: last writer wins)"),
     "price_get": (1, "0", "one GetItem"),
@@ -241,6 +258,12 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
     seed_items(reader, rt.table, [budget_to_item(due)])
 
     base = f"{rt.url}/projects/{project}/users"
+    held: dict[str, str] = {}
+
+    def remember(response, name: str = "hold"):
+        if response.status_code == 201:
+            held[name] = response.json()["hold_id"]
+        return response
     def litellm_save_one_changed():
         """The body litellm would send (the whole project, one user changed), built unmetered."""
         entries = dict(session.post(f"{rt.url}/get_budget", json={"project_name": project}, timeout=30).json()["data"])
@@ -248,6 +271,20 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         return entries
 
     ops = [
+        ("project_put", "native", "PUT /projects/{p}/budget",
+         lambda: session.put(f"{rt.url}/projects/ops-levels/budget", json={"total_budget": 100, "duration": "monthly"})),
+        ("project_get", "native", "GET /projects/{p}/budget",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/budget")),
+        ("team_put", "native", "PUT /projects/{p}/teams/{t}",
+         lambda: session.put(f"{rt.url}/projects/ops-levels/teams/research", json={"total_budget": 30})),
+        ("team_get", "native", "GET /projects/{p}/teams/{t}",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/teams/research")),
+        ("teams", "native", "GET /projects/{p}/teams (1 team)",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/teams")),
+        ("team_delete", "native", "DELETE /projects/{p}/teams/{t}",
+         lambda: session.delete(f"{rt.url}/projects/ops-levels/teams/research")),
+        ("project_delete", "native", "DELETE /projects/{p}/budget",
+         lambda: session.delete(f"{rt.url}/projects/ops-levels/budget")),
         ("create", "native", "PUT /projects/{p}/users/{u}",
          lambda: session.put(f"{base}/alice", json={"total_budget": 25, "duration": "monthly"})),
         ("replace", "native", "PUT /projects/{p}/users/{u} (existing)",
@@ -268,6 +305,16 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
          lambda: session.post(f"{base}/alice/projected-cost", json={
              "model": "gpt-4o", "max_tokens": 256,
              "messages": [{"role": "user", "content": "Summarise the meeting notes in three bullets."}]})),
+        ("hold", "native", "POST …/holds {amount}",
+         lambda: remember(session.post(f"{base}/alice/holds", json={"amount": 0.5}))),
+        ("hold_key", "native", "POST …/holds + Idempotency-Key",
+         lambda: remember(session.post(f"{base}/alice/holds", json={"amount": 0.5},
+                                       headers={"Idempotency-Key": "bench-hold-1"}), "keyed")),
+        ("settle", "native", "POST …/holds/{id}/settle",
+         lambda: session.post(f"{base}/alice/holds/{held['hold']}/settle",
+                              json={"model": "gpt-4o-mini", "usage": USAGE})),
+        ("release", "native", "DELETE …/holds/{id}",
+         lambda: session.delete(f"{base}/alice/holds/{held['keyed']}")),
         ("reset", "native", "POST …/reset", lambda: session.post(f"{base}/alice/reset")),
         ("delete", "native", "DELETE /projects/{p}/users/{u}", lambda: session.delete(f"{base}/alice")),
         ("price_put", "native", "PUT /projects/{p}/prices/{m}",
@@ -314,7 +361,7 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
                 call = lambda body=body: session.post(f"{rt.url}/set_budget", json=body)  # noqa: E731
             meter.start()
             response = call()
-            if response.status_code >= 300 and not (key == "delete" and response.status_code == 204):
+            if response.status_code >= 300 and response.status_code != 204:
                 raise RuntimeError(f"{label}: {response.status_code} {response.text[:300]}")
             if key == "reset_job" and response.json().get("reset") != 1:
                 raise RuntimeError(f"reset job did not reset exactly one budget: {response.text[:300]}")
@@ -333,13 +380,21 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         meter.close()
     section.notes += [
         "Every cost update is one request whatever the project size, and never touches the reset"
-        " index (no index attribute changes).",
+        " index (no index attribute changes). Since holds (issue 13) it is a TransactWriteItems"
+        " even without an Idempotency-Key: 2 WCU instead of 1, the price of exactly-once under"
+        " botocore's retries.",
+        "Hold, settle and release are one TransactWriteItems each: the hold item and the budget;"
+        " the hold id carries the amount, so settle and release need no read.",
+        "Budget levels (issue 14): a charge moves every level the user belongs to in the same"
+        " transaction and proves with a ConditionCheck (2 WCU) that a level it does not move does"
+        " not exist: here the project has no cap, so a cost is 4 WCU. Each level moved adds one"
+        " Update (2 WCU); the request count stays 1.",
         "PUT (create or replace) and POST …/reset read before they write (GetItem, then a"
         " version-conditional PutItem): 2 requests where 1 would do. The read-modify-write keeps"
         " concurrent writers from interleaving; the PutItem is billed by the whole item (under"
         " 1 KB here, so 1 WCU either way).",
-        "The reset job queries each of the 4 index shards (spreading due budgets over partitions),"
-        " so its floor is 4 Queries, not 1; a cancelled transaction (the replay) is estimated as"
+        "The reset job queries each of the 4 index shards of budgets (spreading due budgets over"
+        " partitions) and the 4 of expiring holds, so its floor is 8 Queries, not 1; a cancelled transaction (the replay) is estimated as"
         " billed like a written one.",
         "`/set_budget` reads the whole project (one Query per MB) on every save because litellm"
         " sends every user; it writes only the users that changed.",

@@ -104,6 +104,34 @@ def _error(start_response, code: str, message: str) -> list[bytes]:
     return [body.encode()]
 
 
+def exact_numbers() -> None:
+    """Make moto's number arithmetic (``SET x = x + :d``, ``ADD``) DynamoDB's: any number notation
+    in (moto parses "1E+2" or "1E-7" only as plain digits, and fails), 38 significant digits (not
+    Python's default 28), and plain notation out. Idempotent; the embedded DynamoDB and the
+    tests' in-process moto both call it."""
+    from decimal import Context, Decimal
+
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
+
+    if getattr(DynamoType, "_exact_numbers", False):
+        return
+    context = Context(prec=38)
+    add, sub = DynamoType.__add__, DynamoType.__sub__
+
+    def arithmetic(original, operation):
+        def apply(self, other):
+            if self.type == DDBType.NUMBER and other.type == DDBType.NUMBER:
+                result = operation(Decimal(self.value), Decimal(other.value))
+                return DynamoType({DDBType.NUMBER: format(result, "f")})
+            return original(self, other)
+
+        return apply
+
+    DynamoType.__add__ = arithmetic(add, context.add)  # type: ignore[method-assign]
+    DynamoType.__sub__ = arithmetic(sub, context.subtract)  # type: ignore[method-assign]
+    DynamoType._exact_numbers = True  # type: ignore[attr-defined]
+
+
 def _back_up_items_only() -> None:
     """Make moto's TransactWriteItems back up only the items it names, not whole tables.
 
@@ -182,6 +210,7 @@ class EmbeddedDynamoDB:
             create_backend_app,
         )
 
+        exact_numbers()
         _back_up_items_only()
         app = _OneAtATime(_ClientRequestTokens(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)

@@ -37,11 +37,12 @@ from moto import mock_aws  # noqa: E402
 
 from budget_service import store as store_module  # noqa: E402
 from localdev import template  # noqa: E402
-from localdev.dynamodb import client_for  # noqa: E402
+from localdev.dynamodb import client_for, exact_numbers  # noqa: E402
 from localdev.events import api_gateway_event  # noqa: E402
 from localdev.faults import FaultyDynamoDB  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
+exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
 
 
 def lambda_context(function_id: str):

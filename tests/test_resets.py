@@ -29,6 +29,7 @@ from budget_service.store import (
     item_to_budget,
     reset_shard,
 )
+from budget_service.store_levels import LevelWriter
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
@@ -157,7 +158,8 @@ def test_ten_thousand_budgets_hundred_due_reads_only_the_due(aws):
     assert sum(wire.items.values()) <= 100 + RESET_SHARDS
     assert set(wire.requests) == {"Query", "UpdateItem"}
     assert wire.requests["UpdateItem"] == 100
-    assert wire.requests["Query"] <= 2 * RESET_SHARDS
+    # Budget shards (a page or two each), then one Query per shard of levels and of holds.
+    assert wire.requests["Query"] <= 2 * RESET_SHARDS + 2 * RESET_SHARDS
 
     # Each due budget now is exactly what a lazy rollover would have made of it.
     for b in due:
@@ -353,8 +355,8 @@ def test_two_free_running_runs_reset_each_once(dynamodb_server):
 def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(dynamodb_server):
     """Costs recorded at NOW (after every due budget's reset_at) belong to the new period.
 
-    The costs go through the store's own cost write (``add_cost``, issue 4): one ADD conditional
-    on the period not having ended, else a lazy rollover (a versioned write) and the ADD.
+    The costs go through the store's own cost write (``LevelWriter.add_cost``): one
+    TransactWriteItems conditional on the period not having ended, else a lazy rollover (a versioned write) and the ADD.
 
     Ordered so both paths happen: the budgets in the first shard the job reads get a cost (rolling
     them over lazily) after the job has read them and before it writes; the others get costs from
@@ -385,7 +387,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         target=lambda: summary.append(update_budget_all_users(NOW, BudgetStore(table, client=job_client)))
     )
 
-    cost_store = BudgetStore(table, client=client_for(dynamodb_server))
+    cost_store = LevelWriter(BudgetStore(table, client=client_for(dynamodb_server)))
     sent: dict[str, Decimal] = {b.user: Decimal(0) for b in due}
     cost_count: Counter[str] = Counter()
     lock = threading.Lock()

@@ -121,7 +121,7 @@ def _write_paths(api, project: str):
          lambda: api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": 50})),
         ("reset", "PutItem", lambda: api.call("POST", f"/projects/{P}/users/{U}/reset", user)),
         ("delete", "TransactWriteItems", lambda: api.call("DELETE", f"/projects/{P}/users/{U}", user)),
-        ("cost", "UpdateItem",
+        ("cost", "TransactWriteItems",
          lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2})),
         ("cost_idempotent", "TransactWriteItems",
          lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2},

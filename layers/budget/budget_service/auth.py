@@ -5,7 +5,7 @@ A key looks like ``llmb_<43 url-safe characters>`` (256 random bits). Only its S
 (store.ApiKeyStore), with the projects it may touch and a role:
 
 - ``reader``: read budgets (GET routes, ``/get_budget``, projected cost);
-- ``writer``: read, and record costs (``POST .../cost``);
+- ``writer``: read, and record costs (``POST .../cost``) and hold, settle and release;
 - ``admin``: everything, including creating, replacing, resetting and deleting budgets and
   litellm's ``/set_budget`` (which replaces budget settings, so litellm's BudgetManager needs an
   admin key).
@@ -72,6 +72,18 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("GET", "/projects/{project}/prices/{model}"): Permission.MANAGE,
     ("DELETE", "/projects/{project}/prices/{model}"): Permission.MANAGE,
     ("GET", "/projects/{project}/prices"): Permission.MANAGE,
+    # Holds (issue 13) reserve and charge spend: what a writer key (an app) does per call.
+    ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
+    ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
+    ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
+    # Budget levels (issue 14): an admin creates, changes and deletes them; a reader reads them.
+    ("PUT", "/projects/{project}/budget"): Permission.MANAGE,
+    ("GET", "/projects/{project}/budget"): Permission.READ,
+    ("DELETE", "/projects/{project}/budget"): Permission.MANAGE,
+    ("PUT", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams/{team}"): Permission.READ,
+    ("DELETE", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams"): Permission.READ,
 }
 
 

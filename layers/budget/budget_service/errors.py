@@ -59,6 +59,41 @@ class IdempotencyKeyReused(BudgetError):
     code = "idempotency_key_reused"
 
 
+class BudgetExceeded(BudgetError):
+    """A hold (or a cost with ``if_within_budget``) does not fit a level's headroom; nothing was
+    written. ``details`` lists each level that refused: ``{"level", "name", "available",
+    "needed"}`` (USD)."""
+
+    status = HTTPStatus.PAYMENT_REQUIRED
+    code = "budget_exceeded"
+
+    @classmethod
+    def at_level(cls, level: str, name: str, *, available, needed) -> BudgetExceeded:
+        return cls.at_levels([{"level": level, "name": name, "available": available, "needed": needed}])
+
+    @classmethod
+    def at_levels(cls, refusals: list[dict]) -> BudgetExceeded:
+        shown = "; ".join(
+            f"{r['level']} {r['name']!r} has {max(r['available'], 0)} available" for r in refusals
+        )
+        needed = refusals[0]["needed"]
+        details = [{**r, "available": float(max(r["available"], 0)), "needed": float(r["needed"])}
+                   for r in refusals]
+        return cls(f"the budget cannot cover {needed}: {shown}", details=details)
+
+
+class LevelNotFound(BudgetError):
+    """No such project budget or team (issue 14)."""
+
+    status = HTTPStatus.NOT_FOUND
+    code = "level_not_found"
+
+
+class HoldNotFound(BudgetError):
+    status = HTTPStatus.NOT_FOUND
+    code = "hold_not_found"
+
+
 class PayloadTooLarge(BudgetError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     StringConstraints,
     model_serializer,
     model_validator,
@@ -222,6 +223,9 @@ class PutBudgetRequest(_Strict):
     duration: Duration | None = None
     timezone: TimezoneName = None
     alert_thresholds: AlertThresholds = None
+    team: Identifier | None = Field(
+        default=None, description="a team of the project (it must exist): the user's spend also"
+        " counts toward it (issue 14)")
 
 
 class BudgetRecord(_Model):
@@ -230,7 +234,13 @@ class BudgetRecord(_Model):
     total_budget: Number
     current_cost: Number
     remaining: Number
+    held: Number = Field(description="sum of the live holds' amounts (USD)")
+    available: Number = Field(
+        description="what a new hold may still reserve: total_budget - current_cost - held, at"
+        " least 0 (USD)"
+    )
     model_cost: dict[str, Number]
+    team: str | None = Field(default=None, description="the team the user's spend also counts toward")
     duration: str | None = Field(
         description="daily/weekly/monthly/yearly; for budgets written by litellm with a numeric"
         " duration, 'rolling:<days>d'"
@@ -456,6 +466,11 @@ class CostRequest(_Strict):
     input_text: str | None = None
     output_text: str | None = None
     cost: Money | None = None
+    if_within_budget: StrictBool = Field(
+        default=False,
+        description="charge only a cost that fits the budget's available headroom; else 402"
+        " budget_exceeded and nothing is written (issue 13)",
+    )
 
     @property
     def form(self) -> str:
@@ -535,8 +550,8 @@ class CostResponse(_Model):
     model: str
     cost: Number = Field(description="what this update added, in USD")
     current_cost: Number | None = Field(
-        description="spend of the current period after this update; null on an update with an"
-        " Idempotency-Key (a DynamoDB transaction returns no values; GET the budget to read it)"
+        description="always null: every cost update is one DynamoDB transaction, which returns no"
+        " values (GET the budget to read its spend)"
     )
     total_budget: Number | None
     remaining: Number | None
@@ -641,5 +656,127 @@ class PriceRecord(_Model):
     updated_at: str
 
 
+# ---- holds (issue 13) --------------------------------------------------------------------------
+
+HOLD_TTL_DEFAULT = 600
+HOLD_TTL_MAX = 3600
+HoldTtl = Annotated[int, Field(ge=1, le=HOLD_TTL_MAX, strict=True)]
+
+
+class HoldRequest(_Strict):
+    """Either ``{"amount"}`` (USD), or ``{"model", "messages", "max_tokens"?}`` priced as
+    projected-cost prices it; optional ``ttl_seconds`` (default 600, at most 3,600)."""
+
+    amount: Money | None = None
+    model: Identifier | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=MESSAGES_MAX)
+    max_tokens: TokenCount | None = None
+    ttl_seconds: HoldTtl = HOLD_TTL_DEFAULT
+
+    @model_validator(mode="after")
+    def _one_form(self) -> HoldRequest:
+        priced = self.model is not None or self.messages is not None or self.max_tokens is not None
+        if (self.amount is None) == (not priced):
+            raise ValueError('give either "amount", or "model" and "messages" (with "max_tokens")')
+        if priced and (self.model is None or self.messages is None):
+            raise ValueError('"model" and "messages" go together')
+        if self.amount is not None and self.amount <= 0:
+            raise ValueError("amount must be greater than 0")
+        return self
+
+
+class HoldResponse(_Model):
+    hold_id: str = Field(description="opaque; ends with the amount. Settle or release with it")
+    project: str
+    user: str
+    amount: Number = Field(description="USD reserved")
+    state: str = Field(description="held, settled, released or expired")
+    created_at: str
+    expires_at: str = Field(description="when the hold is released if not settled first")
+    available: Number | None = Field(
+        default=None,
+        description="null: a hold is one DynamoDB transaction, which returns no values; GET the"
+        " budget for its held and available (a refused hold's 402 names what was available)",
+    )
+    priced_as: str | None = Field(default=None, description="the price entry a priced hold used")
+    prompt_tokens: int | None = None
+    idempotency_key: str | None = None
+    replayed: bool = Field(default=False, description="true: this Idempotency-Key made the hold before")
+
+
+class SettleResponse(_Model):
+    hold_id: str
+    project: str
+    user: str
+    state: Literal["settled"] = "settled"
+    amount: Number = Field(description="USD the hold reserved")
+    model: str
+    cost: Number = Field(description="USD charged (in full, even above the hold)")
+    released: Number = Field(description="USD of the hold freed unused by this settle")
+    settled_from: str = Field(
+        description="held; or released/expired: the hold was freed before this settle, which"
+        " then only charged the cost"
+    )
+    settled_at: str
+    tokens: TokensUsed | None = None
+    priced_as: str | None = None
+    replayed: bool = Field(default=False, description="true: settled before; nothing charged again")
+
+
+class ReleaseResponse(_Model):
+    hold_id: str
+    project: str
+    user: str
+    amount: Number
+    state: str = Field(description="the hold's state now")
+    released: bool = Field(description="true when this request freed the hold; false when it had"
+                                       " already been settled, released or expired")
+
+
+# ---- budget levels (issue 14) -----------------------------------------------------------------
+
+
+class DefaultUserBudget(_Strict):
+    total_budget: Money
+    duration: Duration | None = None
+    timezone: TimezoneName = None
+
+
+class LevelRequest(_Strict):
+    """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``; for
+    the project, an optional ``default_user_budget`` that the first cost or hold for an unknown
+    user creates that user from."""
+
+    total_budget: Money
+    duration: Duration | None = None
+    timezone: TimezoneName = None
+    default_user_budget: DefaultUserBudget | None = None
+
+
+class LevelRecord(_Model):
+    project: str
+    level: Literal["project", "team"]
+    team: str | None = None
+    total_budget: Number
+    current_cost: Number = Field(description="spend of the level's current period (USD)")
+    remaining: Number
+    held: Number
+    available: Number
+    model_cost: dict[str, Number]
+    users: int = Field(description="user budgets that count toward this level")
+    default_user_budget: dict | None = Field(default=None, description="the project's, if any")
+    duration: str | None
+    timezone: str | None
+    period_start: str | None
+    reset_at: str | None
+    created_at: str
+    updated_at: str
+
+
 class PriceList(_Model):
     prices: list[PriceRecord]
+
+
+class TeamList(_Model):
+    teams: list[LevelRecord]
+    next_cursor: str | None

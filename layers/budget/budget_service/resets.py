@@ -1,4 +1,5 @@
-"""The scheduled reset: roll over every budget whose period has ended, touching only those.
+"""The scheduled reset: roll over every budget whose period has ended, and release every hold whose
+time ran out, touching only those.
 
 litellm's ``update_budget_all_users`` walks every user in memory. Ours reads the sparse
 ``due-for-reset`` index, shard by shard, for ``reset_at <= now``: its cost grows with the budgets
@@ -56,6 +57,15 @@ class ResetSummary:
     left: int = 0
     left_exact: bool = True
     complete: bool = True
+    # Expired holds (issue 13), from the index partitions HOLDS#<n>: released by this run, found
+    # already settled/released/expired by someone else, or failed (still due: the next run).
+    holds_expired: int = 0
+    holds_skipped: int = 0
+    holds_failed: int = 0
+    # Team and project levels (issue 14), from the index partitions LEVELS#<n>, the same way.
+    levels_reset: int = 0
+    levels_skipped: int = 0
+    levels_failed: int = 0
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -117,4 +127,77 @@ def update_budget_all_users(
             summary.left += count
             summary.left_exact = summary.left_exact and exact
     summary.due = summary.reset + summary.skipped + summary.failed + summary.left
+    if stopped_at is None:
+        roll_due_levels(now, store, summary, keep_going=keep_going, page_size=page_size)
+        expire_due_holds(now, store, summary, keep_going=keep_going, page_size=page_size, workers=workers)
     return summary
+
+
+def roll_due_levels(
+    now: Decimal, store: BudgetStore, summary: ResetSummary, *, keep_going: Callable[[], bool] = _always,
+    page_size: int = PAGE_SIZE,
+) -> None:
+    """Roll over every team and project level whose period ended (index partitions
+    ``LEVELS#<n>``), each with one UpdateItem conditional on the ``reset_at`` the index showed:
+    a charge that rolled it over lazily first makes it a no-op (``levels_skipped``)."""
+    from budget_service.store_levels import due_levels, roll_level
+
+    for shard in range(RESET_SHARDS):
+        after: dict | None = None
+        while keep_going():
+            page, after = due_levels(store, shard, now, limit=page_size, after=after)
+            for project, sk, entry in page:
+                try:
+                    landed = roll_level(store.client, store.table_name, project, sk, entry, now)
+                except Exception:  # one level's failure must not stop the others; it stays due
+                    logger.exception("level rollover failed", extra={"project": project, "level": sk})
+                    summary.levels_failed += 1
+                    continue
+                if landed:
+                    summary.levels_reset += 1
+                else:
+                    summary.levels_skipped += 1
+            if after is None:
+                break
+        else:
+            summary.complete = False
+            return
+
+
+def expire_due_holds(
+    now: Decimal,
+    store: BudgetStore,
+    summary: ResetSummary,
+    *,
+    keep_going: Callable[[], bool] = _always,
+    page_size: int = PAGE_SIZE,
+    workers: int = WORKERS,
+) -> None:
+    """Release every hold whose time ran out (``held -> expired``), from the due-for-reset index's
+    ``HOLDS#<n>`` partitions: the cost grows with the holds due. Each is one TransactWriteItems
+    conditional on the hold still being held, so a settle or release racing it wins or loses
+    whole. Counts into `summary`; stops when `keep_going()` fails (the rest stay due)."""
+    from budget_service.store_holds import EXPIRED, HoldStore
+
+    holds = HoldStore(store)
+
+    def expire_one(due) -> str:
+        try:
+            _, changed = holds.finish(due.project, due.user, due.hold_id, now, EXPIRED)
+        except Exception:  # one hold's failure must not stop the others; it stays due
+            logger.exception("hold expiry failed", extra={"project": due.project, "user": due.user})
+            return "holds_failed"
+        return "holds_expired" if changed else "holds_skipped"
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expire") as pool:
+        for shard in range(RESET_SHARDS):
+            after: dict | None = None
+            while keep_going():
+                page, after = holds.due(shard, now, limit=page_size, after=after)
+                for outcome in pool.map(expire_one, page):
+                    setattr(summary, outcome, getattr(summary, outcome) + 1)
+                if after is None:
+                    break
+            else:
+                summary.complete = False
+                return

@@ -36,8 +36,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget, DueReset
-from budget_service.errors import BudgetNotFound, Contention, InvalidInput
-from budget_service.limits import MAX_MODELS_PER_USER, utf8_size
+from budget_service.errors import Contention, InvalidInput
+from budget_service.limits import utf8_size
 from budget_service.periods import Duration, Period
 
 USER_PREFIX = "USER#"
@@ -288,6 +288,9 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         "total_budget": budget.total_budget,
         "current_cost": budget.current_cost,
         "model_cost": dict(budget.model_cost),
+        # Holds (issue 13): the stored headroom every write moves with SET x = x + :delta.
+        "held": budget.held,
+        "available": budget.available,
         "created_at": budget.created_at,
         "updated_at": budget.updated_at,
         "version": budget.version + 1,
@@ -296,6 +299,7 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         "duration": budget.duration.value if budget.duration else None,
         "duration_days": budget.duration_days,
         "timezone": budget.timezone,
+        "team": budget.team,
         "period_start": budget.period_start,
         "reset_at": budget.reset_at,
         "previous_period_start": budget.previous_period_start,
@@ -313,13 +317,19 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
 
 
 def item_to_budget(raw: dict) -> Budget:
-    item = _plain(raw)
+    return plain_to_budget(_plain(raw))
+
+
+def plain_to_budget(item: dict) -> Budget:
+    """A budget item already read as Python values (see _plain)."""
     return Budget(
         project=item["project"],
         user=item["user"],
         total_budget=item["total_budget"],
         current_cost=item.get("current_cost", Decimal(0)),
         model_cost=dict(item.get("model_cost", {})),
+        held=item.get("held", Decimal(0)),
+        team=item.get("team"),
         duration=Duration(item["duration"]) if "duration" in item else None,
         duration_days=item.get("duration_days"),
         timezone=item.get("timezone"),
@@ -491,110 +501,11 @@ class BudgetStore:
                 )
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
-    # ---- cost updates (issue 4) ----------------------------------------------------------------
+    # ---- cost updates (issue 4; one TransactWriteItems since issue 13: store_levels.py) ----------
 
-    # A cost update is one request: an UpdateItem that ADDs to the spend (no Idempotency-Key), or
-    # a TransactWriteItems of that same update and a Put of a ledger item that must not exist yet.
-    # Both are conditional on the budget existing and its period not having ended; the failure
-    # answer carries the old item (ReturnValuesOnConditionCheckFailure), so telling "unknown user"
-    # from "period ended", and answering a replay, cost no extra read.
-
-    def add_cost(
-        self,
-        project: str,
-        user: str,
-        model: str,
-        cost: Decimal,
-        now: Decimal,
-        *,
-        ledger: dict | None = None,
-    ) -> tuple[Budget | None, dict | None]:
-        """Add `cost` to the user's spend and to ``model_cost[model]``.
-
-        Without `ledger`: one UpdateItem; returns (the budget after the update, None).
-        With `ledger` ({"key", "expires_at", and the attributes to store}): one TransactWriteItems;
-        returns (None, None) when it was applied (a transaction returns no values), or
-        (None, the stored ledger item) when the key was already used: nothing is charged again.
-
-        A budget whose period has ended is rolled over first (the version-conditional path), then
-        the update is tried once more. Unknown user: BudgetNotFound.
-        """
-        rolled = False
-        conflicts = 0
-        while True:
-            try:
-                if ledger is None:
-                    response = self.client.update_item(**self._cost_update(project, user, model, cost, now),
-                                                       ReturnValues="ALL_NEW")
-                    return item_to_budget(response["Attributes"]), None
-                self.client.transact_write_items(
-                    TransactItems=[
-                        {"Update": self._cost_update(project, user, model, cost, now)},
-                        {"Put": self._ledger_put(project, user, ledger)},
-                    ]
-                )
-                return None, None
-            except ClientError as exc:
-                error = exc.response["Error"]["Code"]
-                if error == "ConditionalCheckFailedException":
-                    old = exc.response.get("Item")
-                elif error == "TransactionCanceledException":
-                    reasons = exc.response.get("CancellationReasons") or []
-                    codes = [r.get("Code") for r in reasons]
-                    if len(reasons) > 1 and codes[1] == "ConditionalCheckFailed":
-                        return None, _plain(reasons[1].get("Item", {}))
-                    if codes and codes[0] == "ConditionalCheckFailed":
-                        old = reasons[0].get("Item")
-                    elif "TransactionConflict" in codes and conflicts < MAX_WRITE_ATTEMPTS:
-                        # Another transaction holds one of the items; DynamoDB asks us to retry.
-                        time.sleep(random.uniform(0, 0.005 * 2**conflicts))
-                        conflicts += 1
-                        continue
-                    else:
-                        raise
-                else:
-                    raise
-            if not old:
-                raise BudgetNotFound.for_user(project, user)
-            seen = item_to_budget(old)
-            if seen.reset_at is None or now < seen.reset_at:  # the period is open: the model cap
-                raise InvalidInput(
-                    f"budget {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
-                    " record this cost under one of them"
-                )
-            if rolled:  # rolled over a moment ago and the new period has ended already
-                raise Contention(f"budget {project}/{user}: its period keeps ending; retry")
-            self._roll_over(project, user, seen, now)
-            rolled = True
-
-    def _cost_update(self, project: str, user: str, model: str, cost: Decimal, now: Decimal) -> dict:
-        return {
-            "TableName": self.table_name,
-            "Key": budget_key(project, user),
-            # model_cost is always stored as a map (budget_to_item), so its entry can be created here.
-            "UpdateExpression": (
-                "SET current_cost = if_not_exists(current_cost, :zero) + :cost,"
-                " model_cost.#model = if_not_exists(model_cost.#model, :zero) + :cost,"
-                " updated_at = :now ADD version :one"
-            ),
-            # A new model only while the item tracks fewer than the limit (items stay under 400 KB).
-            "ConditionExpression": (
-                "attribute_exists(pk) AND (attribute_not_exists(reset_at) OR reset_at > :now)"
-                " AND (attribute_exists(model_cost.#model) OR size(model_cost) < :max_models)"
-            ),
-            "ExpressionAttributeNames": {"#model": model},
-            "ExpressionAttributeValues": {
-                # Plain notation: DynamoDB takes "1E-24" too, but moto's ADD/+ parses only plain.
-                ":cost": {"N": format(cost, "f")},
-                ":zero": {"N": "0"},
-                ":one": {"N": "1"},
-                ":max_models": {"N": str(MAX_MODELS_PER_USER)},
-                ":now": _serialize(now),
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-
-    def _ledger_put(self, project: str, user: str, ledger: dict) -> dict:
+    def _ledger_put(self, project: str, user: str, ledger: dict, *, replacing: Decimal | None = None) -> dict:
+        """The Put of an idempotency ledger item: only if the key is new, or, with `replacing`,
+        only over the entry with that ``created_at`` (one left by a deleted budget, issue 11)."""
         item = {
             **{k: v for k, v in ledger.items() if k != "key" and v is not None},
             "pk": project_key(project),
@@ -606,26 +517,19 @@ class BudgetStore:
         return {
             "TableName": self.table_name,
             "Item": {k: _serialize(v) for k, v in item.items()},
-            "ConditionExpression": "attribute_not_exists(pk)",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **(
+                {"ConditionExpression": "attribute_not_exists(pk)"}
+                if replacing is None
+                else {"ConditionExpression": "created_at = :seen",
+                      "ExpressionAttributeValues": {":seen": _serialize(replacing)}}
+            ),
         }
 
     def get_ledger(self, project: str, user: str, key: str) -> dict | None:
         key_attrs = {"pk": {"S": project_key(project)}, "sk": {"S": ledger_key(user, key)}}
         item = _get_item(self.client, self.table_name, key_attrs)
         return _plain(item) if item else None
-
-    def _roll_over(self, project: str, user: str, seen: Budget, now: Decimal) -> None:
-        """Start the budget's current period (zero spend), unless someone already has."""
-
-        def change(current: Budget | None) -> Budget | None:
-            if current is None:
-                raise BudgetNotFound.for_user(project, user)
-            if current.reset_at is None or now < current.reset_at:
-                return None  # rolled over (or re-ruled) by another writer: nothing to do
-            return dataclasses.replace(current.as_of(now), updated_at=now)
-
-        self.update(project, user, change, seen=seen)
 
     # ---- scheduled resets (issue 5) ------------------------------------------------------------
 
@@ -694,6 +598,9 @@ class BudgetStore:
             "#reset_at": "reset_at",
             "#updated_at": "updated_at",
             "#version": "version",
+            "#available": "available",
+            "#held": "held",
+            "#total_budget": "total_budget",
         }
         values: dict = {
             ":seen_reset_at": _serialize(due.reset_at),
@@ -730,7 +637,10 @@ class BudgetStore:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=budget_key(due.project, due.user),
-                UpdateExpression=update + " ADD #version :one",
+                UpdateExpression=(
+                    # Live holds carry into the new period: the headroom is the budget less them.
+                    update + ", #available = #total_budget - if_not_exists(#held, :zero) ADD #version :one"
+                ),
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
