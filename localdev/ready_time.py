@@ -63,7 +63,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            if answers(self.url):
+            # Ready: it answers, and it has printed its start-up notes (the banner ends them; a
+            # request can be answered a moment before they are flushed).
+            if answers(self.url) and "Serving on" in self.output():
                 return time.monotonic() - self.started
             time.sleep(0.05)  # poll interval between checks of the condition
         raise TimeoutError(f"server did not answer within {timeout}s:\n{self.output()}")

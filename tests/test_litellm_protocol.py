@@ -65,7 +65,13 @@ def test_any_litellm_entry_round_trips_as_decimals(api, total, models, duration,
     sent = {user: litellm_entry(total, cost, models, duration, stamp)}
     assert api.set_budget("roundtrip", sent).status == 200
     got = api.get_budget("roundtrip").json()["data"][user]
-    assert got == as_decimals(sent[user])
+    expected = as_decimals(sent[user])
+    # litellm's current_cost is a float sum, which can fall a last digit short of the exact sum of
+    # its own per-model costs; the merge keeps current_cost at least that sum (issue 12).
+    # JSON renders it as a float (what litellm reads), so compare at a float's precision.
+    exact = max(expected["current_cost"], sum(expected["model_cost"].values(), Decimal(0)))
+    expected["current_cost"] = as_decimals(float(exact))
+    assert got == expected
 
 
 def test_users_missing_from_the_body_stay(api):
