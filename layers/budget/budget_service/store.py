@@ -35,6 +35,8 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget
 from budget_service.budget import DueReset
+from budget_service.budget import Write
+from budget_service.budget import roll
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput
 from budget_service.models import MAX_MODELS_PER_USER
 from budget_service.periods import Duration
@@ -307,10 +309,13 @@ class BudgetStore:
 
     # ---- writes --------------------------------------------------------------------------------
 
-    def save(self, budget: Budget) -> Budget:
+    def save(self, budget: Budget, write: Write | None = None) -> Budget:
         """Write `budget` if the stored item is still at `budget.version` (0: absent).
 
-        Returns the budget at its new version; raises StaleWrite when someone wrote first.
+        With `write` carrying closed periods or audit entries (issue 17), one TransactWriteItems
+        puts them with the budget: the rollover and its record land together or not at all.
+        Otherwise one PutItem. Returns the budget at its new version; raises StaleWrite when
+        someone wrote first.
         """
         if budget.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -319,13 +324,31 @@ class BudgetStore:
                 "ConditionExpression": "version = :seen",
                 "ExpressionAttributeValues": {":seen": {"N": str(budget.version)}},
             }
+        put = {"TableName": self.table_name, "Item": budget_to_item(budget), **condition}
+        if write is None or not (write.closed or write.audit):
+            try:
+                self.client.put_item(**put)
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    raise StaleWrite from exc
+                raise
+            return _with_version(budget, budget.version + 1)
+        from budget_service.store_history import history_items
+
+        items = [{"Put": put}, *history_items(self.table_name, write.closed, write.audit)]
         try:
-            self.client.put_item(
-                TableName=self.table_name, Item=budget_to_item(budget), **condition
-            )
+            self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _condition_failed(exc):
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [r.get("Code") for r in reasons]
+            if codes and codes[0] in ("ConditionalCheckFailed", "TransactionConflict"):
                 raise StaleWrite from exc
+            if "TransactionConflict" in codes:
+                raise StaleWrite from exc
+            # The budget's condition held but a history item exists already: two different
+            # periods with one key (the same start and end), which the keys are made to prevent.
             raise
         return _with_version(budget, budget.version + 1)
 
@@ -353,14 +376,16 @@ class BudgetStore:
         self,
         project: str,
         user: str,
-        change: Callable[[Budget | None], Budget | None],
+        change: Callable[[Budget | None], Budget | Write | None],
         *,
         seen: Budget | None | type[...] = ...,
     ) -> Budget | None:
         """Read-modify-write one budget until it lands without a race.
 
-        `change` gets the stored budget (None when absent) and returns the budget to store, or
-        None to store nothing. `seen` is a copy already read, to save the first read. A lost race
+        `change` gets the stored budget (None when absent) and returns the budget to store, a
+        Write (the budget with the periods it closes and its audit entries, stored in one
+        transaction), or None to store nothing. A change that rolls an ended period over must
+        return the Write of ``budget.roll`` (a plain Budget over an ended period is refused). `seen` is a copy already read, to save the first read. A lost race
         re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
         caller gets Contention (HTTP 409) and may retry.
         """
@@ -369,8 +394,10 @@ class BudgetStore:
             target = change(current)
             if target is None:
                 return current
+            write = target if isinstance(target, Write) else Write(target)
+            _check_recorded(current, write)
             try:
-                return self.save(_with_version(target, current.version if current else 0))
+                return self.save(_with_version(write.budget, current.version if current else 0), write)
             except StaleWrite:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
                 current = self.get(project, user)
@@ -457,68 +484,30 @@ class BudgetStore:
         return total, False
 
     def reset_period(self, due: DueReset, period: Period, now: Decimal) -> bool:
-        """Zero the spend of a due budget and move it into `period`, in one conditional write.
+        """Roll a due budget over into `period`, with its closed-period record, in one write.
 
-        The write lands only if the item still has the ``reset_at`` and the rule the index showed
-        (so `period` was computed from what is stored). Anyone who rolled the period over first
-        (another run, a cost update or ``set_budget`` rolling it lazily, a reset, a new rule) has
-        moved ``reset_at`` or the rule, and this is a no-op: False. Spend added after the reset
-        lands is added to the new period, never zeroed: this is a single write. Bumps
-        ``version`` like every write.
+        Reads the item (the closed period's spend is not in the index), then one TransactWriteItems
+        of the budget, conditional on the version read, and the closed period's Put (issue 17). It
+        lands only if the item still has the ``reset_at`` the index showed and that time has come;
+        anyone who rolled the period over first (another run, a cost or hold rolling it lazily,
+        ``set_budget``, a reset, a new rule) has moved ``reset_at``, and this is a no-op: False.
+        A lost race re-reads (``update``). Live holds carry into the new period.
         """
-        names = {
-            "#current_cost": "current_cost",
-            "#model_cost": "model_cost",
-            "#period_start": "period_start",
-            "#reset_at": "reset_at",
-            "#updated_at": "updated_at",
-            "#version": "version",
-            "#available": "available",
-            "#held": "held",
-            "#total_budget": "total_budget",
-        }
-        values: dict = {
-            ":seen_reset_at": _serialize(due.reset_at),
-            ":zero": _serialize(Decimal(0)),
-            ":no_models": {"M": {}},
-            ":start": _serialize(period.start),
-            ":end": _serialize(period.end),
-            ":now": _serialize(now),
-            ":one": {"N": "1"},
-        }
-        conditions = ["#reset_at = :seen_reset_at"]
-        rule = {
-            "duration": due.duration.value if due.duration is not None else None,
-            "duration_days": due.duration_days,
-            "timezone": due.timezone,
-            "period_start": due.period_start,
-        }
-        for attribute, seen in rule.items():
-            names[f"#{attribute}"] = attribute
-            if seen is None:
-                conditions.append(f"attribute_not_exists(#{attribute})")
-            else:
-                values[f":seen_{attribute}"] = _serialize(seen)
-                conditions.append(f"#{attribute} = :seen_{attribute}")
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=budget_key(due.project, due.user),
-                UpdateExpression=(
-                    "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
-                    "#reset_at = :end, #updated_at = :now, "
-                    # Live holds carry into the new period: the headroom is the budget less them.
-                    "#available = #total_budget - if_not_exists(#held, :zero) ADD #version :one"
-                ),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        landed = False
+
+        def change(current: Budget | None) -> Write | None:
+            nonlocal landed
+            landed = False
+            if current is None or current.reset_at != due.reset_at or now < current.reset_at:
+                return None
+            write = roll(current, now, closed_by="job")
+            if write.budget.period_start != period.start:  # the rule changed since the index read
+                return None
+            landed = True
+            return Write(dataclasses.replace(write.budget, updated_at=now), write.closed)
+
+        self.update(due.project, due.user, change)
+        return landed
 
 
 def _item_to_due(raw: dict) -> DueReset:
@@ -532,6 +521,17 @@ def _item_to_due(raw: dict) -> DueReset:
         timezone=item.get("timezone"),
         period_start=item.get("period_start"),
     )
+
+
+def _check_recorded(current: Budget | None, write: Write) -> None:
+    """No rollover without its record: storing over an ended period must close it (budget.roll)."""
+    if current is None or current.reset_at is None or write.budget.updated_at < current.reset_at:
+        return
+    if write.budget.reset_at == current.reset_at:
+        return  # not rolled over (yet): the period's spend is still on the item
+    if not any(c.end == current.reset_at and c.start == (current.period_start if current.period_start
+               is not None else current.created_at) for c in write.closed):
+        raise AssertionError(f"budget {current.project}/{current.user}: a rollover without its record")
 
 
 def _with_version(budget: Budget, version: int) -> Budget:

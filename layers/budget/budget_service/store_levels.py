@@ -28,6 +28,7 @@ from decimal import Decimal, localcontext
 
 from botocore.exceptions import ClientError
 
+from budget_service.budget import roll
 from budget_service.errors import BudgetExceeded, BudgetNotFound, Contention, InvalidInput
 from budget_service.models import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
 from budget_service.store import (
@@ -212,8 +213,10 @@ class LevelWriter:
             if current is None:
                 raise BudgetNotFound.for_user(project, user)
             if current.reset_at is not None and now >= current.reset_at:
-                # The period's rollover: spend zeroed, live holds kept.
-                return dataclasses.replace(current.as_of(now), updated_at=now)
+                # The period's rollover: spend zeroed, live holds kept, the closed period recorded
+                # in the same write (issue 17).
+                write = roll(current, now)
+                return dataclasses.replace(write, budget=dataclasses.replace(write.budget, updated_at=now))
             # Rewriting the item stores held and available (budget_to_item).
             return current if legacy else None
 
