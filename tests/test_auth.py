@@ -22,10 +22,10 @@ from budget_service.store import API_KEY_SK, ApiKeyStore, api_key_pk
 from localdev import template
 from localdev.auth import Denied, LocalAuthorizer, from_template
 from localdev.dynamodb import client_for
-from localdev.events import LambdaContext, api_gateway_event
+from localdev.events import api_gateway_event
 from localdev.template import parameter_defaults
 
-from conftest import TABLE_NAME, Response
+from conftest import TABLE_NAME, Response, lambda_context
 
 MINTED: list[str] = []  # every key minted in this module; none may appear in any log line
 
@@ -78,7 +78,7 @@ class Gateway:
 
     @staticmethod
     def _invoke(function_id: str, event: dict):
-        return template.load_handler(function_id)(event, LambdaContext(function_id))
+        return template.load_handler(function_id)(event, lambda_context(function_id))
 
     def call(self, method, resource, params=None, *, body=None, key=None, header=None):
         headers = {}
@@ -222,7 +222,7 @@ def test_handlers_refuse_a_request_without_authorizer_context(authed, api):
     forged = api_gateway_event("POST", "/get_budget", body={"project_name": "p"})
     forged["requestContext"]["authorizer"] = {"role": "admin", "projects": "not json", "key_id": "x"}
     handler = template.load_handler("GetBudgetFunction")
-    assert handler(forged, LambdaContext("GetBudgetFunction"))["statusCode"] == 401
+    assert handler(forged, lambda_context("GetBudgetFunction"))["statusCode"] == 401
 
 
 def test_reader_cannot_write_and_writer_cannot_manage(authed, store):
@@ -379,4 +379,4 @@ def test_sample_events_carry_an_authorizer_context_and_pass_with_auth_on(aws, mo
 def test_the_authorizer_sample_event_is_refused_as_unknown(aws):
     event = json.loads((template.EVENTS_DIR / "authorizer.json").read_text())
     with pytest.raises(Exception, match="^Unauthorized$"):
-        template.load_handler("AuthorizerFunction")(event, LambdaContext("AuthorizerFunction"))
+        template.load_handler("AuthorizerFunction")(event, lambda_context("AuthorizerFunction"))

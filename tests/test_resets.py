@@ -28,7 +28,7 @@ from budget_service.store import (
     item_to_budget,
     reset_shard,
 )
-from conftest import TABLE_NAME, run_threads
+from conftest import TABLE_NAME, lambda_context, run_threads
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
@@ -486,7 +486,7 @@ def test_handler_with_the_sample_event_resets_due_budgets_and_emits_metrics(stor
     store.save(budget("fn", "later", duration=Duration.DAILY).with_period_from(now))
     capsys.readouterr()
 
-    result = invoke(LambdaContext("ResetBudgetsFunction", timeout_s=180))
+    result = invoke(lambda_context("ResetBudgetsFunction"))
     assert {k: result[k] for k in ("due", "reset", "skipped", "failed", "left", "complete")} == {
         "due": 5, "reset": 5, "skipped": 0, "failed": 0, "left": 0, "complete": True,
     }
@@ -505,7 +505,7 @@ def test_handler_with_little_time_left_leaves_everything_for_the_next_run(store)
         store.save(dataclasses.replace(b, period_start=now - 2 * DAY, reset_at=now - DAY))
     result = invoke(LambdaContext("ResetBudgetsFunction", timeout_s=5))  # below the reserve
     assert (result["reset"], result["left"], result["complete"]) == (0, 3, False)
-    assert invoke(LambdaContext("ResetBudgetsFunction", timeout_s=180))["reset"] == 3
+    assert invoke(lambda_context("ResetBudgetsFunction"))["reset"] == 3
 
 
 def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store, aws):
@@ -520,7 +520,7 @@ def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store
 
     module = template.load_module("ResetBudgetsFunction")
     with pytest.raises(module.ResetRunFailed, match="1 due budget"):
-        invoke(LambdaContext("ResetBudgetsFunction", timeout_s=180))
+        invoke(lambda_context("ResetBudgetsFunction"))
     for i in range(4):
         assert stored(store, "fn", f"u{i}").current_cost == 0
     assert item_to_budget(aws.get_item(TableName=TABLE_NAME, Key={"pk": broken["pk"], "sk": broken["sk"]})["Item"]).version == 1
