@@ -20,6 +20,7 @@ from budget_service import budgets
 from budget_service.budget import Budget, iso
 from budget_service.periods import SECONDS_PER_DAY, Duration
 from budget_service.resets import ResetSummary, update_budget_all_users
+from budget_service.store_history import HistoryStore
 from budget_service.store_levels import LevelWriter
 from budget_service.store import (
     RESET_SHARDS,
@@ -147,8 +148,7 @@ def test_ten_thousand_budgets_hundred_due_reads_only_the_due(aws):
     store = BudgetStore(TABLE_NAME, client=aws)
     wire = Wire(aws)
     try:
-        # One worker: in-process moto's TransactWriteItems copies the table and is not thread-safe.
-        summary = update_budget_all_users(NOW, store, workers=1)
+        summary = update_budget_all_users(NOW, store)
     finally:
         wire.close()
 
@@ -383,7 +383,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
             a_reset_landed.set()
 
     job_client.meta.events.register("after-call.dynamodb.Query", after_query)
-    job_client.meta.events.register("after-call.dynamodb.UpdateItem", after_update)
+    job_client.meta.events.register("after-call.dynamodb.TransactWriteItems", after_update)
     summary: list[ResetSummary] = []
     job = threading.Thread(
         target=lambda: summary.append(update_budget_all_users(NOW, BudgetStore(table, client=job_client)))
@@ -433,6 +433,11 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         # One write per cost, plus exactly one rollover: the job's reset, or a cost's lazy one.
         rollovers = after.version - (original.version + 1) - cost_count[original.user]
         assert rollovers == 1, (original.user, rollovers)
+        # ...and exactly one record of the closed period, with the spend it closed (issue 17).
+        (closed,), _ = HistoryStore(check).periods_page("cost", "USER", original.user, limit=10)
+        assert (closed["spend"], closed["period_start"], closed["period_end"]) == (
+            original.current_cost, original.period_start, original.reset_at)
+        assert closed["model_cost"] == original.model_cost
 
 
 # ---- an ended period reads as reset before the job runs ------------------------------------------

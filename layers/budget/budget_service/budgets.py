@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from budget_service.budget import Budget
+from budget_service.budget import USER_LEVEL, AuditEntry, Budget, ClosedPeriod, Write, roll
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
 from budget_service.litellm_compat import merge_entry, new_budget_from_entry, same_state
 from budget_service.models import (
@@ -73,6 +73,7 @@ def set_budget(
     user_dict: dict[str, LitellmEntry],
     now: Decimal,
     keep_going: Callable[[], bool] = lambda: True,
+    key_id: str | None = None,
 ) -> SetBudgetResult:
     """Merge a litellm user dict into the project. The caller has validated all of it.
 
@@ -99,11 +100,16 @@ def set_budget(
             nonlocal stale, wrote
             if current is None:
                 wrote = True
-                return new_budget_from_entry(project, user, entry, now)
-            merged = merge_entry(current, entry, now)
+                created = new_budget_from_entry(project, user, entry, now)
+                return Write(created, audit=_settings_audit(None, created, now, key_id))
+            rolled = roll(current, now)  # an ended period is closed and recorded (issue 17)
+            merged = merge_entry(rolled.budget, entry, now)
             stale = merged.stale_spend_ignored
             wrote = not same_state(current, merged.budget)
-            return merged.budget if wrote else None
+            if not wrote:
+                return None
+            closed = rolled.closed + ((merged.replaced,) if merged.replaced is not None else ())
+            return Write(merged.budget, closed, _settings_audit(current, merged.budget, now, key_id))
 
         try:
             store.update(project, user, change, seen=stored.get(user))
@@ -155,18 +161,37 @@ def read_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Bu
     return budget.as_of(now)
 
 
+def _settings(budget: Budget) -> dict:
+    return {"total_budget": budget.total_budget, "duration": budget.duration_label(),
+            "timezone": budget.timezone}
+
+
+def _settings_audit(old: Budget | None, new: Budget, now: Decimal, key_id: str | None) -> tuple[AuditEntry, ...]:
+    """The audit entry of a settings change (``create`` when `old` is None), or none if the
+    settings (total_budget, duration, timezone) did not change."""
+    before = _settings(old) if old is not None else None
+    after = _settings(new)
+    if before == after:
+        return ()
+    return (AuditEntry(new.project, USER_LEVEL, new.user, "create" if old is None else "settings",
+                       now, key_id, {"old": before, "new": after}),)
+
+
 def put_budget(
-    store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal
+    store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal,
+    key_id: str | None = None,
 ) -> tuple[Budget, bool]:
     """Create or replace a budget's settings. Spend of the current period is kept."""
     created = False
 
-    def change(current: Budget | None) -> Budget:
+    def change(current: Budget | None) -> Write:
         nonlocal created
         created = current is None
+        # An ended period is closed and recorded in this write (issue 17).
+        rolled = roll(current, now) if current is not None else None
         base = (
-            current.as_of(now)
-            if current is not None
+            rolled.budget
+            if rolled is not None
             else Budget(project=project, user=user, total_budget=settings.total_budget,
                         created_at=now, updated_at=now)
         )
@@ -181,7 +206,8 @@ def put_budget(
             timezone=settings.timezone,
             updated_at=now,
         )
-        return updated.with_period_from(now) if rule_changed or created else updated
+        target = updated.with_period_from(now) if rule_changed or created else updated
+        return Write(target, rolled.closed if rolled else (), _settings_audit(current, target, now, key_id))
 
     budget = store.update(project, user, change)
     assert budget is not None
@@ -196,16 +222,29 @@ def list_budgets(
     return [b.as_of(now) for b in budgets], (encode_cursor(last) if last else None)
 
 
-def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Budget:
-    """Zero the spend now and start a new period (a rolling period restarts at `now`)."""
+def reset_budget(
+    store: BudgetStore, project: str, user: str, now: Decimal, key_id: str | None = None
+) -> Budget:
+    """Zero the spend now and start a new period (a rolling period restarts at `now`).
 
-    def change(current: Budget | None) -> Budget:
+    The spend zeroed is kept as a closed period ending `now` (``closed_by: reset``; an ended
+    period not yet rolled over is closed first), with an audit entry, in the same write."""
+
+    def change(current: Budget | None) -> Write:
         if current is None:
             raise BudgetNotFound.for_user(project, user)
-        restarted = current.with_spend_zeroed()
-        if current.duration_days is not None:
+        rolled = roll(current, now)
+        base = rolled.budget
+        closed = ClosedPeriod.of(base, end=now, closed_at=now, closed_by="reset")
+        restarted = base.with_spend_zeroed()
+        if base.duration_days is not None:
             restarted = dataclasses.replace(restarted, period_start=now)
-        return dataclasses.replace(restarted.with_period_from(now), updated_at=now)
+        target = dataclasses.replace(restarted.with_period_from(now), updated_at=now)
+        audit = AuditEntry(project, USER_LEVEL, user, "reset", now, key_id, {
+            "spend": base.current_cost, "model_cost": dict(base.model_cost),
+            "period_start": closed.start,
+        })
+        return Write(target, rolled.closed + (closed,), (audit,))
 
     budget = store.update(project, user, change)
     assert budget is not None

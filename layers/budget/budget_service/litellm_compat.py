@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 
-from budget_service.budget import ZERO, Budget
+from budget_service.budget import ZERO, Budget, ClosedPeriod
 from budget_service.models import LitellmEntry
 from budget_service.periods import SECONDS_PER_DAY
 
@@ -28,6 +28,9 @@ from budget_service.periods import SECONDS_PER_DAY
 class Merge:
     budget: Budget
     stale_spend_ignored: bool = False
+    # The client reset a rolling period: the stored spend it replaced, as a closed period to
+    # record with the write (issue 17), so no recorded cost falls out of every period.
+    replaced: ClosedPeriod | None = None
 
 
 def _max_spend(stored: Budget, entry: LitellmEntry) -> tuple[Decimal, dict[str, Decimal]]:
@@ -101,6 +104,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
 
     # Spend: which period does the entry speak of?
     stale = False
+    replaced = None
     if client_start is None or settings.period_start is None:
         spend = _max_spend(settings, entry)
     elif settings.duration is not None:  # calendar: compare the periods containing each start
@@ -111,6 +115,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
             spend = _max_spend(settings, entry)
     elif client_start > settings.period_start:  # rolling: the client reset; re-anchor on it
         spend = _entry_spend(entry)
+        replaced = ClosedPeriod.of(settings, end=client_start, closed_at=now, closed_by="set_budget")
         settings = dataclasses.replace(settings, period_start=client_start).with_period_from(
             client_start
         ).as_of(now)
@@ -122,7 +127,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
     merged = dataclasses.replace(
         settings, current_cost=spend[0], model_cost=spend[1], updated_at=now
     )
-    return Merge(merged, stale_spend_ignored=stale)
+    return Merge(merged, stale_spend_ignored=stale, replaced=replaced)
 
 
 def same_state(a: Budget, b: Budget) -> bool:

@@ -549,7 +549,8 @@ class BudgetStore:
             if current is None or current.reset_at != due.reset_at or now < current.reset_at:
                 return None
             write = roll(current, now, closed_by="job")
-            if write.budget.period_start != period.start:  # the rule changed since the index read
+            if (write.budget.period_start, write.budget.reset_at) != (period.start, period.end):
+                # The rule changed since the index was read: the next run sees the new one.
                 return None
             landed = True
             return Write(dataclasses.replace(write.budget, updated_at=now), write.closed)
