@@ -251,6 +251,34 @@ def reset_budget(
     return budget
 
 
-def delete_budget(store: BudgetStore, project: str, user: str) -> None:
-    if not store.delete(project, user):
+def delete_budget(
+    store: BudgetStore, project: str, user: str, now: Decimal | None = None,
+    key_id: str | None = None, *, purge: bool = False,
+) -> None:
+    """Delete a budget. Its history (closed periods) and audit ledger are kept, with the spend of
+    its current period recorded as a closed period (``closed_by: delete``) and a ``delete`` audit
+    entry, in the same transaction as the Delete. With `purge`, the budget is deleted and then
+    every period and audit item of the user too (a purge cut short is finished by asking again:
+    a purge of a user with history but no budget succeeds). BudgetNotFound: nothing to delete."""
+    from budget_service.store_history import HistoryStore
+
+    if purge:
+        deleted = store.delete(project, user)
+        history = HistoryStore(store)
+        if not deleted and not history.has_history(project, USER_LEVEL, user):
+            raise BudgetNotFound.for_user(project, user)
+        history.purge(project, USER_LEVEL, user)
+        return
+    when = now if now is not None else utc_now()
+
+    def record(current: Budget) -> Write:
+        rolled = roll(current, when)
+        closed = rolled.closed + (
+            ClosedPeriod.of(rolled.budget, end=when, closed_at=when, closed_by="delete"),
+        )
+        audit = AuditEntry(project, USER_LEVEL, user, "delete", when, key_id,
+                           {"old": _settings(current), "spend": rolled.budget.current_cost})
+        return Write(rolled.budget, closed, (audit,))
+
+    if not store.delete_recorded(project, user, record):
         raise BudgetNotFound.for_user(project, user)

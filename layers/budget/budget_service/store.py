@@ -394,6 +394,36 @@ class BudgetStore:
             raise StaleWrite(item_to_budget(old)) from exc
         return item_to_budget(item)
 
+    def delete_recorded(self, project: str, user: str, record: Callable[[Budget], Write]) -> bool:
+        """Delete a budget with what `record` says to keep of it (its current period as a closed
+        one, an audit entry; issue 17), in one TransactWriteItems whose Delete is conditional on
+        the version read, so the record is of the budget deleted. False when there was none.
+        A lost race re-reads; botocore's retries carry the transaction's ClientRequestToken."""
+        from budget_service.store_history import history_items
+
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            current = self.get(project, user)
+            if current is None:
+                return False
+            write = record(current)
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Delete": {
+                        "TableName": self.table_name,
+                        "Key": budget_key(project, user),
+                        "ConditionExpression": "version = :seen",
+                        "ExpressionAttributeValues": {":seen": {"N": str(current.version)}},
+                    }},
+                    *history_items(self.table_name, write.closed, write.audit),
+                ])
+                return True
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if not codes or codes[0] not in ("ConditionalCheckFailed", "TransactionConflict"):
+                    raise
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
+
     def delete(self, project: str, user: str) -> bool:
         """Delete a budget; False when there was none.
 
@@ -433,7 +463,8 @@ class BudgetStore:
         `change` gets the stored budget (None when absent) and returns the budget to store, a
         Write (the budget with the periods it closes and its audit entries, stored in one
         transaction), or None to store nothing. A change that rolls an ended period over must
-        return the Write of ``budget.roll`` (a plain Budget over an ended period is refused). `seen` is a copy already read, to save the first read. A lost race
+        return the Write of ``budget.roll`` (a plain Budget over an ended period is refused).
+        `seen` is a copy already read, to save the first read. A lost race
         re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
         caller gets Contention (HTTP 409) and may retry.
         """

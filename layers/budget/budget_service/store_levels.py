@@ -59,6 +59,9 @@ class Move:
     model: str | None = None
     need: Decimal | None = None
     open_period: bool = True
+    # A credit (issue 17): lands only while current_cost (and model_cost[model]) >= this, so
+    # spend never goes below zero; else SpendBelowCredit with what the level held.
+    floor: Decimal | None = None
 
     @property
     def available_delta(self) -> Decimal:
@@ -102,6 +105,12 @@ def level_update(table_name: str, project: str, user: str, move: Move, now: Deci
     if move.need is not None:
         values[":need"] = {"N": format(move.need, "f")}
         conditions.append("available >= :need")
+    if move.floor is not None:
+        values[":floor"] = {"N": format(move.floor, "f")}
+        conditions.append("current_cost >= :floor")
+        if move.model is not None:
+            names["#model"] = move.model
+            conditions.append("model_cost.#model >= :floor")
     update = {
         "TableName": table_name,
         "Key": budget_key(project, user),
@@ -113,6 +122,15 @@ def level_update(table_name: str, project: str, user: str, move: Move, now: Deci
     if names:
         update["ExpressionAttributeNames"] = names
     return update
+
+
+class SpendBelowCredit(Exception):
+    """A credit's floor failed: the level's spend (or the model's) is below it now. `old` is the
+    level item as the failed condition saw it (Python values)."""
+
+    def __init__(self, old: dict) -> None:
+        super().__init__("spend is below the credit")
+        self.old = old
 
 
 @dataclass
@@ -193,6 +211,12 @@ class LevelWriter:
             if self._repair(project, user, level_old, move, now):
                 repaired += 1
                 continue
+            if move.floor is not None and (
+                Decimal(level_old.get("current_cost", 0)) < move.floor
+                or (move.model is not None
+                    and Decimal(level_old.get("model_cost", {}).get(move.model, -1)) < move.floor)
+            ):
+                raise SpendBelowCredit(level_old)
             if move.need is not None and Decimal(level_old["available"]) < move.need:
                 raise BudgetExceeded.at_level(
                     "user", user, available=Decimal(level_old["available"]), needed=move.need
