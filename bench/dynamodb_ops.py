@@ -195,18 +195,26 @@ MINIMUMS = {
     "replace": (1, "1", "one conditional UpdateItem of the settings (same rule: the index entry is unchanged)"),
     "get": (1, "0", "one GetItem"),
     "list": (1, "0", "one Query per page (1 MB)"),
-    "cost": (1, "2", "one TransactWriteItems of the budget (×2): botocore's ClientRequestToken makes"
-             " its retries exactly-once, which an UpdateItem's ADD is not"),
-    "cost_key": (1, "4", "one TransactWriteItems: budget + ledger item, ×2"),
-    "cost_replay": (2, "4", "the same transaction, cancelled by the ledger's condition (billed as written),"
+    "cost": (1, "4", "one TransactWriteItems (×2): the budget, and a ConditionCheck that the project"
+             " has no cap (it would be moved too); botocore's ClientRequestToken makes its retries"
+             " exactly-once, which an UpdateItem's ADD is not"),
+    "cost_key": (1, "6", "the same with the ledger item"),
+    "cost_replay": (2, "6", "the same transaction, cancelled by the ledger's condition (billed as written),"
                     " and a GetItem of the budget (a deleted budget's key must not replay)"),
-    "hold": (1, "4 + 1 index", "one TransactWriteItems: the hold item (enters the due index) + the budget"
-             " conditional on available, ×2"),
-    "hold_key": (1, "6 + 1 index", "the same with the Idempotency-Key's ledger item"),
+    "hold": (1, "6 + 1 index", "one TransactWriteItems: the hold item (enters the due index) + the budget"
+             " conditional on available + the project's ConditionCheck, ×2"),
+    "hold_key": (1, "8 + 1 index", "the same with the Idempotency-Key's ledger item"),
     "settle": (1, "4 + 1 index", "one TransactWriteItems: the hold held→settled (leaves the index) + the"
                " budget's spend/held/available, ×2"),
     "release": (1, "4 + 1 index", "one TransactWriteItems: the hold held→released + the budget, ×2"),
     "projected": (1, "0", "one GetItem (pricing and tokens need no table)"),
+    "project_put": (1, "1", "one conditional PutItem of the project level"),
+    "project_get": (2, "0", "one GetItem, and a COUNT Query of the project's users (the record's `users`)"),
+    "team_put": (1, "1", "one conditional PutItem of the team level"),
+    "team_get": (2, "0", "one GetItem, and a COUNT Query of the team's users"),
+    "teams": (1, "0", "one Query per page of teams (plus a COUNT Query per team for `users`)"),
+    "team_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
+    "project_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
     "reset": (1, "1", "one UpdateItem zeroing spend (a calendar period keeps its reset_at)"),
     "delete": (1, "2 + 1 index", "one TransactWriteItems of one Delete (×2: its token makes a retried"
                " delete answer 204, not 404); the index entry goes with it"),
@@ -257,6 +265,20 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         return entries
 
     ops = [
+        ("project_put", "native", "PUT /projects/{p}/budget",
+         lambda: session.put(f"{rt.url}/projects/ops-levels/budget", json={"total_budget": 100, "duration": "monthly"})),
+        ("project_get", "native", "GET /projects/{p}/budget",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/budget")),
+        ("team_put", "native", "PUT /projects/{p}/teams/{t}",
+         lambda: session.put(f"{rt.url}/projects/ops-levels/teams/research", json={"total_budget": 30})),
+        ("team_get", "native", "GET /projects/{p}/teams/{t}",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/teams/research")),
+        ("teams", "native", "GET /projects/{p}/teams (1 team)",
+         lambda: session.get(f"{rt.url}/projects/ops-levels/teams")),
+        ("team_delete", "native", "DELETE /projects/{p}/teams/{t}",
+         lambda: session.delete(f"{rt.url}/projects/ops-levels/teams/research")),
+        ("project_delete", "native", "DELETE /projects/{p}/budget",
+         lambda: session.delete(f"{rt.url}/projects/ops-levels/budget")),
         ("create", "native", "PUT /projects/{p}/users/{u}",
          lambda: session.put(f"{base}/alice", json={"total_budget": 25, "duration": "monthly"})),
         ("replace", "native", "PUT /projects/{p}/users/{u} (existing)",
@@ -323,7 +345,7 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
                 call = lambda body=body: session.post(f"{rt.url}/set_budget", json=body)  # noqa: E731
             meter.start()
             response = call()
-            if response.status_code >= 300 and not (key == "delete" and response.status_code == 204):
+            if response.status_code >= 300 and response.status_code != 204:
                 raise RuntimeError(f"{label}: {response.status_code} {response.text[:300]}")
             if key == "reset_job" and response.json().get("reset") != 1:
                 raise RuntimeError(f"reset job did not reset exactly one budget: {response.text[:300]}")
@@ -347,6 +369,10 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         " botocore's retries.",
         "Hold, settle and release are one TransactWriteItems each: the hold item and the budget;"
         " the hold id carries the amount, so settle and release need no read.",
+        "Budget levels (issue 14): a charge moves every level the user belongs to in the same"
+        " transaction and proves with a ConditionCheck (2 WCU) that a level it does not move does"
+        " not exist: here the project has no cap, so a cost is 4 WCU. Each level moved adds one"
+        " Update (2 WCU); the request count stays 1.",
         "PUT (create or replace) and POST …/reset read before they write (GetItem, then a"
         " version-conditional PutItem): 2 requests where 1 would do. The read-modify-write keeps"
         " concurrent writers from interleaving; the PutItem is billed by the whole item (under"

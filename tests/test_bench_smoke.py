@@ -101,10 +101,11 @@ def test_dynamodb_ops_counts_every_route(quick_run):
     data = results["sections"]["dynamodb_ops"]["data"]
     routes = {(r.method, r.path) for r in template.api_routes()}
     assert len(data) >= len(routes)  # each route at least once, plus the scheduled reset
-    assert data["cost"]["operations"] == ["TransactWriteItems"] and data["cost"]["wcu"] == 2
+    # The budget and the ConditionCheck that the project has no cap, each x2 (a transaction).
+    assert data["cost"]["operations"] == ["TransactWriteItems"] and data["cost"]["wcu"] == 4
     for op in ("hold", "hold_key", "settle", "release"):
         assert data[op]["operations"] == ["TransactWriteItems"], (op, data[op])
-    assert data["cost_key"]["operations"] == ["TransactWriteItems"] and data["cost_key"]["wcu"] == 4
+    assert data["cost_key"]["operations"] == ["TransactWriteItems"] and data["cost_key"]["wcu"] == 6
     assert data["get"]["operations"] == ["GetItem"] and data["get"]["wcu"] == 0
     assert data["reset_job"]["operations"].count("UpdateItem") == 1
 

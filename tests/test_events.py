@@ -8,6 +8,11 @@ from localdev import template
 
 # In this order on an empty table (the README's API table gives the same statuses).
 DOCUMENTED = [
+    ("PutProjectBudget", 201),
+    ("PutTeam", 201),
+    ("GetProjectBudget", 200),
+    ("GetTeam", 200),
+    ("ListTeams", 200),
     ("PutBudget", 201),
     ("GetBudget", 200),
     ("ListBudgets", 200),
@@ -18,6 +23,8 @@ DOCUMENTED = [
     ("SettleHold", 200),  # the hold CreateHold made (hold ids are random: substituted)
     ("ReleaseHold", 200),  # already settled: harmless, says released: false
     ("DeleteBudget", 204),
+    ("DeleteTeam", 204),
+    ("DeleteProjectBudget", 204),
     ("LitellmSetBudget", 200),
     ("LitellmGetBudget", 200),
 ]

@@ -58,7 +58,7 @@ def never_lower(before, after):
         assert after.model_cost.get(model, 0) >= cost
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # pure functions; a busy machine must not fail them
 @given(stored_rolling(), money, models, st.booleans(), st.data())
 def test_within_a_period_set_budget_never_lowers_spend(stored_now, total, model_cost, same_duration, data):
     stored, now = stored_now
@@ -74,7 +74,7 @@ def test_within_a_period_set_budget_never_lowers_spend(stored_now, total, model_
     assert merged.budget.total_budget == total
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # pure functions; a busy machine must not fail them
 @given(stored_calendar(), money, models, st.data())
 def test_calendar_budgets_never_lose_spend_to_a_client_in_the_same_period(stored_now, total, model_cost, data):
     stored, now = stored_now
@@ -88,7 +88,7 @@ def test_calendar_budgets_never_lose_spend_to_a_client_in_the_same_period(stored
     assert merged.budget.reset_at == current.reset_at
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # pure functions; a busy machine must not fail them
 @given(stored_rolling(), money, models, st.data())
 def test_a_client_side_reset_is_taken(stored_now, total, model_cost, data):
     stored, now = stored_now
@@ -104,7 +104,7 @@ def test_a_client_side_reset_is_taken(stored_now, total, model_cost, data):
     assert merged.budget.reset_at == stamp + stored.duration_days * SECONDS_PER_DAY
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # pure functions; a busy machine must not fail them
 @given(stored_rolling(), money, models, st.data())
 def test_an_entry_from_a_finished_period_does_not_bring_its_spend_back(stored_now, total, model_cost, data):
     stored, now = stored_now

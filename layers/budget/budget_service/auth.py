@@ -78,6 +78,14 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("GET", "/projects/{project}/spend"): Permission.READ,
     ("GET", "/projects/{project}/users/{user}/ledger"): Permission.READ,
     ("POST", "/projects/{project}/users/{user}/adjustments"): Permission.MANAGE,
+    # Budget levels (issue 14): an admin creates, changes and deletes them; a reader reads them.
+    ("PUT", "/projects/{project}/budget"): Permission.MANAGE,
+    ("GET", "/projects/{project}/budget"): Permission.READ,
+    ("DELETE", "/projects/{project}/budget"): Permission.MANAGE,
+    ("PUT", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams/{team}"): Permission.READ,
+    ("DELETE", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams"): Permission.READ,
 }
 
 

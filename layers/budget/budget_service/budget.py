@@ -45,6 +45,8 @@ class Budget:
     model_cost: dict[str, Decimal] = field(default_factory=dict)
     # Sum of the amounts of this budget's live holds (USD); kept across period rollovers.
     held: Decimal = ZERO
+    # The team (a budget level of the project, issue 14) the user's spend also counts toward.
+    team: str | None = None
     # At most one of the two period rules is set: a calendar duration, or litellm's rolling days.
     duration: Duration | None = None
     duration_days: Decimal | None = None
@@ -118,6 +120,7 @@ class Budget:
             "held": self.held,
             "available": max(self.available, ZERO),
             "model_cost": dict(self.model_cost),
+            "team": self.team,
             "duration": self.duration_label(),
             "timezone": self.timezone,
             "period_start": iso(self.period_start),

@@ -181,7 +181,21 @@ def put_budget(
     store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal,
     key_id: str | None = None,
 ) -> tuple[Budget, bool]:
-    """Create or replace a budget's settings. Spend of the current period is kept."""
+    """Create or replace a budget's settings. Spend of the current period is kept.
+
+    ``team`` names a team of the project (issue 14) that must exist (else InvalidInput, 422, and
+    nothing written); it replaces the user's team, and None takes the user out of any team. Spend
+    already made stays where it was counted; charges from now on count toward the new team.
+    """
+    if settings.team is not None:
+        from budget_service.store_levels import get_level, team_sk
+
+        if get_level(store, project, team_sk(settings.team)) is None:
+            raise InvalidInput(
+                f"project {project!r} has no team {settings.team!r}; create it first"
+                " (PUT /projects/{project}/teams/{team})",
+                details=[{"field": "team", "problem": "no such team in this project"}],
+            )
     created = False
 
     def change(current: Budget | None) -> Write:
@@ -204,6 +218,7 @@ def put_budget(
             duration=settings.duration,
             duration_days=None,
             timezone=settings.timezone,
+            team=settings.team,
             updated_at=now,
         )
         target = updated.with_period_from(now) if rule_changed or created else updated

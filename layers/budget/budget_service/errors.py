@@ -67,6 +67,13 @@ class BudgetExceeded(BudgetError):
         return cls(f"the budget cannot cover {needed}: {shown}", details=details)
 
 
+class LevelNotFound(BudgetError):
+    """No such project budget or team (issue 14)."""
+
+    status = HTTPStatus.NOT_FOUND
+    code = "level_not_found"
+
+
 class HoldNotFound(BudgetError):
     status = HTTPStatus.NOT_FOUND
     code = "hold_not_found"

@@ -230,7 +230,7 @@ def adjust(store: BudgetStore, project: str, user: str, request: AdjustmentReque
         move = Move(spend=applied, model=request.model if applied else None,
                     floor=-applied if applied < 0 else None)
         try:
-            writer.write(project, user, move, now, extra=lambda: [
+            writer.write(project, user, move, now, extra=lambda levels: [
                 {"Put": store._ledger_put(project, user, ledger)},
                 audit_put(store.table_name, audit),
             ])

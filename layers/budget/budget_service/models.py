@@ -185,6 +185,9 @@ class PutBudgetRequest(_Strict):
     total_budget: Money
     duration: Duration | None = None
     timezone: TimezoneName = None
+    team: Identifier | None = Field(
+        default=None, description="a team of the project (it must exist): the user's spend also"
+        " counts toward it (issue 14)")
 
 
 class BudgetRecord(BaseModel):
@@ -199,6 +202,7 @@ class BudgetRecord(BaseModel):
         " least 0 (USD)"
     )
     model_cost: dict[str, Number]
+    team: str | None = Field(default=None, description="the team the user's spend also counts toward")
     duration: str | None = Field(
         description="daily/weekly/monthly/yearly; for budgets written by litellm with a numeric"
         " duration, 'rolling:<days>d'"
@@ -591,4 +595,36 @@ class Ledger(BaseModel):
     project: str
     user: str
     entries: list[LedgerEntry]
+# ---- budget levels (issue 14) -----------------------------------------------------------------
+
+
+class LevelRequest(_Strict):
+    """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``."""
+
+    total_budget: Money
+    duration: Duration | None = None
+    timezone: TimezoneName = None
+
+
+class LevelRecord(BaseModel):
+    project: str
+    level: Literal["project", "team"]
+    team: str | None = None
+    total_budget: Number
+    current_cost: Number = Field(description="spend of the level's current period (USD)")
+    remaining: Number
+    held: Number
+    available: Number
+    model_cost: dict[str, Number]
+    users: int = Field(description="user budgets that count toward this level")
+    duration: str | None
+    timezone: str | None
+    period_start: str | None
+    reset_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class TeamList(BaseModel):
+    teams: list[LevelRecord]
     next_cursor: str | None

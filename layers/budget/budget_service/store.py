@@ -238,6 +238,7 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         "duration": budget.duration.value if budget.duration else None,
         "duration_days": budget.duration_days,
         "timezone": budget.timezone,
+        "team": budget.team,
         "period_start": budget.period_start,
         "reset_at": budget.reset_at,
     }
@@ -262,6 +263,7 @@ def plain_to_budget(item: dict) -> Budget:
         current_cost=item.get("current_cost", Decimal(0)),
         model_cost=dict(item.get("model_cost", {})),
         held=item.get("held", Decimal(0)),
+        team=item.get("team"),
         duration=Duration(item["duration"]) if "duration" in item else None,
         duration_days=item.get("duration_days"),
         timezone=item.get("timezone"),

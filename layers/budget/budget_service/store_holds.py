@@ -41,7 +41,7 @@ from budget_service.store import (
     _serialize,
     project_key,
 )
-from budget_service.store_levels import Cancelled, LevelWriter, Move
+from budget_service.store_levels import Cancelled, LevelWriter, Move, _hint
 
 HOLD_PREFIX = "HOLD#"
 HOLD_SHARD_PREFIX = "HOLDS#"
@@ -98,6 +98,10 @@ class DueHold:
     expires_at: Decimal
 
 
+# Settling or freeing a hold moves the levels it reserved from (its ``levels``), pinned here.
+_PIN_LEVELS = "#levels = :levels"
+
+
 class HoldStore:
     """Hold items and the level moves that go with them. Errors: those of LevelWriter, and
     HoldNotFound."""
@@ -107,6 +111,13 @@ class HoldStore:
         self.levels = LevelWriter(budgets)
         self.client = budgets.client
         self.table_name = budgets.table_name
+
+    def _levels_hint(self, project: str, user: str) -> list[str]:
+        """The levels above the user its holds most likely reserved from (the hint of
+        store_levels); a settle or release pins them on the hold and learns the real ones
+        from a cancellation when they differ."""
+        plan = _hint(self.table_name, project, user)
+        return [sk for sk in plan.candidates() if sk in plan.present]
 
     def _key(self, project: str, user: str, hold_id: str) -> dict:
         return {"pk": {"S": project_key(project)}, "sk": {"S": hold_sk(user, hold_id)}}
@@ -150,20 +161,24 @@ class HoldStore:
             "reset_shard": hold_shard(project, user, hold_id),
             "reset_at": expires_at,
         }
-        put = {
-            "Put": {
-                "TableName": self.table_name,
-                "Item": {k: _serialize(v) for k, v in item.items() if v is not None},
-                "ConditionExpression": "attribute_not_exists(pk)",
+        def put(levels: list[str]) -> dict:
+            # The levels above the user it reserved from: settle and release free those.
+            stored = {**item, "levels": levels}
+            return {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {k: _serialize(v) for k, v in stored.items() if v is not None},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
             }
-        }
+
         move = Move(held=amount, need=amount)
         replacing: Decimal | None = None
         for _ in range(4):
-            def extra() -> list[dict]:
+            def extra(levels: list[str]) -> list[dict]:
                 if ledger is None:
-                    return [put]
-                return [put, {"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}]
+                    return [put(levels)]
+                return [put(levels), {"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}]
 
             try:
                 self.levels.write(project, user, move, now, extra=extra)
@@ -201,7 +216,8 @@ class HoldStore:
         """
         amount = amount_of(hold_id)
         from_state = HELD
-        for _ in range(4):
+        levels = self._levels_hint(project, user)
+        for _ in range(6):
             frees = from_state == HELD
             update = {
                 "Update": {
@@ -211,9 +227,10 @@ class HoldStore:
                         "SET #state = :settled, settled_at = :now, settled_from = :from, "
                         "expires_at = :ttl, #result = :result REMOVE reset_shard, reset_at"
                     ),
-                    "ConditionExpression": "attribute_exists(pk) AND #state = :from",
-                    "ExpressionAttributeNames": {"#state": "state", "#result": "result"},
+                    "ConditionExpression": "attribute_exists(pk) AND #state = :from AND " + _PIN_LEVELS,
+                    "ExpressionAttributeNames": {"#state": "state", "#result": "result", "#levels": "levels"},
                     "ExpressionAttributeValues": {
+                        ":levels": _serialize(levels),
                         ":settled": {"S": SETTLED},
                         ":from": {"S": from_state},
                         ":now": _serialize(now),
@@ -225,7 +242,8 @@ class HoldStore:
             }
             move = Move(spend=cost, model=model, held=-amount if frees else Decimal(0))
             try:
-                self.levels.write(project, user, move, now, extra=lambda: [update])
+                # The spend goes to the levels the hold reserved from (those it was authorized by).
+                self.levels.write(project, user, move, now, extra=lambda moved: [update], levels=levels)
                 return {**result, "settled_from": from_state, "settled_at": now}, False
             except Cancelled as cancelled:
                 old = cancelled.reasons[0][1]
@@ -235,6 +253,7 @@ class HoldStore:
                 return {**old.get("result", {}), "settled_from": old.get("settled_from"),
                         "settled_at": old.get("settled_at")}, True
             from_state = old["state"]
+            levels = list(old.get("levels") or [])
         raise Contention(f"hold {hold_id!r} is changing too fast; retry")
 
     def finish(self, project: str, user: str, hold_id: str, now: Decimal, state: str) -> tuple[dict | None, bool]:
@@ -244,33 +263,51 @@ class HoldStore:
         (repeating is harmless). A hold whose budget was deleted is finished on its own.
         HoldNotFound: no such hold."""
         amount = amount_of(hold_id)
-        update = {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": self._key(project, user, hold_id),
-                "UpdateExpression": (
-                    "SET #state = :to, finished_at = :now, expires_at = :ttl REMOVE reset_shard, reset_at"
-                ),
-                "ConditionExpression": "attribute_exists(pk) AND #state = :held",
-                "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": {
-                    ":to": {"S": state},
-                    ":held": {"S": HELD},
-                    ":now": _serialize(now),
-                    ":ttl": _serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
-                },
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        levels = self._levels_hint(project, user)
+
+        def finishing(pinned: bool) -> dict:
+            condition = "attribute_exists(pk) AND #state = :held"
+            names = {"#state": "state"}
+            values = {
+                ":to": {"S": state},
+                ":held": {"S": HELD},
+                ":now": _serialize(now),
+                ":ttl": _serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
             }
-        }
+            if pinned:
+                condition += " AND " + _PIN_LEVELS
+                names["#levels"] = "levels"
+                values[":levels"] = _serialize(levels)
+            return {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._key(project, user, hold_id),
+                    "UpdateExpression": (
+                        "SET #state = :to, finished_at = :now, expires_at = :ttl REMOVE reset_shard, reset_at"
+                    ),
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+
+        update = finishing(False)
         try:
-            # Freeing a hold needs no open period: it moves held and available, never spend.
-            self.levels.write(project, user, Move(held=-amount, open_period=False), now, extra=lambda: [update])
-            return None, True
-        except Cancelled as cancelled:
-            old = cancelled.reasons[0][1]
-            if old is None:
-                raise HoldNotFound(f"no hold {hold_id!r} for user {user!r} in project {project!r}") from None
-            return old, False
+            for _ in range(3):
+                try:
+                    # Freeing a hold needs no open period: it moves held and available, never spend.
+                    self.levels.write(project, user, Move(held=-amount, open_period=False), now,
+                                      extra=lambda moved: [finishing(True)], levels=levels)
+                    return None, True
+                except Cancelled as cancelled:
+                    old = cancelled.reasons[0][1]
+                if old is None:
+                    raise HoldNotFound(f"no hold {hold_id!r} for user {user!r} in project {project!r}")
+                if old["state"] != HELD:
+                    return old, False
+                levels = list(old.get("levels") or [])  # the levels it really reserved from
+            raise Contention(f"hold {hold_id!r} is changing too fast; retry")
         except BudgetNotFound:
             # The budget was deleted: nothing to free; take the hold out of the due index.
             try:

@@ -21,18 +21,24 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from botocore.exceptions import ClientError
 
-from budget_service.budget import roll
+from budget_service.budget import ClosedPeriod, roll, rule_period
 from budget_service.errors import BudgetExceeded, BudgetNotFound, Contention, InvalidInput
 from budget_service.models import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
+from budget_service.periods import Duration
 from budget_service.store import (
     MAX_WRITE_ATTEMPTS,
+    USER_PREFIX,
+    project_key,
+    user_key,
     BudgetStore,
     _plain,
     _serialize,
@@ -59,8 +65,8 @@ class Move:
     model: str | None = None
     need: Decimal | None = None
     open_period: bool = True
-    # A credit (issue 17): lands only while current_cost (and model_cost[model]) >= this, so
-    # spend never goes below zero; else SpendBelowCredit with what the level held.
+    # A credit (issue 17): the user's item lands only while its current_cost (and
+    # model_cost[model]) >= this, so spend never goes below zero; else SpendBelowCredit.
     floor: Decimal | None = None
 
     @property
@@ -69,12 +75,34 @@ class Move:
             return -(self.spend + self.held)
 
 
-def level_update(table_name: str, project: str, user: str, move: Move, now: Decimal) -> dict:
-    """The TransactWriteItems ``Update`` of one user level for `move` (see Move).
+PROJECT_SK = "PROJECT"
+TEAM_PREFIX = "TEAM#"
 
-    Conditional on the item existing and carrying ``available`` (items written before holds get
-    it at their next rewrite, see ``LevelWriter``), plus what `move` asks. A failed condition
-    answers the old item (``ReturnValuesOnConditionCheckFailure``), so the reason costs no read.
+
+def team_sk(team: str) -> str:
+    return TEAM_PREFIX + team
+
+
+def level_name(project: str, sk: str) -> tuple[str, str]:
+    """(kind, name) of a level's sort key: ("user", u), ("team", t) or ("project", project)."""
+    if sk == PROJECT_SK:
+        return "project", project
+    if sk.startswith(TEAM_PREFIX):
+        return "team", sk[len(TEAM_PREFIX):]
+    return "user", sk[len(USER_PREFIX):]
+
+
+def level_update(
+    table_name: str, project: str, sk: str, move: Move, now: Decimal, *, pin_team: str | None | type[...] = ...
+) -> dict:
+    """The TransactWriteItems ``Update`` of one level item (``sk``: USER#<user>, TEAM#<team> or
+    PROJECT) for `move` (see Move).
+
+    Conditional on the item existing and carrying ``available`` (user items written before holds
+    get it at their next rewrite, see ``LevelWriter``), plus what `move` asks. `pin_team` (user
+    items): the write lands only while the user is in that team (None: in none), so the levels a
+    charge moves are the ones the user belongs to at that instant. A failed condition answers
+    the old item (``ReturnValuesOnConditionCheckFailure``), so the reason costs no read.
     """
     names: dict = {}
     values: dict = {
@@ -105,15 +133,20 @@ def level_update(table_name: str, project: str, user: str, move: Move, now: Deci
     if move.need is not None:
         values[":need"] = {"N": format(move.need, "f")}
         conditions.append("available >= :need")
-    if move.floor is not None:
+    if move.floor is not None and sk.startswith(USER_PREFIX):
         values[":floor"] = {"N": format(move.floor, "f")}
         conditions.append("current_cost >= :floor")
         if move.model is not None:
             names["#model"] = move.model
             conditions.append("model_cost.#model >= :floor")
+    if pin_team is None:
+        conditions.append("attribute_not_exists(team)")
+    elif pin_team is not ...:
+        values[":team"] = {"S": pin_team}
+        conditions.append("team = :team")
     update = {
         "TableName": table_name,
-        "Key": budget_key(project, user),
+        "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
         "UpdateExpression": "SET " + ", ".join(sets) + " ADD version :one",
         "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeValues": values,
@@ -124,9 +157,52 @@ def level_update(table_name: str, project: str, user: str, move: Move, now: Deci
     return update
 
 
+def level_absent(table_name: str, project: str, sk: str) -> dict:
+    """A ConditionCheck that level `sk` does not exist: a charge that moves no such level proves
+    it in the same transaction (a cap created meanwhile cancels it; see LevelWriter)."""
+    return {
+        "TableName": table_name,
+        "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+        "ConditionExpression": "attribute_not_exists(pk)",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+@dataclass
+class Plan:
+    """Which levels above the user a charge moves: the user's team (None: none) and which of
+    the team and project items exist. A hint, never trusted: the transaction pins the user's team
+    and checks the absence of every level it does not move, and a cancellation corrects it."""
+
+    team: str | None = None
+    present: set[str] = field(default_factory=set)  # sks of the levels that exist
+
+    def candidates(self) -> list[str]:
+        return ([team_sk(self.team)] if self.team is not None else []) + [PROJECT_SK]
+
+
+_HINTS: OrderedDict[tuple[str, str, str], Plan] = OrderedDict()
+_HINTS_MAX = 10_000
+_HINTS_LOCK = threading.Lock()
+
+
+def _hint(table: str, project: str, user: str) -> Plan:
+    with _HINTS_LOCK:
+        plan = _HINTS.get((table, project, user))
+        return Plan(plan.team, set(plan.present)) if plan else Plan()
+
+
+def _remember(table: str, project: str, user: str, plan: Plan) -> None:
+    with _HINTS_LOCK:
+        _HINTS[(table, project, user)] = Plan(plan.team, set(plan.present))
+        _HINTS.move_to_end((table, project, user))
+        while len(_HINTS) > _HINTS_MAX:
+            _HINTS.popitem(last=False)
+
+
 class SpendBelowCredit(Exception):
-    """A credit's floor failed: the level's spend (or the model's) is below it now. `old` is the
-    level item as the failed condition saw it (Python values)."""
+    """A credit's floor failed: the user's spend (or the model's) is below it now. `old` is the
+    user item as the failed condition saw it (Python values)."""
 
     def __init__(self, old: dict) -> None:
         super().__init__("spend is below the credit")
@@ -175,21 +251,49 @@ class LevelWriter:
         user: str,
         move: Move,
         now: Decimal,
-        extra: Callable[[], list[dict]] = list,
-    ) -> None:
+        extra: Callable[[list[str]], list[dict]] = lambda levels: [],
+        *,
+        levels: list[str] | None = None,
+    ) -> list[str]:
+        """One TransactWriteItems: ``extra(levels)`` (the operation's own items, told which levels
+        above the user this attempt moves), the user's Update, and for each level above it an
+        Update, or a ConditionCheck that it does not exist.
+
+        `levels` None (a cost, a hold): the user's levels now: its team (pinned on the user's
+        Update) and the project, learned from a per-container hint and corrected from the
+        cancellation when the hint was wrong (an unknown user or team costs up to two more
+        attempts, each writing nothing). `levels` given (settling or freeing a hold): exactly
+        those (sks; a level deleted since is skipped). Returns the sks of the levels moved.
+        """
+        fixed = levels is not None
+        plan = Plan(None, set(levels or [])) if fixed else _hint(self.table_name, project, user)
         repaired = 0
         conflicts = 0
         while True:
-            items = [*extra(), {"Update": level_update(self.table_name, project, user, move, now)}]
+            others = [sk for sk in (list(levels or []) if fixed else plan.candidates())]
+            moved = [sk for sk in others if sk in plan.present]
+            items = [*extra(moved)]
+            n_extra = len(items)
+            pin = ... if fixed else plan.team
+            items.append({"Update": level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)})
+            for sk in others:
+                if sk in plan.present:
+                    items.append({"Update": level_update(self.table_name, project, sk, move, now)})
+                elif not fixed:
+                    items.append({"ConditionCheck": level_absent(self.table_name, project, sk)})
+            checked = [sk for sk in others if sk in plan.present or not fixed]
             try:
                 self.client.transact_write_items(TransactItems=items)
-                return
+                if not fixed:
+                    _remember(self.table_name, project, user, plan)
+                return moved
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 reasons = _reasons(exc)
-            n_extra = len(items) - 1
-            extra_reasons, level_reasons = reasons[:n_extra], reasons[n_extra:]
+            extra_reasons = reasons[:n_extra]
+            user_code, user_old = reasons[n_extra] if len(reasons) > n_extra else (None, None)
+            level_reasons = dict(zip(checked, reasons[n_extra + 1:], strict=False))
             codes = {code for code, _ in reasons if code is not None}
             if codes <= {"TransactionConflict"}:
                 # Another transaction held one of the items; DynamoDB asks us to try again.
@@ -198,44 +302,76 @@ class LevelWriter:
                 time.sleep(random.uniform(0, 0.005 * 2**conflicts))
                 conflicts += 1
                 continue
-            (level_code, level_old), = level_reasons or [(None, None)]
-            if level_code == "ConditionalCheckFailed" and level_old is None:
+            failed = "ConditionalCheckFailed"
+            if user_code == failed and user_old is None:
                 raise BudgetNotFound.for_user(project, user)
-            if any(code == "ConditionalCheckFailed" for code, _ in extra_reasons):
-                raise Cancelled(extra_reasons, level_reasons)
-            if level_code != "ConditionalCheckFailed":
-                raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(codes)}); retry")
-            assert level_old is not None
-            if repaired >= 2:
-                raise Contention(f"budget {project}/{user}: its period keeps ending; retry")
-            if self._repair(project, user, level_old, move, now):
+            if any(code == failed for code, _ in extra_reasons):
+                raise Cancelled(extra_reasons, [(user_code, user_old), *level_reasons.values()])
+            if repaired >= 4:
+                raise Contention(f"budget {project}/{user}: its levels keep changing; retry")
+            # Correct the plan: the user's real team, and which levels exist.
+            changed = False
+            if user_code == failed and not fixed and user_old.get("team") != plan.team:
+                plan = Plan(user_old.get("team"), plan.present | ({team_sk(user_old["team"])} if user_old.get("team") else set()))
+                changed = True
+            for sk, (code, old) in level_reasons.items():
+                if code != failed:
+                    continue
+                if sk in plan.present and old is None:  # deleted (or never there)
+                    plan.present.discard(sk)
+                    changed = True
+                elif sk not in plan.present:  # the ConditionCheck found it: move it too
+                    plan.present.add(sk)
+                    changed = True
+            if changed:
                 repaired += 1
                 continue
-            if move.floor is not None and (
-                Decimal(level_old.get("current_cost", 0)) < move.floor
+            if move.floor is not None and user_code == failed and (
+                Decimal(user_old.get("current_cost", 0)) < move.floor
                 or (move.model is not None
-                    and Decimal(level_old.get("model_cost", {}).get(move.model, -1)) < move.floor)
+                    and Decimal(user_old.get("model_cost", {}).get(move.model, -1)) < move.floor)
             ):
-                raise SpendBelowCredit(level_old)
-            if move.need is not None and Decimal(level_old["available"]) < move.need:
-                raise BudgetExceeded.at_level(
-                    "user", user, available=Decimal(level_old["available"]), needed=move.need
+                raise SpendBelowCredit(user_old)
+            refusals = []
+            stuck = False
+            for sk, old in [(user_key(user), user_old if user_code == failed else None),
+                            *((sk, old) for sk, (code, old) in level_reasons.items() if code == failed)]:
+                if old is None:
+                    continue
+                if self._repair(project, sk, old, move, now):
+                    changed = True
+                elif move.need is not None and Decimal(old["available"]) < move.need:
+                    kind, name = level_name(project, sk)
+                    refusals.append({"level": kind, "name": name, "available": Decimal(old["available"]),
+                                     "needed": move.need})
+                else:
+                    stuck = True
+            if changed:
+                repaired += 1
+                continue
+            if refusals:
+                raise BudgetExceeded.at_levels(refusals)
+            if stuck:
+                raise InvalidInput(
+                    f"a budget level of {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
+                    " record this cost under one of them"
                 )
-            raise InvalidInput(
-                f"budget {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
-                " record this cost under one of them"
-            )
+            raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(codes)}); retry")
 
-    def _repair(self, project: str, user: str, old: dict, move: Move, now: Decimal) -> bool:
-        """Fix what made the level's condition fail, when it is fixable; True if it was."""
+    def _repair(self, project: str, sk: str, old: dict, move: Move, now: Decimal) -> bool:
+        """Fix what made a level's condition fail, when it is fixable; True if it was."""
         ended = move.open_period and "reset_at" in old and Decimal(old["reset_at"]) <= now
         legacy = "available" not in old
         if not (ended or legacy):
             return False
+        kind, name = level_name(project, sk)
+        if kind != "user":
+            roll_level(self.client, self.table_name, project, sk, old, now)
+            return True
 
         def change(current):
             if current is None:
-                raise BudgetNotFound.for_user(project, user)
+                raise BudgetNotFound.for_user(project, name)
             if current.reset_at is not None and now >= current.reset_at:
                 # The period's rollover: spend zeroed, live holds kept, the closed period recorded
                 # in the same write (issue 17).
@@ -244,7 +380,7 @@ class LevelWriter:
             # Rewriting the item stores held and available (budget_to_item).
             return current if legacy else None
 
-        self.budgets.update(project, user, change, seen=plain_to_budget(old))
+        self.budgets.update(project, name, change, seen=plain_to_budget(old))
         return True
 
     # ---- cost updates (issue 4, issue 11) ------------------------------------------------------
@@ -282,7 +418,7 @@ class LevelWriter:
             try:
                 self.write(
                     project, user, move, now,
-                    extra=lambda: [{"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}],
+                    extra=lambda levels: [{"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}],
                 )
                 return None
             except Cancelled as cancelled:
@@ -297,3 +433,140 @@ class LevelWriter:
                 replacing = first.get("created_at", ZERO)
                 continue
             return first
+
+
+def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: Decimal) -> bool:
+    """Start a team or project level's current period (spend zeroed, live holds kept,
+    ``available`` recomputed) and record the period that ended (issue 17), in one
+    TransactWriteItems: the Update conditional on the ``version`` seen in `old` (so the record
+    holds exactly the spend it closes) and the closed period's Put. Each period rolls over once
+    whoever gets there first. False: the item changed or someone else rolled it (the caller
+    retries from what its next attempt sees)."""
+    from budget_service.store_history import period_put
+
+    duration = Duration(old["duration"]) if old.get("duration") else None
+    period = rule_period(duration, None, old.get("timezone"), old.get("period_start"), now)
+    if period is None:
+        return False
+    kind, name = level_name(project, sk)
+    closed = ClosedPeriod(
+        project=project, level=kind.upper(), level_id="" if kind == "project" else name,
+        start=Decimal(old.get("period_start", old.get("created_at", now))), end=Decimal(old["reset_at"]),
+        total_budget=Decimal(old["total_budget"]), spend=Decimal(old.get("current_cost", 0)),
+        model_cost={k: Decimal(v) for k, v in old.get("model_cost", {}).items()},
+        held=Decimal(old.get("held", 0)), closed_by="rollover", closed_at=now,
+        budget_created_at=old.get("created_at"),
+    )
+    try:
+        client.transact_write_items(TransactItems=[
+            {"Update": {
+                "TableName": table_name,
+                "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+                "UpdateExpression": (
+                    "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
+                    " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
+                ),
+                "ConditionExpression": "reset_at = :seen AND version = :version",
+                "ExpressionAttributeValues": {
+                    ":zero": {"N": "0"}, ":no_models": {"M": {}}, ":start": _serialize(period.start),
+                    ":end": _serialize(period.end), ":now": _serialize(now), ":one": {"N": "1"},
+                    ":seen": _serialize(old["reset_at"]), ":version": _serialize(old["version"]),
+                },
+            }},
+            period_put(table_name, closed),
+        ])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "TransactionCanceledException":
+            return False
+        raise
+    return True
+
+
+# ---- team and project levels (issue 14): their own items ----------------------------------------
+#
+# A level item has the same attributes as a user budget (total_budget, current_cost, model_cost,
+# held, available, duration, timezone, period_start, reset_at, created_at, updated_at, version)
+# plus ``level`` ("team" or "project") and, for a team, ``team``. They are written whole,
+# conditional on ``version`` (or on being absent), like user budgets.
+
+
+def get_level(budgets: BudgetStore, project: str, sk: str) -> dict | None:
+    """A team or project level item as Python values (strongly consistent), or None."""
+    item = budgets.client.get_item(
+        TableName=budgets.table_name, Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+        ConsistentRead=True,
+    ).get("Item")
+    return _plain(item) if item else None
+
+
+def put_level(budgets: BudgetStore, project: str, sk: str, item: dict, seen_version: int) -> None:
+    """Write a level item whole if it is still at `seen_version` (0: absent); StaleWrite if not."""
+    from budget_service.store import StaleWrite
+
+    condition = (
+        {"ConditionExpression": "attribute_not_exists(pk)"}
+        if seen_version == 0
+        else {"ConditionExpression": "version = :seen",
+              "ExpressionAttributeValues": {":seen": {"N": str(seen_version)}}}
+    )
+    full = {**item, "pk": project_key(project), "sk": sk, "version": seen_version + 1}
+    try:
+        budgets.client.put_item(
+            TableName=budgets.table_name,
+            Item={k: _serialize(v) for k, v in full.items() if v is not None},
+            **condition,
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise StaleWrite from exc
+        raise
+
+
+def delete_level(budgets: BudgetStore, project: str, sk: str) -> bool:
+    """Delete a level item (one TransactWriteItems, for its retry token); False if absent."""
+    try:
+        budgets.client.transact_write_items(TransactItems=[{"Delete": {
+            "TableName": budgets.table_name,
+            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+            "ConditionExpression": "attribute_exists(pk)",
+        }}])
+    except ClientError as exc:
+        reasons = exc.response.get("CancellationReasons") or []
+        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            return False
+        raise
+    return True
+
+
+def list_teams(budgets: BudgetStore, project: str, *, limit: int, after: str | None) -> tuple[list[dict], str | None]:
+    """Up to `limit` team items of a project in team order, and the last team if more may follow."""
+    kwargs: dict = {
+        "TableName": budgets.table_name,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :team)",
+        "ExpressionAttributeValues": {":pk": {"S": project_key(project)}, ":team": {"S": TEAM_PREFIX}},
+        "ConsistentRead": True,
+        "Limit": limit,
+    }
+    if after is not None:
+        kwargs["ExclusiveStartKey"] = {"pk": {"S": project_key(project)}, "sk": {"S": team_sk(after)}}
+    response = budgets.client.query(**kwargs)
+    last = response.get("LastEvaluatedKey")
+    return [_plain(i) for i in response.get("Items", [])], (last["sk"]["S"][len(TEAM_PREFIX):] if last else None)
+
+
+def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> int:
+    """How many user budgets the project has (in `team`, when given): a COUNT Query, one page per
+    MB of the project's user items (it reads them; nothing is returned)."""
+    kwargs: dict = {
+        "TableName": budgets.table_name,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :user)",
+        "ExpressionAttributeValues": {":pk": {"S": project_key(project)}, ":user": {"S": USER_PREFIX}},
+        "Select": "COUNT",
+    }
+    if team is not None:
+        kwargs["FilterExpression"] = "team = :team"
+        kwargs["ExpressionAttributeValues"][":team"] = {"S": team}
+    total = 0
+    for page in budgets.client.get_paginator("query").paginate(**kwargs):
+        total += page["Count"]
+    return total

@@ -1,0 +1,224 @@
+"""Budget levels (issue 14) through their handlers on in-process moto: project and team caps,
+every charge moving all levels in one transaction, refusals naming the level, periods per level,
+and bad input that writes nothing."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from budget_service import budgets
+from budget_service import store as store_module
+from budget_service.store_levels import PROJECT_SK, get_level, team_sk
+
+USER = "/projects/{project}/users/{user}"
+PROJECT = "/projects/{project}/budget"
+TEAM = "/projects/{project}/teams/{team}"
+TEAMS = "/projects/{project}/teams"
+COST = USER + "/cost"
+HOLDS = USER + "/holds"
+SETTLE = USER + "/holds/{hold_id}/settle"
+RELEASE = USER + "/holds/{hold_id}"
+T0 = Decimal("1800000000")  # 2027-01-15T08:00:00Z
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> Decimal:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(budgets, "utc_now", clock)
+    return clock
+
+
+def dumps(body) -> str:
+    return json.dumps(body, default=lambda d: f"@@{d}@@").replace('"@@', "").replace('@@"', "")
+
+
+@pytest.fixture
+def acme(api, clock):
+    """The README's example: project cap $100/month, team "research" $30, user alice $10 in it."""
+    assert api.call("PUT", PROJECT, {"project": "acme"}, body={"total_budget": 100, "duration": "monthly"}).status == 201
+    assert api.call("PUT", TEAM, {"project": "acme", "team": "research"},
+                    body={"total_budget": 30, "duration": "monthly"}).status == 201
+    created = api.call("PUT", USER, {"project": "acme", "user": "alice"},
+                       body={"total_budget": 10, "duration": "daily", "team": "research"})
+    assert created.status == 201, created
+    return api
+
+
+def levels(aws) -> tuple:
+    store = store_module.BudgetStore("budgets-test", client=aws)
+    user = store.get("acme", "alice")
+    team = get_level(store, "acme", team_sk("research"))
+    project = get_level(store, "acme", PROJECT_SK)
+    return user, team, project
+
+
+def spend_of(aws):
+    user, team, project = levels(aws)
+    return user.current_cost, team["current_cost"], project["current_cost"]
+
+
+def table_items(aws) -> list[dict]:
+    return sorted(aws.scan(TableName="budgets-test")["Items"], key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
+
+
+@pytest.fixture
+def requests_made(aws):
+    client = store_module.default_store().client
+    sent: list[str] = []
+
+    def record(event_name, **kwargs):
+        sent.append(event_name.rsplit(".", 1)[-1])
+
+    client.meta.events.register("before-sign.dynamodb", record)
+    yield sent
+    client.meta.events.unregister("before-sign.dynamodb", record)
+
+
+ALICE = {"project": "acme", "user": "alice"}
+
+
+def test_a_cost_moves_user_team_and_project_by_the_same_amount_in_one_request(acme, aws, requests_made):
+    cost = Decimal("0.123456789012345678901234567")
+    assert acme.call("POST", COST, ALICE, body=dumps({"model": "m", "cost": Decimal("0.5")})).status == 200
+    requests_made.clear()  # the first charge in this container learnt alice's levels
+    assert acme.call("POST", COST, ALICE, body=dumps({"model": "m", "cost": cost})).status == 200
+    assert requests_made == ["TransactWriteItems"]
+    expected = Decimal("0.5") + Decimal("0.1234567890123456789012346")  # quantized to 25 places
+    assert spend_of(aws) == (expected, expected, expected)
+    user, team, project = levels(aws)
+    assert user.model_cost == team["model_cost"] == project["model_cost"] == {"m": expected}
+    assert team["available"] == 30 - expected and project["available"] == 100 - expected
+
+
+def test_a_hold_that_fits_the_user_but_not_the_team_is_refused_naming_it(acme, aws):
+    bob = {"project": "acme", "user": "bob"}
+    acme.call("PUT", USER, bob, body={"total_budget": 25, "team": "research"})
+    assert acme.call("POST", HOLDS, bob, body={"amount": 24}).status == 201
+    before = table_items(aws)
+    refused = acme.call("POST", HOLDS, ALICE, body={"amount": 8})
+    assert refused.status == 402, refused
+    assert refused.json()["error"]["details"] == [
+        {"level": "team", "name": "research", "available": 6, "needed": 8}]
+    assert table_items(aws) == before  # nothing written at any level
+    assert acme.call("POST", HOLDS, ALICE, body={"amount": 6}).status == 201
+
+
+def test_a_hold_over_the_project_cap_names_the_project(api, clock, aws):
+    api.call("PUT", PROJECT, {"project": "acme"}, body={"total_budget": 5})
+    api.call("PUT", USER, ALICE, body={"total_budget": 10})
+    before = table_items(aws)
+    refused = api.call("POST", HOLDS, ALICE, body={"amount": 6})
+    assert refused.status == 402
+    assert refused.json()["error"]["details"] == [{"level": "project", "name": "acme", "available": 5, "needed": 6}]
+    assert table_items(aws) == before
+    both = api.call("POST", HOLDS, ALICE, body={"amount": 11})  # over the user and the project
+    assert {d["level"] for d in both.json()["error"]["details"]} == {"user", "project"}
+
+
+def test_hold_settle_release_move_every_level(acme, aws):
+    h = acme.call("POST", HOLDS, ALICE, body={"amount": 4}).json()
+    user, team, project = levels(aws)
+    assert (user.held, team["held"], project["held"]) == (4, 4, 4)
+    settled = acme.call("POST", SETTLE, {**ALICE, "hold_id": h["hold_id"]}, body={"model": "m", "cost": 1.5})
+    assert settled.status == 200, settled
+    user, team, project = levels(aws)
+    assert (user.held, team["held"], project["held"]) == (0, 0, 0)
+    assert spend_of(aws) == (Decimal("1.5"),) * 3
+    assert (team["available"], project["available"]) == (Decimal("28.5"), Decimal("98.5"))
+    other = acme.call("POST", HOLDS, ALICE, body={"amount": 2}).json()
+    assert acme.call("DELETE", RELEASE, {**ALICE, "hold_id": other["hold_id"]}).json()["released"] is True
+    user, team, project = levels(aws)
+    assert (user.held, team["held"], project["held"]) == (0, 0, 0)
+    assert (team["available"], project["available"]) == (Decimal("28.5"), Decimal("98.5"))
+
+
+def test_a_settle_frees_the_levels_its_hold_reserved_even_after_the_user_moved(acme, aws):
+    acme.call("PUT", TEAM, {"project": "acme", "team": "ops"}, body={"total_budget": 50})
+    h = acme.call("POST", HOLDS, ALICE, body={"amount": 3}).json()
+    acme.call("PUT", USER, ALICE, body={"total_budget": 10, "duration": "daily", "team": "ops"})
+    acme.call("POST", SETTLE, {**ALICE, "hold_id": h["hold_id"]}, body={"model": "m", "cost": 1})
+    store = store_module.BudgetStore("budgets-test", client=aws)
+    research, ops = get_level(store, "acme", team_sk("research")), get_level(store, "acme", team_sk("ops"))
+    assert (research["held"], research["current_cost"]) == (0, 1)  # the team that authorized it
+    assert (ops["held"], ops["current_cost"]) == (0, 0)
+    acme.call("POST", COST, ALICE, body={"model": "m", "cost": 2})  # from now on: ops
+    assert get_level(store, "acme", team_sk("ops"))["current_cost"] == 2
+    assert get_level(store, "acme", team_sk("research"))["current_cost"] == 1
+
+
+def test_a_cap_created_after_a_charge_is_moved_by_the_next(api, clock, aws):
+    api.call("PUT", USER, ALICE, body={"total_budget": 10})
+    api.call("POST", COST, ALICE, body={"model": "m", "cost": 1})  # the hint: no project level
+    api.call("PUT", PROJECT, {"project": "acme"}, body={"total_budget": 5})
+    api.call("POST", COST, ALICE, body={"model": "m", "cost": 2})
+    store = store_module.BudgetStore("budgets-test", client=aws)
+    assert get_level(store, "acme", PROJECT_SK)["current_cost"] == 2  # counted from its creation
+    assert api.call("POST", HOLDS, ALICE, body={"amount": 4}).status == 402  # 3 left on the project
+    assert api.call("DELETE", PROJECT, {"project": "acme"}).status == 204
+    assert api.call("POST", HOLDS, ALICE, body={"amount": 4}).status == 201  # the cap is gone
+
+
+def test_each_level_rolls_over_at_its_own_boundary_once(acme, clock, aws):
+    acme.call("POST", COST, ALICE, body={"model": "m", "cost": 1})
+    user, _, project = levels(aws)
+    clock.now = user.reset_at + 1  # the next day: alice's daily period ended, the month did not
+    acme.call("POST", COST, ALICE, body={"model": "m", "cost": 2})
+    assert spend_of(aws) == (2, 3, 3)
+    month_end = project["reset_at"]
+    clock.now = month_end + 1  # the next month: every level rolls over
+    acme.call("POST", COST, ALICE, body={"model": "m", "cost": 4})
+    user, team, project = levels(aws)
+    assert spend_of(aws) == (4, 4, 4)
+    assert project["period_start"] == team["period_start"] == month_end
+    assert team["version"] == project["version"] == 5  # created, charged 3 times, rolled over once
+
+
+def test_level_records(acme):
+    acme.call("POST", HOLDS, ALICE, body={"amount": 2})
+    acme.call("PUT", USER, {"project": "acme", "user": "bob"}, body={"total_budget": 1})
+    project = acme.call("GET", PROJECT, {"project": "acme"}).json()
+    assert (project["level"], project["users"], project["held"], project["available"]) == ("project", 2, 2, 98)
+    assert project["duration"] == "monthly" and project["period_start"] == "2027-01-01T00:00:00Z"
+    team = acme.call("GET", TEAM, {"project": "acme", "team": "research"}).json()
+    assert (team["level"], team["team"], team["users"], team["total_budget"]) == ("team", "research", 1, 30)
+    listed = acme.call("GET", TEAMS, {"project": "acme"}, query={"limit": "1"}).json()
+    assert [t["team"] for t in listed["teams"]] == ["research"]
+    assert acme.call("GET", USER, ALICE).json()["team"] == "research"
+    for resource, params in ((PROJECT, {"project": "other"}), (TEAM, {"project": "acme", "team": "nope"})):
+        missing = acme.call("GET", resource, params)
+        assert missing.status == 404 and missing.json()["error"]["code"] == "level_not_found"
+
+
+BAD_USERS = {
+    "a team that does not exist": {"total_budget": 1, "team": "nope"},
+    "a team of another project": {"total_budget": 1, "team": "elsewhere"},
+}
+
+
+@pytest.mark.parametrize("body", BAD_USERS.values(), ids=BAD_USERS.keys())
+def test_bad_team_is_a_422_that_writes_nothing(acme, aws, body):
+    acme.call("PUT", TEAM, {"project": "other", "team": "elsewhere"}, body={"total_budget": 1})
+    before = table_items(aws)
+    response = acme.call("PUT", USER, {"project": "acme", "user": "carol"}, body=body)
+    assert response.status == 422, response
+    assert table_items(aws) == before
+
+
+@pytest.mark.parametrize("body", [{"total_budget": 1, "duration": "fortnightly"}, {"total_budget": -1},
+                                  {"total_budget": 1, "timezone": "Mars/Olympus"}, {"total_budget": 1, "x": 1}])
+def test_bad_level_settings_are_422_and_write_nothing(api, aws, body):
+    for resource, params in ((PROJECT, {"project": "acme"}), (TEAM, {"project": "acme", "team": "t"})):
+        response = api.call("PUT", resource, params, body=body)
+        assert response.status == 422, (resource, response)
+    assert table_items(aws) == []
