@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 import subprocess
 import sys
 from decimal import Decimal
@@ -56,6 +57,8 @@ def route_request(route: template.ApiRoute, project: str, user: str = "alice"):
         body = COST_BODY
     elif route.path.endswith("/projected-cost"):
         body = PROJECTED_BODY
+    elif route.path.endswith("/adjustments"):
+        body = {"amount": 0.1, "reason": "auth test"}
     return params, body
 
 
@@ -83,7 +86,8 @@ class Gateway:
         return template.load_handler(function_id)(event, lambda_context(function_id))
 
     def call(self, method, resource, params=None, *, body=None, key=None, header=None):
-        headers = {}
+        # An Idempotency-Key on every request: adjustments require one (issue 17), others ignore it.
+        headers = {"Idempotency-Key": f"auth-{uuid.uuid4().hex}"}
         if header is not None:
             headers["Authorization"] = header
         elif key is not None:

@@ -18,6 +18,10 @@ DOCUMENTED = [
     ("ListBudgets", 200),
     ("ResetBudget", 200),
     ("UpdateCost", 200),
+    ("Adjust", 201),
+    ("ListPeriods", 200),
+    ("Ledger", 200),
+    ("SpendReport", 200),
     ("ProjectedCost", 200),
     ("CreateHold", 201),
     ("SettleHold", 200),  # the hold CreateHold made (hold ids are random: substituted)

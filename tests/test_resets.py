@@ -550,17 +550,20 @@ def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and
     # The sample event is what the schedule's Input becomes, context attributes filled in.
     sample = json.loads((template.EVENTS_DIR / "reset_budgets_schedule.json").read_text())
     assert set(json.loads(props["Input"])) == set(sample)
-    # Least privilege: Query on the reset index only, UpdateItem on the table; nothing else.
+    # Least privilege: Query on the reset index only; on the table GetItem + PutItem (a rollover
+    # reads the budget, then writes it with its closed period, issue 17) and UpdateItem.
     (policy,) = fn["Policies"]
     granted = {(action, json.dumps(s["Resource"])) for s in policy["Statement"] for action in s["Action"]}
     assert granted == {
         ("dynamodb:Query", json.dumps({"Fn::Sub": "${BudgetTable.Arn}/index/due-for-reset"})),
         ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
+        ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
+        ("dynamodb:PutItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
     }
     # A batch fits in the timeout with the handler's reserve, and ends before the next run.
     reserve_s = template.load_module("ResetBudgetsFunction").RESERVE_MS / 1000
     assert reserve_s * 3 <= fn["Timeout"] < 300
     # The index carries what the job needs to compute the next period.
-    (index,) = template.table_properties()["GlobalSecondaryIndexes"]
+    (index,) = [i for i in template.table_properties()["GlobalSecondaryIndexes"] if i["IndexName"] == "due-for-reset"]
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
     assert {"duration", "duration_days", "timezone", "period_start"} <= set(index["Projection"]["NonKeyAttributes"])

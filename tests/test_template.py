@@ -75,8 +75,9 @@ def test_table_is_what_the_design_says():
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["TimeToLiveSpecification"]["Enabled"] is True
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
-    (index,) = props["GlobalSecondaryIndexes"]
-    assert [k["AttributeName"] for k in index["KeySchema"]] == ["reset_shard", "reset_at"]
+    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in props["GlobalSecondaryIndexes"]}
+    assert indexes == {"due-for-reset": ["reset_shard", "reset_at"],
+                       "period-history": ["history_pk", "period_start"]}  # issue 17
     assert "DeletionProtectionEnabled" in props
     assert "TableDeletionProtection" in template.load_template()["Parameters"]
 

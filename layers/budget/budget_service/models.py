@@ -545,7 +545,7 @@ class AdjustmentResponse(BaseModel):
 
 class PeriodRecord(BaseModel):
     period_start: str
-    period_end: str = Field(description="for the current period: when it ends (null: no period rule)")
+    period_end: str | None = Field(description="for the current period: when it ends (null: no period rule)")
     current: bool = Field(description="the period running now (not closed yet)")
     total_budget: Number
     spend: Number
