@@ -220,6 +220,11 @@ MINIMUMS = {
     "delete": (1, "6 + 2 index", "one TransactWriteItems (×2) of the Delete (its token makes a retried"
                " delete answer 204, not 404), the current period's record and the audit entry; the"
                " reset index entry goes, the period enters the history index"),
+    "adjust": (2, "6", "a credit reads the spend (GetItem: an update cannot clamp), then one"
+               " TransactWriteItems (×2) of the budget, the Idempotency-Key item and the audit entry"),
+    "periods": (2, "0", "one GetItem (the current period) and one Query of the closed ones"),
+    "ledger": (1, "0", "one Query per page of audit entries"),
+    "spend": (1, "0", "one Query of the period-history index per 1 MB of periods in the range"),
     "get_budget": (1, "0", "one Query per 1 MB of the project"),
     "set_budget_1": (2, "1", "the merge must see what is stored: one Query, one write per changed user"),
     "set_budget_new": (10, "10 + 10 index", "one conditional write per new user (BatchWriteItem cannot be conditional)"),
@@ -311,7 +316,13 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
                               json={"model": "gpt-4o-mini", "usage": USAGE})),
         ("release", "native", "DELETE …/holds/{id}",
          lambda: session.delete(f"{base}/alice/holds/{held['keyed']}")),
+        ("adjust", "native", "POST …/adjustments (a credit) + Idempotency-Key",
+         lambda: session.post(f"{base}/alice/adjustments", json={"amount": -0.001, "reason": "bench"},
+                              headers={"Idempotency-Key": "bench-adjust-1"})),
         ("reset", "native", "POST …/reset", lambda: session.post(f"{base}/alice/reset")),
+        ("periods", "native", "GET …/periods", lambda: session.get(f"{base}/alice/periods")),
+        ("ledger", "native", "GET …/ledger", lambda: session.get(f"{base}/alice/ledger")),
+        ("spend", "native", "GET /projects/{p}/spend (JSON)", lambda: session.get(f"{rt.url}/projects/{project}/spend")),
         ("delete", "native", "DELETE /projects/{p}/users/{u}", lambda: session.delete(f"{base}/alice")),
         ("get_budget", "litellm", "POST /get_budget (10 users)",
          lambda: session.post(f"{rt.url}/get_budget", json={"project_name": project})),

@@ -39,6 +39,7 @@ from budget_service.budget import DueReset
 from budget_service.budget import Write
 from budget_service.budget import roll
 from budget_service.errors import Contention, InvalidInput
+from budget_service.observability import logger
 from budget_service.periods import Duration
 from budget_service.periods import Period
 
@@ -366,11 +367,7 @@ class BudgetStore:
             if write is None or not (write.closed or write.audit):
                 self.client.put_item(**put)
             else:
-                from budget_service.store_history import history_items
-
-                self.client.transact_write_items(TransactItems=[
-                    {"Put": put}, *history_items(self.table_name, write.closed, write.audit),
-                ])
+                self._save_with_history(put, write)
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
             if code == "TransactionCanceledException":
@@ -395,6 +392,23 @@ class BudgetStore:
                 return item_to_budget(item)  # our own write, landed by an earlier attempt
             raise StaleWrite(item_to_budget(old)) from exc
         return item_to_budget(item)
+
+    def _save_with_history(self, put: dict, write: Write) -> None:
+        from budget_service.store_history import history_items
+
+        for again in (False, True):
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Put": put}, *history_items(self.table_name, write.closed, write.audit, again=again),
+                ])
+                return
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if again or not codes or codes[0] not in (None, "None") or "ConditionalCheckFailed" not in codes[1:]:
+                    raise
+                logger.warning("a closed period with this start and end is recorded already; recording"
+                               " this one beside it", extra={"project": write.budget.project,
+                                                             "user": write.budget.user})
 
     def delete_recorded(self, project: str, user: str, record: Callable[[Budget], Write]) -> bool:
         """Delete a budget with what `record` says to keep of it (its current period as a closed

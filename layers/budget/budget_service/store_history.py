@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from decimal import Decimal
+import time
+from decimal import Decimal, InvalidOperation
 
 from budget_service.budget import AuditEntry, ClosedPeriod
+from budget_service.errors import ServiceUnavailable
+from budget_service.observability import logger
 from budget_service.store import PROJECT_PREFIX, BudgetStore, _plain, _serialize, project_key
 
 PERIOD_PREFIX = "PERIOD#"
@@ -59,17 +62,23 @@ def history_pk(project: str, level: str) -> str:
 
 
 def _expires_at(now: Decimal) -> int | None:
-    days = os.environ.get(RETENTION_ENV, "").strip()
-    if not days or Decimal(days) <= 0:
+    try:
+        days = Decimal(os.environ.get(RETENTION_ENV, "").strip() or "0")
+    except InvalidOperation:
+        logger.warning("HISTORY_RETENTION_DAYS is not a number; history is kept")
         return None
-    return int(now) + int(Decimal(days) * 86400)
+    if not days.is_finite() or days <= 0:
+        return None
+    return int(now) + int(days * 86400)
 
 
-def period_item(closed: ClosedPeriod) -> dict:
-    """The closed-period item as Python values."""
+def period_item(closed: ClosedPeriod, *, again: bool = False) -> dict:
+    """The closed-period item as Python values. `again`: a second record of a period with the
+    same start and end (see history_items): its key gets a random suffix."""
+    sk = period_sk(closed.level, closed.level_id, closed.start, closed.end)
     item = {
         "pk": project_key(closed.project),
-        "sk": period_sk(closed.level, closed.level_id, closed.start, closed.end),
+        "sk": sk + (f"#{secrets.token_hex(4)}" if again else ""),
         "history_pk": history_pk(closed.project, closed.level),
         "project": closed.project,
         "level": closed.level,
@@ -88,11 +97,11 @@ def period_item(closed: ClosedPeriod) -> dict:
     return {k: v for k, v in item.items() if v is not None}
 
 
-def period_put(table_name: str, closed: ClosedPeriod) -> dict:
+def period_put(table_name: str, closed: ClosedPeriod, *, again: bool = False) -> dict:
     """The TransactWriteItems Put of a closed period: only if it is not recorded yet."""
     return {"Put": {
         "TableName": table_name,
-        "Item": {k: _serialize(v) for k, v in period_item(closed).items()},
+        "Item": {k: _serialize(v) for k, v in period_item(closed, again=again).items()},
         "ConditionExpression": "attribute_not_exists(pk)",
     }}
 
@@ -122,9 +131,15 @@ def audit_put(table_name: str, entry: AuditEntry) -> dict:
     }}
 
 
-def history_items(table_name: str, closed=(), audit=()) -> list[dict]:
-    """The transaction items recording `closed` periods and `audit` entries with a write."""
-    return [period_put(table_name, c) for c in closed] + [audit_put(table_name, a) for a in audit]
+def history_items(table_name: str, closed=(), audit=(), *, again: bool = False) -> list[dict]:
+    """The transaction items recording `closed` periods and `audit` entries with a write.
+
+    Exactly once comes from the budget's version condition in the same transaction; a period's
+    ``attribute_not_exists`` only guards its key. A budget item restored from a backup (or
+    re-armed by a benchmark) can close a period with the start and end of one recorded before:
+    then the write is tried `again` with suffixed keys, so the rollover is never stuck and no
+    record is overwritten."""
+    return [period_put(table_name, c, again=again) for c in closed] + [audit_put(table_name, a) for a in audit]
 
 
 class HistoryStore:
@@ -206,9 +221,16 @@ class HistoryStore:
             keys = [item for page in pages for item in page.get("Items", [])]
             for i in range(0, len(keys), 25):
                 requests = [{"DeleteRequest": {"Key": key}} for key in keys[i:i + 25]]
-                while requests:
+                for attempt in range(10):
                     response = self.client.batch_write_item(RequestItems={self.table_name: requests})
                     requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                    if not requests:
+                        break
+                    time.sleep(min(0.05 * 2**attempt, 2))  # throttled: back off, as DynamoDB asks
+                else:
+                    raise ServiceUnavailable("DynamoDB kept throttling the purge's deletes; part of the"
+                                             " history is deleted: send the same DELETE ?purge=true again",
+                                             details={"outcome": "partially_written"})
                 deleted += len(keys[i:i + 25])
         return deleted
 

@@ -442,8 +442,6 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
     holds exactly the spend it closes) and the closed period's Put. Each period rolls over once
     whoever gets there first. False: the item changed or someone else rolled it (the caller
     retries from what its next attempt sees)."""
-    from budget_service.store_history import period_put
-
     duration = Duration(old["duration"]) if old.get("duration") else None
     period = rule_period(duration, None, old.get("timezone"), old.get("period_start"), now)
     if period is None:
@@ -457,29 +455,40 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
         held=Decimal(old.get("held", 0)), closed_by="rollover", closed_at=now,
         budget_created_at=old.get("created_at"),
     )
-    try:
-        client.transact_write_items(TransactItems=[
-            {"Update": {
-                "TableName": table_name,
-                "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-                "UpdateExpression": (
-                    "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
-                    " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
-                ),
-                "ConditionExpression": "reset_at = :seen AND version = :version",
-                "ExpressionAttributeValues": {
-                    ":zero": {"N": "0"}, ":no_models": {"M": {}}, ":start": _serialize(period.start),
-                    ":end": _serialize(period.end), ":now": _serialize(now), ":one": {"N": "1"},
-                    ":seen": _serialize(old["reset_at"]), ":version": _serialize(old["version"]),
-                },
-            }},
-            period_put(table_name, closed),
-        ])
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "TransactionCanceledException":
-            return False
-        raise
-    return True
+    for again in (False, True):
+        try:
+            _roll_level_once(client, table_name, project, sk, old, now, period, closed, again)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if again or codes[:1] not in ([None], ["None"]):
+                return False  # the level changed or rolled over: the caller tries again
+            # A record with this start and end exists (see store_history.history_items).
+    return False
+
+
+def _roll_level_once(client, table_name, project, sk, old, now, period, closed, again) -> None:
+    from budget_service.store_history import period_put
+
+    client.transact_write_items(TransactItems=[
+        {"Update": {
+            "TableName": table_name,
+            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+            "UpdateExpression": (
+                "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
+                " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
+            ),
+            "ConditionExpression": "reset_at = :seen AND version = :version",
+            "ExpressionAttributeValues": {
+                ":zero": {"N": "0"}, ":no_models": {"M": {}}, ":start": _serialize(period.start),
+                ":end": _serialize(period.end), ":now": _serialize(now), ":one": {"N": "1"},
+                ":seen": _serialize(old["reset_at"]), ":version": _serialize(old["version"]),
+            },
+        }},
+        period_put(table_name, closed, again=again),
+    ])
 
 
 # ---- team and project levels (issue 14): their own items ----------------------------------------
