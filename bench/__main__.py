@@ -1,7 +1,7 @@
 """``make bench`` = ``python -m bench``: run every benchmark, write bench/RESULTS.md, print it.
 
 Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
-runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, holds), ``--out PATH``
+runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, holds, levels), ``--out PATH``
 (default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
 one), ``--json PATH`` (the raw figures too).
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench.common import ROOT, BenchRuntime, Section, Table
 
-SECTIONS = ("dynamodb_ops", "update_cost", "resets", "cold_start", "tokens", "holds")
-ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "holds")  # as RESULTS.md shows them
+SECTIONS = ("dynamodb_ops", "update_cost", "resets", "cold_start", "tokens", "holds", "levels")
+ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "holds", "levels")  # as RESULTS.md shows them
 PACKAGES = (
     "litellm", "boto3", "botocore", "moto", "tiktoken", "pydantic", "aws-lambda-powertools",
     "Werkzeug", "requests", "httpx",
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     needs_runtime = [k for k in chosen if k != "tokens"]
     if needs_runtime:
-        from bench import cold_start, dynamodb_ops, holds, resets, update_cost
+        from bench import cold_start, dynamodb_ops, holds, levels, resets, update_cost
 
         runners = {
             "dynamodb_ops": lambda rt: dynamodb_ops.run(rt, quick=args.quick),
@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "resets": lambda rt: resets.run(rt, quick=args.quick),
             "cold_start": lambda rt: cold_start.run(rt, quick=args.quick),
             "holds": lambda rt: holds.run(rt, quick=args.quick),
+            "levels": lambda rt: levels.run(rt, quick=args.quick),
         }
         with BenchRuntime() as rt:
             for key in SECTIONS:

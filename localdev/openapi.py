@@ -113,8 +113,8 @@ _ERRORS = {
     "403": "The key may not do this: another project, or a role without this operation (forbidden).",
     "402": "The budget cannot cover it (budget_exceeded); nothing was written. details name each"
     " level that refused and what it had available.",
-    "404": "No budget for this user (budget_not_found), or no such hold of this user"
-    " (hold_not_found).",
+    "404": "No budget for this user (budget_not_found), no such hold of this user"
+    " (hold_not_found), or no such project budget or team (level_not_found).",
     "409": "Too many concurrent writers on one budget (write_contention); retry.",
     "413": "The body is over 1 MiB (payload_too_large).",
     "422": "The request is out of shape or out of range (validation_error, unknown_model, ...).",
@@ -137,6 +137,8 @@ _CONTENDED = {
     ("post", "/projects/{project}/users/{user}/holds/{hold_id}/settle"),
     ("delete", "/projects/{project}/users/{user}/holds/{hold_id}"),
 }
+# Level writes (read-modify-write on the level item) may lose a race too often: 409.
+_CONTENDED |= {("put", "/projects/{project}/budget"), ("put", "/projects/{project}/teams/{team}")}
 # Routes that can refuse for lack of budget: 402.
 _REFUSING = {
     ("post", "/projects/{project}/users/{user}/cost"),  # with if_within_budget
@@ -156,7 +158,7 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
         statuses += ["400", "413"]
     if has_body or operation.get("parameters"):
         statuses.append("422")
-    if "{user}" in path and method != "put":
+    if ("{user}" in path or "{team}" in path or path.endswith("/budget")) and method != "put":
         statuses.append("404")
     if (method, path) in _CONTENDED:
         statuses.append("409")

@@ -18,6 +18,7 @@ SECTIONS = {
     "tokens": "4. Token counting",
     "dynamodb_ops": "5. DynamoDB requests",
     "holds": "6. Hard caps",
+    "levels": "7. Budget levels",
 }
 
 
@@ -120,6 +121,14 @@ def test_hold_then_settle_never_overshoots(quick_run):
         hold = figures["hold_then_settle"]
         assert hold["admitted_calls"] == 10 and hold["spend"] <= hold["budget"]
         assert figures["check_then_charge"]["admitted_calls"] >= 10
+
+
+def test_every_charge_is_one_request_whatever_the_levels(quick_run):
+    _, results, _ = quick_run
+    data = results["sections"]["levels"]["data"]
+    for levels in (1, 2, 3):
+        assert data[f"levels_{levels}"]["requests_per_charge"] == 1
+        assert data[f"levels_{levels}"]["operations"] == ["TransactWriteItems"]
 
 
 def test_committed_results_are_from_a_full_run():

@@ -222,3 +222,69 @@ def test_bad_level_settings_are_422_and_write_nothing(api, aws, body):
         response = api.call("PUT", resource, params, body=body)
         assert response.status == 422, (resource, response)
     assert table_items(aws) == []
+
+
+def test_concurrent_first_requests_under_a_default_budget_create_the_user_once(served_api, server_store):
+    import threading
+    import uuid
+
+    from conftest import run_threads
+
+    project = f"defaults-{uuid.uuid4().hex[:8]}"
+    put = served_api.call("PUT", PROJECT, {"project": project}, body={
+        "total_budget": 100, "default_user_budget": {"total_budget": 2, "duration": "daily"}})
+    assert put.status == 201, put
+    who = {"project": project, "user": "newcomer"}
+    barrier = threading.Barrier(8)
+    answers: list = []
+
+    def first(n: int) -> None:
+        barrier.wait()
+        if n % 2:
+            answers.append(served_api.call("POST", COST, who, body=json.dumps({"model": "m", "cost": 0.25})))
+        else:
+            answers.append(served_api.call("POST", HOLDS, who, body={"amount": 0.25}))
+
+    run_threads([threading.Thread(target=first, args=(n,)) for n in range(8)])
+    assert sorted(a.status for a in answers) == [200] * 4 + [201] * 4, answers
+    user = server_store.get(project, "newcomer")
+    assert (user.total_budget, user.current_cost, user.held, user.duration.value) == (2, 1, 1, "daily")
+    assert user.available == 0
+    project_level = get_level(server_store, project, PROJECT_SK)
+    assert (project_level["current_cost"], project_level["held"]) == (1, 1)
+    unknown = served_api.call("POST", COST, {"project": "no-defaults", "user": "x"}, body={"model": "m", "cost": 1})
+    assert unknown.status == 404
+
+
+def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
+    bad = [({"project": "acme"}, PROJECT, {"total_budget": 1, "default_user_budget": {"total_budget": 1, "duration": "hourly"}}),
+           ({"project": "acme", "team": "t"}, TEAM, {"total_budget": 1, "default_user_budget": {"total_budget": 1}})]
+    for params, resource, body in bad:
+        assert api.call("PUT", resource, params, body=body).status == 422
+    assert table_items(aws) == []
+
+
+@pytest.mark.parametrize("first", ["job", "charge"])
+def test_the_job_and_a_charge_roll_each_level_over_once_whichever_comes_first(acme, clock, aws, first):
+    """A monthly project and team over a daily user: at the month's end the scheduled job and a
+    charge's lazy rollover race; each level's period rolls over exactly once."""
+    from budget_service.resets import update_budget_all_users
+
+    acme.call("POST", COST, ALICE, body={"model": "m", "cost": 1})
+    _, team, project = levels(aws)
+    versions = (team["version"], project["version"])
+    clock.now = project["reset_at"] + 5
+    if first == "job":
+        summary = update_budget_all_users(clock.now)
+        assert (summary.levels_reset, summary.reset) == (2, 1)  # team, project; alice
+        acme.call("POST", COST, ALICE, body={"model": "m", "cost": 2})
+        assert update_budget_all_users(clock.now).levels_reset == 0
+    else:
+        acme.call("POST", COST, ALICE, body={"model": "m", "cost": 2})
+        summary = update_budget_all_users(clock.now)
+        assert summary.levels_reset == 0  # the charge rolled them over lazily: nothing due
+    _, team, project = levels(aws)
+    assert spend_of(aws) == (2, 2, 2)
+    # One rollover and one charge each since: the period rolled over exactly once.
+    assert (team["version"], project["version"]) == (versions[0] + 2, versions[1] + 2)
+    assert project["period_start"] == clock.now - 5

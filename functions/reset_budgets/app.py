@@ -47,7 +47,7 @@ def lambda_handler(event, context):
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info("reset summary", extra={"summary": result})
-    if summary.failed or summary.holds_failed:
+    if summary.failed or summary.holds_failed or summary.levels_failed:
         raise ResetRunFailed(
             f"{summary.failed} due budget(s) could not be reset, {summary.holds_failed} expired"
             f" hold(s) not released: {result}"

@@ -22,6 +22,7 @@ from budget_service.store import MAX_WRITE_ATTEMPTS, BudgetStore, StaleWrite, de
 from budget_service.store_levels import (
     PROJECT_SK,
     count_users,
+    level_shard,
     delete_level,
     get_level,
     list_teams,
@@ -45,7 +46,11 @@ def _as_budget(project: str, item: dict) -> Budget:
 
 
 def _item(level: str, team: str | None, b: Budget) -> dict:
+    # A level with a period sits in the due-for-reset index (partition LEVELS#<n>), so the
+    # scheduled job rolls it over even when nobody charges it.
+    shard = level_shard(b.project, _sk(level, team)) if b.reset_at is not None else None
     return {
+        "reset_shard": shard,
         "project": b.project, "level": level, "team": team, "total_budget": b.total_budget,
         "current_cost": b.current_cost, "model_cost": dict(b.model_cost), "held": b.held,
         "available": b.available, "duration": b.duration.value if b.duration else None,
@@ -80,8 +85,15 @@ def put(store: BudgetStore, project: str, level: str, team: str | None, settings
                                       timezone=settings.timezone, updated_at=now)
         if rule_changed or old is None:
             updated = updated.with_period_from(now)
+        if settings.default_user_budget is not None and level != "project":
+            raise InvalidInput("default_user_budget belongs to the project budget, not a team",
+                               details=[{"field": "default_user_budget", "problem": "only on the project"}])
+        item = _item(level, team, updated)
+        if settings.default_user_budget is not None:
+            item["default_user_budget"] = settings.default_user_budget.model_dump(mode="json", exclude_none=True) | {
+                "total_budget": settings.default_user_budget.total_budget}
         try:
-            put_level(store, project, sk, _item(level, team, updated), int(old["version"]) if old else 0)
+            put_level(store, project, sk, item, int(old["version"]) if old else 0)
         except StaleWrite:
             continue
         return read(store, project, level, team, now), old is None
@@ -102,6 +114,7 @@ def _record(store: BudgetStore, project: str, item: dict, now: Decimal) -> Level
         project=project, level=level, team=item.get("team"), total_budget=b.total_budget,
         current_cost=b.current_cost, remaining=b.remaining, held=b.held, available=max(b.available, 0),
         model_cost=dict(b.model_cost), users=count_users(store, project, item.get("team") if level == "team" else None),
+        default_user_budget=item.get("default_user_budget"),
         duration=b.duration.value if b.duration else None, timezone=b.timezone,
         period_start=iso(b.period_start), reset_at=iso(b.reset_at), created_at=iso(b.created_at) or "",
         updated_at=iso(b.updated_at) or "",

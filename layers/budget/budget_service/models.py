@@ -598,12 +598,21 @@ class Ledger(BaseModel):
 # ---- budget levels (issue 14) -----------------------------------------------------------------
 
 
+class DefaultUserBudget(_Strict):
+    total_budget: Money
+    duration: Duration | None = None
+    timezone: TimezoneName = None
+
+
 class LevelRequest(_Strict):
-    """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``."""
+    """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``; for
+    the project, an optional ``default_user_budget`` that the first cost or hold for an unknown
+    user creates that user from."""
 
     total_budget: Money
     duration: Duration | None = None
     timezone: TimezoneName = None
+    default_user_budget: DefaultUserBudget | None = None
 
 
 class LevelRecord(BaseModel):
@@ -617,6 +626,7 @@ class LevelRecord(BaseModel):
     available: Number
     model_cost: dict[str, Number]
     users: int = Field(description="user budgets that count toward this level")
+    default_user_budget: dict | None = Field(default=None, description="the project's, if any")
     duration: str | None
     timezone: str | None
     period_start: str | None

@@ -62,6 +62,10 @@ class ResetSummary:
     holds_expired: int = 0
     holds_skipped: int = 0
     holds_failed: int = 0
+    # Team and project levels (issue 14), from the index partitions LEVELS#<n>, the same way.
+    levels_reset: int = 0
+    levels_skipped: int = 0
+    levels_failed: int = 0
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -124,8 +128,40 @@ def update_budget_all_users(
             summary.left_exact = summary.left_exact and exact
     summary.due = summary.reset + summary.skipped + summary.failed + summary.left
     if stopped_at is None:
+        roll_due_levels(now, store, summary, keep_going=keep_going, page_size=page_size)
         expire_due_holds(now, store, summary, keep_going=keep_going, page_size=page_size, workers=workers)
     return summary
+
+
+def roll_due_levels(
+    now: Decimal, store: BudgetStore, summary: ResetSummary, *, keep_going: Callable[[], bool] = _always,
+    page_size: int = PAGE_SIZE,
+) -> None:
+    """Roll over every team and project level whose period ended (index partitions
+    ``LEVELS#<n>``), each with one UpdateItem conditional on the ``reset_at`` the index showed:
+    a charge that rolled it over lazily first makes it a no-op (``levels_skipped``)."""
+    from budget_service.store_levels import due_levels, roll_level
+
+    for shard in range(RESET_SHARDS):
+        after: dict | None = None
+        while keep_going():
+            page, after = due_levels(store, shard, now, limit=page_size, after=after)
+            for project, sk, entry in page:
+                try:
+                    landed = roll_level(store.client, store.table_name, project, sk, entry, now)
+                except Exception:  # one level's failure must not stop the others; it stays due
+                    logger.exception("level rollover failed", extra={"project": project, "level": sk})
+                    summary.levels_failed += 1
+                    continue
+                if landed:
+                    summary.levels_reset += 1
+                else:
+                    summary.levels_skipped += 1
+            if after is None:
+                break
+        else:
+            summary.complete = False
+            return
 
 
 def expire_due_holds(

@@ -42,7 +42,6 @@ from budget_service.store import (
     BudgetStore,
     _plain,
     _serialize,
-    budget_key,
     plain_to_budget,
 )
 
@@ -269,13 +268,17 @@ class LevelWriter:
         plan = Plan(None, set(levels or [])) if fixed else _hint(self.table_name, project, user)
         repaired = 0
         conflicts = 0
+        creating: dict | None = None
         while True:
             others = [sk for sk in (list(levels or []) if fixed else plan.candidates())]
             moved = [sk for sk in others if sk in plan.present]
             items = [*extra(moved)]
             n_extra = len(items)
             pin = ... if fixed else plan.team
-            items.append({"Update": level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)})
+            if creating is not None:  # the project's default_user_budget creates the user here
+                items.append({"Put": creating})
+            else:
+                items.append({"Update": level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)})
             for sk in others:
                 if sk in plan.present:
                     items.append({"Update": level_update(self.table_name, project, sk, move, now)})
@@ -303,8 +306,17 @@ class LevelWriter:
                 conflicts += 1
                 continue
             failed = "ConditionalCheckFailed"
+            if creating is not None and user_code == failed:
+                creating = None  # a concurrent first request created the user: charge it
+                repaired += 1
+                continue
             if user_code == failed and user_old is None:
-                raise BudgetNotFound.for_user(project, user)
+                creating = None if fixed else self._default_user(project, user, move, now)
+                if creating is None:
+                    raise BudgetNotFound.for_user(project, user)
+                plan = Plan(None, plan.present)
+                repaired += 1
+                continue
             if any(code == failed for code, _ in extra_reasons):
                 raise Cancelled(extra_reasons, [(user_code, user_old), *level_reasons.values()])
             if repaired >= 4:
@@ -357,6 +369,35 @@ class LevelWriter:
                     " record this cost under one of them"
                 )
             raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(codes)}); retry")
+
+    def _default_user(self, project: str, user: str, move: Move, now: Decimal) -> dict | None:
+        """The Put that creates an unknown user from the project's ``default_user_budget`` with
+        this charge already applied (conditional on the user still being absent), or None when
+        the project has none. BudgetExceeded when the new budget cannot cover ``move.need``."""
+        from budget_service.budget import Budget
+        from budget_service.store import budget_to_item
+
+        project_level = get_level(self.budgets, project, PROJECT_SK)
+        default = (project_level or {}).get("default_user_budget")
+        if not default:
+            return None
+        budget = Budget(
+            project=project, user=user, total_budget=default["total_budget"], created_at=now, updated_at=now,
+            duration=Duration(default["duration"]) if default.get("duration") else None,
+            timezone=default.get("timezone"),
+        ).with_period_from(now)
+        if move.need is not None and budget.available < move.need:
+            raise BudgetExceeded.at_level("user", user, available=budget.available, needed=move.need)
+        budget = dataclasses.replace(
+            budget, current_cost=move.spend, held=move.held,
+            model_cost={move.model: move.spend} if move.model and move.spend else {},
+        )
+        return {
+            "TableName": self.table_name,
+            "Item": budget_to_item(budget),
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
 
     def _repair(self, project: str, sk: str, old: dict, move: Move, now: Decimal) -> bool:
         """Fix what made a level's condition fail, when it is fixable; True if it was."""
@@ -441,7 +482,16 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
     TransactWriteItems: the Update conditional on the ``version`` seen in `old` (so the record
     holds exactly the spend it closes) and the closed period's Put. Each period rolls over once
     whoever gets there first. False: the item changed or someone else rolled it (the caller
-    retries from what its next attempt sees)."""
+    retries from what its next attempt sees).
+
+    `old` may be the due-for-reset index's entry (the scheduled job), which lacks the spend and
+    the version: the item is read first (one GetItem), so the record holds what it closes."""
+    if "version" not in old or "total_budget" not in old:
+        item = client.get_item(TableName=table_name, ConsistentRead=True,
+                               Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}}).get("Item")
+        if item is None or _plain(item).get("reset_at") != old.get("reset_at"):
+            return False  # deleted, or rolled over by someone else since the index was read
+        old = _plain(item)
     duration = Duration(old["duration"]) if old.get("duration") else None
     period = rule_period(duration, None, old.get("timezone"), old.get("period_start"), now)
     if period is None:
@@ -579,3 +629,35 @@ def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> 
     for page in budgets.client.get_paginator("query").paginate(**kwargs):
         total += page["Count"]
     return total
+
+
+LEVEL_SHARD_PREFIX = "LEVELS#"
+
+
+def level_shard(project: str, sk: str) -> str:
+    """The due-for-reset index partition of a team or project level with a period."""
+    import zlib
+
+    from budget_service.store import RESET_SHARDS
+
+    return f"{LEVEL_SHARD_PREFIX}{zlib.crc32(f'{project}/{sk}'.encode()) % RESET_SHARDS}"
+
+
+def due_levels(budgets: BudgetStore, shard: int, now: Decimal, *, limit: int, after: dict | None = None
+               ) -> tuple[list[tuple[str, str, dict]], dict | None]:
+    """One page of (project, sk, index entry) of team and project levels in partition
+    ``LEVELS#<shard>`` whose period ended at or before `now` (the index projects the rule)."""
+    from budget_service.store import PROJECT_PREFIX, RESET_INDEX
+
+    kwargs = {
+        "TableName": budgets.table_name,
+        "IndexName": RESET_INDEX,
+        "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
+        "ExpressionAttributeValues": {":shard": {"S": f"{LEVEL_SHARD_PREFIX}{shard}"}, ":now": _serialize(now)},
+        "Limit": limit,
+    }
+    if after is not None:
+        kwargs["ExclusiveStartKey"] = after
+    response = budgets.client.query(**kwargs)
+    page = [(i["pk"][len(PROJECT_PREFIX):], i["sk"], i) for i in map(_plain, response.get("Items", []))]
+    return page, response.get("LastEvaluatedKey")
