@@ -425,3 +425,33 @@ def test_period_keys_fit_dynamodb_for_the_longest_ids():
     key = period_sk("USER", longest, Decimal("99999999999.999999999"), Decimal("99999999999.999999999"))
     assert len(key.encode()) <= 1024
     assert len(("PROJECT#" + longest + "#PERIODS#USER").encode()) <= 2048
+
+
+# ---- team and project levels keep their closed periods too -----------------------------------------
+
+
+@pytest.mark.parametrize("by", ["lazy", "job"])
+def test_team_and_project_levels_record_each_closed_period_once(api, store, monkeypatch, by):
+    clock = {"now": START + 1}
+    monkeypatch.setattr(budgets, "utc_now", lambda: clock["now"])
+    assert call("PUT", "/projects/{project}/budget", {"project": "lv"},
+                body={"total_budget": 100, "duration": "daily"})[0] == 201
+    assert call("PUT", "/projects/{project}/teams/{team}", {"project": "lv", "team": "red"},
+                body={"total_budget": 50, "duration": "daily"})[0] == 201
+    assert call("PUT", USER, {"project": "lv", "user": "u"},
+                body={"total_budget": 10, "duration": "daily", "team": "red"})[0] == 201
+    for amount in ("1.25", "0.5"):
+        status, text, _ = call("POST", USER + "/cost", {"project": "lv", "user": "u"},
+                               body={"model": "m", "cost": float(amount)})
+        assert status == 200, text
+    clock["now"] = START + DAY + 1
+    if by == "job":
+        update_budget_all_users(clock["now"], store)
+    call("POST", USER + "/cost", {"project": "lv", "user": "u"}, body={"model": "m", "cost": 2})
+    update_budget_all_users(clock["now"], store)  # a second pass finds nothing more to record
+    history = HistoryStore(store)
+    for level, level_id in (("PROJECT", ""), ("TEAM", "red"), ("USER", "u")):
+        items, _ = history.periods_page("lv", level, level_id, limit=10)
+        assert [(i["spend"], i["period_start"], i["period_end"]) for i in items] == [
+            (Decimal("1.75"), START, START + DAY)], (level, items)
+        assert items[0]["model_cost"] == {"m": Decimal("1.75")}
