@@ -16,23 +16,23 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from budget_service import budgets, history
 from budget_service.auth import Role, Scope
 from budget_service.budget import iso
-from budget_service.models import AdjustmentRequest, PutBudgetRequest
+from budget_service.models import PutBudgetRequest
 from budget_service.periods import Duration
 from budget_service.resets import update_budget_all_users
 from budget_service.store import BudgetStore
 from budget_service.store_history import HistoryStore, period_sk
 from budget_service.store_levels import LevelWriter
 from conftest import TABLE_NAME, run_threads
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_periods import utc
+
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext, api_gateway_event
-from test_periods import utc
 
 DAY = Decimal(86400)
 START = utc("2026-03-01T00:00:00")  # a Sunday; daily periods in UTC
@@ -139,10 +139,10 @@ def test_put_and_set_budget_record_the_period_they_roll_over(api, store):
     assert closed["total_budget"] == 10
     # set_budget (litellm) the day after rolls it over too.
     entry = {"total_budget": 20, "current_cost": 0, "model_cost": {}}
-    LevelWriter(store).add_cost("p", "u", "m", Decimal("2"), START + DAY + 2)
+    LevelWriter(store).add_cost("p", "u", "m", Decimal(2), START + DAY + 2)
     budgets.set_budget(store, "p", {"u": budgets.LitellmEntry(**entry)}, START + 2 * DAY + 1)
     spends = sorted(i["spend"] for i in periods_of(store, "p", "u"))
-    assert spends == [Decimal("1.5"), Decimal("2")]
+    assert spends == [Decimal("1.5"), Decimal(2)]
 
 
 def test_a_rollover_without_its_record_is_refused(store):
@@ -166,9 +166,9 @@ def test_a_lost_answer_of_a_rollover_records_it_once(faulty_dynamodb, faulty_sto
     store = faulty_store
     project = f"lost-{fault}"
     budgets.put_budget(store, project, "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START)
-    LevelWriter(store).add_cost(project, "u", "m", Decimal("3"), START + 5)
+    LevelWriter(store).add_cost(project, "u", "m", Decimal(3), START + 5)
     faulty_dynamodb.add("TransactWriteItems", Fault(fault))  # the rollover's (the first one sent)
-    LevelWriter(store).add_cost(project, "u", "m", Decimal("1"), START + DAY + 5)
+    LevelWriter(store).add_cost(project, "u", "m", Decimal(1), START + DAY + 5)
     assert [i["spend"] for i in periods_of(store, project, "u")] == [Decimal(3)]
     assert store.get(project, "u").current_cost == 1
 
@@ -209,14 +209,14 @@ def test_periods_list_current_first_then_closed_newest_first(api, store, monkeyp
 
 def test_an_ended_period_not_rolled_over_yet_is_listed_as_pending(api, store, monkeypatch):
     budgets.put_budget(store, "pend", "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START)
-    LevelWriter(store).add_cost("pend", "u", "m", Decimal("2"), START + 5)
+    LevelWriter(store).add_cost("pend", "u", "m", Decimal(2), START + 5)
     monkeypatch.setattr(budgets, "utc_now", lambda: START + DAY + 5)
-    status, body, _ = call("GET", USER + "/periods", {"project": "pend", "user": "u"})
+    _, body, _ = call("GET", USER + "/periods", {"project": "pend", "user": "u"})
     periods = json.loads(body)["periods"]
     assert [(p["current"], p["closed_by"], p["spend"]) for p in periods] == [(True, None, 0), (False, "pending", 2)]
 
 
-amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("50"), places=2)
+amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(50), places=2)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -295,7 +295,7 @@ def adjust_call(user: str, body: dict, key: str | None, key_id: str = "k-admin",
 
 def test_adjustments_apply_once_per_key_and_credits_never_make_spend_negative(api, store):
     budgets.put_budget(store, "adj", "u", PutBudgetRequest(total_budget=Decimal(10)), budgets.utc_now())
-    LevelWriter(store).add_cost("adj", "u", "gpt-4o", Decimal("3"), budgets.utc_now())
+    LevelWriter(store).add_cost("adj", "u", "gpt-4o", Decimal(3), budgets.utc_now())
     status, first = adjust_call("u", {"amount": 2, "reason": "missed call", "model": "gpt-4o"}, "debit-1")
     assert status == 201 and first["applied"] == 2 and not first["replayed"]
     status, again = adjust_call("u", {"amount": 2, "reason": "missed call", "model": "gpt-4o"}, "debit-1")
@@ -317,7 +317,7 @@ def test_adjustments_apply_once_per_key_and_credits_never_make_spend_negative(ap
 def test_concurrent_credits_and_replays_never_go_below_zero(served_api, server_store):
     now = budgets.utc_now()
     budgets.put_budget(server_store, "adj", "c", PutBudgetRequest(total_budget=Decimal(10)), now)
-    LevelWriter(server_store).add_cost("adj", "c", "m", Decimal("1"), now)
+    LevelWriter(server_store).add_cost("adj", "c", "m", Decimal(1), now)
     results = []
     lock = threading.Lock()
 
@@ -356,7 +356,7 @@ def test_every_adjustment_and_settings_change_is_in_the_ledger_with_its_key_id(a
     adjust_call("u", {"amount": 4, "reason": "manual charge"}, "a-1", key_id="k-3", project="led")
     adjust_call("u", {"amount": 4, "reason": "manual charge"}, "a-1", key_id="k-3", project="led")  # replay
     assert call("POST", USER + "/reset", p, key_id="k-4")[0] == 200
-    status, body, _ = call("GET", USER + "/ledger", p, key_id="k-5")
+    _, body, _ = call("GET", USER + "/ledger", p, key_id="k-5")
     entries = json.loads(body)["entries"]
     assert [(e["action"], e["key_id"]) for e in entries] == [
         ("reset", "k-4"), ("adjustment", "k-3"), ("settings", "k-2"), ("create", "k-1")]

@@ -1,16 +1,28 @@
 """The history routes (issue 17): a user's periods, the project's spend report (JSON or CSV),
 the audit ledger, and adjustments (budget_service.history)."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
-
 from budget_service import budgets, history
-from budget_service.http import ProjectId, UserId, create_app, json_response, key_id_of, lambda_entry
-from budget_service.models import AdjustmentRequest, AdjustmentResponse, Ledger, PeriodList, SpendReport
+from budget_service.http import (
+    ProjectId,
+    UserId,
+    create_app,
+    json_response,
+    key_id_of,
+    lambda_entry,
+)
+from budget_service.models import (
+    AdjustmentRequest,
+    AdjustmentResponse,
+    Ledger,
+    PeriodList,
+    SpendReport,
+)
 from budget_service.store import default_store
 
 app = create_app()
@@ -23,9 +35,7 @@ def _epoch(moment: datetime | None, default: Decimal) -> Decimal:
     if moment is None:
         return default
     if moment.tzinfo is None:  # a time without an offset is UTC
-        from datetime import timezone
-
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return Decimal(str(moment.timestamp()))
 
 

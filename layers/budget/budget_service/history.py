@@ -21,8 +21,17 @@ from collections import defaultdict
 from decimal import Decimal, localcontext
 
 from budget_service.budget import USER_LEVEL, AuditEntry, Budget, iso
-from budget_service.costs import IDEMPOTENCY_TTL_SECONDS, check_idempotency_key, fingerprint_of
-from budget_service.errors import BudgetNotFound, Contention, IdempotencyKeyReused, InvalidInput
+from budget_service.costs import (
+    IDEMPOTENCY_TTL_SECONDS,
+    check_idempotency_key,
+    fingerprint_of,
+)
+from budget_service.errors import (
+    BudgetNotFound,
+    Contention,
+    IdempotencyKeyReused,
+    InvalidInput,
+)
 from budget_service.models import (
     DECIMAL_CONTEXT,
     AdjustmentRequest,
@@ -230,7 +239,7 @@ def adjust(store: BudgetStore, project: str, user: str, request: AdjustmentReque
         move = Move(spend=applied, model=request.model if applied else None,
                     floor=-applied if applied < 0 else None)
         try:
-            writer.write(project, user, move, now, extra=lambda levels: [
+            writer.write(project, user, move, now, extra=lambda levels, ledger=ledger, audit=audit: [
                 {"Put": store._ledger_put(project, user, ledger)},
                 audit_put(store.table_name, audit),
             ])

@@ -28,7 +28,13 @@ from decimal import Decimal, InvalidOperation
 from budget_service.budget import AuditEntry, ClosedPeriod
 from budget_service.errors import ServiceUnavailable
 from budget_service.observability import logger
-from budget_service.store import PROJECT_PREFIX, BudgetStore, _plain, _serialize, project_key
+from budget_service.store import (
+    PROJECT_PREFIX,
+    BudgetStore,
+    _plain,
+    _serialize,
+    project_key,
+)
 
 PERIOD_PREFIX = "PERIOD#"
 AUDIT_PREFIX = "AUDIT#"
