@@ -217,9 +217,16 @@ MINIMUMS = {
     "teams": (1, "0", "one Query per page of teams (plus a COUNT Query per team for `users`)"),
     "team_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
     "project_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
-    "reset": (1, "1", "one UpdateItem zeroing spend (a calendar period keeps its reset_at)"),
-    "delete": (1, "2 + 1 index", "one TransactWriteItems of one Delete (×2: its token makes a retried"
-               " delete answer 204, not 404); the index entry goes with it"),
+    "reset": (1, "6 + 1 index", "one TransactWriteItems (×2): the budget with spend zeroed, the closed"
+              " period's item (enters the period-history index) and the audit entry (issue 17)"),
+    "delete": (1, "6 + 2 index", "one TransactWriteItems (×2) of the Delete (its token makes a retried"
+               " delete answer 204, not 404), the current period's record and the audit entry; the"
+               " reset index entry goes, the period enters the history index"),
+    "adjust": (2, "6", "a credit reads the spend (GetItem: an update cannot clamp), then one"
+               " TransactWriteItems (×2) of the budget, the Idempotency-Key item and the audit entry"),
+    "periods": (2, "0", "one GetItem (the current period) and one Query of the closed ones"),
+    "ledger": (1, "0", "one Query per page of audit entries"),
+    "spend": (1, "0", "one Query of the period-history index per 1 MB of periods in the range"),
     "get_budget": (1, "0", "one Query per 1 MB of the project"),
     "price_put": (1, "1", "one UpdateItem (a price is a setting: last writer wins)"),
     "price_get": (1, "0", "one GetItem"),
@@ -227,8 +234,10 @@ MINIMUMS = {
     "price_delete": (1, "1", "one DeleteItem"),
     "set_budget_1": (2, "1", "the merge must see what is stored: one Query, one write per changed user"),
     "set_budget_new": (10, "10 + 10 index", "one conditional write per new user (BatchWriteItem cannot be conditional)"),
-    "reset_job": (2, "1 + 2 index", "one index Query (one shard), one conditional UpdateItem per due budget;"
-                  " the entry's reset_at moves (delete + put)"),
+    "reset_job": (3, "4 + 3 index", "one index Query (one shard); per due budget a GetItem (the closed"
+                  " period's spend is not in the index) and one TransactWriteItems (×2) of the budget and"
+                  " its closed-period item (issue 17); the entry's reset_at moves (delete + put) and the"
+                  " period enters the history index"),
 }
 
 USAGE = {"prompt_tokens": 1200, "completion_tokens": 350, "prompt_tokens_details": {"cached_tokens": 1024}}
@@ -315,7 +324,13 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
                               json={"model": "gpt-4o-mini", "usage": USAGE})),
         ("release", "native", "DELETE …/holds/{id}",
          lambda: session.delete(f"{base}/alice/holds/{held['keyed']}")),
+        ("adjust", "native", "POST …/adjustments (a credit) + Idempotency-Key",
+         lambda: session.post(f"{base}/alice/adjustments", json={"amount": -0.001, "reason": "bench"},
+                              headers={"Idempotency-Key": "bench-adjust-1"})),
         ("reset", "native", "POST …/reset", lambda: session.post(f"{base}/alice/reset")),
+        ("periods", "native", "GET …/periods", lambda: session.get(f"{base}/alice/periods")),
+        ("ledger", "native", "GET …/ledger", lambda: session.get(f"{base}/alice/ledger")),
+        ("spend", "native", "GET /projects/{p}/spend (JSON)", lambda: session.get(f"{rt.url}/projects/{project}/spend")),
         ("delete", "native", "DELETE /projects/{p}/users/{u}", lambda: session.delete(f"{base}/alice")),
         ("price_put", "native", "PUT /projects/{p}/prices/{m}",
          lambda: session.put(f"{rt.url}/projects/{project}/prices/ops-model", json={"input": 1e-6, "output": 2e-6})),
@@ -396,6 +411,10 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         "The reset job queries each of the 4 index shards of budgets (spreading due budgets over"
         " partitions) and the 4 of expiring holds, so its floor is 8 Queries, not 1; a cancelled transaction (the replay) is estimated as"
         " billed like a written one.",
+        "A rollover (issue 17) is a TransactWriteItems of the budget and its closed-period item, so"
+        " each closed period exists exactly once: 2 items × 2 = 4 WCU (plus the item's entry in the"
+        " period-history index, 1 WCU) where the bare UpdateItem was 1; the job reads the budget"
+        " first (0.5–1 RCU). A lazy rollover (by a cost or hold) was already a read and a write.",
         "`/set_budget` reads the whole project (one Query per MB) on every save because litellm"
         " sends every user; it writes only the users that changed.",
     ]

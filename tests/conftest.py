@@ -45,6 +45,34 @@ TABLE_NAME = os.environ["TABLE_NAME"]
 exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
 
 
+def _in_process_moto_one_at_a_time() -> None:
+    """In-process moto applies requests from threads without DynamoDB's per-request atomicity, and
+    its TransactWriteItems deep-copies whole tables (not thread-safe, and slow on big tables).
+    Apply requests one at a time, as the embedded DynamoDB does, which makes backing up only the
+    items a transaction names sound (localdev.dynamodb._back_up_items_only)."""
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    from localdev.dynamodb import _back_up_items_only
+
+    if getattr(BotocoreStubber.__call__, "one_at_a_time", False):
+        return
+    lock = threading.RLock()
+    call = BotocoreStubber.__call__
+
+    def one_at_a_time(self, event_name, request, **kwargs):
+        with lock:
+            return call(self, event_name, request, **kwargs)
+
+    one_at_a_time.one_at_a_time = True
+    BotocoreStubber.__call__ = one_at_a_time
+    _back_up_items_only()
+
+
+_in_process_moto_one_at_a_time()
+
+
 def lambda_context(function_id: str):
     """The context Lambda gives the template's function (its Timeout and MemorySize), for tests.
 

@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import sys
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -60,6 +61,8 @@ def route_request(route: template.ApiRoute, project: str, user: str = "alice"):
         body = COST_BODY
     elif route.path.endswith("/projected-cost"):
         body = PROJECTED_BODY
+    elif route.path.endswith("/adjustments"):
+        body = {"amount": 0.1, "reason": "auth test"}
     return params, body
 
 
@@ -87,7 +90,8 @@ class Gateway:
         return template.load_handler(function_id)(event, lambda_context(function_id))
 
     def call(self, method, resource, params=None, *, body=None, key=None, header=None):
-        headers = {}
+        # An Idempotency-Key on every request: adjustments require one (issue 17), others ignore it.
+        headers = {"Idempotency-Key": f"auth-{uuid.uuid4().hex}"}
         if header is not None:
             headers["Authorization"] = header
         elif key is not None:

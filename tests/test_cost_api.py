@@ -222,7 +222,7 @@ def test_an_ended_period_rolls_over_before_the_cost_lands(budget, store, aws, re
     assert after.current_cost == Decimal("0.25") and after.model_cost == {"m": Decimal("0.25")}
     assert after.reset_at > after.period_start and after.reset_at > store_module.Decimal(0)
     write = "TransactWriteItems"
-    assert requests_made == [write, "PutItem", write]  # failed write, the rollover, the write
+    assert requests_made == [write, "TransactWriteItems", write]  # failed write, the rollover, the write
     requests_made.clear()
     post_cost(budget, {"model": "m", "cost": Decimal("0.25")}, key=None if key is None else "k2")
     assert requests_made == [write]  # once per period

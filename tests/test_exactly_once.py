@@ -62,13 +62,13 @@ LOST = [Fault.DROP, Fault.LATE]
 @pytest.mark.parametrize("fault", LOST)
 def test_put_that_creates(faulty_api, faulty_dynamodb, server_store, fault):
     project = _project()
-    faulty_dynamodb.add("PutItem", fault)
+    faulty_dynamodb.add("TransactWriteItems", fault)
     response = faulty_api.call("PUT", USER, _path(project), body={"total_budget": 10})
     assert response.status == 201, response  # it was created by this request: said so
     assert response.json()["total_budget"] == 10
     stored = server_store.get(project, "alice")
     assert (stored.total_budget, stored.version) == (10, 1)
-    assert faulty_dynamodb.faults("PutItem") == [fault, None]  # the retry found its own write
+    assert faulty_dynamodb.faults("TransactWriteItems") == [fault, None]  # the retry found its own write
 
 
 @pytest.mark.parametrize("fault", LOST)
@@ -79,7 +79,7 @@ def test_put_that_replaces_with_another_write_in_between(faulty_api, faulty_dyna
     def another_put() -> None:  # a concurrent PUT lands between our attempt and its retry
         server_store.update(project, "alice", lambda b: dataclasses.replace(b, total_budget=Decimal(99)))
 
-    faulty_dynamodb.add("PutItem", fault, then=another_put)
+    faulty_dynamodb.add("TransactWriteItems", fault, then=another_put)
     response = faulty_api.call("PUT", USER, _path(project), body={"total_budget": 50})
     assert response.status == 200, response
     assert response.json()["total_budget"] == 50  # what this request wrote
@@ -94,7 +94,7 @@ def test_reset_keeps_spend_recorded_between_its_attempt_and_the_retry(
 ):
     project = _project()
     version = _seed(faulty_api, project, spend=5)
-    faulty_dynamodb.add("PutItem", fault, then=_spend_meanwhile(server_store, project, "2"))
+    faulty_dynamodb.add("TransactWriteItems", fault, then=_spend_meanwhile(server_store, project, "2"))
     response = faulty_api.call("POST", USER + "/reset", _path(project))
     assert response.status == 200, response
     assert response.json()["current_cost"] == 0  # the reset, as it was written
@@ -107,10 +107,8 @@ def test_reset_keeps_spend_recorded_between_its_attempt_and_the_retry(
 def test_set_budget(faulty_api, faulty_dynamodb, server_store, fault):
     project = _project()
     assert faulty_api.set_budget(project, {"alice": {"total_budget": 5, "current_cost": 1}}).status == 200
-    faulty_dynamodb.add("PutItem", fault, then=_spend_meanwhile(server_store, project, "0.5"))
-    response = faulty_api.set_budget(
-        project, {"alice": {"total_budget": 7, "current_cost": 3}, "bob": {"total_budget": 1}}
-    )
+    faulty_dynamodb.add("TransactWriteItems", fault, then=_spend_meanwhile(server_store, project, "0.5"))
+    response = faulty_api.set_budget(project, {"alice": {"total_budget": 7, "current_cost": 3}, "bob": {"total_budget": 1}})
     assert response.status == 200, response
     assert response.json()["written"] == ["alice", "bob"]  # alice's write landed: reported as written
     stored = server_store.get(project, "alice")
@@ -133,36 +131,16 @@ def test_delete(faulty_api, faulty_dynamodb, server_store, fault):
 
 # name: (the operation that writes, seed spend?, the request, the state it leaves: stored -> bool)
 PATHS = {
-    "put_create": (
-        "PutItem",
-        None,
-        lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
-        lambda b, v: b is not None and b.total_budget == 50 and b.version == 1,
-    ),
-    "put_replace": (
-        "PutItem",
-        1,
-        lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
-        lambda b, v: b.total_budget == 50 and b.current_cost == 1 and b.version == v + 1,
-    ),
-    "reset": (
-        "PutItem",
-        1,
-        lambda api, p: api.call("POST", USER + "/reset", _path(p)),
-        lambda b, v: b.current_cost == 0 and b.version == v + 1,
-    ),
-    "set_budget": (
-        "PutItem",
-        1,
-        lambda api, p: api.set_budget(p, {"alice": {"total_budget": 50, "current_cost": 4}}),
-        lambda b, v: (b.total_budget, b.current_cost, b.version) == (50, 4, v + 1),
-    ),
-    "delete": (
-        "TransactWriteItems",
-        1,
-        lambda api, p: api.call("DELETE", USER, _path(p)),
-        lambda b, v: b is None,
-    ),
+    "put_create": ("TransactWriteItems", None, lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
+                   lambda b, v: b is not None and b.total_budget == 50 and b.version == 1),
+    "put_replace": ("TransactWriteItems", 1, lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
+                    lambda b, v: b.total_budget == 50 and b.current_cost == 1 and b.version == v + 1),
+    "reset": ("TransactWriteItems", 1, lambda api, p: api.call("POST", USER + "/reset", _path(p)),
+              lambda b, v: b.current_cost == 0 and b.version == v + 1),
+    "set_budget": ("TransactWriteItems", 1, lambda api, p: api.set_budget(p, {"alice": {"total_budget": 50, "current_cost": 4}}),
+                   lambda b, v: (b.total_budget, b.current_cost, b.version) == (50, 4, v + 1)),
+    "delete": ("TransactWriteItems", 1, lambda api, p: api.call("DELETE", USER, _path(p)),
+               lambda b, v: b is None),
 }
 
 

@@ -29,6 +29,7 @@ from budget_service.store import (
     item_to_budget,
     reset_shard,
 )
+from budget_service.store_history import HistoryStore
 from budget_service.store_levels import LevelWriter
 from localdev import template
 from localdev.dynamodb import client_for
@@ -155,9 +156,11 @@ def test_ten_thousand_budgets_hundred_due_reads_only_the_due(aws):
     assert (summary.due, summary.reset, summary.skipped, summary.failed, summary.left) == (100, 100, 0, 0, 0)
     assert summary.complete
     # Reads: the due items, plus a small constant (here nothing: one Query page per shard).
-    assert sum(wire.items.values()) <= 100 + RESET_SHARDS
-    assert set(wire.requests) == {"Query", "UpdateItem"}
-    assert wire.requests["UpdateItem"] == 100
+    assert wire.items["Query"] <= 100 + RESET_SHARDS
+    # Each rollover reads its budget (the closed period's spend is not in the index) and writes it
+    # with its closed-period item in one TransactWriteItems (issue 17).
+    assert set(wire.requests) == {"Query", "GetItem", "TransactWriteItems"}
+    assert wire.requests["GetItem"] == wire.requests["TransactWriteItems"] == 100
     # Budget shards (a page or two each), then one Query per shard of levels and of holds.
     assert wire.requests["Query"] <= 2 * RESET_SHARDS + 2 * RESET_SHARDS
 
@@ -381,7 +384,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
             a_reset_landed.set()
 
     job_client.meta.events.register("after-call.dynamodb.Query", after_query)
-    job_client.meta.events.register("after-call.dynamodb.UpdateItem", after_update)
+    job_client.meta.events.register("after-call.dynamodb.TransactWriteItems", after_update)
     summary: list[ResetSummary] = []
     job = threading.Thread(
         target=lambda: summary.append(update_budget_all_users(NOW, BudgetStore(table, client=job_client)))
@@ -431,6 +434,11 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         # One write per cost, plus exactly one rollover: the job's reset, or a cost's lazy one.
         rollovers = after.version - (original.version + 1) - cost_count[original.user]
         assert rollovers == 1, (original.user, rollovers)
+        # ...and exactly one record of the closed period, with the spend it closed (issue 17).
+        (closed,), _ = HistoryStore(check).periods_page("cost", "USER", original.user, limit=10)
+        assert (closed["spend"], closed["period_start"], closed["period_end"]) == (
+            original.current_cost, original.period_start, original.reset_at)
+        assert closed["model_cost"] == original.model_cost
 
 
 # ---- an ended period reads as reset before the job runs ------------------------------------------
@@ -543,17 +551,20 @@ def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and
     # The sample event is what the schedule's Input becomes, context attributes filled in.
     sample = json.loads((template.EVENTS_DIR / "reset_budgets_schedule.json").read_text())
     assert set(json.loads(props["Input"])) == set(sample)
-    # Least privilege: Query on the reset index only, UpdateItem on the table; nothing else.
+    # Least privilege: Query on the reset index only; on the table GetItem + PutItem (a rollover
+    # reads the budget, then writes it with its closed period, issue 17) and UpdateItem.
     (policy,) = fn["Policies"]
     granted = {(action, json.dumps(s["Resource"])) for s in policy["Statement"] for action in s["Action"]}
     assert granted == {
         ("dynamodb:Query", json.dumps({"Fn::Sub": "${BudgetTable.Arn}/index/due-for-reset"})),
         ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
+        ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
+        ("dynamodb:PutItem", json.dumps({"Fn::GetAtt": ["BudgetTable", "Arn"]})),
     }
     # A batch fits in the timeout with the handler's reserve, and ends before the next run.
     reserve_s = template.load_module("ResetBudgetsFunction").RESERVE_MS / 1000
     assert reserve_s * 3 <= fn["Timeout"] < 300
     # The index carries what the job needs to compute the next period.
-    (index,) = template.table_properties()["GlobalSecondaryIndexes"]
+    (index,) = [i for i in template.table_properties()["GlobalSecondaryIndexes"] if i["IndexName"] == "due-for-reset"]
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
     assert {"duration", "duration_days", "timezone", "period_start"} <= set(index["Projection"]["NonKeyAttributes"])

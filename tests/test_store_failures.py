@@ -117,16 +117,16 @@ def _write_paths(api, project: str):
     """(name, DynamoDB operation, the request) of every write route, on an existing budget."""
     user = {"project": project, "user": "alice"}
     return [
-        ("put_budget", "PutItem",
+        ("put_budget", "TransactWriteItems",
          lambda: api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": 50})),
-        ("reset", "PutItem", lambda: api.call("POST", f"/projects/{P}/users/{U}/reset", user)),
+        ("reset", "TransactWriteItems", lambda: api.call("POST", f"/projects/{P}/users/{U}/reset", user)),
         ("delete", "TransactWriteItems", lambda: api.call("DELETE", f"/projects/{P}/users/{U}", user)),
         ("cost", "TransactWriteItems",
          lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2})),
         ("cost_idempotent", "TransactWriteItems",
          lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2},
                           headers={"Idempotency-Key": "k-1"})),
-        ("set_budget", "PutItem",
+        ("set_budget", "TransactWriteItems",
          lambda: api.set_budget(project, {"alice": {"total_budget": 70, "current_cost": 9}})),
     ]
 
@@ -195,7 +195,7 @@ def test_set_budget_stopped_part_way_reports_each_user_and_repeating_converges(
     assert seeded.status == 200
     user_dict = {f"u{i}": {"total_budget": 10 + i, "current_cost": i} for i in range(6)}
     # u0 exists (its budget changes 5 -> 10): every user is a write.
-    inject.fail("PutItem", FAILURES[failure], after=3)  # three users land, the fourth fails
+    inject.fail("TransactWriteItems", FAILURES[failure], after=3)  # three users land, the fourth fails
     response = served_api.set_budget(project, user_dict)
     assert_unavailable(response)
     details = response.json()["error"]["details"]

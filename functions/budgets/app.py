@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from budget_service import budgets
-from budget_service.http import ProjectId, UserId, create_app, json_response, lambda_entry
+from budget_service.http import ProjectId, UserId, create_app, json_response, key_id_of, lambda_entry
 from budget_service.models import (
     BudgetList,
     BudgetRecord,
@@ -17,13 +17,18 @@ from budget_service.store import default_store
 app = create_app()
 
 
+def _key_id() -> str | None:
+    return key_id_of(app.current_event.raw_event)
+
+
 def _record(budget) -> BudgetRecord:
     return BudgetRecord(**budget.to_record())
 
 
 @app.put("/projects/<project>/users/<user>")
 def put_budget(project: ProjectId, user: UserId, settings: PutBudgetRequest) -> Response[BudgetRecord]:
-    budget, created = budgets.put_budget(default_store(), project, user, settings, budgets.utc_now())
+    budget, created = budgets.put_budget(
+        default_store(), project, user, settings, budgets.utc_now(), _key_id())
     return json_response(201 if created else 200, _record(budget))
 
 
@@ -34,8 +39,12 @@ def get_budget(project: ProjectId, user: UserId) -> BudgetRecord:
 
 
 @app.delete("/projects/<project>/users/<user>")
-def delete_budget(project: ProjectId, user: UserId) -> Response[None]:
-    budgets.delete_budget(default_store(), project, user)
+def delete_budget(
+    project: ProjectId,
+    user: UserId,
+    purge: Annotated[bool, Query(description="also remove the user's history and audit ledger")] = False,
+) -> Response[None]:
+    budgets.delete_budget(default_store(), project, user, budgets.utc_now(), _key_id(), purge=purge)
     return Response(status_code=204)
 
 
@@ -53,7 +62,7 @@ def list_budgets(
 
 @app.post("/projects/<project>/users/<user>/reset")
 def reset_budget(project: ProjectId, user: UserId) -> BudgetRecord:
-    budget = budgets.reset_budget(default_store(), project, user, budgets.utc_now())
+    budget = budgets.reset_budget(default_store(), project, user, budgets.utc_now(), _key_id())
     return _record(budget)
 
 

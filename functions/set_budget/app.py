@@ -1,7 +1,7 @@
 """POST /set_budget: litellm's hosted BudgetManager saves its user dict (merged, never erasing)."""
 
 from budget_service import budgets
-from budget_service.http import create_app, lambda_entry
+from budget_service.http import create_app, key_id_of, lambda_entry
 from budget_service.models import SetBudgetRequest, SetBudgetResponse
 from budget_service.store import default_store
 
@@ -17,6 +17,7 @@ def set_budget(request: SetBudgetRequest) -> SetBudgetResponse:
     result = budgets.set_budget(
         default_store(), request.project_name, request.user_dict, budgets.utc_now(),
         keep_going=lambda: app.lambda_context.get_remaining_time_in_millis() > RESERVE_MS,
+        key_id=key_id_of(app.current_event.raw_event),
     )
     return SetBudgetResponse(
         status="success",

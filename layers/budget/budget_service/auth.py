@@ -76,6 +76,11 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
     ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
+    # History (issue 17): reading it is a read; an adjustment corrects spend by hand: admin.
+    ("GET", "/projects/{project}/users/{user}/periods"): Permission.READ,
+    ("GET", "/projects/{project}/spend"): Permission.READ,
+    ("GET", "/projects/{project}/users/{user}/ledger"): Permission.READ,
+    ("POST", "/projects/{project}/users/{user}/adjustments"): Permission.MANAGE,
     # Budget levels (issue 14): an admin creates, changes and deletes them; a reader reads them.
     ("PUT", "/projects/{project}/budget"): Permission.MANAGE,
     ("GET", "/projects/{project}/budget"): Permission.READ,

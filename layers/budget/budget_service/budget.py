@@ -184,3 +184,86 @@ class DueReset:
         if period is None:  # an index entry always has a rule; an item without one is not indexed
             raise ValueError(f"budget {self.project}/{self.user} has reset_at but no period rule")
         return period
+
+
+# ---- history (issue 17): what a write closes and what it records -------------------------------
+
+USER_LEVEL = "USER"
+
+
+@dataclass(frozen=True)
+class ClosedPeriod:
+    """A period (or the part of one a manual reset ended) as it closed: kept as its own item.
+
+    ``start``/``end``: epoch seconds (``end`` is the period's ``reset_at`` for a rollover, the
+    moment of the reset or delete otherwise); ``spend`` and ``model_cost`` in USD; ``held``: the
+    live holds at close (they carry into the next period); ``closed_by``: ``rollover`` (lazily, in
+    a write to the budget), ``job`` (the scheduled reset), ``reset`` (POST .../reset),
+    ``set_budget`` (a litellm client reset its period), ``delete``. ``level``/``level_id``: which
+    budget level (``USER`` and the user id; teams and the project use their own kinds).
+    """
+
+    project: str
+    level: str
+    level_id: str
+    start: Decimal
+    end: Decimal
+    total_budget: Decimal
+    spend: Decimal
+    model_cost: dict[str, Decimal]
+    held: Decimal
+    closed_by: str
+    closed_at: Decimal
+    budget_created_at: Decimal | None = None
+
+    @classmethod
+    def of(cls, budget: Budget, *, end: Decimal, closed_at: Decimal, closed_by: str) -> ClosedPeriod:
+        """The user budget's current period (spend as stored) closing at `end`. A budget without a
+        period rule counts its spend from its ``created_at``."""
+        start = budget.period_start if budget.period_start is not None else budget.created_at
+        return cls(
+            project=budget.project, level=USER_LEVEL, level_id=budget.user,
+            start=min(start, end), end=end, total_budget=budget.total_budget,
+            spend=budget.current_cost, model_cost=dict(budget.model_cost), held=budget.held,
+            closed_by=closed_by, closed_at=closed_at, budget_created_at=budget.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change to a budget other than spend, for its audit ledger: ``action`` (``create``,
+    ``settings``, ``reset``, ``delete``, ``adjustment``), when (epoch seconds), the API key id that
+    made it (None when API keys are off, e.g. ``make dev``), and ``details`` (for settings: ``old``
+    and ``new``)."""
+
+    project: str
+    level: str
+    level_id: str
+    action: str
+    at: Decimal
+    key_id: str | None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Write:
+    """What a change to a budget stores in one conditional write: the budget, the periods it
+    closes and its audit entries (store.BudgetStore.update writes them in one transaction)."""
+
+    budget: Budget
+    closed: tuple[ClosedPeriod, ...] = ()
+    audit: tuple[AuditEntry, ...] = ()
+
+
+def roll(budget: Budget, now: Decimal, *, closed_by: str = "rollover") -> Write:
+    """`budget` with an ended period rolled over, and the closed period to record with it.
+
+    The one place a rollover is decided: every path that rolls a stored period over (a cost or
+    hold rolling it lazily, the scheduled job, a manual reset, PUT, set_budget) calls this and
+    stores the Write in one conditional write, so a rollover never happens without its record.
+    A period still running: the budget unchanged and nothing closed.
+    """
+    if budget.reset_at is None or now < budget.reset_at:
+        return Write(budget)
+    closed = ClosedPeriod.of(budget, end=budget.reset_at, closed_at=now, closed_by=closed_by)
+    return Write(budget.as_of(now), closed=(closed,))

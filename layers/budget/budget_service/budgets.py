@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from budget_service import clock
-from budget_service.budget import Budget
+from budget_service.budget import USER_LEVEL, AuditEntry, Budget, ClosedPeriod, Write, roll
 from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
 from budget_service.limits import MAX_MODELS_PER_USER
 from budget_service.store import (
@@ -74,6 +74,7 @@ def set_budget(
     user_dict: dict[str, LitellmEntry],
     now: Decimal,
     keep_going: Callable[[], bool] = lambda: True,
+    key_id: str | None = None,
 ) -> SetBudgetResult:
     """Merge a litellm user dict into the project. The caller has validated all of it.
 
@@ -102,11 +103,16 @@ def set_budget(
             nonlocal stale, uncertain, wrote
             if current is None:
                 wrote = True
-                return new_budget_from_entry(project, user, entry, now)
-            merged = merge_entry(current, entry, now)
+                created = new_budget_from_entry(project, user, entry, now)
+                return Write(created, audit=_settings_audit(None, created, now, key_id))
+            rolled = roll(current, now)  # an ended period is closed and recorded (issue 17)
+            merged = merge_entry(rolled.budget, entry, now)
             stale, uncertain = merged.stale_spend_ignored, merged.uncertain_spend_kept
             wrote = not same_state(current, merged.budget)
-            return merged.budget if wrote else None
+            if not wrote:
+                return None
+            closed = rolled.closed + ((merged.replaced,) if merged.replaced is not None else ())
+            return Write(merged.budget, closed, _settings_audit(current, merged.budget, now, key_id))
 
         try:
             store.update(project, user, change, seen=stored.get(user))
@@ -160,8 +166,25 @@ def read_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Bu
     return budget.as_of(now)
 
 
+def _settings(budget: Budget) -> dict:
+    return {"total_budget": budget.total_budget, "duration": budget.duration_label(),
+            "timezone": budget.timezone}
+
+
+def _settings_audit(old: Budget | None, new: Budget, now: Decimal, key_id: str | None) -> tuple[AuditEntry, ...]:
+    """The audit entry of a settings change (``create`` when `old` is None), or none if the
+    settings (total_budget, duration, timezone) did not change."""
+    before = _settings(old) if old is not None else None
+    after = _settings(new)
+    if before == after:
+        return ()
+    return (AuditEntry(new.project, USER_LEVEL, new.user, "create" if old is None else "settings",
+                       now, key_id, {"old": before, "new": after}),)
+
+
 def put_budget(
-    store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal
+    store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal,
+    key_id: str | None = None,
 ) -> tuple[Budget, bool]:
     """Create or replace a budget's settings. Spend of the current period is kept.
 
@@ -180,12 +203,14 @@ def put_budget(
             )
     created = False
 
-    def change(current: Budget | None) -> Budget:
+    def change(current: Budget | None) -> Write:
         nonlocal created
         created = current is None
+        # An ended period is closed and recorded in this write (issue 17).
+        rolled = roll(current, now) if current is not None else None
         base = (
-            current.as_of(now)
-            if current is not None
+            rolled.budget
+            if rolled is not None
             else Budget(project=project, user=user, total_budget=settings.total_budget,
                         created_at=now, updated_at=now)
         )
@@ -204,7 +229,8 @@ def put_budget(
             team=settings.team,
             updated_at=now,
         )
-        return updated.with_period_from(now) if rule_changed or created else updated
+        target = updated.with_period_from(now) if rule_changed or created else updated
+        return Write(target, rolled.closed if rolled else (), _settings_audit(current, target, now, key_id))
 
     budget = store.update(project, user, change)
     assert budget is not None
@@ -219,7 +245,9 @@ def list_budgets(
     return [b.as_of(now) for b in budgets], (encode_cursor(last) if last else None)
 
 
-def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Budget:
+def reset_budget(
+    store: BudgetStore, project: str, user: str, now: Decimal, key_id: str | None = None
+) -> Budget:
     """Zero the spend now. The rule is kept, and so is the period's end for a calendar budget.
 
     * calendar budget: spend is zeroed within the current calendar period; ``period_start``
@@ -231,30 +259,67 @@ def reset_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> B
 
     The period start clients were given before is kept as ``previous_period_start``, so a
     litellm client that loaded before the reset cannot bring the zeroed spend back
-    (litellm_compat). BudgetNotFound (404) for an unknown user.
+    (litellm_compat). The part of the period before `now` is recorded as a closed period, and the
+    reset in the audit ledger with `key_id`, in the same write (issue 17). BudgetNotFound (404)
+    for an unknown user. An ended period not yet rolled over is closed first (``closed_by:
+    rollover``); the zeroed spend is the closed period ending `now` (``closed_by: reset``).
     """
 
-    def change(current: Budget | None) -> Budget:
+    def change(current: Budget | None) -> Write:
         if current is None:
             raise BudgetNotFound.for_user(project, user)
-        current = current.as_of(now)
+        rolled = roll(current, now)
+        base = rolled.budget
+        closed = ClosedPeriod.of(base, end=now, closed_at=now, closed_by="reset")
         # last_reset_at: alerts start a new alert period at a manual reset (alerts.py).
-        zeroed = dataclasses.replace(current.with_spend_zeroed(), updated_at=now, last_reset_at=now)
-        if current.duration is not None:
-            return dataclasses.replace(
-                zeroed, period_start=now, previous_period_start=current.period_start
-            )
-        if current.duration_days is not None:
-            return dataclasses.replace(
-                zeroed, period_start=now, previous_period_start=current.period_start
+        zeroed = dataclasses.replace(base.with_spend_zeroed(), updated_at=now, last_reset_at=now)
+        if base.duration is not None:
+            target = dataclasses.replace(zeroed, period_start=now, previous_period_start=base.period_start)
+        elif base.duration_days is not None:
+            target = dataclasses.replace(
+                zeroed, period_start=now, previous_period_start=base.period_start
             ).with_period_from(now)
-        return zeroed
+        else:
+            target = zeroed
+        audit = AuditEntry(project, USER_LEVEL, user, "reset", now, key_id, {
+            "spend": base.current_cost, "model_cost": dict(base.model_cost),
+            "period_start": closed.start,
+        })
+        return Write(target, rolled.closed + (closed,), (audit,))
 
     budget = store.update(project, user, change)
     assert budget is not None
     return budget
 
 
-def delete_budget(store: BudgetStore, project: str, user: str) -> None:
-    if not store.delete(project, user):
+def delete_budget(
+    store: BudgetStore, project: str, user: str, now: Decimal | None = None,
+    key_id: str | None = None, *, purge: bool = False,
+) -> None:
+    """Delete a budget. Its history (closed periods) and audit ledger are kept, with the spend of
+    its current period recorded as a closed period (``closed_by: delete``) and a ``delete`` audit
+    entry, in the same transaction as the Delete. With `purge`, the budget is deleted and then
+    every period and audit item of the user too (a purge cut short is finished by asking again:
+    a purge of a user with history but no budget succeeds). BudgetNotFound: nothing to delete."""
+    from budget_service.store_history import HistoryStore
+
+    if purge:
+        deleted = store.delete(project, user)
+        history = HistoryStore(store)
+        if not deleted and not history.has_history(project, USER_LEVEL, user):
+            raise BudgetNotFound.for_user(project, user)
+        history.purge(project, USER_LEVEL, user)
+        return
+    when = now if now is not None else utc_now()
+
+    def record(current: Budget) -> Write:
+        rolled = roll(current, when)
+        closed = rolled.closed + (
+            ClosedPeriod.of(rolled.budget, end=when, closed_at=when, closed_by="delete"),
+        )
+        audit = AuditEntry(project, USER_LEVEL, user, "delete", when, key_id,
+                           {"old": _settings(current), "spend": rolled.budget.current_cost})
+        return Write(rolled.budget, closed, (audit,))
+
+    if not store.delete_recorded(project, user, record):
         raise BudgetNotFound.for_user(project, user)

@@ -245,6 +245,13 @@ def _refuse_early(event: dict) -> dict | None:
     return None
 
 
+def key_id_of(event: dict) -> str | None:
+    """The id of the API key that made this request (from the authorizer's context), for the
+    audit ledger; None when there is none (API keys off, e.g. ``make dev``)."""
+    scope = _scope(event)
+    return scope.key_id if scope is not None else None
+
+
 def _project_of(route_args: dict) -> str | None:
     """The project a validated request is about: the path's, or ``project_name`` in the body."""
     project = route_args.get("project")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
-from budget_service.budget import ZERO, Budget
+from budget_service.budget import ZERO, Budget, ClosedPeriod
 from budget_service.models import DECIMAL_CONTEXT, LitellmEntry
 from budget_service.periods import (
     SECONDS_PER_DAY,
@@ -57,6 +57,9 @@ class Merge:
     budget: Budget
     stale_spend_ignored: bool = False
     uncertain_spend_kept: bool = False
+    # The client reset a rolling period: the stored spend it replaced, as a closed period to
+    # record with the write (issue 17), so no recorded cost falls out of every period.
+    replaced: ClosedPeriod | None = None
 
 
 def _max_spend(stored: Budget, entry: LitellmEntry) -> tuple[Decimal, dict[str, Decimal]]:
@@ -213,6 +216,10 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
 
     # Spend: where does the entry's own period lie against the server's current one?
     stale = uncertain = False
+    # The client's reset re-anchors a rolling period but keeps its spend (never dropped): nothing
+    # is replaced, so nothing is closed here; `replaced` stays None (issue 17's record of replaced
+    # spend has nothing to record under this merge).
+    replaced: ClosedPeriod | None = None
     start = settings.period_start
     if client_start is None or start is None or entry.duration is None:
         spend = _max_spend(settings, entry)
@@ -236,7 +243,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
     merged = dataclasses.replace(
         settings, current_cost=spend[0], model_cost=spend[1], updated_at=now
     )
-    return Merge(merged, stale_spend_ignored=stale, uncertain_spend_kept=uncertain)
+    return Merge(merged, stale_spend_ignored=stale, uncertain_spend_kept=uncertain, replaced=replaced)
 
 
 def same_state(a: Budget, b: Budget) -> bool:

@@ -35,9 +35,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from budget_service.budget import Budget, DueReset
+from budget_service.budget import Budget, DueReset, Write, roll
 from budget_service.errors import Contention, InvalidInput
 from budget_service.limits import utf8_size
+from budget_service.observability import logger
 from budget_service.periods import Duration, Period
 
 USER_PREFIX = "USER#"
@@ -406,11 +407,15 @@ class BudgetStore:
 
     # ---- writes --------------------------------------------------------------------------------
 
-    def save(self, budget: Budget) -> Budget:
+    def save(self, budget: Budget, write: Write | None = None) -> Budget:
         """Write `budget` if the stored item is still at `budget.version` (0: absent).
 
         Returns the budget at its new version, as stored; raises StaleWrite (with the item as it
         stands) when someone wrote first.
+
+        With `write` carrying closed periods or audit entries (issue 17), one TransactWriteItems
+        puts them with the budget: the rollover and its record land together or not at all
+        (botocore's retries carry the transaction's ClientRequestToken). Otherwise one PutItem.
 
         Exactly once under botocore's retries: the item carries this write's fresh id among its
         ``write_ids``. When an attempt landed but its answer was late or lost, the retry fails
@@ -430,21 +435,84 @@ class BudgetStore:
         item = budget_to_item(budget, write_id)
         if item_size(item) > ITEM_MAX_BYTES:  # the models' limits keep it far below; never send it
             raise InvalidInput(f"budget {budget.project}/{budget.user} would be over DynamoDB's 400 KB item limit")
+        put = {"TableName": self.table_name, "Item": item,
+               "ReturnValuesOnConditionCheckFailure": "ALL_OLD", **condition}
         try:
-            self.client.put_item(
-                TableName=self.table_name, Item=item,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD", **condition,
-            )
+            if write is None or not (write.closed or write.audit):
+                self.client.put_item(**put)
+            else:
+                self._save_with_history(put, write)
         except ClientError as exc:
-            if not _condition_failed(exc):
+            code = exc.response["Error"]["Code"]
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                first = reasons[0] if reasons else {}
+                if first.get("Code") == "TransactionConflict" or any(
+                    r.get("Code") == "TransactionConflict" for r in reasons
+                ):
+                    raise StaleWrite() from exc
+                if first.get("Code") != "ConditionalCheckFailed":
+                    # The budget's condition held but a history item exists already: two periods
+                    # with one key (the same start and end), which the keys are made to prevent.
+                    raise
+                old = first.get("Item")
+            elif _condition_failed(exc):
+                old = exc.response.get("Item")
+            else:
                 raise
-            old = exc.response.get("Item")
             if old is None:
                 raise StaleWrite(None) from exc
             if write_id in _deserialize(old.get("write_ids", {"L": []})):
                 return item_to_budget(item)  # our own write, landed by an earlier attempt
             raise StaleWrite(item_to_budget(old)) from exc
         return item_to_budget(item)
+
+    def _save_with_history(self, put: dict, write: Write) -> None:
+        from budget_service.store_history import history_items
+
+        for again in (False, True):
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Put": put}, *history_items(self.table_name, write.closed, write.audit, again=again),
+                ])
+                return
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if again or not codes or codes[0] not in (None, "None") or "ConditionalCheckFailed" not in codes[1:]:
+                    raise
+                logger.warning("a closed period with this start and end is recorded already; recording"
+                               " this one beside it", extra={"project": write.budget.project,
+                                                             "user": write.budget.user})
+
+    def delete_recorded(self, project: str, user: str, record: Callable[[Budget], Write]) -> bool:
+        """Delete a budget with what `record` says to keep of it (its current period as a closed
+        one, an audit entry; issue 17), in one TransactWriteItems whose Delete is conditional on
+        the version read, so the record is of the budget deleted. False when there was none.
+        A lost race re-reads; botocore's retries carry the transaction's ClientRequestToken."""
+        from budget_service.store_history import history_items
+
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            current = self.get(project, user)
+            if current is None:
+                return False
+            write = record(current)
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Delete": {
+                        "TableName": self.table_name,
+                        "Key": budget_key(project, user),
+                        "ConditionExpression": "version = :seen",
+                        "ExpressionAttributeValues": {":seen": {"N": str(current.version)}},
+                    }},
+                    *history_items(self.table_name, write.closed, write.audit),
+                ])
+                return True
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if not codes or codes[0] not in ("ConditionalCheckFailed", "TransactionConflict"):
+                    raise
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     def delete(self, project: str, user: str) -> bool:
         """Delete a budget; False when there was none.
@@ -476,14 +544,17 @@ class BudgetStore:
         self,
         project: str,
         user: str,
-        change: Callable[[Budget | None], Budget | None],
+        change: Callable[[Budget | None], Budget | Write | None],
         *,
         seen: Budget | None | EllipsisType = ...,
     ) -> Budget | None:
         """Read-modify-write one budget until it lands without a race.
 
-        `change` gets the stored budget (None when absent) and returns the budget to store, or
-        None to store nothing. `seen` is a copy already read, to save the first read. A lost race
+        `change` gets the stored budget (None when absent) and returns the budget to store, a
+        Write (the budget with the periods it closes and its audit entries, stored in one
+        transaction), or None to store nothing. A change that rolls an ended period over must
+        return the Write of ``budget.roll`` (a plain Budget over an ended period is refused).
+        `seen` is a copy already read, to save the first read. A lost race
         re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
         caller gets Contention (HTTP 409) and may retry.
         """
@@ -492,8 +563,10 @@ class BudgetStore:
             target = change(current)
             if target is None:
                 return current
+            write = target if isinstance(target, Write) else Write(target)
+            _check_recorded(current, write)
             try:
-                return self.save(_with_version(target, current.version if current else 0))
+                return self.save(_with_version(write.budget, current.version if current else 0), write)
             except StaleWrite as stale:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
                 current = (
@@ -582,74 +655,31 @@ class BudgetStore:
         return total, False
 
     def reset_period(self, due: DueReset, period: Period, now: Decimal) -> bool:
-        """Zero the spend of a due budget and move it into `period`, in one conditional write.
+        """Roll a due budget over into `period`, with its closed-period record, in one write.
 
-        The write lands only if the item still has the ``reset_at`` and the rule the index showed
-        (so `period` was computed from what is stored). Anyone who rolled the period over first
-        (another run, a cost update or ``set_budget`` rolling it lazily, a reset, a new rule) has
-        moved ``reset_at`` or the rule, and this is a no-op: False. Spend added after the reset
-        lands is added to the new period, never zeroed: this is a single write. Bumps
-        ``version`` like every write.
+        Reads the item (the closed period's spend is not in the index), then one TransactWriteItems
+        of the budget, conditional on the version read, and the closed period's Put (issue 17). It
+        lands only if the item still has the ``reset_at`` the index showed and that time has come;
+        anyone who rolled the period over first (another run, a cost or hold rolling it lazily,
+        ``set_budget``, a reset, a new rule) has moved ``reset_at``, and this is a no-op: False.
+        A lost race re-reads (``update``). Live holds carry into the new period.
         """
-        names = {
-            "#current_cost": "current_cost",
-            "#model_cost": "model_cost",
-            "#period_start": "period_start",
-            "#reset_at": "reset_at",
-            "#updated_at": "updated_at",
-            "#version": "version",
-            "#available": "available",
-            "#held": "held",
-            "#total_budget": "total_budget",
-        }
-        values: dict = {
-            ":seen_reset_at": _serialize(due.reset_at),
-            ":zero": _serialize(Decimal(0)),
-            ":no_models": {"M": {}},
-            ":start": _serialize(period.start),
-            ":end": _serialize(period.end),
-            ":now": _serialize(now),
-            ":one": {"N": "1"},
-        }
-        update = (
-            "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
-            "#reset_at = :end, #updated_at = :now"
-        )
-        if due.period_start is not None:  # the period closed now: what stale clients still hold
-            names["#previous_period_start"] = "previous_period_start"
-            values[":previous"] = _serialize(due.period_start)
-            update += ", #previous_period_start = :previous"
-        conditions = ["#reset_at = :seen_reset_at"]
-        rule = {
-            "duration": due.duration.value if due.duration is not None else None,
-            "duration_days": due.duration_days,
-            "timezone": due.timezone,
-            "period_start": due.period_start,
-        }
-        for attribute, seen in rule.items():
-            names[f"#{attribute}"] = attribute
-            if seen is None:
-                conditions.append(f"attribute_not_exists(#{attribute})")
-            else:
-                values[f":seen_{attribute}"] = _serialize(seen)
-                conditions.append(f"#{attribute} = :seen_{attribute}")
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=budget_key(due.project, due.user),
-                UpdateExpression=(
-                    # Live holds carry into the new period: the headroom is the budget less them.
-                    update + ", #available = #total_budget - if_not_exists(#held, :zero) ADD #version :one"
-                ),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        landed = False
+
+        def change(current: Budget | None) -> Write | None:
+            nonlocal landed
+            landed = False
+            if current is None or current.reset_at != due.reset_at or now < current.reset_at:
+                return None
+            write = roll(current, now, closed_by="job")
+            if (write.budget.period_start, write.budget.reset_at) != (period.start, period.end):
+                # The rule changed since the index was read: the next run sees the new one.
+                return None
+            landed = True
+            return Write(dataclasses.replace(write.budget, updated_at=now), write.closed)
+
+        self.update(due.project, due.user, change)
+        return landed
 
 
 def _item_to_due(raw: dict) -> DueReset:
@@ -663,6 +693,17 @@ def _item_to_due(raw: dict) -> DueReset:
         timezone=item.get("timezone"),
         period_start=item.get("period_start"),
     )
+
+
+def _check_recorded(current: Budget | None, write: Write) -> None:
+    """No rollover without its record: storing over an ended period must close it (budget.roll)."""
+    if current is None or current.reset_at is None or write.budget.updated_at < current.reset_at:
+        return
+    if write.budget.reset_at == current.reset_at:
+        return  # not rolled over (yet): the period's spend is still on the item
+    if not any(c.end == current.reset_at and c.start == (current.period_start if current.period_start
+               is not None else current.created_at) for c in write.closed):
+        raise AssertionError(f"budget {current.project}/{current.user}: a rollover without its record")
 
 
 def _with_version(budget: Budget, version: int) -> Budget:

@@ -32,7 +32,7 @@ from decimal import Decimal, localcontext
 
 from botocore.exceptions import ClientError
 
-from budget_service.budget import rule_period
+from budget_service.budget import ClosedPeriod, roll, rule_period
 from budget_service.errors import BudgetExceeded, BudgetNotFound, Contention, InvalidInput
 from budget_service.models import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
 from budget_service.periods import Duration
@@ -66,6 +66,9 @@ class Move:
     model: str | None = None
     need: Decimal | None = None
     open_period: bool = True
+    # A credit (issue 17): the user's item lands only while its current_cost (and
+    # model_cost[model]) >= this, so spend never goes below zero; else SpendBelowCredit.
+    floor: Decimal | None = None
 
     @property
     def available_delta(self) -> Decimal:
@@ -131,6 +134,12 @@ def level_update(
     if move.need is not None:
         values[":need"] = {"N": format(move.need, "f")}
         conditions.append("available >= :need")
+    if move.floor is not None and sk.startswith(USER_PREFIX):
+        values[":floor"] = {"N": format(move.floor, "f")}
+        conditions.append("current_cost >= :floor")
+        if move.model is not None:
+            names["#model"] = move.model
+            conditions.append("model_cost.#model >= :floor")
     if pin_team is None:
         conditions.append("attribute_not_exists(team)")
     elif pin_team is not ...:
@@ -190,6 +199,15 @@ def _remember(table: str, project: str, user: str, plan: Plan) -> None:
         _HINTS.move_to_end((table, project, user))
         while len(_HINTS) > _HINTS_MAX:
             _HINTS.popitem(last=False)
+
+
+class SpendBelowCredit(Exception):
+    """A credit's floor failed: the user's spend (or the model's) is below it now. `old` is the
+    user item as the failed condition saw it (Python values)."""
+
+    def __init__(self, old: dict) -> None:
+        super().__init__("spend is below the credit")
+        self.old = old
 
 
 @dataclass
@@ -323,6 +341,12 @@ class LevelWriter:
             if changed:
                 repaired += 1
                 continue
+            if move.floor is not None and user_code == failed and (
+                Decimal((user_old or {}).get("current_cost", 0)) < move.floor
+                or (move.model is not None
+                    and Decimal((user_old or {}).get("model_cost", {}).get(move.model, -1)) < move.floor)
+            ):
+                raise SpendBelowCredit(user_old or {})
             refusals = []
             stuck = False
             for sk, old in [(user_key(user), user_old if user_code == failed else None),
@@ -393,8 +417,10 @@ class LevelWriter:
             if current is None:
                 raise BudgetNotFound.for_user(project, name)
             if current.reset_at is not None and now >= current.reset_at:
-                # The period's rollover: spend zeroed, live holds kept.
-                return dataclasses.replace(current.as_of(now), updated_at=now)
+                # The period's rollover: spend zeroed, live holds kept, the closed period recorded
+                # in the same write (issue 17).
+                write = roll(current, now)
+                return dataclasses.replace(write, budget=dataclasses.replace(write.budget, updated_at=now))
             # Rewriting the item stores held and available (budget_to_item).
             return current if legacy else None
 
@@ -455,32 +481,67 @@ class LevelWriter:
 
 def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: Decimal) -> bool:
     """Start a team or project level's current period (spend zeroed, live holds kept,
-    ``available`` recomputed), in one UpdateItem conditional on the ``reset_at`` seen, so each
-    period rolls over once whoever gets there first. False: someone else already had."""
+    ``available`` recomputed) and record the period that ended (issue 17), in one
+    TransactWriteItems: the Update conditional on the ``version`` seen in `old` (so the record
+    holds exactly the spend it closes) and the closed period's Put. Each period rolls over once
+    whoever gets there first. False: the item changed or someone else rolled it (the caller
+    retries from what its next attempt sees).
+
+    `old` may be the due-for-reset index's entry (the scheduled job), which lacks the spend and
+    the version: the item is read first (one GetItem), so the record holds what it closes."""
+    if "version" not in old or "total_budget" not in old:
+        item = client.get_item(TableName=table_name, ConsistentRead=True,
+                               Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}}).get("Item")
+        if item is None or _plain(item).get("reset_at") != old.get("reset_at"):
+            return False  # deleted, or rolled over by someone else since the index was read
+        old = _plain(item)
     duration = Duration(old["duration"]) if old.get("duration") else None
     period = rule_period(duration, None, old.get("timezone"), old.get("period_start"), now)
     if period is None:
         return False
-    try:
-        client.update_item(
-            TableName=table_name,
-            Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-            UpdateExpression=(
+    kind, name = level_name(project, sk)
+    closed = ClosedPeriod(
+        project=project, level=kind.upper(), level_id="" if kind == "project" else name,
+        start=Decimal(old.get("period_start", old.get("created_at", now))), end=Decimal(old["reset_at"]),
+        total_budget=Decimal(old["total_budget"]), spend=Decimal(old.get("current_cost", 0)),
+        model_cost={k: Decimal(v) for k, v in old.get("model_cost", {}).items()},
+        held=Decimal(old.get("held", 0)), closed_by="rollover", closed_at=now,
+        budget_created_at=old.get("created_at"),
+    )
+    for again in (False, True):
+        try:
+            _roll_level_once(client, table_name, project, sk, old, now, period, closed, again)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if again or codes[:1] not in ([None], ["None"]):
+                return False  # the level changed or rolled over: the caller tries again
+            # A record with this start and end exists (see store_history.history_items).
+    return False
+
+
+def _roll_level_once(client, table_name, project, sk, old, now, period, closed, again) -> None:
+    from budget_service.store_history import period_put
+
+    client.transact_write_items(TransactItems=[
+        {"Update": {
+            "TableName": table_name,
+            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+            "UpdateExpression": (
                 "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
                 " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
             ),
-            ConditionExpression="reset_at = :seen",
-            ExpressionAttributeValues={
+            "ConditionExpression": "reset_at = :seen AND version = :version",
+            "ExpressionAttributeValues": {
                 ":zero": {"N": "0"}, ":no_models": {"M": {}}, ":start": _serialize(period.start),
                 ":end": _serialize(period.end), ":now": _serialize(now), ":one": {"N": "1"},
-                ":seen": _serialize(old["reset_at"]),
+                ":seen": _serialize(old["reset_at"]), ":version": _serialize(old["version"]),
             },
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+        }},
+        period_put(table_name, closed, again=again),
+    ])
 
 
 # ---- team and project levels (issue 14): their own items ----------------------------------------

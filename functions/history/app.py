@@ -1,0 +1,85 @@
+"""The history routes (issue 17): a user's periods, the project's spend report (JSON or CSV),
+the audit ledger, and adjustments (budget_service.history)."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+
+from budget_service import budgets, history
+from budget_service.http import (
+    ProjectId,
+    UserId,
+    create_app,
+    json_response,
+    key_id_of,
+    lambda_entry,
+)
+from budget_service.models import (
+    AdjustmentRequest,
+    AdjustmentResponse,
+    Ledger,
+    PeriodList,
+    SpendReport,
+)
+from budget_service.store import default_store
+
+app = create_app()
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Cursor = Annotated[str | None, Query(max_length=2048)]
+
+
+def _epoch(moment: datetime | None, default: Decimal) -> Decimal:
+    if moment is None:
+        return default
+    if moment.tzinfo is None:  # a time without an offset is UTC
+        moment = moment.replace(tzinfo=UTC)
+    return Decimal(str(moment.timestamp()))
+
+
+@app.get("/projects/<project>/users/<user>/periods")
+def list_periods(project: ProjectId, user: UserId, limit: Limit = 50, cursor: Cursor = None) -> PeriodList:
+    return history.list_periods(default_store(), project, user, limit, cursor, budgets.utc_now())
+
+
+@app.get("/projects/<project>/users/<user>/ledger")
+def ledger(project: ProjectId, user: UserId, limit: Limit = 50, cursor: Cursor = None) -> Ledger:
+    return history.list_ledger(default_store(), project, user, limit, cursor)
+
+
+@app.get("/projects/<project>/spend", responses={200: {
+    "description": "spend per user and per model over the closed periods that started in the range",
+    "content": {"application/json": {"model": SpendReport},
+                "text/csv": {"schema": {"type": "string", "description": "user,model,spend,periods"}}},
+}})
+def spend_report(
+    project: ProjectId,
+    range_from: Annotated[datetime | None, Query(alias="from", description="ISO 8601; default: the beginning")] = None,
+    range_to: Annotated[datetime | None, Query(alias="to", description="ISO 8601, exclusive; default: now")] = None,
+    accept: Annotated[str | None, Header(alias="Accept")] = None,
+) -> Response[str]:
+    # The body is already serialized (JSON or CSV); the route's `responses` documents both.
+    report = history.spend_report(
+        default_store(), project, _epoch(range_from, Decimal(0)), _epoch(range_to, budgets.utc_now()))
+    if accept and "text/csv" in accept.lower():
+        return Response(status_code=200, content_type="text/csv; charset=utf-8", body=history.report_csv(report))
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
+                    body=report.model_dump_json(by_alias=True))
+
+
+@app.post("/projects/<project>/users/<user>/adjustments")
+def adjust(
+    project: ProjectId,
+    user: UserId,
+    request: AdjustmentRequest,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response[AdjustmentResponse]:
+    result = history.adjust(default_store(), project, user, request, budgets.utc_now(), idempotency_key,
+                            key_id_of(app.current_event.raw_event))
+    return json_response(200 if result.replayed else 201, result)
+
+
+lambda_handler = lambda_entry(app)
