@@ -4,19 +4,99 @@ DynamoDB applies each request to an item atomically: a conditional write's check
 cannot be split by another request. moto's server runs requests on threads without that
 guarantee, so the app is wrapped in a lock; otherwise a concurrency test would test moto.
 
+moto also ignores ``TransactWriteItems``' ``ClientRequestToken``, on which exactly-once writes
+rely (botocore sends the same token on each of its retries): ``_ClientRequestTokens`` emulates
+DynamoDB's documented idempotency for it (see that class).
+
 Run alone: ``python -m localdev.dynamodb --port 8000 --table budgets`` prints ``READY <url>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from werkzeug.serving import make_server
+
+TRANSACT_WRITE_ITEMS = "DynamoDB_20120810.TransactWriteItems"
+TOKEN_WINDOW_SECONDS = 600.0  # DynamoDB remembers a ClientRequestToken for 10 minutes
+
+
+class _ClientRequestTokens:
+    """DynamoDB's idempotency for ``TransactWriteItems`` with a ``ClientRequestToken``.
+
+    As the TransactWriteItems API reference describes it: a token is remembered for 10 minutes
+    after the request that first used it completed; within that window the same token with the
+    same request parameters answers the first answer again and changes nothing, and the same
+    token with other parameters is refused with ``IdempotentParameterMismatchException`` (HTTP
+    400). After the window the token is new again. Only a request that succeeded is remembered
+    (the reference promises the replay for a successful call): a cancelled transaction sent
+    again with its token is tried again. Parameters are compared as parsed JSON, every member but
+    the token itself.
+
+    Not thread-safe on its own: it runs inside ``_OneAtATime``'s lock, so checking a token and
+    applying its request are one step. `clock` returns seconds (monotonic); tests pass their own.
+    """
+
+    def __init__(self, app, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.clock = clock
+        # token -> (parameters' digest, expires at, status, headers, body); oldest first.
+        self._seen: OrderedDict[str, tuple[str, float, str, list, bytes]] = OrderedDict()
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET") != TRANSACT_WRITE_ITEMS:
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body)
+            token = request.pop("ClientRequestToken", None)
+        except (ValueError, AttributeError):
+            token = None  # not a JSON object: moto answers it as DynamoDB would
+        if not isinstance(token, str):
+            return self.app(environ, start_response)
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        now = self.clock()
+        while self._seen and next(iter(self._seen.values()))[1] <= now:
+            self._seen.popitem(last=False)
+        seen = self._seen.get(token)
+        if seen is not None:
+            if seen[0] != digest:
+                return _error(start_response, "IdempotentParameterMismatchException",
+                              "ClientRequestToken was used with other parameters")
+            _, _, status, headers, answer = seen
+            start_response(status, headers)
+            return [answer]
+        answer_parts: list = []
+
+        def remember(status, headers, exc_info=None):
+            answer_parts[:] = [status, list(headers)]
+            return start_response(status, headers, exc_info)
+
+        answer = b"".join(self.app(environ, remember))
+        if answer_parts and answer_parts[0].startswith("200"):
+            self._seen[token] = (digest, self.clock() + TOKEN_WINDOW_SECONDS, *answer_parts, answer)
+        return [answer]
+
+
+def _error(start_response, code: str, message: str) -> list[bytes]:
+    """A DynamoDB error answer (HTTP 400), as DynamoDB's JSON protocol writes one."""
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
+    start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                       ("Content-Length", str(len(body)))])
+    return [body.encode()]
 
 
 class _OneAtATime:
@@ -38,7 +118,7 @@ class EmbeddedDynamoDB:
             create_backend_app,
         )
 
-        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        app = _OneAtATime(_ClientRequestTokens(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -56,12 +136,14 @@ class EmbeddedDynamoDB:
         self._thread.join(timeout=5)
 
 
-def client_for(url: str):
+def client_for(url: str, config=None):
+    """A DynamoDB client for the endpoint at `url` (botocore `config` optional)."""
     import boto3
 
     return boto3.client(
         "dynamodb",
         endpoint_url=url,
+        config=config,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),

@@ -7,7 +7,7 @@ template's (API Gateway) paths.
 
 Powertools documents only a 200 and its own 422 shape; ``describe_errors`` then makes the
 document say what the API really answers: every error as ``{"error": {"code", "message",
-"details"?}}`` with the statuses each route can give (400/401/403/404/409/413/422/429/503), 201
+"details"?}}`` with the statuses each route can give (400/401/402/403/404/409/413/422/429/503), 201
 for a PUT that creates and 204 for a DELETE, and the bearer API key.
 
 ``python -m localdev.openapi`` rewrites ``openapi.json``; ``--check`` fails if it is out of date.
@@ -111,7 +111,10 @@ _ERRORS = {
     "400": "The body is not valid JSON (invalid_json).",
     "401": "No valid API key (unauthorized): send Authorization: Bearer <key>.",
     "403": "The key may not do this: another project, or a role without this operation (forbidden).",
-    "404": "No budget for this user (budget_not_found).",
+    "402": "The budget cannot cover it (budget_exceeded); nothing was written. details name each"
+    " level that refused and what it had available.",
+    "404": "No budget for this user (budget_not_found), or no such hold of this user"
+    " (hold_not_found).",
     "409": "Too many concurrent writers on one budget (write_contention); retry.",
     "413": "The body is over 1 MiB (payload_too_large).",
     "422": "The request is out of shape or out of range (validation_error, unknown_model, ...).",
@@ -130,7 +133,19 @@ _CONTENDED = {
     ("post", "/projects/{project}/users/{user}/reset"),
     ("post", "/projects/{project}/users/{user}/cost"),
     ("post", "/set_budget"),
+    ("post", "/projects/{project}/users/{user}/holds"),
+    ("post", "/projects/{project}/users/{user}/holds/{hold_id}/settle"),
+    ("delete", "/projects/{project}/users/{user}/holds/{hold_id}"),
 }
+# Routes that can refuse for lack of budget: 402.
+_REFUSING = {
+    ("post", "/projects/{project}/users/{user}/cost"),  # with if_within_budget
+    ("post", "/projects/{project}/users/{user}/holds"),
+}
+# POST routes that answer 201 (they create something).
+_CREATES = {("post", "/projects/{project}/users/{user}/holds")}
+# DELETE routes that answer 200 with a body (releasing a hold says what it did), not 204.
+_DELETE_WITH_BODY = {"/projects/{project}/users/{user}/holds/{hold_id}"}
 _SECURITY_SCHEME = "ApiKey"
 
 
@@ -145,6 +160,8 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
         statuses.append("404")
     if (method, path) in _CONTENDED:
         statuses.append("409")
+    if (method, path) in _REFUSING:
+        statuses.append("402")
     return sorted(statuses)
 
 
@@ -156,12 +173,14 @@ def describe_errors(doc: dict) -> None:
         for method, operation in operations.items():
             responses = operation["responses"]
             responses.pop("422", None)  # Powertools' HTTPValidationError: not what we send
-            if method == "delete":
+            if method == "delete" and path not in _DELETE_WITH_BODY:
                 responses.pop("200", None)
                 responses["204"] = {"description": "Deleted."}
             if method == "put" and "200" in responses:
                 responses["200"] = {**responses["200"], "description": "Replaced."}
                 responses["201"] = {**responses["200"], "description": "Created."}
+            if (method, path) in _CREATES and "200" in responses:
+                responses["201"] = {**responses.pop("200"), "description": "Created."}
             for status in _error_statuses(method, path, operation):
                 responses[status] = {"description": _ERRORS[status], "content": error_ref}
                 if status in _HEADERS:

@@ -24,16 +24,20 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import types  # noqa: E402
 from decimal import Decimal  # noqa: E402
 
 import boto3  # noqa: E402
+import botocore.endpoint  # noqa: E402
 import pytest  # noqa: E402
+from botocore.config import Config  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from budget_service import store as store_module  # noqa: E402
 from localdev import template  # noqa: E402
 from localdev.dynamodb import client_for  # noqa: E402
 from localdev.events import LambdaContext, api_gateway_event  # noqa: E402
+from localdev.faults import FaultyDynamoDB  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 
@@ -98,6 +102,52 @@ def served_api(dynamodb_server, monkeypatch):
 def server_store(dynamodb_server):
     """A BudgetStore on the embedded DynamoDB server, for tests that race over HTTP."""
     return store_module.BudgetStore(TABLE_NAME, client=client_for(dynamodb_server))
+
+
+@pytest.fixture
+def backoff(monkeypatch):
+    """botocore's retry delays, recorded instead of slept (the retries themselves still happen)."""
+    delays: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=delays.append))
+    return delays
+
+
+# The service's client settings with a short read timeout, so a late answer (which the fault
+# proxy holds until the client gives up) costs a test one second per attempt, not two.
+FAULT_CLIENT_CONFIG = store_module.CLIENT_CONFIG.merge(Config(read_timeout=1))
+
+
+@pytest.fixture
+def faulty_dynamodb(dynamodb_server):
+    """A fault-injecting proxy (localdev.faults.FaultyDynamoDB) in front of the embedded DynamoDB:
+    ``faulty_dynamodb.add("PutItem", Fault.LATE)``; its ``url`` is the endpoint to use."""
+    proxy = FaultyDynamoDB(dynamodb_server).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def faulty_api(faulty_dynamodb, monkeypatch, backoff):
+    """Handlers invoked in process whose DynamoDB is the fault proxy: FAULT_CLIENT_CONFIG (standard
+    retries, 1 s read timeout), botocore's backoff recorded in `backoff` rather than slept."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", faulty_dynamodb.url)
+    monkeypatch.setattr(store_module, "CLIENT_CONFIG", FAULT_CLIENT_CONFIG)
+    store_module.default_store.cache_clear()
+    yield Api()
+    store_module.default_store.cache_clear()
+
+
+@pytest.fixture
+def faulty_client(faulty_dynamodb, backoff):
+    """A DynamoDB client whose endpoint is the fault proxy (settings as in `faulty_api`), marking
+    what its failed calls may have written (store.track_write_outcomes)."""
+    return store_module.track_write_outcomes(client_for(faulty_dynamodb.url, FAULT_CLIENT_CONFIG))
+
+
+@pytest.fixture
+def faulty_store(faulty_client):
+    """A BudgetStore whose DynamoDB is the fault proxy (settings as in `faulty_api`)."""
+    return store_module.BudgetStore(TABLE_NAME, client=faulty_client)
 
 
 class Api:

@@ -10,6 +10,7 @@ import litellm
 import pytest
 
 from budget_service import store as store_module
+from budget_service.store_levels import LevelWriter
 from budget_service.pricing import TokenUsage, cost_of, default_table
 
 COST = "/projects/{project}/users/{user}/cost"
@@ -68,8 +69,11 @@ def test_usage_form(budget, store):
     assert response.status == 200, response
     answer = response.json()
     assert answer["cost"] == Decimal("0.003")  # 600 x 2.5e-6 + 400 x 1.25e-6 + 100 x 1e-5
-    assert answer["current_cost"] == Decimal("0.003") and answer["remaining"] == Decimal("0.997")
-    assert answer["budget_exceeded"] is False and answer["priced_as"] == "gpt-4o"
+    assert answer["current_cost"] is None  # one transaction: no values back (GET the budget)
+    assert answer["priced_as"] == "gpt-4o"
+    after = stored(store)
+    assert after.current_cost == Decimal("0.003") and after.remaining == Decimal("0.997")
+    assert after.available == Decimal("0.997")
     assert answer["tokens"]["cached_tokens"] == 400
     assert stored(store).model_cost == {"gpt-4o": Decimal("0.003")}
 
@@ -113,17 +117,36 @@ def test_each_update_bumps_the_version(budget, store):
     assert stored(store).version == before + 2
 
 
-def test_budget_exceeded(budget):
-    first = post_cost(budget, {"model": "m", "cost": Decimal("0.6")}).json()
-    second = post_cost(budget, {"model": "m", "cost": Decimal("0.6")}).json()
-    assert first["budget_exceeded"] is False and second["budget_exceeded"] is True
-    assert second["current_cost"] == Decimal("1.2") and second["remaining"] == 0
+def test_spend_past_the_budget_is_recorded_and_shown(budget):
+    """/cost records spend that already happened: never refused for lack of budget."""
+    for _ in range(2):
+        assert post_cost(budget, {"model": "m", "cost": Decimal("0.6")}).status == 200
+    record = budget.call("GET", "/projects/{project}/users/{user}", WHO).json()
+    assert record["current_cost"] == Decimal("1.2") and record["remaining"] == 0
+    assert record["available"] == 0 and record["held"] == 0
+
+
+def test_if_within_budget_charges_only_what_fits(budget, store, aws):
+    assert post_cost(budget, {"model": "m", "cost": Decimal("0.6"), "if_within_budget": True}).status == 200
+    before = table_items(aws)
+    refused = post_cost(budget, {"model": "m", "cost": Decimal("0.6"), "if_within_budget": True}, key="w-1")
+    assert refused.status == 402, refused
+    error = refused.json()["error"]
+    assert error["code"] == "budget_exceeded"
+    assert error["details"] == [{"level": "user", "name": "alice", "available": Decimal("0.4"),
+                                 "needed": Decimal("0.6")}]
+    assert table_items(aws) == before  # nothing written, the ledger entry neither
+    assert post_cost(budget, {"model": "m", "cost": Decimal("0.4"), "if_within_budget": True}).status == 200
+    assert stored(store).current_cost == 1 and stored(store).available == 0
+    bad = post_cost(budget, {"model": "m", "cost": 1, "if_within_budget": "yes"})
+    assert bad.status == 422
 
 
 def test_one_request_per_update_without_a_key(budget, requests_made):
     for n in range(3):
         assert post_cost(budget, {"model": "gpt-4o", "usage": {"prompt_tokens": 10}}).status == 200
-    assert requests_made == ["UpdateItem"] * 3
+    # A transaction, not an UpdateItem: botocore keeps its ClientRequestToken across retries.
+    assert requests_made == ["TransactWriteItems"] * 3
 
 
 def test_one_request_per_update_with_a_key_and_per_replay(budget, requests_made, store):
@@ -131,7 +154,8 @@ def test_one_request_per_update_with_a_key_and_per_replay(budget, requests_made,
     first = post_cost(budget, body, key="req-1")
     second = post_cost(budget, body, key="req-2")
     replay = post_cost(budget, body, key="req-1")
-    assert requests_made == ["TransactWriteItems"] * 3
+    # The replay reads the budget once to tell its own key from a deleted budget's.
+    assert requests_made == ["TransactWriteItems"] * 3 + ["GetItem"]
     assert (first.status, second.status, replay.status) == (200, 200, 200)
     assert replay.json()["replayed"] is True and first.json()["replayed"] is False
     assert replay.json()["cost"] == first.json()["cost"]
@@ -160,8 +184,9 @@ def test_ledger_keys_are_unambiguous_when_ids_contain_hash(store):
     for user in ("a#b", "a"):
         store.save(Budget(project="acme", user=user, total_budget=Decimal(5), created_at=now, updated_at=now))
     ledger = {"kind": "cost", "model": "m", "cost": Decimal(1), "fingerprint": "f", "expires_at": 1}
-    assert store.add_cost("acme", "a#b", "m", Decimal(1), now, ledger={**ledger, "key": "c"}) == (None, None)
-    assert store.add_cost("acme", "a", "m", Decimal(1), now, ledger={**ledger, "key": "b#c"}) == (None, None)
+    writer = LevelWriter(store)
+    assert writer.add_cost("acme", "a#b", "m", Decimal(1), now, ledger={**ledger, "key": "c"}) is None
+    assert writer.add_cost("acme", "a", "m", Decimal(1), now, ledger={**ledger, "key": "b#c"}) is None
     assert stored(store, "a").current_cost == 1 and stored(store, "a#b").current_cost == 1
     assert store.get_ledger("acme", "a#b", "c")["user"] == "a#b"
     assert store.get_ledger("acme", "a", "b#c")["user"] == "a"
@@ -194,7 +219,7 @@ def test_an_ended_period_rolls_over_before_the_cost_lands(budget, store, aws, re
     after = stored(store)
     assert after.current_cost == Decimal("0.25") and after.model_cost == {"m": Decimal("0.25")}
     assert after.reset_at > after.period_start and after.reset_at > store_module.Decimal(0)
-    write = "UpdateItem" if key is None else "TransactWriteItems"
+    write = "TransactWriteItems"
     assert requests_made == [write, "PutItem", write]  # failed write, the rollover, the write
     requests_made.clear()
     post_cost(budget, {"model": "m", "cost": Decimal("0.25")}, key=None if key is None else "k2")

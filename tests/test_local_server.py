@@ -20,6 +20,7 @@ from werkzeug.test import Client
 from localdev import openapi, schedules, server, template
 from localdev.dynamodb import client_for
 from localdev.ready_time import ServerProcess
+from test_events import with_hold_id
 
 ROOT = template.ROOT
 ROUTE_ORDER = {"PUT": 0, "POST": 1, "GET": 2, "PATCH": 3, "DELETE": 9}  # create first, delete last
@@ -56,9 +57,12 @@ def request_from_event(base_url: str, event: dict) -> requests.Response:
 def test_every_template_route_answers(local):
     routes = sorted(template.api_routes(), key=lambda r: ROUTE_ORDER.get(r.method, 5))
     assert routes, "template.yaml declares no Api routes"
+    hold_id = None
     for route in routes:
-        event = json.loads(route.event_file.read_text())
+        event = with_hold_id(json.loads(route.event_file.read_text()), hold_id)
         response = request_from_event(local.url, event)
+        if route.event_id == "CreateHold":
+            hold_id = response.json()["hold_id"]
         assert 200 <= response.status_code < 300, (route, response.status_code, response.text)
         assert response.headers.get("x-amzn-RequestId")
 

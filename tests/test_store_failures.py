@@ -12,11 +12,9 @@ attempts) runs for real. Its backoff delays are recorded instead of slept.
 from __future__ import annotations
 
 import json
-import types
 import uuid
 from decimal import Decimal
 
-import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -82,14 +80,6 @@ class Injector:
 
 
 @pytest.fixture
-def backoff(monkeypatch):
-    """botocore's retry delays, recorded (the retries themselves still happen)."""
-    delays: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=delays.append))
-    return delays
-
-
-@pytest.fixture
 def inject(served_api, backoff):
     injector = Injector(store_module.default_store().client)
     yield injector
@@ -130,8 +120,8 @@ def _write_paths(api, project: str):
         ("put_budget", "PutItem",
          lambda: api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": 50})),
         ("reset", "PutItem", lambda: api.call("POST", f"/projects/{P}/users/{U}/reset", user)),
-        ("delete", "DeleteItem", lambda: api.call("DELETE", f"/projects/{P}/users/{U}", user)),
-        ("cost", "UpdateItem",
+        ("delete", "TransactWriteItems", lambda: api.call("DELETE", f"/projects/{P}/users/{U}", user)),
+        ("cost", "TransactWriteItems",
          lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2})),
         ("cost_idempotent", "TransactWriteItems",
          lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2},
@@ -159,6 +149,10 @@ def test_a_failing_write_is_a_503_and_writes_nothing_then_the_retry_applies_it(
     inject.fail(operation, FAILURES[failure])
     response = request()
     assert_unavailable(response)
+    # A timeout after sending may have landed (here it never left the process, but the service
+    # cannot know that); DynamoDB's error answers mean nothing was written.
+    outcome = "unknown" if failure == "timeout" else "not_written"
+    assert response.json()["error"]["details"]["outcome"] == outcome
     # The client tried three times (standard mode, max_attempts=3), backing off in between.
     assert inject.failed[operation] == ATTEMPTS
     assert len(backoff) == ATTEMPTS - 1
@@ -184,6 +178,11 @@ def test_a_failing_read_before_any_write_is_a_503_and_writes_nothing(served_api,
     inject.fail("Query", throttled)
     assert_unavailable(served_api.set_budget(project, {"u1": {"total_budget": 1}}))
     assert_unavailable(served_api.get_budget(project))
+    inject.clear()
+    inject.fail("Query", timed_out)  # a read that timed out wrote nothing either
+    response = served_api.get_budget(project)
+    assert_unavailable(response)
+    assert response.json()["error"]["details"]["outcome"] == "not_written"
     assert snapshot(server_store, project) == []
 
 
@@ -203,8 +202,10 @@ def test_set_budget_stopped_part_way_reports_each_user_and_repeating_converges(
     assert details["written"] == ["u0", "u1", "u2"]
     if failure == "timeout":  # the fourth may or may not have landed: said so
         assert details["not_confirmed"] == ["u3"] and details["not_written"] == ["u4", "u5"]
+        assert details["outcome"] == "unknown"
     else:  # DynamoDB refused it: not written
         assert details["not_confirmed"] == [] and details["not_written"] == ["u3", "u4", "u5"]
+        assert details["outcome"] == "partially_written"
     # Each user is exactly as reported: the written ones fully, the others untouched.
     for i in range(6):
         budget = server_store.get(project, f"u{i}")
@@ -238,6 +239,7 @@ def test_set_budget_out_of_time_stops_before_a_write_and_reports(served_api, ser
     response = served_api.set_budget(project, {"a": {"total_budget": 1}, "b": {"total_budget": 2}})
     assert_unavailable(response)
     assert response.json()["error"]["details"]["not_written"] == ["a", "b"]
+    assert response.json()["error"]["details"]["outcome"] == "not_written"
     assert snapshot(server_store, project) == []
 
 

@@ -42,9 +42,14 @@ def lambda_handler(event, context):
         ("BudgetResetsSkipped", summary.skipped),
         ("BudgetResetsFailed", summary.failed),
         ("BudgetsLeftForNextRun", summary.left),
+        ("HoldsExpired", summary.holds_expired),
+        ("HoldExpiriesFailed", summary.holds_failed),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info("reset summary", extra={"summary": result})
-    if summary.failed:
-        raise ResetRunFailed(f"{summary.failed} due budget(s) could not be reset: {result}")
+    if summary.failed or summary.holds_failed:
+        raise ResetRunFailed(
+            f"{summary.failed} due budget(s) could not be reset, {summary.holds_failed} expired"
+            f" hold(s) not released: {result}"
+        )
     return result

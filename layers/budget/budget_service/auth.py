@@ -5,7 +5,7 @@ A key looks like ``llmb_<43 url-safe characters>`` (256 random bits). Only its S
 (store.ApiKeyStore), with the projects it may touch and a role:
 
 - ``reader``: read budgets (GET routes, ``/get_budget``, projected cost);
-- ``writer``: read, and record costs (``POST .../cost``);
+- ``writer``: read, and record costs (``POST .../cost``) and hold, settle and release;
 - ``admin``: everything, including creating, replacing, resetting and deleting budgets and
   litellm's ``/set_budget`` (which replaces budget settings, so litellm's BudgetManager needs an
   admin key).
@@ -69,6 +69,10 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/projects/{project}/users/{user}/reset"): Permission.MANAGE,
     ("POST", "/projects/{project}/users/{user}/cost"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/projected-cost"): Permission.READ,
+    # Holds (issue 13) reserve and charge spend: what a writer key (an app) does per call.
+    ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
+    ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
+    ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from budget_service.models import DECIMAL_CONTEXT
 from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
@@ -43,6 +43,8 @@ class Budget:
     updated_at: Decimal
     current_cost: Decimal = ZERO
     model_cost: dict[str, Decimal] = field(default_factory=dict)
+    # Sum of the amounts of this budget's live holds (USD); kept across period rollovers.
+    held: Decimal = ZERO
     # At most one of the two period rules is set: a calendar duration, or litellm's rolling days.
     duration: Duration | None = None
     duration_days: Decimal | None = None
@@ -84,6 +86,17 @@ class Budget:
     def remaining(self) -> Decimal:
         return max(DECIMAL_CONTEXT.subtract(self.total_budget, self.current_cost), ZERO)
 
+    @property
+    def available(self) -> Decimal:
+        """What a new hold may still reserve: ``total_budget - current_cost - held`` (USD).
+
+        Stored on the item as ``available`` and moved by every write with ``SET available =
+        available + :delta`` (a DynamoDB condition cannot add, so a hold's condition reads this
+        stored headroom). Negative when spend outgrew the budget (spend is never refused).
+        """
+        with localcontext(DECIMAL_CONTEXT):
+            return self.total_budget - self.current_cost - self.held
+
     def duration_label(self) -> str | None:
         if self.duration is not None:
             return self.duration.value
@@ -99,6 +112,8 @@ class Budget:
             "total_budget": self.total_budget,
             "current_cost": self.current_cost,
             "remaining": self.remaining,
+            "held": self.held,
+            "available": max(self.available, ZERO),
             "model_cost": dict(self.model_cost),
             "duration": self.duration_label(),
             "timezone": self.timezone,

@@ -18,11 +18,14 @@ from budget_service.models import (
     PutBudgetRequest,
 )
 from budget_service.store import (
+    NOT_WRITTEN,
     STORE_ERRORS,
+    UNKNOWN,
     BudgetStore,
     decode_cursor,
     encode_cursor,
     unavailable,
+    write_outcome,
 )
 
 
@@ -47,7 +50,15 @@ class SetBudgetResult:
 
 
 def _progress(result: SetBudgetResult, not_written: list[str], not_confirmed: list[str]) -> dict:
+    """A stopped set_budget's details: each user's state, and the request's `outcome`:
+    ``not_written`` (nothing), ``partially_written`` (exactly `written`), or ``unknown``
+    (`not_confirmed` may have landed)."""
+    if not_confirmed:
+        outcome = UNKNOWN
+    else:
+        outcome = "partially_written" if result.written else NOT_WRITTEN
     return {
+        "outcome": outcome,
         "written": result.written,
         "unchanged": result.unchanged,
         "stale_spend_ignored": result.stale_spend_ignored,
@@ -102,9 +113,8 @@ def set_budget(
         except STORE_ERRORS as exc:
             if not unavailable(exc):
                 raise
-            # A ClientError is DynamoDB's refusal (nothing written); a timeout or a dropped
-            # connection leaves this user's write unknown.
-            maybe = [] if getattr(exc, "response", None) else [user]
+            # A timeout or a dropped connection after sending leaves this user's write unknown.
+            maybe = [user] if write_outcome(exc) == UNKNOWN else []
             raise ServiceUnavailable(
                 "the budget store failed part way (throttled or unavailable); details say which"
                 " users were written; send the same request again to finish",

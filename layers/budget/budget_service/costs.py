@@ -1,7 +1,8 @@
 """Cost updates and projected cost: what the cost routes do, in terms of pricing, tokens and the store.
 
-A cost update prices the request (one of four forms), then makes one DynamoDB request: an
-UpdateItem without an Idempotency-Key, a TransactWriteItems with one (see BudgetStore.add_cost).
+A cost update prices the request (one of four forms), then makes one DynamoDB request: a
+TransactWriteItems, which also puts the Idempotency-Key's ledger item when one is given (see
+store_levels.LevelWriter.add_cost; a replay costs one GetItem more).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from budget_service.models import (
 )
 from budget_service.pricing import TokenUsage, cost_of, default_table
 from budget_service.store import BudgetStore
+from budget_service.store_levels import LevelWriter
 
 # How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
 # days, and until then the key still answers as a replay).
@@ -97,6 +99,13 @@ def check_idempotency_key(key: str | None) -> str | None:
 def fingerprint(request: CostRequest) -> str:
     """What a replay must repeat: the same request (as validated), hashed."""
     body = request.model_dump(mode="json", exclude_none=True)
+    if not request.if_within_budget:  # absent and false are the same request (and older keys')
+        body.pop("if_within_budget", None)
+    return fingerprint_of(body)
+
+
+def fingerprint_of(body: dict) -> str:
+    """A request body (as validated, JSON values), hashed: what a replay must repeat."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -120,13 +129,19 @@ def record_cost(
     now: Decimal,
     idempotency_key: str | None = None,
 ) -> CostResponse:
-    """Price `request` and add it to the user's spend with one DynamoDB request."""
+    """Price `request` and add it to the user's spend with one DynamoDB request.
+
+    With ``if_within_budget``, only a cost that fits the budget's ``available`` is charged, else
+    BudgetExceeded (402) and nothing is written. The answer carries no balance (a transaction
+    returns no values): GET the budget to read it.
+    """
     key = check_idempotency_key(idempotency_key)
     event = price(request)
+    writer = LevelWriter(store)
+    within = bool(request.if_within_budget)
     if key is None:
-        budget, _ = store.add_cost(project, user, event.model, event.cost, now)
-        assert budget is not None
-        return _answer(project, user, event, budget)
+        writer.add_cost(project, user, event.model, event.cost, now, within_budget=within)
+        return _answer(project, user, event, None)
 
     digest = fingerprint(request)
     ledger = {
@@ -140,7 +155,7 @@ def record_cost(
         "created_at": now,
         "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS,
     }
-    _, first = store.add_cost(project, user, event.model, event.cost, now, ledger=ledger)
+    first = writer.add_cost(project, user, event.model, event.cost, now, ledger=ledger, within_budget=within)
     if first is None:
         return _answer(project, user, event, None, key=key)
     if first.get("fingerprint") != digest:

@@ -44,6 +44,34 @@ class IdempotencyKeyReused(BudgetError):
     code = "idempotency_key_reused"
 
 
+class BudgetExceeded(BudgetError):
+    """A hold (or a cost with ``if_within_budget``) does not fit a level's headroom; nothing was
+    written. ``details`` lists each level that refused: ``{"level", "name", "available",
+    "needed"}`` (USD)."""
+
+    status = HTTPStatus.PAYMENT_REQUIRED
+    code = "budget_exceeded"
+
+    @classmethod
+    def at_level(cls, level: str, name: str, *, available, needed) -> BudgetExceeded:
+        return cls.at_levels([{"level": level, "name": name, "available": available, "needed": needed}])
+
+    @classmethod
+    def at_levels(cls, refusals: list[dict]) -> BudgetExceeded:
+        shown = "; ".join(
+            f"{r['level']} {r['name']!r} has {max(r['available'], 0)} available" for r in refusals
+        )
+        needed = refusals[0]["needed"]
+        details = [{**r, "available": float(max(r["available"], 0)), "needed": float(r["needed"])}
+                   for r in refusals]
+        return cls(f"the budget cannot cover {needed}: {shown}", details=details)
+
+
+class HoldNotFound(BudgetError):
+    status = HTTPStatus.NOT_FOUND
+    code = "hold_not_found"
+
+
 class PayloadTooLarge(BudgetError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
@@ -76,7 +104,8 @@ class Forbidden(BudgetError):
 class ServiceUnavailable(BudgetError):
     """DynamoDB failed (throttled, timed out, 5xx) after the client's retries, or time ran out.
 
-    Nothing was written, or, for a multi-user write, `details` says exactly what was.
+    `details["outcome"]` says what was written: ``not_written``, ``unknown`` (a write may have
+    landed), or for a multi-user write ``partially_written``, with the users in `details`.
     """
 
     status = HTTPStatus.SERVICE_UNAVAILABLE

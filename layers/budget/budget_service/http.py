@@ -12,7 +12,9 @@ validation, the project the handler is about to touch (the ``project`` path para
 default ``make dev`` and unit tests) turns this off; anything else, or unset, enforces it.
 
 DynamoDB failures that survive the client's retries (throttling, timeouts, 5xx) are a 503 with
-``Retry-After``; other unexpected errors a 500, logged with the request id but never the event.
+``Retry-After`` whose ``details.outcome`` says whether nothing was written (``not_written``) or
+the write may have landed (``unknown``: an attempt timed out or lost its connection after it
+was sent); other unexpected errors a 500, logged with the request id but never the event.
 """
 
 from __future__ import annotations
@@ -38,11 +40,22 @@ from budget_service import auth
 from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
 from budget_service.models import ID_MAX_LENGTH, ID_PATTERN
 from budget_service.observability import logger, metrics, tracer
-from budget_service.store import STORE_ERRORS, unavailable
+from budget_service.store import NOT_WRITTEN, STORE_ERRORS, UNKNOWN, unavailable, write_outcome
 
 MAX_BODY_BYTES = 1_048_576
 AUTH_ENV = "API_AUTH"
 RETRY_AFTER_SECONDS = 1
+
+# What a 503 says, by what the failed DynamoDB call may have written (store.write_outcome); the
+# answer's details carry the same as {"outcome": "not_written" | "unknown"}.
+UNAVAILABLE_MESSAGES = {
+    NOT_WRITTEN: "the budget store is unavailable right now (throttled or failing); nothing was"
+    " written; retry",
+    UNKNOWN: "the budget store did not answer in time (timed out, or the connection dropped):"
+    " the change may or may not have been applied. Retrying is safe with the same"
+    " Idempotency-Key, and for PUT, DELETE and set_budget, which converge; otherwise GET the"
+    " budget first to see whether it was applied",
+}
 
 # Path parameters of the native routes: the same id rules as in bodies, checked before the handler.
 ProjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
@@ -197,13 +210,14 @@ def create_app() -> APIGatewayRestResolver:
     def _store_failed(exc: Exception) -> Response:
         if unavailable(exc):
             # Throttled, timed out or a DynamoDB 5xx, after the client's own retries.
+            outcome = write_outcome(exc)
             logger.warning("DynamoDB unavailable", extra={"error": type(exc).__name__,
+                                                          "outcome": outcome,
                                                           "detail": str(exc)[:300]})
             metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
             return error_response(
                 HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable",
-                "the budget store is unavailable right now (throttled or failing); nothing was"
-                " written; retry",
+                UNAVAILABLE_MESSAGES[outcome], {"outcome": outcome},
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return _internal_error(exc)

@@ -1,4 +1,5 @@
-"""The scheduled reset: roll over every budget whose period has ended, touching only those.
+"""The scheduled reset: roll over every budget whose period has ended, and release every hold whose
+time ran out, touching only those.
 
 litellm's ``update_budget_all_users`` walks every user in memory. Ours reads the sparse
 ``due-for-reset`` index, shard by shard, for ``reset_at <= now``: its cost grows with the budgets
@@ -56,6 +57,11 @@ class ResetSummary:
     left: int = 0
     left_exact: bool = True
     complete: bool = True
+    # Expired holds (issue 13), from the index partitions HOLDS#<n>: released by this run, found
+    # already settled/released/expired by someone else, or failed (still due: the next run).
+    holds_expired: int = 0
+    holds_skipped: int = 0
+    holds_failed: int = 0
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -117,4 +123,45 @@ def update_budget_all_users(
             summary.left += count
             summary.left_exact = summary.left_exact and exact
     summary.due = summary.reset + summary.skipped + summary.failed + summary.left
+    if stopped_at is None:
+        expire_due_holds(now, store, summary, keep_going=keep_going, page_size=page_size, workers=workers)
     return summary
+
+
+def expire_due_holds(
+    now: Decimal,
+    store: BudgetStore,
+    summary: ResetSummary,
+    *,
+    keep_going: Callable[[], bool] = _always,
+    page_size: int = PAGE_SIZE,
+    workers: int = WORKERS,
+) -> None:
+    """Release every hold whose time ran out (``held -> expired``), from the due-for-reset index's
+    ``HOLDS#<n>`` partitions: the cost grows with the holds due. Each is one TransactWriteItems
+    conditional on the hold still being held, so a settle or release racing it wins or loses
+    whole. Counts into `summary`; stops when `keep_going()` fails (the rest stay due)."""
+    from budget_service.store_holds import EXPIRED, HoldStore
+
+    holds = HoldStore(store)
+
+    def expire_one(due) -> str:
+        try:
+            _, changed = holds.finish(due.project, due.user, due.hold_id, now, EXPIRED)
+        except Exception:  # one hold's failure must not stop the others; it stays due
+            logger.exception("hold expiry failed", extra={"project": due.project, "user": due.user})
+            return "holds_failed"
+        return "holds_expired" if changed else "holds_skipped"
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expire") as pool:
+        for shard in range(RESET_SHARDS):
+            after: dict | None = None
+            while keep_going():
+                page, after = holds.due(shard, now, limit=page_size, after=after)
+                for outcome in pool.map(expire_one, page):
+                    setattr(summary, outcome, getattr(summary, outcome) + 1)
+                if after is None:
+                    break
+            else:
+                summary.complete = False
+                return

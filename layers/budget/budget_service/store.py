@@ -23,7 +23,14 @@ from functools import lru_cache
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ProxyConnectionError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget
@@ -82,6 +89,65 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
+# ---- what a failed call may have written ----------------------------------------------------------
+#
+# botocore retries a failed attempt (standard mode, up to CLIENT_CONFIG's attempts), and what it
+# finally raises tells only of the last attempt: a throttle after a timed-out first attempt hides
+# that the first may have landed. So every attempt is watched (botocore's per-attempt
+# ``response-received`` event carries the call's context) and the call's exception is marked:
+# - NOT_WRITTEN: no attempt of a write can have been applied: each one either never reached
+#   DynamoDB (no connection could be made) or got DynamoDB's error answer (a throttle, a 5xx,
+#   a failed condition: DynamoDB applied nothing), or the call only reads;
+# - UNKNOWN: some attempt was sent and no answer came back (a read timeout, a connection closed
+#   before the answer): DynamoDB may have applied it, and may still.
+
+NOT_WRITTEN = "not_written"
+UNKNOWN = "unknown"
+_MAYBE_WRITTEN = "budget_service_maybe_written"  # the mark, in the call context and the error
+_READ_OPERATIONS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable",
+    "DescribeTimeToLive", "ListTables",
+})
+# Raised before any byte of the request left: nothing can have been applied.
+_NOT_SENT = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+
+
+def _note_attempt(event_name: str, context: dict, exception=None, **_) -> None:
+    if exception is None or isinstance(exception, _NOT_SENT):
+        return
+    if event_name.rpartition(".")[2] not in _READ_OPERATIONS:
+        context[_MAYBE_WRITTEN] = True
+
+
+def _mark_raised(exception: BaseException, context: dict, **_) -> None:
+    # The last attempt's own exception (a timeout, a dropped connection) leaves the call as is.
+    setattr(exception, _MAYBE_WRITTEN, bool(context.get(_MAYBE_WRITTEN)))
+
+
+def _mark_error_answer(http_response, parsed: dict, context: dict, **_) -> None:
+    # DynamoDB's error answer becomes the ClientError's ``response`` dict.
+    if http_response.status_code >= 300 and context.get(_MAYBE_WRITTEN):
+        parsed[_MAYBE_WRITTEN] = True
+
+
+def track_write_outcomes(client):
+    """Have `client` mark what each failed call may have written (see `write_outcome`).
+    Idempotent; BudgetStore and ApiKeyStore do it to the client they are given."""
+    events = client.meta.events
+    events.register("response-received.dynamodb", _note_attempt, unique_id="budget-note-attempt")
+    events.register("after-call-error.dynamodb", _mark_raised, unique_id="budget-mark-raised")
+    events.register("after-call.dynamodb", _mark_error_answer, unique_id="budget-mark-answer")
+    return client
+
+
+def write_outcome(exc: BaseException) -> str:
+    """NOT_WRITTEN or UNKNOWN (see above) for an error a tracked client raised. An error from a
+    client that was not tracked is UNKNOWN unless it is DynamoDB's answer."""
+    if isinstance(exc, ClientError):
+        return UNKNOWN if exc.response.get(_MAYBE_WRITTEN) else NOT_WRITTEN
+    return UNKNOWN if getattr(exc, _MAYBE_WRITTEN, True) else NOT_WRITTEN
+
+
 class StaleWrite(Exception):
     """The item changed between our read and our conditional write."""
 
@@ -138,6 +204,9 @@ def budget_to_item(budget: Budget) -> dict:
         "total_budget": budget.total_budget,
         "current_cost": budget.current_cost,
         "model_cost": dict(budget.model_cost),
+        # Holds (issue 13): the stored headroom every write moves with SET x = x + :delta.
+        "held": budget.held,
+        "available": budget.available,
         "created_at": budget.created_at,
         "updated_at": budget.updated_at,
         "version": budget.version + 1,
@@ -156,13 +225,18 @@ def budget_to_item(budget: Budget) -> dict:
 
 
 def item_to_budget(raw: dict) -> Budget:
-    item = _plain(raw)
+    return plain_to_budget(_plain(raw))
+
+
+def plain_to_budget(item: dict) -> Budget:
+    """A budget item already read as Python values (see _plain)."""
     return Budget(
         project=item["project"],
         user=item["user"],
         total_budget=item["total_budget"],
         current_cost=item.get("current_cost", Decimal(0)),
         model_cost=dict(item.get("model_cost", {})),
+        held=item.get("held", Decimal(0)),
         duration=Duration(item["duration"]) if "duration" in item else None,
         duration_days=item.get("duration_days"),
         timezone=item.get("timezone"),
@@ -192,7 +266,7 @@ def decode_cursor(cursor: str) -> str:
 class BudgetStore:
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name
-        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+        self.client = track_write_outcomes(client or boto3.client("dynamodb", config=CLIENT_CONFIG))
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -256,15 +330,21 @@ class BudgetStore:
         return _with_version(budget, budget.version + 1)
 
     def delete(self, project: str, user: str) -> bool:
-        """Delete a budget; False when there was none."""
+        """Delete a budget; False when there was none.
+
+        A TransactWriteItems of one Delete, not a DeleteItem: botocore's retry after a lost answer
+        carries the same ClientRequestToken, which DynamoDB answers as the first success instead
+        of a "no such budget" for the item the first attempt already deleted (issue 11).
+        """
         try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=budget_key(project, user),
-                ConditionExpression="attribute_exists(pk)",
-            )
+            self.client.transact_write_items(TransactItems=[{"Delete": {
+                "TableName": self.table_name,
+                "Key": budget_key(project, user),
+                "ConditionExpression": "attribute_exists(pk)",
+            }}])
         except ClientError as exc:
-            if _condition_failed(exc):
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
                 return False
             raise
         return True
@@ -296,110 +376,11 @@ class BudgetStore:
                 current = self.get(project, user)
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
-    # ---- cost updates (issue 4) ----------------------------------------------------------------
+    # ---- cost updates (issue 4; one TransactWriteItems since issue 13: store_levels.py) ----------
 
-    # A cost update is one request: an UpdateItem that ADDs to the spend (no Idempotency-Key), or
-    # a TransactWriteItems of that same update and a Put of a ledger item that must not exist yet.
-    # Both are conditional on the budget existing and its period not having ended; the failure
-    # answer carries the old item (ReturnValuesOnConditionCheckFailure), so telling "unknown user"
-    # from "period ended", and answering a replay, cost no extra read.
-
-    def add_cost(
-        self,
-        project: str,
-        user: str,
-        model: str,
-        cost: Decimal,
-        now: Decimal,
-        *,
-        ledger: dict | None = None,
-    ) -> tuple[Budget | None, dict | None]:
-        """Add `cost` to the user's spend and to ``model_cost[model]``.
-
-        Without `ledger`: one UpdateItem; returns (the budget after the update, None).
-        With `ledger` ({"key", "expires_at", and the attributes to store}): one TransactWriteItems;
-        returns (None, None) when it was applied (a transaction returns no values), or
-        (None, the stored ledger item) when the key was already used: nothing is charged again.
-
-        A budget whose period has ended is rolled over first (the version-conditional path), then
-        the update is tried once more. Unknown user: BudgetNotFound.
-        """
-        rolled = False
-        conflicts = 0
-        while True:
-            try:
-                if ledger is None:
-                    response = self.client.update_item(**self._cost_update(project, user, model, cost, now),
-                                                       ReturnValues="ALL_NEW")
-                    return item_to_budget(response["Attributes"]), None
-                self.client.transact_write_items(
-                    TransactItems=[
-                        {"Update": self._cost_update(project, user, model, cost, now)},
-                        {"Put": self._ledger_put(project, user, ledger)},
-                    ]
-                )
-                return None, None
-            except ClientError as exc:
-                error = exc.response["Error"]["Code"]
-                if error == "ConditionalCheckFailedException":
-                    old = exc.response.get("Item")
-                elif error == "TransactionCanceledException":
-                    reasons = exc.response.get("CancellationReasons") or []
-                    codes = [r.get("Code") for r in reasons]
-                    if len(reasons) > 1 and codes[1] == "ConditionalCheckFailed":
-                        return None, _plain(reasons[1].get("Item", {}))
-                    if codes and codes[0] == "ConditionalCheckFailed":
-                        old = reasons[0].get("Item")
-                    elif "TransactionConflict" in codes and conflicts < MAX_WRITE_ATTEMPTS:
-                        # Another transaction holds one of the items; DynamoDB asks us to retry.
-                        time.sleep(random.uniform(0, 0.005 * 2**conflicts))
-                        conflicts += 1
-                        continue
-                    else:
-                        raise
-                else:
-                    raise
-            if not old:
-                raise BudgetNotFound.for_user(project, user)
-            seen = item_to_budget(old)
-            if seen.reset_at is None or now < seen.reset_at:  # the period is open: the model cap
-                raise InvalidInput(
-                    f"budget {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
-                    " record this cost under one of them"
-                )
-            if rolled:  # rolled over a moment ago and the new period has ended already
-                raise Contention(f"budget {project}/{user}: its period keeps ending; retry")
-            self._roll_over(project, user, seen, now)
-            rolled = True
-
-    def _cost_update(self, project: str, user: str, model: str, cost: Decimal, now: Decimal) -> dict:
-        return {
-            "TableName": self.table_name,
-            "Key": budget_key(project, user),
-            # model_cost is always stored as a map (budget_to_item), so its entry can be created here.
-            "UpdateExpression": (
-                "SET current_cost = if_not_exists(current_cost, :zero) + :cost,"
-                " model_cost.#model = if_not_exists(model_cost.#model, :zero) + :cost,"
-                " updated_at = :now ADD version :one"
-            ),
-            # A new model only while the item tracks fewer than the limit (items stay under 400 KB).
-            "ConditionExpression": (
-                "attribute_exists(pk) AND (attribute_not_exists(reset_at) OR reset_at > :now)"
-                " AND (attribute_exists(model_cost.#model) OR size(model_cost) < :max_models)"
-            ),
-            "ExpressionAttributeNames": {"#model": model},
-            "ExpressionAttributeValues": {
-                # Plain notation: DynamoDB takes "1E-24" too, but moto's ADD/+ parses only plain.
-                ":cost": {"N": format(cost, "f")},
-                ":zero": {"N": "0"},
-                ":one": {"N": "1"},
-                ":max_models": {"N": str(MAX_MODELS_PER_USER)},
-                ":now": _serialize(now),
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-
-    def _ledger_put(self, project: str, user: str, ledger: dict) -> dict:
+    def _ledger_put(self, project: str, user: str, ledger: dict, *, replacing: Decimal | None = None) -> dict:
+        """The Put of an idempotency ledger item: only if the key is new, or, with `replacing`,
+        only over the entry with that ``created_at`` (one left by a deleted budget, issue 11)."""
         item = {
             **{k: v for k, v in ledger.items() if k != "key" and v is not None},
             "pk": project_key(project),
@@ -411,26 +392,19 @@ class BudgetStore:
         return {
             "TableName": self.table_name,
             "Item": {k: _serialize(v) for k, v in item.items()},
-            "ConditionExpression": "attribute_not_exists(pk)",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **(
+                {"ConditionExpression": "attribute_not_exists(pk)"}
+                if replacing is None
+                else {"ConditionExpression": "created_at = :seen",
+                      "ExpressionAttributeValues": {":seen": _serialize(replacing)}}
+            ),
         }
 
     def get_ledger(self, project: str, user: str, key: str) -> dict | None:
         key_attrs = {"pk": {"S": project_key(project)}, "sk": {"S": ledger_key(user, key)}}
         item = _get_item(self.client, self.table_name, key_attrs)
         return _plain(item) if item else None
-
-    def _roll_over(self, project: str, user: str, seen: Budget, now: Decimal) -> None:
-        """Start the budget's current period (zero spend), unless someone already has."""
-
-        def change(current: Budget | None) -> Budget | None:
-            if current is None:
-                raise BudgetNotFound.for_user(project, user)
-            if current.reset_at is None or now < current.reset_at:
-                return None  # rolled over (or re-ruled) by another writer: nothing to do
-            return dataclasses.replace(current.as_of(now), updated_at=now)
-
-        self.update(project, user, change, seen=seen)
 
     # ---- scheduled resets (issue 5) ------------------------------------------------------------
 
@@ -499,6 +473,9 @@ class BudgetStore:
             "#reset_at": "reset_at",
             "#updated_at": "updated_at",
             "#version": "version",
+            "#available": "available",
+            "#held": "held",
+            "#total_budget": "total_budget",
         }
         values: dict = {
             ":seen_reset_at": _serialize(due.reset_at),
@@ -529,7 +506,9 @@ class BudgetStore:
                 Key=budget_key(due.project, due.user),
                 UpdateExpression=(
                     "SET #current_cost = :zero, #model_cost = :no_models, #period_start = :start, "
-                    "#reset_at = :end, #updated_at = :now ADD #version :one"
+                    "#reset_at = :end, #updated_at = :now, "
+                    # Live holds carry into the new period: the headroom is the budget less them.
+                    "#available = #total_budget - if_not_exists(#held, :zero) ADD #version :one"
                 ),
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
@@ -598,7 +577,7 @@ class KeyExists(Exception):
 class ApiKeyStore:
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name
-        self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+        self.client = track_write_outcomes(client or boto3.client("dynamodb", config=CLIENT_CONFIG))
 
     def put(self, digest: str, key_id: str, attributes: dict) -> None:
         """Store a new key's scope under its hash, and its registry entry, or neither."""
