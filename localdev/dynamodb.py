@@ -99,6 +99,41 @@ def _error(start_response, code: str, message: str) -> list[bytes]:
     return [body.encode()]
 
 
+def exact_number_arithmetic() -> None:
+    """Make moto add and subtract DynamoDB Numbers as DynamoDB does: exactly (38 digits), the
+    result written in plain notation.
+
+    moto formats a sum with ``str(Decimal)``, so a balance that returns to zero after 7+ decimal
+    places is stored as ``"0E-7"`` (and ``1E-8`` likewise), which its next ``+``/``-`` then reads
+    with ``int()`` and fails: every later write to that item is cancelled with a ValueError.
+    DynamoDB itself has no such numbers; this patch (idempotent) closes the gap.
+    """
+    from decimal import Context, Decimal
+
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
+
+    if getattr(DynamoType, "_exact_numbers", False):
+        return
+    context = Context(prec=38)
+    add, sub = DynamoType.__add__, DynamoType.__sub__
+
+    def plain(value: Decimal) -> str:
+        return format(value.normalize(context), "f")
+
+    def exact(fallback, operation):
+        def apply(self, other):
+            if self.type == DDBType.NUMBER and other.type == DDBType.NUMBER:
+                result = operation(Decimal(self.value), Decimal(other.value))
+                return DynamoType({DDBType.NUMBER: plain(result)})
+            return fallback(self, other)
+
+        return apply
+
+    DynamoType.__add__ = exact(add, context.add)
+    DynamoType.__sub__ = exact(sub, context.subtract)
+    DynamoType._exact_numbers = True
+
+
 class _OneAtATime:
     def __init__(self, app) -> None:
         self.app = app
@@ -118,6 +153,7 @@ class EmbeddedDynamoDB:
             create_backend_app,
         )
 
+        exact_number_arithmetic()
         app = _OneAtATime(_ClientRequestTokens(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
