@@ -469,3 +469,31 @@ def test_guard_with_litellm_calls_settles_their_cost_and_releases_on_error(url, 
         pass
     assert guard.settlement.cost == Decimal("0.0001")
     assert client.get_user("gwen").current_cost == before + Decimal("0.0001")
+
+
+# ---- the README's snippets run as written ---------------------------------------------------------
+
+
+def readme_snippets() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python client"):text.index("## Periods and resets")]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_readme_client_snippets_run_against_the_local_server(url):
+    snippets = readme_snippets()
+    assert len(snippets) == 5
+    # Each snippet in its own namespace, in one process (litellm is imported once), as written
+    # but for the server's address.
+    script = "import sys\nfor code in sys.argv[1:]:\n    exec(compile(code, 'README.md', 'exec'), {})\n"
+    run = subprocess.run(
+        [sys.executable, "-c", script, *(s.replace("http://127.0.0.1:3000", url) for s in snippets)],
+        capture_output=True, text=True, timeout=240, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "charged" in run.stdout
+    acme = BudgetClient(url, project="acme")
+    assert acme.get_user("alice").current_cost > 0
+    assert acme.get_user("bob").current_cost > 0 and acme.get_user("bob").held == 0
+    wait_until(lambda: acme.get_user("carol").current_cost > 0)  # the callback's record
+    assert BudgetClient(url, project="my-app").get_user("alice@example.com").current_cost > 0
