@@ -188,10 +188,10 @@ class Tokens:
 
 @dataclass(frozen=True)
 class CostResult:
-    """What a cost update charged (``cost``, USD) and, where the service could say in the same
-    request, the balance after it (None on an update with an Idempotency-Key: a DynamoDB
-    transaction returns no values). ``replayed``: this key was already used; nothing was charged
-    this time and the first result is answered."""
+    """What a cost update charged (``cost``, USD). The balance after it (``current_cost``,
+    ``remaining``) is None where the service could not say in the same request (a DynamoDB
+    transaction returns no values; ``get_user`` reads it). ``replayed``: this key was already
+    used; nothing was charged this time and the first result is answered."""
 
     project: str
     user: str
@@ -236,8 +236,9 @@ class ProjectedCost:
 @dataclass(frozen=True)
 class Hold:
     """A reservation of ``amount`` USD against every level of a user's budget, until it is
-    settled, released, or it expires at ``expires_at``. ``available``: what the budget can still
-    reserve after it."""
+    settled, released, or it expires at ``expires_at``. ``available`` is what the budget can
+    still reserve where the service says (a hold is one DynamoDB transaction, which returns no
+    values: ``get_user`` reads it). ``replayed``: this Idempotency-Key made the hold before."""
 
     hold_id: str
     amount: Decimal
@@ -246,20 +247,30 @@ class Hold:
     project: str | None = None
     user: str | None = None
     state: str | None = None
+    created_at: datetime | None = None
+    priced_as: str | None = None
+    prompt_tokens: int | None = None
+    idempotency_key: str | None = None
     replayed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Settlement:
-    """A settled hold: ``cost`` charged (USD, in full even above the hold), the rest freed.
-    ``replayed``: the hold was already settled; this is the first result, nothing charged again."""
+    """A settled hold: ``cost`` charged (USD, in full even above the hold), ``released`` USD of
+    the hold freed. ``settled_from``: ``held``, or ``released``/``expired`` when the hold had been
+    freed first (the cost is still charged, once). ``replayed``: settled before; this is the first
+    result and nothing was charged again."""
 
     hold_id: str
     cost: Decimal
     amount: Decimal | None = None
     released: Decimal | None = None
     state: str | None = None
+    settled_from: str | None = None
+    settled_at: datetime | None = None
+    project: str | None = None
+    user: str | None = None
     model: str | None = None
     priced_as: str | None = None
     tokens: Tokens | None = None
@@ -269,10 +280,16 @@ class Settlement:
 
 @dataclass(frozen=True)
 class Release:
-    """A released hold (``state`` as the service reports it; None when it answered no body)."""
+    """A release: ``released`` is True when this request freed the hold, False when it had
+    already been settled, released or expired (repeating a release is harmless); ``state`` is
+    the hold's state now."""
 
     hold_id: str
     state: str | None = None
+    released: bool | None = None
+    amount: Decimal | None = None
+    project: str | None = None
+    user: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
