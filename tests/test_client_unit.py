@@ -118,6 +118,24 @@ def test_no_answer_is_retried_only_where_repeating_is_safe(no_sleep):
     assert len(handler.requests) == 1
 
 
+def test_a_503_whose_write_may_have_landed_is_not_repeated_unless_safe(no_sleep):
+    unknown = error(503, "service_unavailable", details={"outcome": "unknown"})
+    handler = Recorder(unknown)
+    with pytest.raises(Unavailable) as caught:
+        client_with(handler).reset_user("u")
+    assert len(handler.requests) == 1 and caught.value.details == {"outcome": "unknown"}
+
+    handler = Recorder(unknown, httpx.Response(200, json=COST_ANSWER))  # keyed: charged once
+    client_with(handler).record_cost("u", model="m", cost=1)
+    assert len(handler.requests) == 2
+
+    not_written = error(503, "service_unavailable", details={"outcome": "not_written"})
+    handler = Recorder(not_written, httpx.Response(200, json={**COST_ANSWER, "total_budget": 1,
+                                                             "current_cost": 0, "remaining": 1}))
+    client_with(handler).reset_user("u")
+    assert len(handler.requests) == 2
+
+
 @pytest.mark.parametrize(
     ("answer", "raised"),
     [

@@ -2,9 +2,10 @@
 
 Retry rule (the same for the sync and async clients):
 
-- 503, 429, 502, 504 and 409 ``write_contention`` are retried: the service says nothing was
-  written (a write that may have been written carries an Idempotency-Key, so a retry is charged
-  once). The wait honours ``Retry-After`` (seconds or an HTTP date) up to ``max_wait``;
+- 503, 429, 502, 504 and 409 ``write_contention`` are retried: nothing was written, or the
+  request is safe to repeat (a write that may have landed carries an Idempotency-Key, so a retry
+  is charged once). A 503 whose ``details.outcome`` is ``unknown`` (a write may have landed) is
+  not retried for a request that is not safe to repeat (a reset). The wait honours ``Retry-After`` (seconds or an HTTP date) up to ``max_wait``;
   otherwise it is exponential backoff with full jitter.
 - No answer at all (connection refused, reset, timeout) is retried only for requests that are safe
   to repeat: reads, PUT/DELETE, and writes that carry an Idempotency-Key.
@@ -119,10 +120,18 @@ def error_from(response: httpx.Response) -> BudgetError:
     return error_for(response.status_code, code, message, details, retry_after(response))
 
 
-def _retryable(error: BudgetError) -> bool:
-    return isinstance(error, Contention) or (
-        isinstance(error, Unavailable) and error.status in RETRY_STATUSES
-    )
+def _outcome_unknown(error: BudgetError) -> bool:
+    # A 503's details.outcome: "not_written", or "unknown" when a write may have landed.
+    details = error.details
+    return isinstance(details, dict) and details.get("outcome") not in (None, "not_written")
+
+
+def _retryable(error: BudgetError, call: Call[Any]) -> bool:
+    if isinstance(error, Contention):
+        return True
+    if not isinstance(error, Unavailable) or error.status not in RETRY_STATUSES:
+        return False
+    return call.repeatable or not _outcome_unknown(error)
 
 
 def _wait(policy: RetryPolicy, attempt: int, error: BudgetError | None) -> float | None:
@@ -168,7 +177,7 @@ def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
             continue
         if response.status_code >= 400:
             error = error_from(response)
-            delay = _wait(policy, attempt, error) if _retryable(error) else None
+            delay = _wait(policy, attempt, error) if _retryable(error, call) else None
             if delay is None:
                 raise error
             time.sleep(delay)
@@ -192,7 +201,7 @@ async def send_async(client: httpx.AsyncClient, call: Call[T], policy: RetryPoli
             continue
         if response.status_code >= 400:
             error = error_from(response)
-            delay = _wait(policy, attempt, error) if _retryable(error) else None
+            delay = _wait(policy, attempt, error) if _retryable(error, call) else None
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
