@@ -24,7 +24,7 @@ from llm_budget import (
     ValidationFailed,
 )
 from llm_budget import _json, _transport
-from llm_budget._routes import cost_form, money, settle_form
+from llm_budget._routes import cost_form, money, price_body, settle_form
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ROOT / "client"
@@ -262,3 +262,12 @@ def test_pip_builds_the_package_and_installs_it_into_a_fresh_venv_offline(tmp_pa
     version, location = check.stdout.split()
     assert version == llm_budget.__version__
     assert Path(location).is_relative_to(env_dir)  # the copy pip installed, not the checkout
+
+
+def test_a_price_body_sends_rates_as_exact_decimals_and_keeps_counts_and_words():
+    body = price_body({"input": 0.000002, "output": "0.000008", "provider": "xai", "free": None,
+                       "tiers": [{"above": 200_000, "input": "0.000004"}],
+                       "web_search": {"low": 0.025}, "web_search_unit": "per_query"})
+    assert body == {"input": Decimal("0.000002"), "output": Decimal("0.000008"), "provider": "xai",
+                    "free": None, "tiers": [{"above": 200_000, "input": Decimal("0.000004")}],
+                    "web_search": {"low": Decimal("0.025")}, "web_search_unit": "per_query"}

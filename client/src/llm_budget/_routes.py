@@ -231,6 +231,35 @@ def _page(cls: type[T], *keys: str) -> Any:
     return read
 
 
+def _price(response: httpx.Response) -> Price:
+    data = _body(response)
+    if isinstance(data, dict) and response.request.method == "PUT":
+        data = {**data, "created": response.status_code == 201}
+    return parse(Price, data)
+
+
+# Price fields that are words, not rates (every other value is a rate in USD, or a count).
+_PRICE_WORDS = frozenset({"provider", "free", "web_search_unit"})
+
+
+def price_body(fields: Mapping[str, object]) -> dict[str, Any]:
+    """A price's PUT body: rates (USD per token, per request for web search) as exact Decimals,
+    in nested tiers and web_search too; token counts (``above``) and words kept as they are."""
+
+    def convert(key: str, value: object) -> object:
+        if key in _PRICE_WORDS or value is None or isinstance(value, (bool, int)):
+            return value
+        if isinstance(value, Mapping):
+            return {str(k): convert(str(k), v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(key, v) for v in value]
+        if isinstance(value, (Decimal, float, str)):
+            return money(value)
+        raise TypeError(f"{key}: {type(value).__name__} is not a price")
+
+    return {name: convert(name, value) for name, value in fields.items()}
+
+
 def _none(response: httpx.Response) -> None:
     return None
 
@@ -477,15 +506,20 @@ class Routes:
 
     # -- prices
 
-    def put_price(self, model: str, prices: Mapping[str, Amount]) -> Call[Price]:
-        body = {name: money(value) for name, value in prices.items()}
-        return Call("PUT", f"{self.base}/prices/{segment(model)}", _one(Price), body)
+    def put_price(self, model: str, fields: Mapping[str, object]) -> Call[Price]:
+        return Call("PUT", f"{self.base}/prices/{segment(model)}", _price, price_body(fields))
 
     def get_price(self, model: str) -> Call[Price]:
-        return Call("GET", f"{self.base}/prices/{segment(model)}", _one(Price))
+        return Call("GET", f"{self.base}/prices/{segment(model)}", _price)
 
     def delete_price(self, model: str) -> Call[None]:
         return Call("DELETE", f"{self.base}/prices/{segment(model)}", _none)
+
+    def list_prices(self) -> Call[list[Price]]:
+        def read(response: httpx.Response) -> list[Price]:
+            return [parse(Price, item) for item in _body(response).get("prices", [])]
+
+        return Call("GET", f"{self.base}/prices", read)
 
     # -- litellm hosted protocol
 

@@ -352,16 +352,28 @@ class BudgetClient(_Base):
 
     # ---- prices
 
-    def put_price(self, model: str, **prices: Amount) -> Price:
-        """Set this project's price for ``model`` (USD per token: ``input_cost_per_token``,
-        ``output_cost_per_token``, ``cache_read_input_token_cost``, ...)."""
-        return self._send(self._routes.put_price(model, prices))
+    def put_price(self, model: str, *, input: Amount, output: Amount, **fields: object) -> Price:
+        """Set this project's own price for ``model`` (admin): ``input`` and ``output`` in USD
+        per token, and any other field of the shipped table (``cache_read``, ``cache_creation``,
+        ``reasoning``, ``input_audio``, ..., ``tiers=[{"above": tokens, "input": ...}]``,
+        ``web_search={"low": ...}`` USD per request, ``free="why"`` for a 0/0 price,
+        ``provider``). It wins over the table for this project; ``Price.created`` says whether
+        it was new."""
+        return self._send(
+            self._routes.put_price(model, {"input": input, "output": output, **fields})
+        )
 
     def get_price(self, model: str) -> Price:
+        """This project's own price for ``model``. Raises NotFound."""
         return self._send(self._routes.get_price(model))
 
     def delete_price(self, model: str) -> None:
+        """Remove this project's price for ``model``: the shipped table prices it again."""
         self._send(self._routes.delete_price(model))
+
+    def list_prices(self) -> list[Price]:
+        """Every price this project has set."""
+        return self._send(self._routes.list_prices())
 
     # ---- litellm hosted protocol
 
@@ -632,14 +644,22 @@ class AsyncBudgetClient(_Base):
 
     # ---- prices
 
-    async def put_price(self, model: str, **prices: Amount) -> Price:
-        return await self._send(self._routes.put_price(model, prices))
+    async def put_price(
+        self, model: str, *, input: Amount, output: Amount, **fields: object
+    ) -> Price:
+        """See ``BudgetClient.put_price``."""
+        return await self._send(
+            self._routes.put_price(model, {"input": input, "output": output, **fields})
+        )
 
     async def get_price(self, model: str) -> Price:
         return await self._send(self._routes.get_price(model))
 
     async def delete_price(self, model: str) -> None:
         await self._send(self._routes.delete_price(model))
+
+    async def list_prices(self) -> list[Price]:
+        return await self._send(self._routes.list_prices())
 
     # ---- litellm hosted protocol
 

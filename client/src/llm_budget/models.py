@@ -353,14 +353,20 @@ class SpendReport:
 
 @dataclass(frozen=True)
 class Price:
-    """A per-project price for ``model`` (USD per token), winning over the shipped table."""
+    """A project's own price for ``model``, winning over the shipped table for that project.
+
+    ``price`` holds the fields as stored (``input``, ``output``, ``cache_read``, ... in USD per
+    token as Decimals; ``tiers``, ``web_search``, ``free``, ``provider``); costs priced by it show
+    ``priced_as`` (``project:<model>``).
+    """
 
     model: str
-    input_cost_per_token: Decimal | None = None
-    output_cost_per_token: Decimal | None = None
-    cache_read_input_token_cost: Decimal | None = None
-    cache_creation_input_token_cost: Decimal | None = None
+    price: dict[str, Any] = field(default_factory=dict)
+    priced_as: str | None = None
     project: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    created: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
