@@ -118,6 +118,14 @@ def test_no_answer_is_retried_only_where_repeating_is_safe(no_sleep):
     assert len(handler.requests) == 1
 
 
+def test_a_delete_whose_answer_was_lost_is_done_when_the_retry_finds_nothing(no_sleep):
+    handler = Recorder(httpx.ConnectTimeout("lost"), error(404, "budget_not_found"))
+    assert client_with(handler).delete_user("u") is None
+    handler = Recorder(error(404, "budget_not_found"))  # a plain 404 is still an error
+    with pytest.raises(BudgetNotFound):
+        client_with(handler).delete_user("u")
+
+
 def test_a_503_whose_write_may_have_landed_is_not_repeated_unless_safe(no_sleep):
     unknown = error(503, "service_unavailable", details={"outcome": "unknown"})
     handler = Recorder(unknown)

@@ -331,7 +331,13 @@ class Routes:
         return Call("GET", self.user(user), _budget)
 
     def delete_user(self, user: str, purge: bool) -> Call[None]:
-        return Call("DELETE", self.user(user), _none, params=_query(purge="true" if purge else None))
+        return Call(
+            "DELETE",
+            self.user(user),
+            _none,
+            params=_query(purge="true" if purge else None),
+            gone_ok=True,
+        )
 
     def list_users(self, limit: int | None, cursor: str | None) -> Call[Page[Budget]]:
         return Call(
@@ -429,7 +435,7 @@ class Routes:
         return Call("GET", f"{self.base}/budget", _level)
 
     def delete_project_budget(self) -> Call[None]:
-        return Call("DELETE", f"{self.base}/budget", _none)
+        return Call("DELETE", f"{self.base}/budget", _none, gone_ok=True)
 
     def put_team(
         self, team: str, total_budget: Amount, duration: Duration, timezone: str | None
@@ -443,7 +449,7 @@ class Routes:
         return Call("GET", f"{self.base}/teams/{segment(team)}", _level)
 
     def delete_team(self, team: str) -> Call[None]:
-        return Call("DELETE", f"{self.base}/teams/{segment(team)}", _none)
+        return Call("DELETE", f"{self.base}/teams/{segment(team)}", _none, gone_ok=True)
 
     def list_teams(self, limit: int | None, cursor: str | None) -> Call[Page[LevelBudget]]:
         return Call(
@@ -513,7 +519,7 @@ class Routes:
         return Call("GET", f"{self.base}/prices/{segment(model)}", _price)
 
     def delete_price(self, model: str) -> Call[None]:
-        return Call("DELETE", f"{self.base}/prices/{segment(model)}", _none)
+        return Call("DELETE", f"{self.base}/prices/{segment(model)}", _none, gone_ok=True)
 
     def list_prices(self) -> Call[list[Price]]:
         def read(response: httpx.Response) -> list[Price]:

@@ -68,6 +68,8 @@ class Call(Generic[T]):
     params: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     repeatable: bool = True
+    gone_ok: bool = False
+    """A DELETE: a 404 after a try whose answer was lost means that try deleted it."""
 
     def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         content = None if self.body is None else _json.dumps(self.body).encode()
@@ -163,7 +165,7 @@ def _result(call: Call[T], response: httpx.Response) -> T:
 
 def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
     """Send ``call`` with ``client``, retrying per ``policy``; its parsed result."""
-    attempt = 0
+    attempt, lost = 0, False
     while True:
         attempt += 1
         try:
@@ -173,8 +175,11 @@ def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
             delay = _wait(policy, attempt, error) if call.repeatable else None
             if delay is None:
                 raise error from exc
+            lost = True
             time.sleep(delay)
             continue
+        if lost and call.gone_ok and response.status_code == 404:
+            return call.parse(response)
         if response.status_code >= 400:
             error = error_from(response)
             delay = _wait(policy, attempt, error) if _retryable(error, call) else None
@@ -187,7 +192,7 @@ def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
 
 async def send_async(client: httpx.AsyncClient, call: Call[T], policy: RetryPolicy) -> T:
     """``send`` for an ``httpx.AsyncClient``: the same rule, waiting with ``asyncio.sleep``."""
-    attempt = 0
+    attempt, lost = 0, False
     while True:
         attempt += 1
         try:
@@ -197,8 +202,11 @@ async def send_async(client: httpx.AsyncClient, call: Call[T], policy: RetryPoli
             delay = _wait(policy, attempt, error) if call.repeatable else None
             if delay is None:
                 raise error from exc
+            lost = True
             await asyncio.sleep(delay)
             continue
+        if lost and call.gone_ok and response.status_code == 404:
+            return call.parse(response)
         if response.status_code >= 400:
             error = error_from(response)
             delay = _wait(policy, attempt, error) if _retryable(error, call) else None

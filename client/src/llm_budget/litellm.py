@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -124,7 +125,7 @@ class BudgetRefused(BudgetExceededError):  # type: ignore[misc,unused-ignore]
         super().__init__(
             current_cost=float(needed) if needed is not None else 0.0,
             max_budget=float(available) if available is not None else 0.0,
-            message=f"Budget exceeded for user {user!r}: {error.message}",
+            message=f"llm-budget refused the call for user {user!r}: {error.message}",
             entity_type="user",
             entity_id=user,
         )
@@ -173,6 +174,7 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         self._headers = dict(headers or {})
         self._retry = retry
         self._client = client
+        self._lock = threading.Lock()
         self._async_client = async_client
         # One AsyncBudgetClient per event loop: httpx's pool is bound to the loop it ran in.
         self._loop_clients: weakref.WeakKeyDictionary[
@@ -189,15 +191,17 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
 
     @property
     def client(self) -> BudgetClient:
-        if self._client is None:
-            self._client = BudgetClient(
-                self.api_base,
-                self._api_key,
-                project=self.project,
-                headers=self._headers,
-                retry=self._retry,
-            )
-        return self._client
+        """The sync client (litellm logs sync calls from several threads: made once)."""
+        with self._lock:
+            if self._client is None:
+                self._client = BudgetClient(
+                    self.api_base,
+                    self._api_key,
+                    project=self.project,
+                    headers=self._headers,
+                    retry=self._retry,
+                )
+            return self._client
 
     def async_client(self) -> AsyncBudgetClient:
         """The async client for the running event loop."""
@@ -341,7 +345,9 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         """Hold the call's worst case for its user; raise ``BudgetRefused`` (a
         ``litellm.BudgetExceededError``) when it does not fit or the user has no budget."""
         user = request_user(data, user_api_key_dict) or self.default_user
-        if user is None:
+        if user is None or (self.hold_amount is None and not data.get("messages")):
+            # No user to hold for; or not a chat call (embeddings, ...) and no fixed amount to
+            # hold: its cost is still recorded after it, keyed by its response or call id.
             return data
         call_id = data.get("litellm_call_id")
         key = idempotency_key("litellm-hold", str(call_id)) if call_id else None
@@ -355,7 +361,7 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
                 hold = await client.hold(
                     user,
                     model=str(data.get("model")),
-                    messages=data.get("messages") or [{"role": "user", "content": ""}],
+                    messages=data["messages"],
                     max_tokens=data.get("max_tokens") or data.get("max_completion_tokens"),
                     ttl_seconds=self.ttl_seconds,
                     idempotency_key=key,

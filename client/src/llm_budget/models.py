@@ -25,6 +25,19 @@ def _json_name(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("json", f.name))
 
 
+_Shape = tuple[dict[str, Any], dict[str, "dataclasses.Field[Any]"]]
+_shapes: dict[type[Any], _Shape] = {}
+
+
+def _shape(cls: type[Any]) -> _Shape:
+    """A dataclass's resolved field types, and its fields by JSON name (resolved once)."""
+    shape = _shapes.get(cls)
+    if shape is None:
+        fields = {_json_name(f): f for f in dataclasses.fields(cls)}
+        shape = _shapes[cls] = (typing.get_type_hints(cls), fields)
+    return shape
+
+
 def parse(cls: type[T], data: object) -> T:
     """Build dataclass ``cls`` from a JSON object; unknown keys go to its ``extra`` field.
 
@@ -32,8 +45,7 @@ def parse(cls: type[T], data: object) -> T:
     """
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object for {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {_json_name(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints, known = _shape(cls)
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in data.items():
