@@ -279,3 +279,19 @@ def test_a_price_body_sends_rates_as_exact_decimals_and_keeps_counts_and_words()
     assert body == {"input": Decimal("0.000002"), "output": Decimal("0.000008"), "provider": "xai",
                     "free": None, "tiers": [{"above": 200_000, "input": Decimal("0.000004")}],
                     "web_search": {"low": Decimal("0.025")}, "web_search_unit": "per_query"}
+
+
+def test_settle_reads_an_openai_response_object_and_a_litellm_usage():
+    from litellm.types.utils import Usage
+    from openai.types.chat import ChatCompletion
+
+    response = ChatCompletion.model_validate({
+        "id": "chatcmpl-9", "object": "chat.completion", "created": 0, "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    })
+    assert settle_form(response) == {"completion": {"model": "gpt-4o-2024-08-06", "usage": {
+        "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}}}
+    usage = settle_form(Usage(prompt_tokens=3, completion_tokens=4), model="gpt-4o-mini")
+    assert usage["model"] == "gpt-4o-mini"
+    assert (usage["usage"]["prompt_tokens"], usage["usage"]["completion_tokens"]) == (3, 4)
