@@ -1,7 +1,7 @@
 """``make bench`` = ``python -m bench``: run every benchmark, write bench/RESULTS.md, print it.
 
 Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
-runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops), ``--out PATH``
+runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, holds), ``--out PATH``
 (default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
 one), ``--json PATH`` (the raw figures too).
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench.common import ROOT, BenchRuntime, Section, Table
 
-SECTIONS = ("dynamodb_ops", "update_cost", "resets", "cold_start", "tokens")
-ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops")  # as RESULTS.md shows them
+SECTIONS = ("dynamodb_ops", "update_cost", "resets", "cold_start", "tokens", "holds")
+ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "holds")  # as RESULTS.md shows them
 PACKAGES = (
     "litellm", "boto3", "botocore", "moto", "tiktoken", "pydantic", "aws-lambda-powertools",
     "Werkzeug", "requests", "httpx",
@@ -132,6 +132,15 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
             f" ({ops.data['cost']['wcu']:g} WCU); with an Idempotency-Key,"
             f" {ops.data['cost_key']['requests']} ({ops.data['cost_key']['wcu']:g} WCU)."
         )
+    caps = sections.get("holds")
+    if caps and caps.data:
+        callers = max(caps.data, key=int)
+        check, hold = caps.data[callers]["check_then_charge"], caps.data[callers]["hold_then_settle"]
+        lines.append(
+            f"{callers} concurrent callers on a budget of 10 calls: check-then-charge admitted"
+            f" {check['admitted_calls']} ({check['overshoot']:.2f}× the budget), hold-then-settle"
+            f" {hold['admitted_calls']} ({hold['overshoot']:.2f}×)."
+        )
     return lines
 
 
@@ -191,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
 
     needs_runtime = [k for k in chosen if k != "tokens"]
     if needs_runtime:
-        from bench import cold_start, dynamodb_ops, resets, update_cost
+        from bench import cold_start, dynamodb_ops, holds, resets, update_cost
 
         runners = {
             "dynamodb_ops": lambda rt: dynamodb_ops.run(rt, quick=args.quick),
             "update_cost": lambda rt: update_cost.run(rt, quick=args.quick),
             "resets": lambda rt: resets.run(rt, quick=args.quick),
             "cold_start": lambda rt: cold_start.run(rt, quick=args.quick),
+            "holds": lambda rt: holds.run(rt, quick=args.quick),
         }
         with BenchRuntime() as rt:
             for key in SECTIONS:

@@ -4,6 +4,10 @@ DynamoDB applies each request to an item atomically: a conditional write's check
 cannot be split by another request. moto's server runs requests on threads without that
 guarantee, so the app is wrapped in a lock; otherwise a concurrency test would test moto.
 
+moto backs up every table a transaction writes with a deepcopy of the whole table, so each
+transaction costs time in proportion to the table (50 ms at 2,000 items); since requests here run
+one at a time, backing up the items the transaction names is enough (``_back_up_items_only``).
+
 moto also ignores ``TransactWriteItems``' ``ClientRequestToken``, on which exactly-once writes
 rely (botocore sends the same token on each of its retries): ``_ClientRequestTokens`` emulates
 DynamoDB's documented idempotency for it (see that class).
@@ -14,6 +18,7 @@ Run alone: ``python -m localdev.dynamodb --port 8000 --table budgets`` prints ``
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -99,15 +104,11 @@ def _error(start_response, code: str, message: str) -> list[bytes]:
     return [body.encode()]
 
 
-def exact_number_arithmetic() -> None:
-    """Make moto add and subtract DynamoDB Numbers as DynamoDB does: exactly (38 digits), the
-    result written in plain notation.
-
-    moto formats a sum with ``str(Decimal)``, so a balance that returns to zero after 7+ decimal
-    places is stored as ``"0E-7"`` (and ``1E-8`` likewise), which its next ``+``/``-`` then reads
-    with ``int()`` and fails: every later write to that item is cancelled with a ValueError.
-    DynamoDB itself has no such numbers; this patch (idempotent) closes the gap.
-    """
+def exact_numbers() -> None:
+    """Make moto's number arithmetic (``SET x = x + :d``, ``ADD``) DynamoDB's: any number notation
+    in (moto parses "1E+2" or "1E-7" only as plain digits, and fails), 38 significant digits (not
+    Python's default 28), and plain notation out. Idempotent; the embedded DynamoDB and the
+    tests' in-process moto both call it."""
     from decimal import Context, Decimal
 
     from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
@@ -117,21 +118,77 @@ def exact_number_arithmetic() -> None:
     context = Context(prec=38)
     add, sub = DynamoType.__add__, DynamoType.__sub__
 
-    def plain(value: Decimal) -> str:
-        return format(value.normalize(context), "f")
-
-    def exact(fallback, operation):
+    def arithmetic(original, operation):
         def apply(self, other):
             if self.type == DDBType.NUMBER and other.type == DDBType.NUMBER:
                 result = operation(Decimal(self.value), Decimal(other.value))
-                return DynamoType({DDBType.NUMBER: plain(result)})
-            return fallback(self, other)
+                return DynamoType({DDBType.NUMBER: format(result, "f")})
+            return original(self, other)
 
         return apply
 
-    DynamoType.__add__ = exact(add, context.add)
-    DynamoType.__sub__ = exact(sub, context.subtract)
+    DynamoType.__add__ = arithmetic(add, context.add)
+    DynamoType.__sub__ = arithmetic(sub, context.subtract)
     DynamoType._exact_numbers = True
+
+
+def _back_up_items_only() -> None:
+    """Make moto's TransactWriteItems back up only the items it names, not whole tables.
+
+    moto's ``transact_write_items`` deep-copies each table it writes before applying the
+    actions, and on a cancelled transaction puts the copies back. Here ``copy.deepcopy`` of a
+    Table in that module hands back the table itself (so its rollback is a no-op), and the
+    wrapper backs up each named item (and the table's stream length) and restores them when the
+    transaction fails. Sound only when no other request runs during a transaction, which
+    ``_OneAtATime`` ensures. Idempotent.
+    """
+    from moto.dynamodb import models
+    from moto.dynamodb.models import DynamoDBBackend, Table
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "backs_up_items_only", False):
+        return
+
+    class _TablesNotCopied:
+        @staticmethod
+        def deepcopy(value, memo=None):
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def transact_write_items(self, transact_items):
+        backups = []  # (table, hash key, range key, a copy of the item or None)
+        streams = {}  # table name -> (its stream shard, its length before)
+        for action in transact_items:
+            for op in action.values() if isinstance(action, dict) else ():
+                table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+                key = (op.get("Key") or op.get("Item") or {}) if table is not None else {}
+                if table is None or table.hash_key_attr not in key:
+                    continue  # moto answers the invalid request, having written nothing
+                if table.range_key_attr is not None and table.range_key_attr not in key:
+                    continue
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                current = table.get_item(hash_key, range_key)
+                backups.append((table, hash_key, range_key, copy.deepcopy(current)))
+                if table.stream_shard is not None and table.name not in streams:
+                    streams[table.name] = (table.stream_shard, len(table.stream_shard.items))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(backups):
+                # Where moto keeps the item: items[hash] (no range key) or items[hash][range].
+                slot, name = (table.items, hash_key) if range_key is None else (table.items[hash_key], range_key)
+                if item is None:
+                    slot.pop(name, None)
+                else:
+                    slot[name] = item
+            for shard, length in streams.values():
+                del shard.items[length:]
+            raise
+
+    transact_write_items.backs_up_items_only = True  # type: ignore[attr-defined]
+    models.copy = _TablesNotCopied  # type: ignore[assignment]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 class _OneAtATime:
@@ -153,7 +210,8 @@ class EmbeddedDynamoDB:
             create_backend_app,
         )
 
-        exact_number_arithmetic()
+        exact_numbers()
+        _back_up_items_only()
         app = _OneAtATime(_ClientRequestTokens(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

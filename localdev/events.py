@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import quote
 
 ACCOUNT_ID = "123456789012"  # the AWS account local events and ARNs name
@@ -103,9 +104,16 @@ def api_gateway_event(
 
 
 class LambdaContext:
-    """The attributes of Lambda's context object that Powertools reads."""
+    """The attributes of Lambda's context object that Powertools reads.
 
-    def __init__(self, function_name: str, timeout_s: float = 15.0, memory_mb: int = 512) -> None:
+    The time left counts down from `timeout_s` on `clock` (seconds; wall time, as in Lambda, by
+    default). Tests pass the invoking thread's CPU time instead: a function in Lambda has its
+    own CPU, so time that other processes of a loaded test machine take must not use up its
+    time (tests/conftest.py says more).
+    """
+
+    def __init__(self, function_name: str, timeout_s: float = 15.0, memory_mb: int = 512,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
@@ -115,7 +123,8 @@ class LambdaContext:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_s
+        self._clock = clock
+        self._deadline = clock() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self._deadline - self._clock()) * 1000))

@@ -31,6 +31,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -54,7 +55,9 @@ class Fault(enum.Enum):
 class Rule:
     """Fault the next `times` requests for `operation` ("*": any), after letting `skip` through.
 
-    `times=None` faults every match. REFUSE answers `error_code` with HTTP `status`.
+    `times=None` faults every match. REFUSE answers `error_code` with HTTP `status`. `then`, for
+    LATE and DROP, runs once the request was applied and before its answer is lost: what happens
+    "meanwhile" (another writer's request, say) happens between an attempt and its retry.
     """
 
     operation: str
@@ -63,6 +66,7 @@ class Rule:
     skip: int = 0
     error_code: str = "InternalServerError"
     status: int = 500
+    then: Callable[[], object] | None = None
     matched: int = 0
 
     def take(self, operation: str) -> bool:
@@ -96,6 +100,7 @@ class FaultyDynamoDB:
         self.max_hold_s = max_hold_s
         self.rules: list[Rule] = []
         self.requests: list[Seen] = []
+        self.errors: list[Exception] = []  # what rules' `then` raised
         self._lock = threading.Lock()  # rules and requests
         self._forward_lock = threading.Lock()  # one request at DynamoDB at a time
         self._stopping = threading.Event()
@@ -103,7 +108,7 @@ class FaultyDynamoDB:
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._server.proxy = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -121,9 +126,10 @@ class FaultyDynamoDB:
         self._thread.join(timeout=5)
 
     def add(self, operation: str, fault: Fault, *, times: int | None = 1, skip: int = 0,
-            error_code: str = "InternalServerError", status: int = 500) -> Rule:
+            error_code: str = "InternalServerError", status: int = 500,
+            then: Callable[[], object] | None = None) -> Rule:
         """Add a rule (see Rule); rules are tried in the order added."""
-        rule = Rule(operation, fault, times, skip, error_code, status)
+        rule = Rule(operation, fault, times, skip, error_code, status, then)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -178,6 +184,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         status, answer_headers, answer = proxy._forward("POST", self.path, headers, body)
+        if rule is not None and rule.then is not None:
+            try:
+                rule.then()
+            except Exception as exc:  # noqa: BLE001 - kept for the test to see
+                proxy.errors.append(exc)
         if fault is Fault.DROP:
             self.close_connection = True
             return

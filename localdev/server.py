@@ -45,7 +45,6 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from localdev import events, template
-from localdev.events import LambdaContext
 
 DEFAULT_PORT = 3000
 DEFAULT_TABLE = "llm-budget-local"
@@ -239,11 +238,7 @@ class Invoker:
 
     def invoke(self, function_id: str, event) -> object:
         handler = template.load_handler(function_id)
-        context = LambdaContext(
-            function_id,
-            timeout_s=float(template.function_setting(function_id, "Timeout", 3)),
-            memory_mb=int(template.function_setting(function_id, "MemorySize", 128)),
-        )
+        context = template.lambda_context(function_id)
         with self._lock:
             return handler(event, context)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +18,7 @@ from types import ModuleType
 
 from cfnlint.decode import decode
 
-from localdev.events import ACCOUNT_ID
+from localdev.events import ACCOUNT_ID, LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -129,6 +131,17 @@ def function_setting(function_id: str, key: str, default):
     return value if isinstance(value, (int, float, str)) else default
 
 
+def lambda_context(function_id: str, clock: Callable[[], float] = time.monotonic) -> LambdaContext:
+    """A context for one invocation of the template's function, as Lambda gives it: its Timeout
+    (the time it has left starts there, counted on `clock`) and MemorySize."""
+    return LambdaContext(
+        function_id,
+        timeout_s=float(function_setting(function_id, "Timeout", 3)),
+        memory_mb=int(function_setting(function_id, "MemorySize", 128)),
+        clock=clock,
+    )
+
+
 def function_environment(table_name: str, function_ids: list[str] | None = None) -> dict[str, str]:
     """The Environment the template gives functions (Globals, then each function's own; None:
     every function), resolved for local use: the table's Ref is `table_name`, parameters take
@@ -194,30 +207,34 @@ def scheduled_events() -> list[tuple[str, str, dict]]:
     return found
 
 
-_loaded: dict[str, ModuleType] = {}
+_loaded: dict[tuple[str, str | None], ModuleType] = {}
 
 
-def load_module(function_id: str) -> ModuleType:
+def load_module(function_id: str, container: str | None = None) -> ModuleType:
     """Import a function's handler module as Lambda would, with the layer on sys.path.
 
-    Each function's module gets its own name (they are all called app.py).
+    Each function's module gets its own name (they are all called app.py). A `container` name
+    loads a copy of its own, as each Lambda container has: a handler's resolver keeps the event
+    it is handling in the module, so callers that invoke a function from several threads at once
+    give each thread its own container (one event at a time per container, as in Lambda).
     """
-    if function_id in _loaded:
-        return _loaded[function_id]
+    if (function_id, container) in _loaded:
+        return _loaded[(function_id, container)]
     spec = functions()[function_id]
     if str(LAYER_DIR) not in sys.path:
         sys.path.insert(0, str(LAYER_DIR))
-    module_name = f"_fn_{function_id}"
+    module_name = f"_fn_{function_id}" + (f"_{container}" if container is not None else "")
     import_spec = importlib.util.spec_from_file_location(module_name, spec.module_file)
     if import_spec is None or import_spec.loader is None:
         raise ImportError(f"cannot import {spec.module_file}")
     module = importlib.util.module_from_spec(import_spec)
     sys.modules[module_name] = module
     import_spec.loader.exec_module(module)
-    _loaded[function_id] = module
+    _loaded[(function_id, container)] = module
     return module
 
 
-def load_handler(function_id: str):
+def load_handler(function_id: str, container: str | None = None):
+    """The function's handler (see load_module for `container`)."""
     spec = functions()[function_id]
-    return getattr(load_module(function_id), spec.handler.rsplit(".", 1)[1])
+    return getattr(load_module(function_id, container), spec.handler.rsplit(".", 1)[1])

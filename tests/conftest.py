@@ -24,6 +24,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 import types  # noqa: E402
 from decimal import Decimal  # noqa: E402
 
@@ -35,11 +37,24 @@ from moto import mock_aws  # noqa: E402
 
 from budget_service import store as store_module  # noqa: E402
 from localdev import template  # noqa: E402
-from localdev.dynamodb import client_for  # noqa: E402
-from localdev.events import LambdaContext, api_gateway_event  # noqa: E402
+from localdev.dynamodb import client_for, exact_numbers  # noqa: E402
+from localdev.events import api_gateway_event  # noqa: E402
 from localdev.faults import FaultyDynamoDB  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
+exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
+
+
+def lambda_context(function_id: str):
+    """The context Lambda gives the template's function (its Timeout and MemorySize), for tests.
+
+    Its time runs on the invoking thread's CPU time, not the wall clock: in Lambda a function
+    has its own CPU, while on a loaded test machine (a 2-core CI box running two suites) a
+    handler's wall time stretches with everyone else's work, and a handler that stops early
+    when little time is left (set_budget, the reset job) would answer 503 for no reason of its
+    own. Tests of that stopping give a short timeout or a large reserve explicitly.
+    """
+    return template.lambda_context(function_id, clock=time.thread_time)
 
 
 def run_threads(threads, timeout: float = 120) -> None:
@@ -89,10 +104,19 @@ def dynamodb_server():
         proc.wait(timeout=10)
 
 
+# The service's client settings with a read timeout no loaded machine reaches: the embedded
+# DynamoDB applies requests one at a time, and 16 racing threads on a busy 2-core box can wait
+# longer than the service's 2 s for their turn. Tests that race writes test the races; lost
+# and late answers are tested on purpose, with the fault proxy (`faulty_api`).
+SERVED_CLIENT_CONFIG = store_module.CLIENT_CONFIG.merge(Config(read_timeout=60))
+
+
 @pytest.fixture
 def served_api(dynamodb_server, monkeypatch):
-    """Handlers invoked in process (from any thread) on the embedded DynamoDB server."""
+    """Handlers invoked in process (from any thread) on the embedded DynamoDB server, with
+    SERVED_CLIENT_CONFIG."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_server)
+    monkeypatch.setattr(store_module, "CLIENT_CONFIG", SERVED_CLIENT_CONFIG)
     store_module.default_store.cache_clear()
     yield Api()
     store_module.default_store.cache_clear()
@@ -124,6 +148,7 @@ def faulty_dynamodb(dynamodb_server):
     proxy = FaultyDynamoDB(dynamodb_server).start()
     yield proxy
     proxy.stop()
+    assert not proxy.errors, f"a fault rule's `then` failed: {proxy.errors!r}"
 
 
 @pytest.fixture
@@ -158,11 +183,15 @@ class Api:
 
     def call(self, method, resource, path_parameters=None, *, body=None, query=None, headers=None):
         route = self.routes[(method.upper(), resource)]
-        handler = template.load_handler(route.function_id)
+        # A thread of its own is a Lambda container of its own: a handler's resolver holds the
+        # event it is handling, so two threads must not share one (their bodies would cross).
+        thread = threading.current_thread()
+        container = None if thread is threading.main_thread() else str(threading.get_ident())
+        handler = template.load_handler(route.function_id, container)
         event = api_gateway_event(
             method, resource, path_parameters, body=body, query=query, headers=headers
         )
-        return Response(handler(event, LambdaContext(route.function_id)))
+        return Response(handler(event, lambda_context(route.function_id)))
 
     def get_budget(self, project):
         return self.call("POST", "/get_budget", body={"project_name": project})

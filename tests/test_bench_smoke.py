@@ -17,6 +17,7 @@ SECTIONS = {
     "cold_start": "3. Cold start",
     "tokens": "4. Token counting",
     "dynamodb_ops": "5. DynamoDB requests",
+    "holds": "6. Hard caps",
 }
 
 
@@ -100,10 +101,20 @@ def test_dynamodb_ops_counts_every_route(quick_run):
     data = results["sections"]["dynamodb_ops"]["data"]
     routes = {(r.method, r.path) for r in template.api_routes()}
     assert len(data) >= len(routes)  # each route at least once, plus the scheduled reset
-    assert data["cost"]["operations"] == ["UpdateItem"] and data["cost"]["wcu"] == 1
+    assert data["cost"]["operations"] == ["TransactWriteItems"] and data["cost"]["wcu"] == 2
+    for op in ("hold", "hold_key", "settle", "release"):
+        assert data[op]["operations"] == ["TransactWriteItems"], (op, data[op])
     assert data["cost_key"]["operations"] == ["TransactWriteItems"] and data["cost_key"]["wcu"] == 4
     assert data["get"]["operations"] == ["GetItem"] and data["get"]["wcu"] == 0
     assert data["reset_job"]["operations"].count("UpdateItem") == 1
+
+
+def test_hold_then_settle_never_overshoots(quick_run):
+    _, results, _ = quick_run
+    for figures in results["sections"]["holds"]["data"].values():
+        hold = figures["hold_then_settle"]
+        assert hold["admitted_calls"] == 10 and hold["spend"] <= hold["budget"]
+        assert figures["check_then_charge"]["admitted_calls"] >= 10
 
 
 def test_committed_results_are_from_a_full_run():

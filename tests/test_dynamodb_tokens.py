@@ -119,3 +119,23 @@ def test_a_token_is_remembered_for_ten_minutes_after_its_request():
     web.post("/", data=json.dumps({"ClientRequestToken": "t-1"}),
              headers={"X-Amz-Target": "DynamoDB_20120810.PutItem"})
     assert len(applied) == 4
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(client):
+    """The embedded DynamoDB backs up only the items a transaction names (not whole tables, as
+    moto does): a transaction cancelled by its last action undoes the ones before it."""
+    key = uuid.uuid4().hex
+    _add(client, key, 3, uuid.uuid4().hex)  # the existing item: n = 3
+    new_key = {"pk": {"S": f"TOKENS#{key}-new"}, "sk": {"S": "X"}}
+    with pytest.raises(ClientError) as caught:
+        client.transact_write_items(TransactItems=[
+            {"Update": {"TableName": TABLE_NAME, "Key": {"pk": {"S": f"TOKENS#{key}"}, "sk": {"S": "X"}},
+                        "UpdateExpression": "ADD n :n", "ExpressionAttributeValues": {":n": {"N": "1"}}}},
+            {"Put": {"TableName": TABLE_NAME, "Item": {**new_key, "n": {"N": "1"}}}},
+            {"ConditionCheck": {"TableName": TABLE_NAME, "Key": {"pk": {"S": "TOKENS#absent"}, "sk": {"S": "X"}},
+                                "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+    reasons = [r["Code"] for r in caught.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "ConditionalCheckFailed"]
+    assert _n(client, key) == 3
+    assert "Item" not in client.get_item(TableName=TABLE_NAME, Key=new_key, ConsistentRead=True)

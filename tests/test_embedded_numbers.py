@@ -1,6 +1,9 @@
 """The embedded DynamoDB adds and subtracts Numbers as DynamoDB does (localdev.dynamodb
-.exact_number_arithmetic): a balance that returns to zero after many decimal places stays a
-number the next write can use (moto alone stored "0E-7" and failed every later write)."""
+.exact_numbers): a balance that returns to zero after many decimal places stays a number the
+next write can use (moto alone stored "0E-7" and failed every later write to the item), and sums
+keep 38 significant digits."""
+
+from decimal import Decimal
 
 from conftest import TABLE_NAME
 
@@ -17,12 +20,12 @@ def test_a_balance_back_to_zero_after_seven_decimals_takes_the_next_write(server
             ExpressionAttributeValues={":amount": {"N": amount}, ":zero": {"N": "0"}},
             ReturnValues="ALL_NEW",
         )
-        return answer["Attributes"]["held"]["N"]
+        return Decimal(answer["Attributes"]["held"]["N"])
 
-    assert update("SET held = held - :amount", "0.0001827") == "0"
-    assert update("SET held = held + :amount", "0.00000001") == "0.00000001"
-    assert update("SET held = held + :amount", "0.00000001") == "0.00000002"
-    assert update("SET held = held - :amount", "0.00000002") == "0"
+    assert update("SET held = held - :amount", "0.0001827") == 0
+    assert update("SET held = held + :amount", "0.00000001") == Decimal("0.00000001")
+    assert update("SET held = held + :amount", "1E-8") == Decimal("0.00000002")
+    assert update("SET held = held - :amount", "0.00000002") == 0
     # 38 significant digits, as DynamoDB keeps them
     assert update("SET held = held + :amount", "0.1000000000000000000000000000000000001") == (
-        "0.1000000000000000000000000000000000001")
+        Decimal("0.1000000000000000000000000000000000001"))

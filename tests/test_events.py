@@ -3,9 +3,8 @@ template names answers it with the status the README documents."""
 
 import json
 
-from conftest import Response
+from conftest import Response, lambda_context
 from localdev import template
-from localdev.events import LambdaContext
 
 # In this order on an empty table (the README's API table gives the same statuses).
 DOCUMENTED = [
@@ -30,7 +29,7 @@ def test_documented_statuses_cover_every_route():
 
 def invoke(route: template.ApiRoute, event: dict) -> Response:
     """What ``sam local invoke <Function> -e <event>`` does: the template's handler, called."""
-    return Response(template.load_handler(route.function_id)(event, LambdaContext(route.function_id)))
+    return Response(template.load_handler(route.function_id)(event, lambda_context(route.function_id)))
 
 
 def with_hold_id(event: dict, hold_id: str | None) -> dict:

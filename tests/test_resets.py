@@ -20,6 +20,7 @@ from budget_service import budgets
 from budget_service.budget import Budget, iso
 from budget_service.periods import SECONDS_PER_DAY, Duration
 from budget_service.resets import ResetSummary, update_budget_all_users
+from budget_service.store_levels import LevelWriter
 from budget_service.store import (
     RESET_SHARDS,
     BudgetStore,
@@ -27,7 +28,7 @@ from budget_service.store import (
     item_to_budget,
     reset_shard,
 )
-from conftest import TABLE_NAME, run_threads
+from conftest import TABLE_NAME, lambda_context, run_threads
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
@@ -353,8 +354,8 @@ def test_two_free_running_runs_reset_each_once(dynamodb_server):
 def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(dynamodb_server):
     """Costs recorded at NOW (after every due budget's reset_at) belong to the new period.
 
-    The costs go through the store's own cost write (``add_cost``, issue 4): one ADD conditional
-    on the period not having ended, else a lazy rollover (a versioned write) and the ADD.
+    The costs go through the store's own cost write (``LevelWriter.add_cost``): one
+    TransactWriteItems conditional on the period not having ended, else a lazy rollover (a versioned write) and the ADD.
 
     Ordered so both paths happen: the budgets in the first shard the job reads get a cost (rolling
     them over lazily) after the job has read them and before it writes; the others get costs from
@@ -385,7 +386,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         target=lambda: summary.append(update_budget_all_users(NOW, BudgetStore(table, client=job_client)))
     )
 
-    cost_store = BudgetStore(table, client=client_for(dynamodb_server))
+    cost_store = LevelWriter(BudgetStore(table, client=client_for(dynamodb_server)))
     sent: dict[str, Decimal] = {b.user: Decimal(0) for b in due}
     cost_count: Counter[str] = Counter()
     lock = threading.Lock()
@@ -482,7 +483,7 @@ def test_handler_with_the_sample_event_resets_due_budgets_and_emits_metrics(stor
     store.save(budget("fn", "later", duration=Duration.DAILY).with_period_from(now))
     capsys.readouterr()
 
-    result = invoke(LambdaContext("ResetBudgetsFunction", timeout_s=180))
+    result = invoke(lambda_context("ResetBudgetsFunction"))
     assert {k: result[k] for k in ("due", "reset", "skipped", "failed", "left", "complete")} == {
         "due": 5, "reset": 5, "skipped": 0, "failed": 0, "left": 0, "complete": True,
     }
@@ -501,7 +502,7 @@ def test_handler_with_little_time_left_leaves_everything_for_the_next_run(store)
         store.save(dataclasses.replace(b, period_start=now - 2 * DAY, reset_at=now - DAY))
     result = invoke(LambdaContext("ResetBudgetsFunction", timeout_s=5))  # below the reserve
     assert (result["reset"], result["left"], result["complete"]) == (0, 3, False)
-    assert invoke(LambdaContext("ResetBudgetsFunction", timeout_s=180))["reset"] == 3
+    assert invoke(lambda_context("ResetBudgetsFunction"))["reset"] == 3
 
 
 def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store, aws):
@@ -516,7 +517,7 @@ def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store
 
     module = template.load_module("ResetBudgetsFunction")
     with pytest.raises(module.ResetRunFailed, match="1 due budget"):
-        invoke(LambdaContext("ResetBudgetsFunction", timeout_s=180))
+        invoke(lambda_context("ResetBudgetsFunction"))
     for i in range(4):
         assert stored(store, "fn", f"u{i}").current_cost == 0
     assert item_to_budget(aws.get_item(TableName=TABLE_NAME, Key={"pk": broken["pk"], "sk": broken["sk"]})["Item"]).version == 1

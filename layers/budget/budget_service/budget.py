@@ -53,6 +53,9 @@ class Budget:
     reset_at: Decimal | None = None
     # Optimistic-concurrency counter; every write bumps it. 0 means "not stored yet".
     version: int = 0
+    # Ids of the latest version-conditional writes (newest first): how a write whose answer was
+    # lost recognises itself when botocore's retry fails the version condition (store.save).
+    write_ids: tuple[str, ...] = ()
 
     @property
     def has_period(self) -> bool:

@@ -116,8 +116,10 @@ def set_budget(
             # A timeout or a dropped connection after sending leaves this user's write unknown.
             maybe = [user] if write_outcome(exc) == UNKNOWN else []
             raise ServiceUnavailable(
-                "the budget store failed part way (throttled or unavailable); details say which"
-                " users were written; send the same request again to finish",
+                "the budget store failed part way (throttled, timed out or unavailable); details"
+                " say which users were written"
+                + (" and whose write may or may not have been applied (not_confirmed)" if maybe else "")
+                + "; send the same request again to finish (the merge makes that safe)",
                 details=_progress(result, [u for u, _ in users[index:] if u not in maybe], maybe),
             ) from exc
         (result.written if wrote else result.unchanged).append(user)

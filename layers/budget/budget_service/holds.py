@@ -22,7 +22,6 @@ from budget_service.models import (
     HoldResponse,
     ReleaseResponse,
     SettleResponse,
-    TokensUsed,
     quantize_money,
 )
 from budget_service.pricing import TokenUsage, cost_of, default_table
@@ -157,7 +156,7 @@ def settle_hold(
         released=quantize_money(freed),
         settled_from=stored.get("settled_from") or HELD,
         settled_at=iso(stored["settled_at"]),
-        tokens=TokensUsed(**{k: int(v) for k, v in tokens.items()}) if tokens else None,
+        tokens=costs._tokens_out(TokenUsage(**{k: int(v) for k, v in tokens.items()})) if tokens else None,
         priced_as=stored.get("priced_as"),
         replayed=replayed,
     )

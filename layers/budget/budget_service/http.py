@@ -23,6 +23,7 @@ import base64
 import binascii
 import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Annotated
 from decimal import Decimal
@@ -175,6 +176,38 @@ class _RestResolver(APIGatewayRestResolver):
     def _call_route(self, route, route_arguments):
         decoded = {name: unquote(value) for name, value in route_arguments.items()}
         return super()._call_route(route, decoded)
+
+    # Powertools keeps the event being handled and the Lambda context on the BaseRouter class,
+    # one for the whole process. Lambda hands a process one event at a time, but the tests invoke
+    # handlers from several threads at once (each thread with its own copy of the handler
+    # module, as a Lambda container has): kept per thread, one request's body can never reach
+    # another's handler.
+    _handling = threading.local()
+
+    @property
+    def current_event(self):
+        return self._handling.event
+
+    @current_event.setter
+    def current_event(self, event) -> None:
+        self._handling.event = event
+
+    @property
+    def lambda_context(self):
+        return self._handling.context
+
+    @lambda_context.setter
+    def lambda_context(self, context) -> None:
+        self._handling.context = context
+
+    def _to_proxy_event(self, event: dict):
+        proxy = super()._to_proxy_event(event)
+        self._handling.event = proxy
+        return proxy
+
+    def resolve(self, event, context):
+        self._handling.context = context
+        return super().resolve(event, context)
 
 
 def create_app() -> APIGatewayRestResolver:

@@ -127,7 +127,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
 
 def same_state(a: Budget, b: Budget) -> bool:
     """True when storing `b` over `a` would change nothing a reader can see."""
-    ignore = {"updated_at", "version"}
+    ignore = {"updated_at", "version", "write_ids"}
     return all(
         getattr(a, f.name) == getattr(b, f.name)
         for f in dataclasses.fields(Budget)

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -35,8 +36,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from budget_service.budget import Budget
 from budget_service.budget import DueReset
-from budget_service.errors import BudgetNotFound, Contention, InvalidInput
-from budget_service.models import MAX_MODELS_PER_USER
+from budget_service.errors import Contention, InvalidInput
 from budget_service.periods import Duration
 from budget_service.periods import Period
 
@@ -149,7 +149,12 @@ def write_outcome(exc: BaseException) -> str:
 
 
 class StaleWrite(Exception):
-    """The item changed between our read and our conditional write."""
+    """The item changed between our read and our conditional write. `current` is the item as
+    the failed condition saw it (None: absent), when DynamoDB returned it."""
+
+    def __init__(self, current: Budget | None | type[...] = ...) -> None:
+        super().__init__("the budget changed since it was read")
+        self.current = current
 
 
 def project_key(project: str) -> str:
@@ -190,12 +195,28 @@ def _condition_failed(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def _cancellation_codes(exc: ClientError) -> list:
+    """Each action's reason code of a cancelled transaction ([] for any other error)."""
+    if exc.response["Error"]["Code"] != "TransactionCanceledException":
+        return []
+    return [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+
+
 def _get_item(client, table_name: str, key: dict) -> dict | None:
     """One strongly consistent GetItem; the raw item, or None."""
     return client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
 
 
-def budget_to_item(budget: Budget) -> dict:
+# How many write ids a budget item keeps (Budget.write_ids; see BudgetStore.save). A write whose
+# answer was lost is recognised by its retry unless this many other saves landed in between, in
+# the second or two botocore takes to retry.
+RECENT_WRITES = 8
+
+
+def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
+    """The DynamoDB item (typed values) for `budget` at its next version; `write_id`, when
+    given, is prepended to the budget's recent write ids."""
+    write_ids = ([write_id] if write_id else []) + list(budget.write_ids)
     item: dict = {
         "pk": project_key(budget.project),
         "sk": user_key(budget.user),
@@ -219,6 +240,8 @@ def budget_to_item(budget: Budget) -> dict:
         "reset_at": budget.reset_at,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
+    if write_ids:
+        item["write_ids"] = write_ids[:RECENT_WRITES]
     if budget.reset_at is not None:  # only budgets with a period live in the sparse reset index
         item["reset_shard"] = reset_shard(budget.project, budget.user)
     return {k: _serialize(v) for k, v in item.items()}
@@ -245,6 +268,7 @@ def plain_to_budget(item: dict) -> Budget:
         created_at=item["created_at"],
         updated_at=item["updated_at"],
         version=int(item["version"]),
+        write_ids=tuple(item.get("write_ids", ())),
     )
 
 
@@ -310,8 +334,16 @@ class BudgetStore:
     def save(self, budget: Budget) -> Budget:
         """Write `budget` if the stored item is still at `budget.version` (0: absent).
 
-        Returns the budget at its new version; raises StaleWrite when someone wrote first.
+        Returns the budget at its new version, as stored; raises StaleWrite (with the item as it
+        stands) when someone wrote first.
+
+        Exactly once under botocore's retries: the item carries this write's fresh id among its
+        ``write_ids``. When an attempt landed but its answer was late or lost, the retry fails
+        the version condition; the failed condition returns the stored item (ALL_OLD), which
+        lists this id: the write has landed, and this is its success, not a StaleWrite (which
+        would make `update` apply the change a second time).
         """
+        write_id = uuid.uuid4().hex
         if budget.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -319,35 +351,48 @@ class BudgetStore:
                 "ConditionExpression": "version = :seen",
                 "ExpressionAttributeValues": {":seen": {"N": str(budget.version)}},
             }
+        item = budget_to_item(budget, write_id)
         try:
             self.client.put_item(
-                TableName=self.table_name, Item=budget_to_item(budget), **condition
+                TableName=self.table_name, Item=item,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD", **condition,
             )
         except ClientError as exc:
-            if _condition_failed(exc):
-                raise StaleWrite from exc
-            raise
-        return _with_version(budget, budget.version + 1)
+            if not _condition_failed(exc):
+                raise
+            old = exc.response.get("Item")
+            if old is None:
+                raise StaleWrite(None) from exc
+            if write_id in _deserialize(old.get("write_ids", {"L": []})):
+                return item_to_budget(item)  # our own write, landed by an earlier attempt
+            raise StaleWrite(item_to_budget(old)) from exc
+        return item_to_budget(item)
 
     def delete(self, project: str, user: str) -> bool:
         """Delete a budget; False when there was none.
 
-        A TransactWriteItems of one Delete, not a DeleteItem: botocore's retry after a lost answer
-        carries the same ClientRequestToken, which DynamoDB answers as the first success instead
-        of a "no such budget" for the item the first attempt already deleted (issue 11).
+        One TransactWriteItems holding the conditional Delete, for its ClientRequestToken:
+        botocore sends the same token on each of its retries, and DynamoDB answers the retry of
+        a delete that landed with its success (for 10 minutes), where a DeleteItem retry would
+        fail its condition and report "no budget".
         """
-        try:
-            self.client.transact_write_items(TransactItems=[{"Delete": {
-                "TableName": self.table_name,
-                "Key": budget_key(project, user),
-                "ConditionExpression": "attribute_exists(pk)",
-            }}])
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=[{"Delete": {
+                    "TableName": self.table_name,
+                    "Key": budget_key(project, user),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }}])
+                return True
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if codes[:1] == ["ConditionalCheckFailed"]:
+                    return False
+                if "TransactionConflict" not in codes:
+                    raise
+            # Another transaction holds the item; DynamoDB asks us to retry.
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     def update(
         self,
@@ -371,9 +416,9 @@ class BudgetStore:
                 return current
             try:
                 return self.save(_with_version(target, current.version if current else 0))
-            except StaleWrite:
+            except StaleWrite as stale:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
-                current = self.get(project, user)
+                current = self.get(project, user) if stale.current is ... else stale.current
         raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     # ---- cost updates (issue 4; one TransactWriteItems since issue 13: store_levels.py) ----------
