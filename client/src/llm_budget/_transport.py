@@ -1,0 +1,217 @@
+"""One request to the service, with bounded retries, and its answer mapped to a result or error.
+
+Retry rule (the same for the sync and async clients):
+
+- 503, 429, 502, 504 and 409 ``write_contention`` are retried: nothing was written, or the
+  request is safe to repeat (a write that may have landed carries an Idempotency-Key, so a retry
+  is charged once). A 503 whose ``details.outcome`` is ``unknown`` (a write may have landed) is
+  not retried for a request that is not safe to repeat (a reset). The wait honours ``Retry-After`` (seconds or an HTTP date) up to ``max_wait``;
+  otherwise it is exponential backoff with full jitter.
+- No answer at all (connection refused, reset, timeout) is retried only for requests that are safe
+  to repeat: reads, PUT/DELETE, and writes that carry an Idempotency-Key.
+- After ``attempts`` tries the last error is raised (``Unavailable`` for the retryable ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from llm_budget import _json
+from llm_budget.errors import BudgetError, Contention, Unavailable, error_for
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+USER_AGENT = "llm-budget-client/0.1"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the client retries: at most ``attempts`` tries in all; backoff ``base * 2**n`` seconds
+    (full jitter) capped at ``max_backoff``; a ``Retry-After`` is honoured up to ``max_wait``
+    seconds (a longer one is not waited for: the error is raised with its ``retry_after``)."""
+
+    attempts: int = 4
+    base: float = 0.1
+    max_backoff: float = 2.0
+    max_wait: float = 10.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) without a Retry-After."""
+        return random.uniform(0, min(self.max_backoff, self.base * 2 ** (attempt - 1)))
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One logical call: the HTTP request and how to read its answer.
+
+    Built once per call, so its Idempotency-Key (in ``headers``) is the same on every retry.
+    ``repeatable``: safe to resend when no answer came (the server may have applied it).
+    """
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    body: object = None
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    repeatable: bool = True
+    gone_ok: bool = False
+    """A DELETE: a 404 after a try whose answer was lost means that try deleted it."""
+
+    def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        content = None if self.body is None else _json.dumps(self.body).encode()
+        headers = dict(self.headers)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        return client.build_request(
+            self.method, self.path, content=content, params=self.params, headers=headers
+        )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (from seconds or an HTTP date), or None."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def error_from(response: httpx.Response) -> BudgetError:
+    """The exception for an error answer: ``{"error": {"code", "message", "details"}}``, or, for a
+    body not in that shape (a gateway's own error), one chosen by status."""
+    code: str | None = None
+    message = f"HTTP {response.status_code}"
+    details: Any = None
+    try:
+        body = _json.loads(response.content) if response.content else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = error.get("code") if isinstance(error.get("code"), str) else None
+            message = str(error.get("message") or message)
+            details = error.get("details")
+        elif isinstance(body.get("message"), str):  # API Gateway: {"message": "..."}
+            message = body["message"]
+    elif response.text:
+        message = f"HTTP {response.status_code}: {response.text[:200]}"
+    return error_for(response.status_code, code, message, details, retry_after(response))
+
+
+def _outcome_unknown(error: BudgetError) -> bool:
+    # A 503's details.outcome: "not_written", or "unknown" when a write may have landed.
+    details = error.details
+    return isinstance(details, dict) and details.get("outcome") not in (None, "not_written")
+
+
+def _retryable(error: BudgetError, call: Call[Any]) -> bool:
+    if isinstance(error, Contention):
+        return True
+    if not isinstance(error, Unavailable) or error.status not in RETRY_STATUSES:
+        return False
+    return call.repeatable or not _outcome_unknown(error)
+
+
+def _wait(policy: RetryPolicy, attempt: int, error: BudgetError | None) -> float | None:
+    """Seconds to wait before the next try, or None to give up (and raise)."""
+    if attempt >= policy.attempts:
+        return None
+    after = error.retry_after if isinstance(error, Unavailable) else None
+    if after is None:
+        return policy.backoff(attempt)
+    if after > policy.max_wait:
+        return None
+    return after
+
+
+def _no_answer(call: Call[Any], exc: httpx.TransportError) -> Unavailable:
+    return Unavailable(f"{call.method} {call.path}: no answer from the service ({exc!r})", status=0)
+
+
+def _result(call: Call[T], response: httpx.Response) -> T:
+    if response.status_code >= 400:
+        raise error_from(response)
+    try:
+        return call.parse(response)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BudgetError(
+            f"{call.method} {call.path}: unexpected answer ({exc})", status=response.status_code
+        ) from exc
+
+
+def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
+    """Send ``call`` with ``client``, retrying per ``policy``; its parsed result."""
+    attempt, lost = 0, False
+    while True:
+        attempt += 1
+        try:
+            response = client.send(call.build(client))
+        except httpx.TransportError as exc:
+            error: BudgetError = _no_answer(call, exc)
+            delay = _wait(policy, attempt, error) if call.repeatable else None
+            if delay is None:
+                raise error from exc
+            lost = True
+            time.sleep(delay)
+            continue
+        if lost and call.gone_ok and response.status_code == 404:
+            return call.parse(response)
+        if response.status_code >= 400:
+            error = error_from(response)
+            delay = _wait(policy, attempt, error) if _retryable(error, call) else None
+            if delay is None:
+                raise error
+            time.sleep(delay)
+            continue
+        return _result(call, response)
+
+
+async def send_async(client: httpx.AsyncClient, call: Call[T], policy: RetryPolicy) -> T:
+    """``send`` for an ``httpx.AsyncClient``: the same rule, waiting with ``asyncio.sleep``."""
+    attempt, lost = 0, False
+    while True:
+        attempt += 1
+        try:
+            response = await client.send(call.build(client))
+        except httpx.TransportError as exc:
+            error: BudgetError = _no_answer(call, exc)
+            delay = _wait(policy, attempt, error) if call.repeatable else None
+            if delay is None:
+                raise error from exc
+            lost = True
+            await asyncio.sleep(delay)
+            continue
+        if lost and call.gone_ok and response.status_code == 404:
+            return call.parse(response)
+        if response.status_code >= 400:
+            error = error_from(response)
+            delay = _wait(policy, attempt, error) if _retryable(error, call) else None
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+            continue
+        return _result(call, response)

@@ -1,0 +1,298 @@
+"""The Python client (client/, llm_budget) without a server: its requests, retries, errors,
+money and packaging, against httpx.MockTransport. The same client against the local server is
+tests/test_client_service.py."""
+
+import shutil
+import subprocess
+import sys
+import venv
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+import llm_budget
+from llm_budget import (
+    BudgetClient,
+    BudgetExceeded,
+    BudgetNotFound,
+    IdempotencyKeyReused,
+    RetryPolicy,
+    Unavailable,
+    UnknownModel,
+    ValidationFailed,
+    _json,
+    _transport,
+)
+from llm_budget._routes import cost_form, money, price_body, settle_form
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = ROOT / "client"
+FAST = RetryPolicy(attempts=4, base=0.001, max_backoff=0.002, max_wait=5)
+
+
+class Recorder:
+    """A MockTransport handler that answers from a list and keeps every request."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def client_with(handler, retry: RetryPolicy = FAST) -> BudgetClient:
+    http = httpx.Client(base_url="http://budget.test/Prod", transport=httpx.MockTransport(handler))
+    return BudgetClient("http://budget.test/Prod", project="acme", http_client=http, retry=retry)
+
+
+def error(status: int, code: str, message: str = "no", details=None, headers=None) -> httpx.Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+COST_ANSWER = {"project": "acme", "user": "a b/c", "model": "m", "cost": 0.1, "current_cost": None,
+               "total_budget": None, "remaining": None, "budget_exceeded": None, "replayed": False}
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(_transport.time, "sleep", waits.append)
+    return waits
+
+
+def test_a_cost_retried_on_503_and_429_keeps_one_idempotency_key_and_honours_retry_after(no_sleep):
+    handler = Recorder(
+        error(503, "service_unavailable", headers={"Retry-After": "2"}),
+        httpx.Response(429, json={"message": "Too Many Requests"}),
+        httpx.Response(200, json=COST_ANSWER),
+    )
+    result = client_with(handler).record_cost("a b/c", model="m", cost="0.1")
+    assert result.cost == Decimal("0.1")
+    keys = {r.headers["Idempotency-Key"] for r in handler.requests}
+    assert len(handler.requests) == 3 and len(keys) == 1  # one logical write, one key
+    assert no_sleep[0] == 2.0  # the service's Retry-After
+    assert 0 <= no_sleep[1] <= FAST.max_backoff  # backoff, bounded
+    # the path keeps the stage prefix and percent-encodes the id
+    assert handler.requests[0].url.raw_path == b"/Prod/projects/acme/users/a%20b%2Fc/cost"
+
+
+def test_each_call_gets_its_own_key_and_a_given_key_is_sent_as_is():
+    handler = Recorder(*(httpx.Response(200, json=COST_ANSWER) for _ in range(3)))
+    client = client_with(handler)
+    client.record_cost("u", model="m", cost=1)
+    client.record_cost("u", model="m", cost=1)
+    client.record_cost("u", model="m", cost=1, idempotency_key="chatcmpl-1")
+    first, second, given = (r.headers["Idempotency-Key"] for r in handler.requests)
+    assert first != second and given == "chatcmpl-1"
+
+
+def test_retries_are_bounded_and_a_long_retry_after_is_not_waited_for(no_sleep):
+    handler = Recorder(*(error(503, "service_unavailable") for _ in range(4)))
+    with pytest.raises(Unavailable) as caught:
+        client_with(handler).get_user("u")
+    assert len(handler.requests) == FAST.attempts and caught.value.status == 503
+
+    handler = Recorder(error(503, "service_unavailable", headers={"Retry-After": "3600"}))
+    with pytest.raises(Unavailable) as caught:
+        client_with(handler).get_user("u")
+    assert len(handler.requests) == 1 and caught.value.retry_after == 3600.0
+
+
+def test_no_answer_is_retried_only_where_repeating_is_safe(no_sleep):
+    lost = httpx.ReadTimeout("lost")
+    handler = Recorder(lost, httpx.Response(200, json=COST_ANSWER))
+    client_with(handler).record_cost("u", model="m", cost=1)  # carries a key: safe to repeat
+    assert len(handler.requests) == 2
+    assert handler.requests[0].headers["Idempotency-Key"] == handler.requests[1].headers["Idempotency-Key"]
+
+    handler = Recorder(lost)  # a reset repeated could zero spend recorded in between
+    with pytest.raises(Unavailable):
+        client_with(handler).reset_user("u")
+    assert len(handler.requests) == 1
+
+
+def test_a_delete_whose_answer_was_lost_is_done_when_the_retry_finds_nothing(no_sleep):
+    handler = Recorder(httpx.ConnectTimeout("lost"), error(404, "budget_not_found"))
+    assert client_with(handler).delete_user("u") is None
+    handler = Recorder(error(404, "budget_not_found"))  # a plain 404 is still an error
+    with pytest.raises(BudgetNotFound):
+        client_with(handler).delete_user("u")
+
+
+def test_a_503_whose_write_may_have_landed_is_not_repeated_unless_safe(no_sleep):
+    unknown = error(503, "service_unavailable", details={"outcome": "unknown"})
+    handler = Recorder(unknown)
+    with pytest.raises(Unavailable) as caught:
+        client_with(handler).reset_user("u")
+    assert len(handler.requests) == 1 and caught.value.details == {"outcome": "unknown"}
+
+    handler = Recorder(unknown, httpx.Response(200, json=COST_ANSWER))  # keyed: charged once
+    client_with(handler).record_cost("u", model="m", cost=1)
+    assert len(handler.requests) == 2
+
+    not_written = error(503, "service_unavailable", details={"outcome": "not_written"})
+    handler = Recorder(not_written, httpx.Response(200, json={**COST_ANSWER, "total_budget": 1,
+                                                             "current_cost": 0, "remaining": 1}))
+    client_with(handler).reset_user("u")
+    assert len(handler.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "raised"),
+    [
+        (error(404, "budget_not_found"), BudgetNotFound),
+        (error(422, "unknown_model"), UnknownModel),
+        (error(422, "idempotency_key_reused"), IdempotencyKeyReused),
+        (error(422, "validation_error", details=[{"loc": ["cost"]}]), ValidationFailed),
+        (error(413, "payload_too_large"), ValidationFailed),
+        (error(409, "write_contention"), Unavailable),
+    ],
+)
+def test_errors_are_raised_by_code(answer, raised, no_sleep):
+    with pytest.raises(raised):
+        client_with(Recorder(answer, answer, answer, answer)).record_cost("u", model="m", cost=1)
+
+
+def test_budget_exceeded_names_each_refusing_level_exactly():
+    details = [
+        {"level": "team", "name": "research", "available": 0.04, "needed": 0.1},
+        {"level": "project", "name": "acme", "available": 0, "needed": 0.1},
+    ]
+    handler = Recorder(error(402, "budget_exceeded", "the budget cannot cover 0.1", details))
+    with pytest.raises(BudgetExceeded) as caught:
+        client_with(handler).hold("u", amount="0.1")
+    refusal = caught.value
+    assert [(lvl.level, lvl.name) for lvl in refusal.levels] == [("team", "research"), ("project", "acme")]
+    assert refusal.levels[0].available == Decimal("0.04") and refusal.available == Decimal(0)
+    assert refusal.levels[0].needed == Decimal("0.1")
+    assert len(handler.requests) == 1  # a refusal is an answer, never retried
+
+
+def test_budget_not_found_is_also_a_key_error_like_litellms():
+    handler = Recorder(error(404, "budget_not_found", "no budget for user 'x'"))
+    with pytest.raises(KeyError) as caught:
+        client_with(handler).get_user("x")
+    assert str(caught.value) == "no budget for user 'x'"
+
+
+def test_money_goes_out_and_comes_back_exactly():
+    tiny = Decimal("0.0100000000000000000000007")  # more digits than a float keeps
+    assert _json.dumps({"cost": tiny}) == '{"cost":0.0100000000000000000000007}'
+    assert _json.loads('{"cost": 0.0100000000000000000000007}')["cost"] == tiny
+    assert money(0.1) == Decimal("0.1")  # a float by its shortest repr, not its binary value
+    for bad in (float("nan"), Decimal("Infinity"), "abc", True):
+        with pytest.raises(ValueError):
+            money(bad)
+    with pytest.raises(ValueError):
+        _json.dumps({"x": Decimal("NaN")})
+
+
+def test_records_parse_money_as_decimal_and_keep_unknown_fields():
+    answer = {"project": "acme", "user": "u", "total_budget": 10, "current_cost": 0.30000000000000004,
+              "remaining": 9.7, "model_cost": {"m": 0.1}, "held": 0.2, "available": 9.5,
+              "duration": "monthly", "timezone": None, "period_start": "2026-11-01T00:00:00Z",
+              "reset_at": "2026-12-01T00:00:00Z", "created_at": "2026-11-02T10:00:00Z",
+              "updated_at": "2026-11-02T10:00:00Z", "alert_thresholds": [0.8, 1]}
+    budget = client_with(Recorder(httpx.Response(200, json=answer))).get_user("u")
+    assert budget.current_cost == Decimal("0.30000000000000004")
+    assert budget.model_cost == {"m": Decimal("0.1")} and budget.held == Decimal("0.2")
+    assert budget.reset_at.isoformat() == "2026-12-01T00:00:00+00:00"
+    assert budget.extra == {"alert_thresholds": [Decimal("0.8"), 1]}
+
+
+def test_cost_forms_send_a_completions_model_and_usage_only():
+    completion = {"id": "chatcmpl-1", "model": "gpt-4o-mini", "choices": [{"message": {"content": "secret"}}],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    assert cost_form(completion=completion) == {
+        "completion": {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}}
+    assert settle_form({"prompt_tokens": 3}, model="m") == {"model": "m", "usage": {"prompt_tokens": 3}}
+    assert settle_form({"input_tokens": 3, "output_tokens": 1}, model="m")["usage"] == {
+        "input_tokens": 3, "output_tokens": 1}
+    with pytest.raises(ValueError, match="exactly one"):
+        cost_form(model="m", cost=1, usage={"prompt_tokens": 1})
+    with pytest.raises(ValueError, match="model is required"):
+        cost_form(cost=1)
+
+
+def test_the_package_does_not_import_litellm():
+    code = "import sys, llm_budget; assert 'litellm' not in sys.modules, 'litellm imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_mypy_strict_passes_on_the_package():
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", "pyproject.toml"],
+        cwd=CLIENT, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
+
+
+def test_pip_builds_the_package_and_installs_it_into_a_fresh_venv_offline(tmp_path):
+    # What `pip install ./client` does, without the network: build the wheel with the test
+    # venv's setuptools (a copy of client/, so no build/ is left in the checkout), install it into
+    # a fresh venv with --no-index. httpx, its one dependency, comes from PyPI in real use; here
+    # the test venv's site-packages stand in for it.
+    source = tmp_path / "client"
+    shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("llm_budget_client-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", str(wheel)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    show = subprocess.run([str(python), "-m", "pip", "show", "-f", "llm-budget-client"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert "Requires: httpx" in show.stdout
+    assert "llm_budget/py.typed" in show.stdout
+    check = subprocess.run(
+        [str(python), "-c", "import llm_budget; print(llm_budget.__version__, llm_budget.__file__)"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(httpx.__file__).parents[1])},
+    )
+    assert check.returncode == 0, check.stderr
+    version, location = check.stdout.split()
+    assert version == llm_budget.__version__
+    assert Path(location).is_relative_to(env_dir)  # the copy pip installed, not the checkout
+
+
+def test_a_price_body_sends_rates_as_exact_decimals_and_keeps_counts_and_words():
+    body = price_body({"input": 0.000002, "output": "0.000008", "provider": "xai", "free": None,
+                       "tiers": [{"above": 200_000, "input": "0.000004"}],
+                       "web_search": {"low": 0.025}, "web_search_unit": "per_query"})
+    assert body == {"input": Decimal("0.000002"), "output": Decimal("0.000008"), "provider": "xai",
+                    "free": None, "tiers": [{"above": 200_000, "input": Decimal("0.000004")}],
+                    "web_search": {"low": Decimal("0.025")}, "web_search_unit": "per_query"}
+
+
+def test_settle_reads_an_openai_response_object_and_a_litellm_usage():
+    from litellm.types.utils import Usage
+    from openai.types.chat import ChatCompletion
+
+    response = ChatCompletion.model_validate({
+        "id": "chatcmpl-9", "object": "chat.completion", "created": 0, "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    })
+    assert settle_form(response) == {"completion": {"model": "gpt-4o-2024-08-06", "usage": {
+        "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}}}
+    usage = settle_form(Usage(prompt_tokens=3, completion_tokens=4), model="gpt-4o-mini")
+    assert usage["model"] == "gpt-4o-mini"
+    assert (usage["usage"]["prompt_tokens"], usage["usage"]["completion_tokens"]) == (3, 4)
