@@ -23,14 +23,40 @@ from pathlib import Path
 
 from bench.common import ROOT, BenchRuntime, Section, Table
 
-SECTIONS = ("dynamodb_ops", "update_cost", "resets", "latency", "cold_start", "tokens", "cost_model", "holds",
-            "levels")
+SECTIONS = (
+    "dynamodb_ops",
+    "update_cost",
+    "resets",
+    "latency",
+    "cold_start",
+    "tokens",
+    "cost_model",
+    "holds",
+    "levels",
+)
 # as RESULTS.md shows them
-ORDER = ("update_cost", "resets", "cold_start", "tokens", "dynamodb_ops", "latency", "cost_model", "holds",
-         "levels")
+ORDER = (
+    "update_cost",
+    "resets",
+    "cold_start",
+    "tokens",
+    "dynamodb_ops",
+    "latency",
+    "cost_model",
+    "holds",
+    "levels",
+)
 PACKAGES = (
-    "litellm", "boto3", "botocore", "moto", "tiktoken", "pydantic", "aws-lambda-powertools",
-    "Werkzeug", "requests", "httpx",
+    "litellm",
+    "boto3",
+    "botocore",
+    "moto",
+    "tiktoken",
+    "pydantic",
+    "aws-lambda-powertools",
+    "Werkzeug",
+    "requests",
+    "httpx",
 )
 
 
@@ -70,10 +96,16 @@ def machine() -> Table:
 
 def _git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}{' (with uncommitted changes)' if dirty else ''}" if head else "unknown"
@@ -205,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smallest sizes, one round (smoke run)")
     parser.add_argument(
-        "--out", help="where to write the markdown (default: bench/RESULTS.md for a full run;"
+        "--out",
+        help="where to write the markdown (default: bench/RESULTS.md for a full run;"
         " a --quick or --only run only prints, unless given)",
     )
     parser.add_argument("--json", help="also write the raw figures here")
@@ -264,12 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         Path(out).write_text(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "quick": args.quick,
-            "seconds": seconds,
-            "machine": dict(header.rows),
-            "sections": {k: s.as_dict() for k, s in sections.items()},
-        }, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "quick": args.quick,
+                    "seconds": seconds,
+                    "machine": dict(header.rows),
+                    "sections": {k: s.as_dict() for k, s in sections.items()},
+                },
+                indent=2,
+                default=str,
+            )
+        )
     print(text)
     print(f"[bench] {'wrote ' + out if out else 'done'} in {seconds:.0f} s", file=sys.stderr)
     return 0

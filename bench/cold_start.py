@@ -78,13 +78,28 @@ def child_command(function_id: str, *, bare_dir=None, importtime: bool = False) 
     memory = template.function_setting(function_id, "MemorySize", 128)
     module, handler = handler_path.rsplit(".", 1)
     return [
-        sys.executable, *(["-X", "importtime"] if importtime else []), str(CHILD),
-        str(code_uri), module, handler, name, event or "-", str(timeout), str(memory),
+        sys.executable,
+        *(["-X", "importtime"] if importtime else []),
+        str(CHILD),
+        str(code_uri),
+        module,
+        handler,
+        name,
+        event or "-",
+        str(timeout),
+        str(memory),
     ]
 
 
-def child_env(rt: BenchRuntime, function_id: str, table: str, *, traced: bool = False,
-              xray_address: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(
+    rt: BenchRuntime,
+    function_id: str,
+    table: str,
+    *,
+    traced: bool = False,
+    xray_address: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
     """The function's environment from template.yaml, pointed at the bench's table. Tracing off
     (as ``make dev``), or `traced`: as Lambda runs a function under ``Tracing: Active``
     (LAMBDA_TASK_ROOT, a sampled _X_AMZN_TRACE_ID, the daemon's address)."""
@@ -119,9 +134,17 @@ def child_env(rt: BenchRuntime, function_id: str, table: str, *, traced: bool = 
     return env
 
 
-def run_child(rt: BenchRuntime, function_id: str, table: str, *, bare_dir=None,
-              importtime: bool = False, traced: bool = False, xray_address: str | None = None,
-              extra_env: dict[str, str] | None = None) -> tuple[dict, str]:
+def run_child(
+    rt: BenchRuntime,
+    function_id: str,
+    table: str,
+    *,
+    bare_dir=None,
+    importtime: bool = False,
+    traced: bool = False,
+    xray_address: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[dict, str]:
     """One fresh process running `function_id`'s handler, or the reference handler in `bare_dir`
     in that function's environment; its BENCH-RESULT plus ``whole_s`` (spawn to exit, timed
     here), and its stderr."""
@@ -136,7 +159,7 @@ def run_child(rt: BenchRuntime, function_id: str, table: str, *, bare_dir=None,
             f"cold start of {'a reference beside ' if bare_dir else ''}{function_id} failed ({proc.returncode}):\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
-    result = json.loads(lines[-1][len("BENCH-RESULT "):])
+    result = json.loads(lines[-1][len("BENCH-RESULT ") :])
     result["whole_s"] = whole_s
     return result, proc.stderr
 
@@ -195,10 +218,24 @@ def prepare(rt: BenchRuntime) -> str:
     client = rt.client()
     template.create_table(client, name)
     now = Decimal(int(time.time()))
-    alice = Budget(project="acme", user="alice", total_budget=Decimal(25), created_at=now, updated_at=now,
-                   duration=Duration.MONTHLY, timezone="Europe/Paris").with_period_from(now)
-    bob = Budget(project="acme", user="bob", total_budget=Decimal(10), created_at=now, updated_at=now,
-                 duration_days=Decimal(28), period_start=now).with_period_from(now)
+    alice = Budget(
+        project="acme",
+        user="alice",
+        total_budget=Decimal(25),
+        created_at=now,
+        updated_at=now,
+        duration=Duration.MONTHLY,
+        timezone="Europe/Paris",
+    ).with_period_from(now)
+    bob = Budget(
+        project="acme",
+        user="bob",
+        total_budget=Decimal(10),
+        created_at=now,
+        updated_at=now,
+        duration_days=Decimal(28),
+        period_start=now,
+    ).with_period_from(now)
     seed_items(client, name, [budget_to_item(alice), budget_to_item(bob)])
     return name
 
@@ -235,16 +272,33 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
             " set; the X-Ray SDK sends its segments to a UDP socket the bench reads and counts)."
         ),
     )
-    table = Table([
-        "function", "sample event", "floor: bare boto3 handler", "function, tracing off",
-        "ratio", "function, tracing on (X-Ray)", "ratio", "X-Ray segments sent",
-        "reference: floor + Powertools resolver + pydantic, no service code", "ratio", "status",
-    ])
+    table = Table(
+        [
+            "function",
+            "sample event",
+            "floor: bare boto3 handler",
+            "function, tracing off",
+            "ratio",
+            "function, tracing on (X-Ray)",
+            "ratio",
+            "X-Ray segments sent",
+            "reference: floor + Powertools resolver + pydantic, no service code",
+            "ratio",
+            "status",
+        ]
+    )
     detail = Table(
-        ["function", "CPU time, whole process (function / floor = ratio)", "import (in process)",
-         "first invocation", "floor: import + invocation",
-         "peak memory (function / floor)", "modules loaded (function / floor)", "DynamoDB requests",
-         "modules that dominate (self import time, -X importtime, tracing off)"],
+        [
+            "function",
+            "CPU time, whole process (function / floor = ratio)",
+            "import (in process)",
+            "first invocation",
+            "floor: import + invocation",
+            "peak memory (function / floor)",
+            "modules loaded (function / floor)",
+            "DynamoDB requests",
+            "modules that dominate (self import time, -X importtime, tracing off)",
+        ],
         title="Inside the process (tracing off): import, first invocation, memory, what is imported",
     )
     section.tables += [table, detail]
@@ -253,22 +307,27 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
         with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
             for function_id in functions:
                 calls_file = os.path.join(tmp, f"{function_id}.json")
-                recorded, stderr = run_child(rt, function_id, table_name, importtime=True,
-                                             extra_env={"BENCH_RECORD_CALLS": calls_file})
+                recorded, stderr = run_child(
+                    rt, function_id, table_name, importtime=True, extra_env={"BENCH_RECORD_CALLS": calls_file}
+                )
                 with open(calls_file) as f:
                     calls = json.load(f)
                 bare_env = {"BENCH_BARE_CALLS": calls_file}
                 is_api = any(r.function_id == function_id for r in template.api_routes())
                 floor, plain, traced, datagrams, stack = [], [], [], [], []
                 for _ in range(repeats):
-                    floor.append(run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=bare_env)[0])
+                    floor.append(
+                        run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=bare_env)[0]
+                    )
                     if is_api:
-                        stack.append(run_child(rt, function_id, table_name, bare_dir=STACK_DIR,
-                                               extra_env=bare_env)[0])
+                        stack.append(
+                            run_child(rt, function_id, table_name, bare_dir=STACK_DIR, extra_env=bare_env)[0]
+                        )
                     plain.append(run_child(rt, function_id, table_name)[0])
                     sink.drain()
-                    traced.append(run_child(rt, function_id, table_name, traced=True,
-                                            xray_address=sink.address)[0])
+                    traced.append(
+                        run_child(rt, function_id, table_name, traced=True, xray_address=sink.address)[0]
+                    )
                     datagrams.append(sink.drain())
                 section.data[function_id] = _figures(
                     function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack
@@ -281,8 +340,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     section.notes += [
         f"Largest ratio over the floor: {max(ratios):.2f}× with tracing off,"
         f" {max(traced_ratios):.2f}× with tracing on (medians of whole processes).",
-        "Reproduce: `make bench BENCH_ARGS=\"--only cold_start\"` (or `python -m bench --only"
-        " cold_start`).",
+        'Reproduce: `make bench BENCH_ARGS="--only cold_start"` (or `python -m bench --only cold_start`).',
         "Times are this machine's CPython "
         f"{sys.version.split()[0]} with bytecode caches present (as pip installs packages);"
         " Lambda (python3.13, arm64) differs in absolute terms, but the floor runs the same"
@@ -326,8 +384,11 @@ def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced
         "floor_statuses": sorted({str(r.get("status")) for r in floor}),
         "stack_whole_s": Stat.of(r["whole_s"] for r in stack).as_dict() if stack else None,
         "stack_ratio": Stat.of(r["whole_s"] for r in stack).median / floor_whole.median if stack else None,
-        "stack_cpu_ratio": (Stat.of(r["cpu_s"] for r in stack).median / Stat.of(r["cpu_s"] for r in floor).median
-                            if stack else None),
+        "stack_cpu_ratio": (
+            Stat.of(r["cpu_s"] for r in stack).median / Stat.of(r["cpu_s"] for r in floor).median
+            if stack
+            else None
+        ),
         "importtime_total_s": everything,
         "importtime_top": [[name, secs] for name, secs in top],
     }
@@ -344,8 +405,9 @@ def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
         f"**{d['ratio']:.2f}×**",
         s("traced_whole_s").fmt(digits=0),
         f"{d['traced_ratio']:.2f}×",
-        f"{min(d['xray_datagrams'])}–{max(d['xray_datagrams'])}" if min(d["xray_datagrams"]) != max(
-            d["xray_datagrams"]) else str(d["xray_datagrams"][0]),
+        f"{min(d['xray_datagrams'])}–{max(d['xray_datagrams'])}"
+        if min(d["xray_datagrams"]) != max(d["xray_datagrams"])
+        else str(d["xray_datagrams"][0]),
         s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
         f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
         ", ".join(d["statuses"]),

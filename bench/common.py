@@ -265,8 +265,11 @@ class DynamoMeter:
             return
         items = len(parsed.get("Items") or [])
         items += 1 if parsed.get("Item") else 0
-        items += sum(len(v) for v in (parsed.get("Responses") or {}).values()) if isinstance(
-            parsed.get("Responses"), dict) else 0
+        items += (
+            sum(len(v) for v in (parsed.get("Responses") or {}).values())
+            if isinstance(parsed.get("Responses"), dict)
+            else 0
+        )
         call.items = items
         self._pending.call = None
 
@@ -380,6 +383,6 @@ _QuietHandler = _quiet_handler_class()
 def seed_items(client, table: str, items: list[dict]) -> None:
     """BatchWriteItem `items` (already in DynamoDB JSON) into `table`, 25 at a time."""
     for i in range(0, len(items), 25):
-        pending = {table: [{"PutRequest": {"Item": item}} for item in items[i:i + 25]]}
+        pending = {table: [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]}
         while pending:
             pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}

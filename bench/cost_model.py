@@ -88,8 +88,9 @@ def per_million(memory_mb: int, outside_s: float, operation: str, wcu: float, rc
 def litellm_monthly() -> dict:
     a = LITELLM_ASSUMPTIONS
     parts = {
-        "proxy containers (Fargate arm64)": a["proxy tasks"] * HOURS_PER_MONTH * (
-            a["vCPU per task"] * FARGATE_ARM_VCPU_HOUR + a["GB per task"] * FARGATE_ARM_GB_HOUR),
+        "proxy containers (Fargate arm64)": a["proxy tasks"]
+        * HOURS_PER_MONTH
+        * (a["vCPU per task"] * FARGATE_ARM_VCPU_HOUR + a["GB per task"] * FARGATE_ARM_GB_HOUR),
         "Postgres (RDS)": HOURS_PER_MONTH * RDS_POSTGRES_T4G_MEDIUM_HOUR + 20 * RDS_GP3_GB_MONTH,
         "Redis (ElastiCache)": HOURS_PER_MONTH * ELASTICACHE_T4G_SMALL_HOUR,
         "load balancer (ALB)": HOURS_PER_MONTH * (ALB_HOUR + ALB_LCU_HOUR),
@@ -128,24 +129,44 @@ def run(sections: dict, *, quick: bool = False) -> Section:
             f" ${DYNAMODB_RRU_PER_MILLION}/M read request units, counted per call in section 5."
         ),
     )
-    table = Table(["charged call", "DynamoDB", "billed Lambda duration", "API Gateway", "Lambda",
-                   "DynamoDB", "total per million calls"])
+    table = Table(
+        [
+            "charged call",
+            "DynamoDB",
+            "billed Lambda duration",
+            "API Gateway",
+            "Lambda",
+            "DynamoDB",
+            "total per million calls",
+        ]
+    )
     section.tables.append(table)
     for label, (operation, wcu, rcu) in units.items():
         figure = per_million(memory, outside_s, operation, wcu, rcu)
         p = figure["parts"]
         table.add(
-            f"POST …/cost, {label}", f"1 {operation}, {wcu:g} WRU", f"{figure['billed_seconds'] * 1000:.0f} ms",
-            f"${p['API Gateway (REST)']:.2f}", f"${p['Lambda requests'] + p['Lambda duration']:.2f}",
-            f"${p['DynamoDB writes'] + p['DynamoDB reads']:.2f}", f"**${figure['total']:.2f}**",
+            f"POST …/cost, {label}",
+            f"1 {operation}, {wcu:g} WRU",
+            f"{figure['billed_seconds'] * 1000:.0f} ms",
+            f"${p['API Gateway (REST)']:.2f}",
+            f"${p['Lambda requests'] + p['Lambda duration']:.2f}",
+            f"${p['DynamoDB writes'] + p['DynamoDB reads']:.2f}",
+            f"**${figure['total']:.2f}**",
         )
         section.data[label] = {"operation": operation, "wcu": wcu, "rcu": rcu, **figure}
     litellm = litellm_monthly()
     section.data["litellm_proxy_monthly"] = litellm
-    section.data["assumptions"] = {"dynamodb_latency_s": DYNAMODB_LATENCY_S, "litellm": LITELLM_ASSUMPTIONS,
-                                   "outside_s": outside_s, "memory_mb": memory, "prices_as_of": PRICES_AS_OF}
-    fixed = Table(["LiteLLM Proxy component (assumed)", "sizing", "per month"],
-                  title="LiteLLM Proxy's budget path: what runs whatever the volume")
+    section.data["assumptions"] = {
+        "dynamodb_latency_s": DYNAMODB_LATENCY_S,
+        "litellm": LITELLM_ASSUMPTIONS,
+        "outside_s": outside_s,
+        "memory_mb": memory,
+        "prices_as_of": PRICES_AS_OF,
+    }
+    fixed = Table(
+        ["LiteLLM Proxy component (assumed)", "sizing", "per month"],
+        title="LiteLLM Proxy's budget path: what runs whatever the volume",
+    )
     sizing = {
         "proxy containers (Fargate arm64)": f"{LITELLM_ASSUMPTIONS['proxy tasks']} tasks ×"
         f" {LITELLM_ASSUMPTIONS['vCPU per task']} vCPU / {LITELLM_ASSUMPTIONS['GB per task']} GB",
@@ -157,13 +178,22 @@ def run(sections: dict, *, quick: bool = False) -> Section:
         fixed.add(name, sizing[name], f"${monthly:,.0f}")
     fixed.add("**total**", "all of the above", f"**${litellm['total']:,.0f}**")
     section.tables.append(fixed)
-    compare = Table(["charged calls a month", "this service (with Idempotency-Key)",
-                     "this service (no key)", "LiteLLM Proxy stack", "per million: service / LiteLLM"],
-                    title="Monthly bill by volume")
+    compare = Table(
+        [
+            "charged calls a month",
+            "this service (with Idempotency-Key)",
+            "this service (no key)",
+            "LiteLLM Proxy stack",
+            "per million: service / LiteLLM",
+        ],
+        title="Monthly bill by volume",
+    )
     with_key, without = section.data["with Idempotency-Key"]["total"], section.data["without a key"]["total"]
     for millions in VOLUMES:
         compare.add(
-            f"{millions:,} million", f"${with_key * millions:,.2f}", f"${without * millions:,.2f}",
+            f"{millions:,} million",
+            f"${with_key * millions:,.2f}",
+            f"${without * millions:,.2f}",
             f"${litellm['total']:,.0f}",
             f"${with_key:.2f} / ${litellm['total'] / millions:,.2f}",
         )

@@ -34,7 +34,7 @@ READ_OPS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
 
 
 def value_size(value: dict) -> int:
-    (kind, v), = value.items()
+    ((kind, v),) = value.items()
     if kind == "S":
         return len(v.encode("utf-8"))
     if kind == "N":
@@ -115,14 +115,19 @@ class CapacityMeter:
         if op == "TransactWriteItems":
             found = []
             for entry in params["TransactItems"]:
-                (kind, spec), = entry.items()
+                ((kind, spec),) = entry.items()
                 key = key_of(spec["Item"]) if kind == "Put" else spec["Key"]
                 found.append((spec["TableName"], key, True))
             return found
         if op == "BatchWriteItem":
             return [
-                (table, key_of(r["PutRequest"]["Item"]) if "PutRequest" in r else r["DeleteRequest"]["Key"], False)
-                for table, requests in params["RequestItems"].items() for r in requests
+                (
+                    table,
+                    key_of(r["PutRequest"]["Item"]) if "PutRequest" in r else r["DeleteRequest"]["Key"],
+                    False,
+                )
+                for table, requests in params["RequestItems"].items()
+                for r in requests
             ]
         return []
 
@@ -192,22 +197,46 @@ def _index_spec() -> tuple[str, str, list[str]]:
 # (label, route, minimum requests, minimum WCU, why). Minimums assume items under 1 KB (checked).
 MINIMUMS = {
     "create": (1, "1 + 1 index", "one conditional PutItem; a budget with a period enters the reset index"),
-    "replace": (1, "1", "one conditional UpdateItem of the settings (same rule: the index entry is unchanged)"),
+    "replace": (
+        1,
+        "1",
+        "one conditional UpdateItem of the settings (same rule: the index entry is unchanged)",
+    ),
     "get": (1, "0", "one GetItem"),
     "list": (1, "0", "one Query per page (1 MB)"),
-    "cost_first": (2, "4", "a project's first priced cost in a container also reads the project's own"
-                   " prices (one Query, cached 60 s; issue 16), then the cost's TransactWriteItems"),
-    "cost": (1, "4", "one TransactWriteItems (×2): the budget, and a ConditionCheck that the project"
-             " has no cap (it would be moved too); botocore's ClientRequestToken makes its retries"
-             " exactly-once, which an UpdateItem's ADD is not"),
+    "cost_first": (
+        2,
+        "4",
+        "a project's first priced cost in a container also reads the project's own"
+        " prices (one Query, cached 60 s; issue 16), then the cost's TransactWriteItems",
+    ),
+    "cost": (
+        1,
+        "4",
+        "one TransactWriteItems (×2): the budget, and a ConditionCheck that the project"
+        " has no cap (it would be moved too); botocore's ClientRequestToken makes its retries"
+        " exactly-once, which an UpdateItem's ADD is not",
+    ),
     "cost_key": (1, "6", "the same with the ledger item"),
-    "cost_replay": (2, "6", "the same transaction, cancelled by the ledger's condition (billed as written),"
-                    " and a GetItem of the budget (a deleted budget's key must not replay)"),
-    "hold": (1, "6 + 1 index", "one TransactWriteItems: the hold item (enters the due index) + the budget"
-             " conditional on available + the project's ConditionCheck, ×2"),
+    "cost_replay": (
+        2,
+        "6",
+        "the same transaction, cancelled by the ledger's condition (billed as written),"
+        " and a GetItem of the budget (a deleted budget's key must not replay)",
+    ),
+    "hold": (
+        1,
+        "6 + 1 index",
+        "one TransactWriteItems: the hold item (enters the due index) + the budget"
+        " conditional on available + the project's ConditionCheck, ×2",
+    ),
     "hold_key": (1, "8 + 1 index", "the same with the Idempotency-Key's ledger item"),
-    "settle": (1, "4 + 1 index", "one TransactWriteItems: the hold held→settled (leaves the index) + the"
-               " budget's spend/held/available, ×2"),
+    "settle": (
+        1,
+        "4 + 1 index",
+        "one TransactWriteItems: the hold held→settled (leaves the index) + the"
+        " budget's spend/held/available, ×2",
+    ),
     "release": (1, "4 + 1 index", "one TransactWriteItems: the hold held→released + the budget, ×2"),
     "projected": (1, "0", "one GetItem (pricing and tokens need no table)"),
     "project_put": (1, "1", "one conditional PutItem of the project level"),
@@ -217,13 +246,25 @@ MINIMUMS = {
     "teams": (1, "0", "one Query per page of teams (plus a COUNT Query per team for `users`)"),
     "team_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
     "project_delete": (1, "2", "one TransactWriteItems of one Delete (×2)"),
-    "reset": (1, "6 + 1 index", "one TransactWriteItems (×2): the budget with spend zeroed, the closed"
-              " period's item (enters the period-history index) and the audit entry (issue 17)"),
-    "delete": (1, "6 + 2 index", "one TransactWriteItems (×2) of the Delete (its token makes a retried"
-               " delete answer 204, not 404), the current period's record and the audit entry; the"
-               " reset index entry goes, the period enters the history index"),
-    "adjust": (2, "6", "a credit reads the spend (GetItem: an update cannot clamp), then one"
-               " TransactWriteItems (×2) of the budget, the Idempotency-Key item and the audit entry"),
+    "reset": (
+        1,
+        "6 + 1 index",
+        "one TransactWriteItems (×2): the budget with spend zeroed, the closed"
+        " period's item (enters the period-history index) and the audit entry (issue 17)",
+    ),
+    "delete": (
+        1,
+        "6 + 2 index",
+        "one TransactWriteItems (×2) of the Delete (its token makes a retried"
+        " delete answer 204, not 404), the current period's record and the audit entry; the"
+        " reset index entry goes, the period enters the history index",
+    ),
+    "adjust": (
+        2,
+        "6",
+        "a credit reads the spend (GetItem: an update cannot clamp), then one"
+        " TransactWriteItems (×2) of the budget, the Idempotency-Key item and the audit entry",
+    ),
     "periods": (2, "0", "one GetItem (the current period) and one Query of the closed ones"),
     "ledger": (1, "0", "one Query per page of audit entries"),
     "spend": (1, "0", "one Query of the period-history index per 1 MB of periods in the range"),
@@ -233,11 +274,19 @@ MINIMUMS = {
     "price_list": (1, "0", "one Query per 1 MB of the project's prices"),
     "price_delete": (1, "1", "one DeleteItem"),
     "set_budget_1": (2, "1", "the merge must see what is stored: one Query, one write per changed user"),
-    "set_budget_new": (10, "10 + 10 index", "one conditional write per new user (BatchWriteItem cannot be conditional)"),
-    "reset_job": (3, "4 + 3 index", "one index Query (one shard); per due budget a GetItem (the closed"
-                  " period's spend is not in the index) and one TransactWriteItems (×2) of the budget and"
-                  " its closed-period item (issue 17); the entry's reset_at moves (delete + put) and the"
-                  " period enters the history index"),
+    "set_budget_new": (
+        10,
+        "10 + 10 index",
+        "one conditional write per new user (BatchWriteItem cannot be conditional)",
+    ),
+    "reset_job": (
+        3,
+        "4 + 3 index",
+        "one index Query (one shard); per due budget a GetItem (the closed"
+        " period's spend is not in the index) and one TransactWriteItems (×2) of the budget and"
+        " its closed-period item (issue 17); the entry's reset_at moves (delete + put) and the"
+        " period enters the history index",
+    ),
 }
 
 USAGE = {"prompt_tokens": 1200, "completion_tokens": 350, "prompt_tokens_details": {"cached_tokens": 1024}}
@@ -255,15 +304,37 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
     now = Decimal(int(time.time()))
     project = "ops"
     # Ten litellm-style users in "ops" (seeded directly, not counted).
-    seed_items(reader, rt.table, [budget_to_item(Budget(
-        project=project, user=f"member-{i}", total_budget=Decimal(10), created_at=now - 86400,
-        updated_at=now - 86400, current_cost=Decimal("0.5"), model_cost={"gpt-4o-mini": Decimal("0.5")},
-        duration_days=Decimal(28), period_start=now - 86400,
-    ).with_period_from(now)) for i in range(9)])
+    seed_items(
+        reader,
+        rt.table,
+        [
+            budget_to_item(
+                Budget(
+                    project=project,
+                    user=f"member-{i}",
+                    total_budget=Decimal(10),
+                    created_at=now - 86400,
+                    updated_at=now - 86400,
+                    current_cost=Decimal("0.5"),
+                    model_cost={"gpt-4o-mini": Decimal("0.5")},
+                    duration_days=Decimal(28),
+                    period_start=now - 86400,
+                ).with_period_from(now)
+            )
+            for i in range(9)
+        ],
+    )
     # One budget whose daily period has ended, for the scheduled reset (its only due budget).
-    due = Budget(project="ops-due", user="late", total_budget=Decimal(5), created_at=now - 3 * 86400,
-                 updated_at=now - 3 * 86400, duration=Duration.DAILY, current_cost=Decimal(1),
-                 model_cost={"gpt-4o": Decimal(1)}).with_period_from(now - 2 * 86400)
+    due = Budget(
+        project="ops-due",
+        user="late",
+        total_budget=Decimal(5),
+        created_at=now - 3 * 86400,
+        updated_at=now - 3 * 86400,
+        duration=Duration.DAILY,
+        current_cost=Decimal(1),
+        model_cost={"gpt-4o": Decimal(1)},
+    ).with_period_from(now - 2 * 86400)
     seed_items(reader, rt.table, [budget_to_item(due)])
 
     base = f"{rt.url}/projects/{project}/users"
@@ -273,82 +344,234 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         if response.status_code == 201:
             held[name] = response.json()["hold_id"]
         return response
+
     def litellm_save_one_changed():
         """The body litellm would send (the whole project, one user changed), built unmetered."""
-        entries = dict(session.post(f"{rt.url}/get_budget", json={"project_name": project}, timeout=30).json()["data"])
-        entries["member-0"] = {**entries["member-0"], "current_cost": float(entries["member-0"]["current_cost"]) + 0.25}
+        entries = dict(
+            session.post(f"{rt.url}/get_budget", json={"project_name": project}, timeout=30).json()["data"]
+        )
+        entries["member-0"] = {
+            **entries["member-0"],
+            "current_cost": float(entries["member-0"]["current_cost"]) + 0.25,
+        }
         return entries
 
     ops = [
-        ("project_put", "native", "PUT /projects/{p}/budget",
-         lambda: session.put(f"{rt.url}/projects/ops-levels/budget", json={"total_budget": 100, "duration": "monthly"})),
-        ("project_get", "native", "GET /projects/{p}/budget",
-         lambda: session.get(f"{rt.url}/projects/ops-levels/budget")),
-        ("team_put", "native", "PUT /projects/{p}/teams/{t}",
-         lambda: session.put(f"{rt.url}/projects/ops-levels/teams/research", json={"total_budget": 30})),
-        ("team_get", "native", "GET /projects/{p}/teams/{t}",
-         lambda: session.get(f"{rt.url}/projects/ops-levels/teams/research")),
-        ("teams", "native", "GET /projects/{p}/teams (1 team)",
-         lambda: session.get(f"{rt.url}/projects/ops-levels/teams")),
-        ("team_delete", "native", "DELETE /projects/{p}/teams/{t}",
-         lambda: session.delete(f"{rt.url}/projects/ops-levels/teams/research")),
-        ("project_delete", "native", "DELETE /projects/{p}/budget",
-         lambda: session.delete(f"{rt.url}/projects/ops-levels/budget")),
-        ("create", "native", "PUT /projects/{p}/users/{u}",
-         lambda: session.put(f"{base}/alice", json={"total_budget": 25, "duration": "monthly"})),
-        ("replace", "native", "PUT /projects/{p}/users/{u} (existing)",
-         lambda: session.put(f"{base}/alice", json={"total_budget": 30, "duration": "monthly"})),
+        (
+            "project_put",
+            "native",
+            "PUT /projects/{p}/budget",
+            lambda: session.put(
+                f"{rt.url}/projects/ops-levels/budget", json={"total_budget": 100, "duration": "monthly"}
+            ),
+        ),
+        (
+            "project_get",
+            "native",
+            "GET /projects/{p}/budget",
+            lambda: session.get(f"{rt.url}/projects/ops-levels/budget"),
+        ),
+        (
+            "team_put",
+            "native",
+            "PUT /projects/{p}/teams/{t}",
+            lambda: session.put(f"{rt.url}/projects/ops-levels/teams/research", json={"total_budget": 30}),
+        ),
+        (
+            "team_get",
+            "native",
+            "GET /projects/{p}/teams/{t}",
+            lambda: session.get(f"{rt.url}/projects/ops-levels/teams/research"),
+        ),
+        (
+            "teams",
+            "native",
+            "GET /projects/{p}/teams (1 team)",
+            lambda: session.get(f"{rt.url}/projects/ops-levels/teams"),
+        ),
+        (
+            "team_delete",
+            "native",
+            "DELETE /projects/{p}/teams/{t}",
+            lambda: session.delete(f"{rt.url}/projects/ops-levels/teams/research"),
+        ),
+        (
+            "project_delete",
+            "native",
+            "DELETE /projects/{p}/budget",
+            lambda: session.delete(f"{rt.url}/projects/ops-levels/budget"),
+        ),
+        (
+            "create",
+            "native",
+            "PUT /projects/{p}/users/{u}",
+            lambda: session.put(f"{base}/alice", json={"total_budget": 25, "duration": "monthly"}),
+        ),
+        (
+            "replace",
+            "native",
+            "PUT /projects/{p}/users/{u} (existing)",
+            lambda: session.put(f"{base}/alice", json={"total_budget": 30, "duration": "monthly"}),
+        ),
         ("get", "native", "GET /projects/{p}/users/{u}", lambda: session.get(f"{base}/alice")),
         ("list", "native", "GET /projects/{p}/users (10 users)", lambda: session.get(f"{base}?limit=100")),
-        ("cost_first", "native", "POST …/cost (usage form), the project's first",
-         lambda: session.post(f"{base}/alice/cost", json={"model": "gpt-4o-mini", "usage": USAGE})),
-        ("cost", "native", "POST …/cost (usage form)",
-         lambda: session.post(f"{base}/alice/cost", json={"model": "gpt-4o-mini", "usage": USAGE})),
-        ("cost_key", "native", "POST …/cost + Idempotency-Key",
-         lambda: session.post(f"{base}/alice/cost", json={"model": "gpt-4o-mini", "usage": USAGE},
-                              headers={"Idempotency-Key": "bench-ops-1"})),
-        ("cost_replay", "native", "POST …/cost, same key again (replay)",
-         lambda: session.post(f"{base}/alice/cost", json={"model": "gpt-4o-mini", "usage": USAGE},
-                              headers={"Idempotency-Key": "bench-ops-1"})),
-        ("projected", "native", "POST …/projected-cost",
-         lambda: session.post(f"{base}/alice/projected-cost", json={
-             "model": "gpt-4o", "max_tokens": 256,
-             "messages": [{"role": "user", "content": "Summarise the meeting notes in three bullets."}]})),
-        ("hold", "native", "POST …/holds {amount}",
-         lambda: remember(session.post(f"{base}/alice/holds", json={"amount": 0.5}))),
-        ("hold_key", "native", "POST …/holds + Idempotency-Key",
-         lambda: remember(session.post(f"{base}/alice/holds", json={"amount": 0.5},
-                                       headers={"Idempotency-Key": "bench-hold-1"}), "keyed")),
-        ("settle", "native", "POST …/holds/{id}/settle",
-         lambda: session.post(f"{base}/alice/holds/{held['hold']}/settle",
-                              json={"model": "gpt-4o-mini", "usage": USAGE})),
-        ("release", "native", "DELETE …/holds/{id}",
-         lambda: session.delete(f"{base}/alice/holds/{held['keyed']}")),
-        ("adjust", "native", "POST …/adjustments (a credit) + Idempotency-Key",
-         lambda: session.post(f"{base}/alice/adjustments", json={"amount": -0.001, "reason": "bench"},
-                              headers={"Idempotency-Key": "bench-adjust-1"})),
+        (
+            "cost_first",
+            "native",
+            "POST …/cost (usage form), the project's first",
+            lambda: session.post(f"{base}/alice/cost", json={"model": "gpt-4o-mini", "usage": USAGE}),
+        ),
+        (
+            "cost",
+            "native",
+            "POST …/cost (usage form)",
+            lambda: session.post(f"{base}/alice/cost", json={"model": "gpt-4o-mini", "usage": USAGE}),
+        ),
+        (
+            "cost_key",
+            "native",
+            "POST …/cost + Idempotency-Key",
+            lambda: session.post(
+                f"{base}/alice/cost",
+                json={"model": "gpt-4o-mini", "usage": USAGE},
+                headers={"Idempotency-Key": "bench-ops-1"},
+            ),
+        ),
+        (
+            "cost_replay",
+            "native",
+            "POST …/cost, same key again (replay)",
+            lambda: session.post(
+                f"{base}/alice/cost",
+                json={"model": "gpt-4o-mini", "usage": USAGE},
+                headers={"Idempotency-Key": "bench-ops-1"},
+            ),
+        ),
+        (
+            "projected",
+            "native",
+            "POST …/projected-cost",
+            lambda: session.post(
+                f"{base}/alice/projected-cost",
+                json={
+                    "model": "gpt-4o",
+                    "max_tokens": 256,
+                    "messages": [
+                        {"role": "user", "content": "Summarise the meeting notes in three bullets."}
+                    ],
+                },
+            ),
+        ),
+        (
+            "hold",
+            "native",
+            "POST …/holds {amount}",
+            lambda: remember(session.post(f"{base}/alice/holds", json={"amount": 0.5})),
+        ),
+        (
+            "hold_key",
+            "native",
+            "POST …/holds + Idempotency-Key",
+            lambda: remember(
+                session.post(
+                    f"{base}/alice/holds", json={"amount": 0.5}, headers={"Idempotency-Key": "bench-hold-1"}
+                ),
+                "keyed",
+            ),
+        ),
+        (
+            "settle",
+            "native",
+            "POST …/holds/{id}/settle",
+            lambda: session.post(
+                f"{base}/alice/holds/{held['hold']}/settle", json={"model": "gpt-4o-mini", "usage": USAGE}
+            ),
+        ),
+        (
+            "release",
+            "native",
+            "DELETE …/holds/{id}",
+            lambda: session.delete(f"{base}/alice/holds/{held['keyed']}"),
+        ),
+        (
+            "adjust",
+            "native",
+            "POST …/adjustments (a credit) + Idempotency-Key",
+            lambda: session.post(
+                f"{base}/alice/adjustments",
+                json={"amount": -0.001, "reason": "bench"},
+                headers={"Idempotency-Key": "bench-adjust-1"},
+            ),
+        ),
         ("reset", "native", "POST …/reset", lambda: session.post(f"{base}/alice/reset")),
         ("periods", "native", "GET …/periods", lambda: session.get(f"{base}/alice/periods")),
         ("ledger", "native", "GET …/ledger", lambda: session.get(f"{base}/alice/ledger")),
-        ("spend", "native", "GET /projects/{p}/spend (JSON)", lambda: session.get(f"{rt.url}/projects/{project}/spend")),
+        (
+            "spend",
+            "native",
+            "GET /projects/{p}/spend (JSON)",
+            lambda: session.get(f"{rt.url}/projects/{project}/spend"),
+        ),
         ("delete", "native", "DELETE /projects/{p}/users/{u}", lambda: session.delete(f"{base}/alice")),
-        ("price_put", "native", "PUT /projects/{p}/prices/{m}",
-         lambda: session.put(f"{rt.url}/projects/{project}/prices/ops-model", json={"input": 1e-6, "output": 2e-6})),
-        ("price_get", "native", "GET /projects/{p}/prices/{m}",
-         lambda: session.get(f"{rt.url}/projects/{project}/prices/ops-model")),
-        ("price_list", "native", "GET /projects/{p}/prices",
-         lambda: session.get(f"{rt.url}/projects/{project}/prices")),
-        ("price_delete", "native", "DELETE /projects/{p}/prices/{m}",
-         lambda: session.delete(f"{rt.url}/projects/{project}/prices/ops-model")),
-        ("get_budget", "litellm", "POST /get_budget (10 users)",
-         lambda: session.post(f"{rt.url}/get_budget", json={"project_name": project})),
+        (
+            "price_put",
+            "native",
+            "PUT /projects/{p}/prices/{m}",
+            lambda: session.put(
+                f"{rt.url}/projects/{project}/prices/ops-model", json={"input": 1e-6, "output": 2e-6}
+            ),
+        ),
+        (
+            "price_get",
+            "native",
+            "GET /projects/{p}/prices/{m}",
+            lambda: session.get(f"{rt.url}/projects/{project}/prices/ops-model"),
+        ),
+        (
+            "price_list",
+            "native",
+            "GET /projects/{p}/prices",
+            lambda: session.get(f"{rt.url}/projects/{project}/prices"),
+        ),
+        (
+            "price_delete",
+            "native",
+            "DELETE /projects/{p}/prices/{m}",
+            lambda: session.delete(f"{rt.url}/projects/{project}/prices/ops-model"),
+        ),
+        (
+            "get_budget",
+            "litellm",
+            "POST /get_budget (10 users)",
+            lambda: session.post(f"{rt.url}/get_budget", json={"project_name": project}),
+        ),
         ("set_budget_1", "litellm", "POST /set_budget (10 users, 1 changed)", None),
-        ("set_budget_new", "litellm", "POST /set_budget (new project, 10 users)",
-         lambda: session.post(f"{rt.url}/set_budget", json={"project_name": "ops-new", "user_dict": {
-             f"new-{i}": {"total_budget": 10.0, "duration": 28, "created_at": float(now),
-                          "last_updated_at": float(now)} for i in range(10)}})),
-        ("reset_job", "scheduled", "ResetBudgetsFunction (1 budget due)",
-         lambda: session.post(f"{rt.url}/_local/invoke/ResetBudgetsFunction", json={})),
+        (
+            "set_budget_new",
+            "litellm",
+            "POST /set_budget (new project, 10 users)",
+            lambda: session.post(
+                f"{rt.url}/set_budget",
+                json={
+                    "project_name": "ops-new",
+                    "user_dict": {
+                        f"new-{i}": {
+                            "total_budget": 10.0,
+                            "duration": 28,
+                            "created_at": float(now),
+                            "last_updated_at": float(now),
+                        }
+                        for i in range(10)
+                    },
+                },
+            ),
+        ),
+        (
+            "reset_job",
+            "scheduled",
+            "ResetBudgetsFunction (1 budget due)",
+            lambda: session.post(f"{rt.url}/_local/invoke/ResetBudgetsFunction", json={}),
+        ),
     ]
 
     meter = CapacityMeter(rt.store.client, reader, _index_spec())
@@ -364,10 +587,20 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
             " needs, with items under 1 KB."
         ),
     )
-    table = Table([
-        "caller", "operation", "DynamoDB requests", "minimum requests", "WCU table", "WCU index",
-        "minimum WCU", "RCU", "largest item", "why that minimum",
-    ])
+    table = Table(
+        [
+            "caller",
+            "operation",
+            "DynamoDB requests",
+            "minimum requests",
+            "WCU table",
+            "WCU index",
+            "minimum WCU",
+            "RCU",
+            "largest item",
+            "why that minimum",
+        ]
+    )
     section.tables.append(table)
     try:
         for key, caller, label, call in ops:
@@ -383,13 +616,27 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
             u = meter.usage
             min_requests, min_wcu, why = MINIMUMS[key]
             table.add(
-                caller, label, _ops(u.requests), min_requests, _n(u.wcu), _n(u.index_wcu), min_wcu,
-                _n(u.rcu), f"{u.largest_item:,} B", why,
+                caller,
+                label,
+                _ops(u.requests),
+                min_requests,
+                _n(u.wcu),
+                _n(u.index_wcu),
+                min_wcu,
+                _n(u.rcu),
+                f"{u.largest_item:,} B",
+                why,
             )
             section.data[key] = {
-                "caller": caller, "label": label, "requests": len(u.requests),
-                "operations": u.requests, "minimum_requests": min_requests,
-                "wcu": u.wcu, "index_wcu": u.index_wcu, "rcu": u.rcu, "largest_item": u.largest_item,
+                "caller": caller,
+                "label": label,
+                "requests": len(u.requests),
+                "operations": u.requests,
+                "minimum_requests": min_requests,
+                "wcu": u.wcu,
+                "index_wcu": u.index_wcu,
+                "rcu": u.rcu,
+                "largest_item": u.largest_item,
             }
     finally:
         meter.close()

@@ -26,8 +26,11 @@ CALLS_IN_BUDGET = 10
 
 def _caller_check_then_charge(session, base: str, cost: Decimal, admitted: list, lock) -> None:
     while True:
-        check = session.post(f"{base}/projected-cost", json={
-            "model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}, timeout=60).json()
+        check = session.post(
+            f"{base}/projected-cost",
+            json={"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS},
+            timeout=60,
+        ).json()
         if not check["within_budget"]:
             return
         time.sleep(CALL_SECONDS)  # the LLM call
@@ -39,14 +42,18 @@ def _caller_check_then_charge(session, base: str, cost: Decimal, admitted: list,
 
 def _caller_hold_then_settle(session, base: str, cost: Decimal, admitted: list, lock) -> None:
     while True:
-        hold = session.post(f"{base}/holds", json={
-            "model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}, timeout=60)
+        hold = session.post(
+            f"{base}/holds", json={"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}, timeout=60
+        )
         if hold.status_code == 402:
             return
         hold.raise_for_status()
         time.sleep(CALL_SECONDS)  # the LLM call
-        settle = session.post(f"{base}/holds/{hold.json()['hold_id']}/settle",
-                              json={"model": MODEL, "cost": float(cost)}, timeout=60)
+        settle = session.post(
+            f"{base}/holds/{hold.json()['hold_id']}/settle",
+            json={"model": MODEL, "cost": float(cost)},
+            timeout=60,
+        )
         settle.raise_for_status()
         with lock:
             admitted.append(cost)
@@ -58,8 +65,15 @@ def _run(rt: BenchRuntime, pattern: str, callers: int) -> dict:
     base = f"{rt.url}/projects/bench-caps/users/{pattern}-{callers}-{uuid.uuid4().hex[:6]}"
     session = requests.Session()
     session.put(base, json={"total_budget": 1}).raise_for_status()  # to price the call first
-    projected = Decimal(str(session.post(f"{base}/projected-cost", json={
-        "model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}, timeout=60).json()["projected_cost"]))
+    projected = Decimal(
+        str(
+            session.post(
+                f"{base}/projected-cost",
+                json={"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS},
+                timeout=60,
+            ).json()["projected_cost"]
+        )
+    )
     total = projected * CALLS_IN_BUDGET
     session.put(base, json={"total_budget": float(total)}).raise_for_status()
     admitted: list[Decimal] = []
@@ -67,8 +81,10 @@ def _run(rt: BenchRuntime, pattern: str, callers: int) -> dict:
     caller = _caller_check_then_charge if pattern == "check" else _caller_hold_then_settle
     mark = rt.dynamo.mark()
     started = time.perf_counter()
-    threads = [threading.Thread(target=caller, args=(requests.Session(), base, projected, admitted, lock))
-               for _ in range(callers)]
+    threads = [
+        threading.Thread(target=caller, args=(requests.Session(), base, projected, admitted, lock))
+        for _ in range(callers)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -95,20 +111,32 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         "8. Hard caps: check-then-charge against hold-then-settle",
         intro=__doc__.split("\n\n", 1)[1].strip(),
     )
-    table = Table([
-        "concurrent callers", "budget (calls)", "check-then-charge: calls admitted", "spend / budget",
-        "DynamoDB requests per call", "hold-then-settle: calls admitted", "spend / budget",
-        "DynamoDB requests per call",
-    ])
+    table = Table(
+        [
+            "concurrent callers",
+            "budget (calls)",
+            "check-then-charge: calls admitted",
+            "spend / budget",
+            "DynamoDB requests per call",
+            "hold-then-settle: calls admitted",
+            "spend / budget",
+            "DynamoDB requests per call",
+        ]
+    )
     section.tables.append(table)
     for callers in sizes:
         check = _run(rt, "check", callers)
         hold = _run(rt, "hold", callers)
         section.data[str(callers)] = {"check_then_charge": check, "hold_then_settle": hold}
         table.add(
-            callers, CALLS_IN_BUDGET, check["admitted_calls"], f"{check['overshoot']:.2f}",
-            f"{check['requests_per_admitted_call']:.1f}", hold["admitted_calls"],
-            f"{hold['overshoot']:.2f}", f"{hold['requests_per_admitted_call']:.1f}",
+            callers,
+            CALLS_IN_BUDGET,
+            check["admitted_calls"],
+            f"{check['overshoot']:.2f}",
+            f"{check['requests_per_admitted_call']:.1f}",
+            hold["admitted_calls"],
+            f"{hold['overshoot']:.2f}",
+            f"{hold['requests_per_admitted_call']:.1f}",
         )
     section.notes += [
         "Check-then-charge admits every caller whose check ran before earlier callers paid: its"

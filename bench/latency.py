@@ -90,13 +90,21 @@ def seed(rt: BenchRuntime, users: int, table: str) -> None:
     items = []
     for project, names in ((PROJECT, [f"u{i:04d}" for i in range(users)]), ("acme", ["alice", "bob"])):
         for name in names:
-            budget = Budget(project=project, user=name, total_budget=Decimal(1000), created_at=now,
-                            updated_at=now, duration=Duration.MONTHLY).with_period_from(now)
+            budget = Budget(
+                project=project,
+                user=name,
+                total_budget=Decimal(1000),
+                created_at=now,
+                updated_at=now,
+                duration=Duration.MONTHLY,
+            ).with_period_from(now)
             items.append(budget_to_item(budget))
     seed_items(rt.client(), table, items)
 
 
-def request_for(route, sample: dict, index: int, ids: dict | None = None) -> tuple[str, str, bytes | None, dict]:
+def request_for(
+    route, sample: dict, index: int, ids: dict | None = None
+) -> tuple[str, str, bytes | None, dict]:
     """The sample event's request, aimed at user u<index> of the seeded project; other path ids
     (a hold's) from `ids`, else the sample's."""
     path = sample["path"]
@@ -107,10 +115,15 @@ def request_for(route, sample: dict, index: int, ids: dict | None = None) -> tup
     query = sample.get("queryStringParameters")
     if query:
         path += "?" + urlencode(query)
-    headers = {k: v for k, v in (sample.get("headers") or {}).items()
-               if k.lower() not in ("host", "content-length", "authorization")}
+    headers = {
+        k: v
+        for k, v in (sample.get("headers") or {}).items()
+        if k.lower() not in ("host", "content-length", "authorization")
+    }
     if any(k.lower() == "idempotency-key" for k in headers):
-        headers = {k: (str(uuid.uuid4()) if k.lower() == "idempotency-key" else v) for k, v in headers.items()}
+        headers = {
+            k: (str(uuid.uuid4()) if k.lower() == "idempotency-key" else v) for k, v in headers.items()
+        }
     body = sample.get("body")
     return sample["httpMethod"], path, body.encode() if body else None, headers
 
@@ -129,10 +142,14 @@ def create_ids(base_url: str, route, routes, index: int) -> dict:
     ids: dict = {}
     for name in other_ids(route):
         parent = route.path.split("/{" + name + "}", 1)[0]
-        creator = next((r for r in routes if r.method == "POST" and r.path == parent and r.event_file.exists()), None)
+        creator = next(
+            (r for r in routes if r.method == "POST" and r.path == parent and r.event_file.exists()), None
+        )
         if creator is None:
             continue
-        method, path, body, headers = request_for(creator, json.loads(creator.event_file.read_text()), index, ids)
+        method, path, body, headers = request_for(
+            creator, json.loads(creator.event_file.read_text()), index, ids
+        )
         host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
         conn = http.client.HTTPConnection(host, port, timeout=60)
         try:
@@ -145,8 +162,9 @@ def create_ids(base_url: str, route, routes, index: int) -> dict:
     return ids
 
 
-def load(base_url: str, requests: list[tuple[str, str, bytes | None, dict]], concurrency: int,
-         max_seconds: float) -> tuple[list[float], list[int], float]:
+def load(
+    base_url: str, requests: list[tuple[str, str, bytes | None, dict]], concurrency: int, max_seconds: float
+) -> tuple[list[float], list[int], float]:
     """Send `requests` from `concurrency` threads; (latencies in s, statuses, elapsed s)."""
     host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
     latencies: list[float] = []
@@ -200,8 +218,14 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
     )
     table = Table(["route", "function", "requests (status)", "p50", "p99", "max", "requests/s"])
     hot = Table(
-        ["route", "handler p50", "inside DynamoDB calls p50", "outside DynamoDB p50", "outside p99",
-         "outside share of the handler (p50)"],
+        [
+            "route",
+            "handler p50",
+            "inside DynamoDB calls p50",
+            "outside DynamoDB p50",
+            "outside p99",
+            "outside share of the handler (p50)",
+        ],
         title="Hot path: the handler's time, inside and outside its DynamoDB request",
     )
     section.tables += [table, hot]
@@ -226,8 +250,10 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
             sample = json.loads(route.event_file.read_text())
             seed(rt, count + 1, table_name)
             routes_all = template.api_routes()
-            requests = [request_for(route, sample, i, create_ids(rt.url, route, routes_all, i))
-                        for i in range(count + 1)]
+            requests = [
+                request_for(route, sample, i, create_ids(rt.url, route, routes_all, i))
+                for i in range(count + 1)
+            ]
             load(rt.url, requests[-1:], 1, MAX_SECONDS)  # one warm-up request, not counted (first use)
             requests = requests[:-1]
             latencies, statuses, elapsed = load(rt.url, requests, concurrency, MAX_SECONDS)
@@ -237,26 +263,42 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
                 codes[s] = codes.get(s, 0) + 1
             p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
             table.add(
-                key, route.function_id,
+                key,
+                route.function_id,
                 f"{len(latencies)} ({', '.join(f'{c}×{n}' for c, n in sorted(codes.items()))})",
-                f"{p50 * 1000:.1f} ms", f"{p99 * 1000:.1f} ms", f"{max(latencies) * 1000:.1f} ms",
+                f"{p50 * 1000:.1f} ms",
+                f"{p99 * 1000:.1f} ms",
+                f"{max(latencies) * 1000:.1f} ms",
                 f"{len(latencies) / elapsed:,.0f}",
             )
-            figures = {"function": route.function_id, "requests": len(latencies), "statuses": codes,
-                       "p50_s": p50, "p99_s": p99, "max_s": max(latencies),
-                       "requests_per_s": len(latencies) / elapsed}
+            figures = {
+                "function": route.function_id,
+                "requests": len(latencies),
+                "statuses": codes,
+                "p50_s": p50,
+                "p99_s": p99,
+                "max_s": max(latencies),
+                "requests_per_s": len(latencies) / elapsed,
+            }
             if route.path.endswith(HOT_SUFFIXES):
                 samples = clock.samples.get(key, [])
                 totals = [t for t, _ in samples]
                 inside = [d for _, d in samples]
                 outside = [t - d for t, d in samples]
                 hot.add(
-                    key, f"{percentile(totals, 50) * 1000:.2f} ms", f"{percentile(inside, 50) * 1000:.2f} ms",
-                    f"**{percentile(outside, 50) * 1000:.2f} ms**", f"{percentile(outside, 99) * 1000:.2f} ms",
+                    key,
+                    f"{percentile(totals, 50) * 1000:.2f} ms",
+                    f"{percentile(inside, 50) * 1000:.2f} ms",
+                    f"**{percentile(outside, 50) * 1000:.2f} ms**",
+                    f"{percentile(outside, 99) * 1000:.2f} ms",
                     f"{percentile(outside, 50) / percentile(totals, 50):.0%}",
                 )
-                figures.update(handler_p50_s=percentile(totals, 50), dynamodb_p50_s=percentile(inside, 50),
-                               outside_p50_s=percentile(outside, 50), outside_p99_s=percentile(outside, 99))
+                figures.update(
+                    handler_p50_s=percentile(totals, 50),
+                    dynamodb_p50_s=percentile(inside, 50),
+                    outside_p50_s=percentile(outside, 50),
+                    outside_p99_s=percentile(outside, 99),
+                )
             section.data[key] = figures
     finally:
         for module, name, original in patched:

@@ -22,8 +22,11 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
     import requests
 
     session = requests.Session()
-    section = Section("levels", "9. Budget levels: requests per charge, and one project item's throughput",
-                      intro=__doc__.split("\n\n", 1)[1].strip())
+    section = Section(
+        "levels",
+        "9. Budget levels: requests per charge, and one project item's throughput",
+        intro=__doc__.split("\n\n", 1)[1].strip(),
+    )
     per_level = Table(["levels moved", "DynamoDB requests per charge", "operations"])
     section.tables.append(per_level)
     charges = 3 if quick else 20
@@ -46,7 +49,9 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         per_level.add(levels, f"{len(calls) / charges:g}", ", ".join(ops))
         section.data[f"levels_{levels}"] = {"requests_per_charge": len(calls) / charges, "operations": ops}
 
-    throughput = Table(["concurrent callers", "charges", "charges per second", "DynamoDB requests per charge"])
+    throughput = Table(
+        ["concurrent callers", "charges", "charges per second", "DynamoDB requests per charge"]
+    )
     section.tables.append(throughput)
     project = f"bench-hot-{uuid.uuid4().hex[:6]}"
     base = f"{rt.url}/projects/{project}"
@@ -56,14 +61,15 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         session.put(f"{base}/users/u{i}", json={"total_budget": 1000}).raise_for_status()
         session.post(f"{base}/users/u{i}/cost", json={"model": "m", "cost": 0.001}).raise_for_status()
     per_caller = 5 if quick else 40
-    for callers in ((2,) if quick else (1, 4, 16)):
+    for callers in (2,) if quick else (1, 4, 16):
         mark = rt.dynamo.mark()
 
         def caller(n: int) -> None:
             s = requests.Session()
             for k in range(per_caller):
-                s.post(f"{base}/users/u{(n + k) % users}/cost", json={"model": "m", "cost": 0.001},
-                       timeout=60).raise_for_status()
+                s.post(
+                    f"{base}/users/u{(n + k) % users}/cost", json={"model": "m", "cost": 0.001}, timeout=60
+                ).raise_for_status()
 
         threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
         started = time.perf_counter()
@@ -75,8 +81,11 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         total = callers * per_caller
         calls = rt.dynamo.since(mark)
         throughput.add(callers, total, f"{total / seconds:.0f}", f"{len(calls) / total:.2f}")
-        section.data[f"throughput_{callers}"] = {"charges": total, "per_second": total / seconds,
-                                                 "requests_per_charge": len(calls) / total}
+        section.data[f"throughput_{callers}"] = {
+            "charges": total,
+            "per_second": total / seconds,
+            "requests_per_charge": len(calls) / total,
+        }
     section.notes += [
         "Every charge is one TransactWriteItems whatever the number of levels: each level moved"
         " is one more item in it (2 WCU each), a level it does not move a ConditionCheck.",

@@ -44,8 +44,12 @@ def make_budgets(total: int, now: Decimal):
     budgets, due = [], []
     for i in range(total):
         base = Budget(
-            project=f"tenant-{i % PROJECTS}", user=f"user-{i:06d}", total_budget=Decimal(50),
-            created_at=now - 400 * DAY, updated_at=now - DAY, current_cost=Decimal("1.25"),
+            project=f"tenant-{i % PROJECTS}",
+            user=f"user-{i:06d}",
+            total_budget=Decimal(50),
+            created_at=now - 400 * DAY,
+            updated_at=now - DAY,
+            current_cost=Decimal("1.25"),
             model_cost={"gpt-4o-mini": Decimal("1.25")},
         )
         rule = rules[i % len(rules)]
@@ -93,12 +97,20 @@ def run(rt: BenchRuntime, *, quick: bool = False, sizes: tuple[int, ...] | None 
             " returned to the job (counted on its botocore client)."
         ),
     )
-    table = Table([
-        "budgets", "due",
-        "job: DynamoDB requests", "job: items read", "job: time",
-        "Scan baseline: requests", "Scan baseline: items read", "Scan baseline: time",
-        "items read baseline/job", "time baseline/job",
-    ])
+    table = Table(
+        [
+            "budgets",
+            "due",
+            "job: DynamoDB requests",
+            "job: items read",
+            "job: time",
+            "Scan baseline: requests",
+            "Scan baseline: items read",
+            "Scan baseline: time",
+            "items read baseline/job",
+            "time baseline/job",
+        ]
+    )
     section.tables.append(table)
 
     for total in sizes:
@@ -140,9 +152,14 @@ def run(rt: BenchRuntime, *, quick: bool = False, sizes: tuple[int, ...] | None 
         }
         j, s = stats["job"], stats["scan"]
         table.add(
-            f"{total:,}", f"{len(due):,}",
-            num(j["requests"].median), num(j["items_read"].median), j["seconds"].fmt(),
-            num(s["requests"].median), num(s["items_read"].median), s["seconds"].fmt(),
+            f"{total:,}",
+            f"{len(due):,}",
+            num(j["requests"].median),
+            num(j["items_read"].median),
+            j["seconds"].fmt(),
+            num(s["requests"].median),
+            num(s["items_read"].median),
+            s["seconds"].fmt(),
             ratio(s["items_read"].median, j["items_read"].median),
             ratio(s["seconds"].median, j["seconds"].median),
         )

@@ -35,11 +35,17 @@ def scan_and_reset(store: BudgetStore, now: Decimal, *, workers: int = WORKERS) 
                 budget = item_to_budget(raw)
                 if budget.reset_at is None or budget.reset_at > now:
                     continue
-                due_here.append(DueReset(
-                    project=budget.project, user=budget.user, reset_at=budget.reset_at,
-                    duration=budget.duration, duration_days=budget.duration_days,
-                    timezone=budget.timezone, period_start=budget.period_start,
-                ))
+                due_here.append(
+                    DueReset(
+                        project=budget.project,
+                        user=budget.user,
+                        reset_at=budget.reset_at,
+                        duration=budget.duration,
+                        duration_days=budget.duration_days,
+                        timezone=budget.timezone,
+                        period_start=budget.period_start,
+                    )
+                )
             counts["due"] += len(due_here)
             for landed in pool.map(reset_one, due_here):
                 counts["reset" if landed else "skipped"] += 1

@@ -53,7 +53,7 @@ def _code(chars: int) -> str:
     while sum(len(b) for b in blocks) < chars:
         blocks.append(
             f"def update_cost_{i}(store, project: str, user: str, cost: Decimal) -> dict:\n"
-            f"    \"\"\"Add `cost` to user #{i}'s spend; one UpdateItem.\"\"\"\n"
+            f'    """Add `cost` to user #{i}\'s spend; one UpdateItem."""\n'
             f"    item = store.add(project, user, model='gpt-4o-mini', cost=cost * {i + 1})\n"
             f"    if item['current_cost'] > item.get('total_budget', 0):\n"
             f"        raise BudgetExceeded(f'{{user}} is over by {{item[\"current_cost\"]}}')\n"
@@ -151,7 +151,7 @@ def fresh_first_call(who: str) -> dict:
         raise RuntimeError(f"fresh {who} token count failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-2500:]}")
     import ast
 
-    return ast.literal_eval(lines[-1][len("BENCH-RESULT "):])
+    return ast.literal_eval(lines[-1][len("BENCH-RESULT ") :])
 
 
 def run(*, quick: bool = False) -> Section:
@@ -175,10 +175,20 @@ def run(*, quick: bool = False) -> Section:
             " Texts are generated deterministically (bench/token_counting.py)."
         ),
     )
-    speed = Table([
-        "input", "model", "tokens (service)", "tokens (litellm)", "tiktoken encode tokens/s",
-        "service tokens/s", "service/tiktoken", "litellm tokens/s", "litellm/tiktoken", "service/litellm",
-    ])
+    speed = Table(
+        [
+            "input",
+            "model",
+            "tokens (service)",
+            "tokens (litellm)",
+            "tiktoken encode tokens/s",
+            "service tokens/s",
+            "service/tiktoken",
+            "litellm tokens/s",
+            "litellm/tiktoken",
+            "service/litellm",
+        ]
+    )
     section.tables.append(speed)
     for case in cases(quick):
         model = case["model"]
@@ -196,20 +206,34 @@ def run(*, quick: bool = False) -> Section:
         # each message), nothing around it. Its rate is counted in the service's tokens for the
         # same input, so the rates compare times.
         encoding = tokens.get_encoding(tokens.encoding_name_for(model))
-        strings = [case["text"]] if "text" in case else [
-            v for m in case["messages"] for v in m.values() if isinstance(v, str)]
+        strings = (
+            [case["text"]]
+            if "text" in case
+            else [v for m in case["messages"] for v in m.values() if isinstance(v, str)]
+        )
         floor = lambda strings=strings, n=n_ours, enc=encoding: (  # noqa: E731
-            [enc.encode(x, disallowed_special=()) for x in strings], n)[1]
+            [enc.encode(x, disallowed_special=()) for x in strings],
+            n,
+        )[1]
         _, s_floor = _throughput(floor, batches)
         speed.add(
-            case["label"], model, f"{n_ours:,}", f"{n_theirs:,}", s_floor.fmt("M/s", 1e-6, 2),
-            s_ours.fmt("M/s", 1e-6, 2), f"**{s_ours.median / s_floor.median:.2f}**",
-            s_theirs.fmt("M/s", 1e-6, 2), f"{s_theirs.median / s_floor.median:.2f}",
+            case["label"],
+            model,
+            f"{n_ours:,}",
+            f"{n_theirs:,}",
+            s_floor.fmt("M/s", 1e-6, 2),
+            s_ours.fmt("M/s", 1e-6, 2),
+            f"**{s_ours.median / s_floor.median:.2f}**",
+            s_theirs.fmt("M/s", 1e-6, 2),
+            f"{s_theirs.median / s_floor.median:.2f}",
             ratio(s_ours.median, s_theirs.median),
         )
         section.data[case["label"]] = {
-            "model": model, "tokens_service": n_ours, "tokens_litellm": n_theirs,
-            "service_tokens_per_s": s_ours.as_dict(), "litellm_tokens_per_s": s_theirs.as_dict(),
+            "model": model,
+            "tokens_service": n_ours,
+            "tokens_litellm": n_theirs,
+            "service_tokens_per_s": s_ours.as_dict(),
+            "litellm_tokens_per_s": s_theirs.as_dict(),
             "tiktoken_tokens_per_s": s_floor.as_dict(),
             "service_over_tiktoken": s_ours.median / s_floor.median,
             "litellm_over_tiktoken": s_theirs.median / s_floor.median,
@@ -228,8 +252,11 @@ def run(*, quick: bool = False) -> Section:
         runs = [fresh_first_call(who) for _ in range(processes)]
         stats = {k: Stat.of(r[k] for r in runs) for k in ("import_s", "first_s", "second_s")}
         first.add(
-            label, f"{stats['import_s'].fmt()} ({module})", stats["first_s"].fmt(),
-            stats["second_s"].fmt(digits=2), processes,
+            label,
+            f"{stats['import_s'].fmt()} ({module})",
+            stats["first_s"].fmt(),
+            stats["second_s"].fmt(digits=2),
+            processes,
         )
         section.data[f"fresh_{who}"] = {k: v.as_dict() for k, v in stats.items()}
     section.notes += [
@@ -242,5 +269,7 @@ def run(*, quick: bool = False) -> Section:
 
 
 def _agree(data: dict) -> str:
-    mismatched = [k for k, v in data.items() if "tokens_service" in v and v["tokens_service"] != v["tokens_litellm"]]
+    mismatched = [
+        k for k, v in data.items() if "tokens_service" in v and v["tokens_service"] != v["tokens_litellm"]
+    ]
     return "yes" if not mismatched else "no — differs on " + ", ".join(mismatched)

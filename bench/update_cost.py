@@ -47,9 +47,15 @@ def seed_project(rt: BenchRuntime, project: str, users: int, now: int) -> None:
     for i in range(users):
         spend = Decimal(i % 97) / Decimal(1000)
         b = Budget(
-            project=project, user=f"user-{i:05d}", total_budget=Decimal(10), created_at=start,
-            updated_at=start, current_cost=spend, model_cost={MODEL: spend},
-            duration_days=Decimal(28), period_start=start,
+            project=project,
+            user=f"user-{i:05d}",
+            total_budget=Decimal(10),
+            created_at=start,
+            updated_at=start,
+            current_cost=spend,
+            model_cost={MODEL: spend},
+            duration_days=Decimal(28),
+            period_start=start,
         ).with_period_from(Decimal(now))
         items.append(budget_to_item(b))
     seed_items(rt.client(), rt.table, items)
@@ -112,24 +118,45 @@ def run(rt: BenchRuntime, *, quick: bool = False, sizes: tuple[int, ...] | None 
             " Times are medians (min–max) over the rounds shown; each round does one (a) and one (b)."
         ),
     )
-    main = Table([
-        "users", "rounds",
-        "bytes sent (a)", "bytes sent (b)", "(a)/(b)",
-        "DynamoDB requests (a)", "(b)", "(a)/(b)",
-        "time per update (a)", "time per update (b)", "(a)/(b)",
-    ])
-    detail = Table([
-        "users", "HTTP requests (a)", "bytes received (a)", "bytes received (b)",
-        "DynamoDB items read (a)", "(b)", "DynamoDB operations (a)", "(b)",
-        "client load: get_budget bytes received", "client load time",
-    ], title="Detail per update, and the litellm client's initial load")
+    main = Table(
+        [
+            "users",
+            "rounds",
+            "bytes sent (a)",
+            "bytes sent (b)",
+            "(a)/(b)",
+            "DynamoDB requests (a)",
+            "(b)",
+            "(a)/(b)",
+            "time per update (a)",
+            "time per update (b)",
+            "(a)/(b)",
+        ]
+    )
+    detail = Table(
+        [
+            "users",
+            "HTTP requests (a)",
+            "bytes received (a)",
+            "bytes received (b)",
+            "DynamoDB items read (a)",
+            "(b)",
+            "DynamoDB operations (a)",
+            "(b)",
+            "client load: get_budget bytes received",
+            "client load time",
+        ],
+        title="Detail per update, and the litellm client's initial load",
+    )
     section.tables += [main, detail]
 
     # litellm's background save raises in its own thread when the service refuses it; keep
     # those out of the output (they are counted in the table as refused saves).
     background_errors: list[str] = []
     previous_hook = threading.excepthook
-    threading.excepthook = lambda args: background_errors.append(f"{args.exc_type.__name__}: {args.exc_value}"[:200])
+    threading.excepthook = lambda args: background_errors.append(
+        f"{args.exc_type.__name__}: {args.exc_value}"[:200]
+    )
     try:
         _run_sizes(rt, sizes, quick, now, section, main, detail, litellm_update, native_update)
     finally:
@@ -192,27 +219,45 @@ def _run_sizes(rt, sizes, quick, now, section, main, detail, litellm_update, nat
             a_req_cell, req_ratio = num(a_req.median), ratio(a_req.median, b_req.median)
             a_time_cell, time_ratio = a_time.fmt(), ratio(a_time.median, b_time.median)
         main.add(
-            f"{users:,}", len(a_runs),
-            kib(a_sent.median), kib(b_sent.median), ratio(a_sent.median, b_sent.median),
-            a_req_cell, num(b_req.median), req_ratio,
-            a_time_cell, b_time.fmt(), time_ratio,
+            f"{users:,}",
+            len(a_runs),
+            kib(a_sent.median),
+            kib(b_sent.median),
+            ratio(a_sent.median, b_sent.median),
+            a_req_cell,
+            num(b_req.median),
+            req_ratio,
+            a_time_cell,
+            b_time.fmt(),
+            time_ratio,
         )
         detail.add(
-            f"{users:,}", num(a_http.median), kib(a_recv.median), kib(b_recv.median),
-            num(a_items.median), num(b_items.median),
-            _ops(a_runs[-1]["dynamo"]), _ops(b_runs[-1]["dynamo"]),
-            kib(sum(e.received for e in load)), f"{load_s * 1000:,.0f} ms",
+            f"{users:,}",
+            num(a_http.median),
+            kib(a_recv.median),
+            kib(b_recv.median),
+            num(a_items.median),
+            num(b_items.median),
+            _ops(a_runs[-1]["dynamo"]),
+            _ops(b_runs[-1]["dynamo"]),
+            kib(sum(e.received for e in load)),
+            f"{load_s * 1000:,.0f} ms",
         )
         section.data[str(users)] = {
             "rounds": len(a_runs),
             "litellm": {
-                "bytes_sent": a_sent.as_dict(), "bytes_received": a_recv.as_dict(),
-                "dynamodb_requests": a_req.as_dict(), "items_read": a_items.as_dict(),
-                "seconds": a_time.as_dict(), "http_requests": a_http.as_dict(),
+                "bytes_sent": a_sent.as_dict(),
+                "bytes_received": a_recv.as_dict(),
+                "dynamodb_requests": a_req.as_dict(),
+                "items_read": a_items.as_dict(),
+                "seconds": a_time.as_dict(),
+                "http_requests": a_http.as_dict(),
             },
             "native": {
-                "bytes_sent": b_sent.as_dict(), "bytes_received": b_recv.as_dict(),
-                "dynamodb_requests": b_req.as_dict(), "items_read": b_items.as_dict(),
+                "bytes_sent": b_sent.as_dict(),
+                "bytes_received": b_recv.as_dict(),
+                "dynamodb_requests": b_req.as_dict(),
+                "items_read": b_items.as_dict(),
                 "seconds": b_time.as_dict(),
             },
             "client_load_seconds": load_s,
@@ -238,7 +283,9 @@ def _limit_notes(data: dict) -> list[str]:
         limits = f"a {MAX_BODY_BYTES / 1048576:g} MiB body (budget_service.http.MAX_BODY_BYTES), ~{by_body:,.0f} users at this size"
         ceiling = by_body
         if max_users:
-            limits = f"{max_users:,} users per save (budget_service.models.MAX_USERS_PER_SET_BUDGET) and " + limits
+            limits = (
+                f"{max_users:,} users per save (budget_service.models.MAX_USERS_PER_SET_BUDGET) and " + limits
+            )
             ceiling = min(ceiling, max_users)
         notes.append(
             f"A litellm save carries ~{per_user:.0f} bytes per user (measured at {users:,} users)."

@@ -153,7 +153,9 @@ class LocalAuthorizer:
         self._lock = threading.Lock()
 
     def method_arn(self, method: str, path: str) -> str:
-        return f"arn:aws:execute-api:{self.region}:{ACCOUNT}:{API_ID}/{self.stage}/{method}/{path.lstrip('/')}"
+        return (
+            f"arn:aws:execute-api:{self.region}:{ACCOUNT}:{API_ID}/{self.stage}/{method}/{path.lstrip('/')}"
+        )
 
     def _policy(self, token: str, method_arn: str) -> dict | Denied:
         now = self.clock()

@@ -79,8 +79,11 @@ class _ClientRequestTokens:
         seen = self._seen.get(token)
         if seen is not None:
             if seen[0] != digest:
-                return _error(start_response, "IdempotentParameterMismatchException",
-                              "ClientRequestToken was used with other parameters")
+                return _error(
+                    start_response,
+                    "IdempotentParameterMismatchException",
+                    "ClientRequestToken was used with other parameters",
+                )
             _, _, status, headers, answer = seen
             start_response(status, headers)
             return [answer]
@@ -99,8 +102,10 @@ class _ClientRequestTokens:
 def _error(start_response, code: str, message: str) -> list[bytes]:
     """A DynamoDB error answer (HTTP 400), as DynamoDB's JSON protocol writes one."""
     body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
-    start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
-                                       ("Content-Length", str(len(body)))])
+    start_response(
+        "400 Bad Request",
+        [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
+    )
     return [body.encode()]
 
 
@@ -177,7 +182,9 @@ def _back_up_items_only() -> None:
         except Exception:
             for table, hash_key, range_key, item in reversed(backups):
                 # Where moto keeps the item: items[hash] (no range key) or items[hash][range].
-                slot, name = (table.items, hash_key) if range_key is None else (table.items[hash_key], range_key)
+                slot, name = (
+                    (table.items, hash_key) if range_key is None else (table.items[hash_key], range_key)
+                )
                 if item is None:
                     slot.pop(name, None)
                 else:

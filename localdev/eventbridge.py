@@ -146,8 +146,11 @@ class LocalEventBus:
 
     @staticmethod
     def _aws_error(status: int, code: str, message: str) -> Response:
-        return Response(json.dumps({"__type": code, "message": message}), status=status,
-                        content_type="application/x-amz-json-1.1")
+        return Response(
+            json.dumps({"__type": code, "message": message}),
+            status=status,
+            content_type="application/x-amz-json-1.1",
+        )
 
     def put_events(self, entries: list[dict]) -> dict:
         results, failed = [], 0
@@ -155,8 +158,12 @@ class LocalEventBus:
             bus = (entry.get("EventBusName") or "default").rsplit("/", 1)[-1]
             if bus != self.bus_name:
                 failed += 1
-                results.append({"ErrorCode": "ResourceNotFoundException",
-                                "ErrorMessage": f"Event bus {bus} does not exist."})
+                results.append(
+                    {
+                        "ErrorCode": "ResourceNotFoundException",
+                        "ErrorMessage": f"Event bus {bus} does not exist.",
+                    }
+                )
                 continue
             try:
                 detail = json.loads(entry.get("Detail") or "{}")
@@ -231,8 +238,12 @@ class LocalEventBus:
                 if self.webhook_header and self.webhook_secret:
                     headers[self.webhook_header] = self.webhook_secret
                 try:
-                    response = session.post(str(self.webhook_url), data=json.dumps(event), headers=headers,
-                                            timeout=WEBHOOK_TIMEOUT_S)
+                    response = session.post(
+                        str(self.webhook_url),
+                        data=json.dumps(event),
+                        headers=headers,
+                        timeout=WEBHOOK_TIMEOUT_S,
+                    )
                     ok = 200 <= response.status_code < 300
                     error = None if ok else f"HTTP {response.status_code}"
                 except requests.RequestException as exc:
@@ -245,7 +256,7 @@ class LocalEventBus:
                 # API destinations retry 5xx, 429 and timeouts; a 4xx other than 429 is final.
                 if error and error.startswith("HTTP 4") and error != "HTTP 429":
                     break
-                if self._stopped.wait(min(0.2 * 2 ** attempt, 5)):
+                if self._stopped.wait(min(0.2 * 2**attempt, 5)):
                     return
             if status == "failed":
                 self.log(f"alert webhook: giving up on event {event['id']}: {error}")

@@ -61,9 +61,15 @@ def rest_proxy_event(
             "identity": {
                 "sourceIp": source_ip,
                 "userAgent": user_agent,
-                "accessKey": None, "accountId": None, "caller": None, "user": None,
-                "userArn": None, "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
-                "cognitoAuthenticationProvider": None, "cognitoAuthenticationType": None,
+                "accessKey": None,
+                "accountId": None,
+                "caller": None,
+                "user": None,
+                "userArn": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "cognitoAuthenticationProvider": None,
+                "cognitoAuthenticationType": None,
             },
         },
         "body": body,
@@ -112,14 +118,17 @@ class LambdaContext:
     time (tests/conftest.py says more).
     """
 
-    def __init__(self, function_name: str, timeout_s: float = 15.0, memory_mb: int = 512,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        function_name: str,
+        timeout_s: float = 15.0,
+        memory_mb: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function_name}"
-        )
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function_name}"
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"

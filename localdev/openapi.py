@@ -64,7 +64,11 @@ def build_document() -> dict:
         schema = schemas_by_function[route.function_id]
         doc["openapi"] = doc["openapi"] or schema["openapi"]
         source = schema["paths"].get(_normalize(route.path), {})
-        methods = ["get", "put", "post", "patch", "delete", "head", "options"] if route.method == "ANY" else [route.method.lower()]
+        methods = (
+            ["get", "put", "post", "patch", "delete", "head", "options"]
+            if route.method == "ANY"
+            else [route.method.lower()]
+        )
         for method in methods:
             if method not in source:
                 continue
@@ -74,9 +78,7 @@ def build_document() -> dict:
         for name, component in schema.get("components", {}).get("schemas", {}).items():
             known = doc["components"]["schemas"].setdefault(name, component)
             if known != component:
-                raise ValueError(
-                    f"schema {name!r} differs between functions; rename one of the models"
-                )
+                raise ValueError(f"schema {name!r} differs between functions; rename one of the models")
     doc["paths"] = paths
     doc["openapi"] = doc["openapi"] or "3.1.0"
     describe_errors(doc)
@@ -163,7 +165,9 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
         statuses += ["413"]
     if has_body or operation.get("parameters"):
         statuses.append("422")
-    if ("{user}" in path or "{team}" in path or "{model}" in path or path.endswith("/budget")) and method != "put":
+    if (
+        "{user}" in path or "{team}" in path or "{model}" in path or path.endswith("/budget")
+    ) and method != "put":
         statuses.append("404")
     if (method, path) in _CONTENDED:
         statuses.append("409")
@@ -211,10 +215,7 @@ def _drop_unreferenced(doc: dict) -> None:
         text = json.dumps({k: v for k, v in doc.items() if k != "components"}) + json.dumps(
             {k: v for k, v in schemas.items()}
         )
-        unused = [
-            name for name in schemas
-            if f'"#/components/schemas/{name}"' not in text
-        ]
+        unused = [name for name in schemas if f'"#/components/schemas/{name}"' not in text]
         if not unused:
             return
         for name in unused:
@@ -236,7 +237,10 @@ def _swagger_ui(title: str):
     from swagger_ui.core import ApplicationDocument
 
     ui = ApplicationDocument(
-        None, url_prefix=DOCS_PATH, config_rel_url="/openapi.json", title=title,
+        None,
+        url_prefix=DOCS_PATH,
+        config_rel_url="/openapi.json",
+        title=title,
         parameters={
             # No request to the online validator (Swagger UI's default badge): offline.
             "validatorUrl": "null",

@@ -54,7 +54,10 @@ class ServerProcess:
         # Output goes to a file: a pipe nobody reads could fill up and block the server.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "localdev.server"],
-            cwd=ROOT, env=child_env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 60.0) -> float:

@@ -25,8 +25,12 @@ _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)
 _CRON = re.compile(r"^cron\((.+)\)$")
 _AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
-_MONTHS = {m: i for i, m in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1
+    )
+}
 # EventBridge numbers days of the week 1-7 from Sunday.
 _DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], 1)}
 
@@ -177,16 +181,28 @@ class Schedule:
                 )
                 return json.loads(text)
             return {
-                "version": "0", "id": event_id, "detail-type": "Scheduled Event",
-                "source": "aws.scheduler", "account": ACCOUNT, "time": time, "region": region,
-                "resources": [arn], "detail": "{}",
+                "version": "0",
+                "id": event_id,
+                "detail-type": "Scheduled Event",
+                "source": "aws.scheduler",
+                "account": ACCOUNT,
+                "time": time,
+                "region": region,
+                "resources": [arn],
+                "detail": "{}",
             }
         if self.input is not None:
             return json.loads(self.input)
         return {
-            "version": "0", "id": event_id, "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": ACCOUNT, "time": time, "region": region,
-            "resources": [f"arn:aws:events:{region}:{ACCOUNT}:rule/{self.name}"], "detail": {},
+            "version": "0",
+            "id": event_id,
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": time,
+            "region": region,
+            "resources": [f"arn:aws:events:{region}:{ACCOUNT}:rule/{self.name}"],
+            "detail": {},
         }
 
 
@@ -211,14 +227,17 @@ def from_template(
             skipped.append(f"{function_id}.{event_id}: cannot resolve its Input")
             continue
         try:
-            schedules.append(Schedule(
-                function_id, event_id, expression, kind,
-                timezone=ZoneInfo(
-                    literal(props.get("ScheduleExpressionTimezone"), parameters) or "UTC"
-                ),
-                input=event_input,
-                name=literal(props.get("Name"), parameters) or "",
-            ))
+            schedules.append(
+                Schedule(
+                    function_id,
+                    event_id,
+                    expression,
+                    kind,
+                    timezone=ZoneInfo(literal(props.get("ScheduleExpressionTimezone"), parameters) or "UTC"),
+                    input=event_input,
+                    name=literal(props.get("Name"), parameters) or "",
+                )
+            )
         except (UnsupportedSchedule, ValueError) as exc:
             skipped.append(f"{function_id}.{event_id}: {exc}")
     return schedules, skipped

@@ -154,9 +154,7 @@ def _parse_query(raw: str) -> dict[str, list[str]] | None:
     return multi or None
 
 
-def proxy_event(
-    request: Request, match: Match, stage: str, request_id: str | None = None
-) -> dict:
+def proxy_event(request: Request, match: Match, stage: str, request_id: str | None = None) -> dict:
     """The REST API (v1) Lambda proxy event API Gateway builds for this request."""
     raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
     raw_path = urlsplit(raw_uri).path or "/"
@@ -200,9 +198,7 @@ def proxy_event(
 
 
 def _json_response(status: int, payload, headers: dict | None = None) -> Response:
-    return Response(
-        json.dumps(payload), status=status, headers=headers, content_type="application/json"
-    )
+    return Response(json.dumps(payload), status=status, headers=headers, content_type="application/json")
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
@@ -322,7 +318,7 @@ class LocalGateway:
         if path.startswith(INVOKE_PREFIX):
             if request.method != "POST":
                 return _error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
-            return self.local_invoke(path[len(INVOKE_PREFIX):], request)
+            return self.local_invoke(path[len(INVOKE_PREFIX) :], request)
         if path == CLOCK_PATH and self.clock is not None:
             return self.local_clock(request)
         if path == "/openapi.json" and request.method == "GET":
@@ -332,7 +328,7 @@ class LocalGateway:
         if path in ("/docs", "/docs/") and request.method == "GET":
             return Response(self.docs_page(self.openapi()), content_type="text/html; charset=utf-8")
         if path.startswith(openapi.DOCS_ASSETS) and request.method == "GET":
-            asset = openapi.docs_asset(path[len(openapi.DOCS_ASSETS):])
+            asset = openapi.docs_asset(path[len(openapi.DOCS_ASSETS) :])
             if asset is None:
                 return _error(404, "not_found", f"no such file: {path}")
             return Response(asset[0], content_type=asset[1], headers={"Cache-Control": "max-age=3600"})
@@ -342,7 +338,8 @@ class LocalGateway:
         if match is None:
             if allowed:
                 return _error(
-                    405, "method_not_allowed",
+                    405,
+                    "method_not_allowed",
                     f"{request.method} is not allowed on {path}; allowed: {', '.join(allowed)}",
                     {"Allow": ", ".join(allowed)},
                 )
@@ -357,8 +354,12 @@ class LocalGateway:
                 request.headers, request.method, urlsplit(raw_uri).path or "/"
             )
             if isinstance(decision, Denied):
-                denied = Response(decision.body, status=decision.status, headers=decision.headers,
-                                  content_type="application/json")
+                denied = Response(
+                    decision.body,
+                    status=decision.status,
+                    headers=decision.headers,
+                    content_type="application/json",
+                )
                 denied.headers["x-amzn-RequestId"] = request_id
                 return denied
             event["requestContext"]["authorizer"] = decision
@@ -396,7 +397,8 @@ class LocalGateway:
         """``sam local invoke -e``: the body is the event, the answer is the handler's result."""
         if function_id not in self.functions:
             return _error(
-                404, "function_not_found",
+                404,
+                "function_not_found",
                 f"no function {function_id!r} in template.yaml; known: {', '.join(sorted(self.functions))}",
             )
         raw = request.get_data(as_text=True)
@@ -460,13 +462,21 @@ def _event_bus(env, notes: list[str]):
     for res in template.resources("AWS::Events::Rule").values():
         pattern = template._plain(res["Properties"].get("EventPattern"))
     bus = LocalEventBus(
-        name, env["AWS_REGION"], webhook_url=url, webhook_header=header,
-        webhook_secret=env.get("ALERT_WEBHOOK_SECRET"), webhook_pattern=pattern,
+        name,
+        env["AWS_REGION"],
+        webhook_url=url,
+        webhook_header=header,
+        webhook_secret=env.get("ALERT_WEBHOOK_SECRET"),
+        webhook_pattern=pattern,
         log=lambda m: print(m, flush=True),
     )
     notes.append(
         f"EventBridge bus {name}: in memory, GET /_local/events"
-        + (f"; each event POSTed to {url} ({header} header)" if url else "; ALERT_WEBHOOK_URL=<url> to POST each event")
+        + (
+            f"; each event POSTed to {url} ({header} header)"
+            if url
+            else "; ALERT_WEBHOOK_URL=<url> to POST each event"
+        )
     )
     return bus
 
@@ -476,8 +486,11 @@ class _RequestLog(WSGIRequestHandler):
     (both servers log through the "werkzeug" logger, which main() turns down)."""
 
     def log_request(self, code="-", size="-") -> None:
-        print(f'{self.address_string()} "{self.requestline}" {getattr(code, "value", code)}',
-              file=sys.stderr, flush=True)
+        print(
+            f'{self.address_string()} "{self.requestline}" {getattr(code, "value", code)}',
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class LocalRuntime:
@@ -516,9 +529,7 @@ class LocalRuntime:
                 env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "local", "local"
             client = boto3.client("dynamodb", endpoint_url=external)
             created = _ensure_table(client, table)
-            self.notes.append(
-                f"DynamoDB: {external}, table {table} ({'created' if created else 'existing'})"
-            )
+            self.notes.append(f"DynamoDB: {external}, table {table} ({'created' if created else 'existing'})")
         else:
             table = env.get("TABLE_NAME") or DEFAULT_TABLE
             # Fake credentials: nothing here may ever reach real AWS.
@@ -582,16 +593,27 @@ class LocalRuntime:
         self.authorizer = authorizer
         self.event_bus = _event_bus(env, self.notes)
         app = LocalGateway(
-            routes, invoker.invoke, set(invoker.specs), stage, openapi_doc, openapi.docs_page,
-            authorizer, self.event_bus, self.streams, self.clock,
+            routes,
+            invoker.invoke,
+            set(invoker.specs),
+            stage,
+            openapi_doc,
+            openapi.docs_page,
+            authorizer,
+            self.event_bus,
+            self.streams,
+            self.clock,
         )
         self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
         self.port = self.http.server_port
         state = clock.state()
         self.notes.append(
             f"clock: {state['now']}"
-            + (f" (shifted by {state['shifted_by_seconds']:+.0f}s, {local_clock.ENV_START})"
-               if env.get(local_clock.ENV_START) else " (wall clock)")
+            + (
+                f" (shifted by {state['shifted_by_seconds']:+.0f}s, {local_clock.ENV_START})"
+                if env.get(local_clock.ENV_START)
+                else " (wall clock)"
+            )
             + f"; move it: curl -X POST {self.url}{CLOCK_PATH} -d '{{\"advance_seconds\": 60}}'"
         )
         if self.event_bus is not None:
@@ -607,7 +629,9 @@ class LocalRuntime:
         found, skipped = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
         self.notes += [f"schedule skipped: {why}" for why in skipped]
         self.scheduler = schedules.Scheduler(
-            found, invoker.invoke, env["AWS_REGION"],
+            found,
+            invoker.invoke,
+            env["AWS_REGION"],
             now=lambda: datetime.fromtimestamp(clock.time(), UTC),
             log=lambda m: print(m, flush=True),
         )
@@ -635,7 +659,11 @@ class LocalRuntime:
             self.notes += notes
             try:
                 poller = streams.StreamPoller(
-                    mapping, stream_client, dynamodb, table, invoker.invoke,
+                    mapping,
+                    stream_client,
+                    dynamodb,
+                    table,
+                    invoker.invoke,
                     log=lambda m: print(m, flush=True),
                 ).start()
             except (ValueError, KeyError) as exc:

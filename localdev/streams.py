@@ -225,13 +225,15 @@ class StreamPoller:
             response = self.streams.get_records(ShardIterator=self._iterator(shard), Limit=READ_LIMIT)
             records = response.get("Records") or []
             found += len(records)
-            wanted = [r for r in (lambda_record(r, str(self.stream_arn)) for r in records) if self.mapping.wants(r)]
+            wanted = [
+                r for r in (lambda_record(r, str(self.stream_arn)) for r in records) if self.mapping.wants(r)
+            ]
             if self.mapping.enabled:
                 size = self.mapping.batch_size
                 for start in range(0, len(wanted), size):
                     if self._stopped.is_set():
                         return found
-                    self._deliver(wanted[start:start + size], shard)
+                    self._deliver(wanted[start : start + size], shard)
             if records and not self._stopped.is_set():
                 with self._cond:
                     self.positions[shard] = records[-1]["dynamodb"]["SequenceNumber"]

@@ -98,11 +98,7 @@ _CloudFormationLoader.yaml_implicit_resolvers = {
 
 
 def resources(kind: str) -> dict[str, dict]:
-    return {
-        name: res
-        for name, res in load_template()["Resources"].items()
-        if res.get("Type") == kind
-    }
+    return {name: res for name, res in load_template()["Resources"].items() if res.get("Type") == kind}
 
 
 def table_properties() -> dict:
@@ -200,7 +196,7 @@ def function_environment(table_name: str, function_ids: list[str] | None = None)
 
 def _local_path(value: str) -> str:
     if value == LAMBDA_LAYER_ROOT or value.startswith(LAMBDA_LAYER_ROOT + "/"):
-        return str(LAYER_DIR) + value[len(LAMBDA_LAYER_ROOT):]
+        return str(LAYER_DIR) + value[len(LAMBDA_LAYER_ROOT) :]
     return value
 
 
@@ -212,8 +208,13 @@ def literal(value, parameters: dict[str, str], region: str = "us-east-1"):
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return parameters.get(value["Ref"])
     if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
-        names = {**parameters, "AWS::StackName": "local", "AWS::Region": region,
-                 "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
+        names = {
+            **parameters,
+            "AWS::StackName": "local",
+            "AWS::Region": region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+        }
         text = value["Fn::Sub"]
         for ref in re.findall(r"\$\{([^}!]+)\}", text):
             if ref not in names:

@@ -54,15 +54,25 @@ RATES = {
     "output_video": "output_cost_per_video_token",
 }
 # Rates a long-context tier can replace (``<key>_above_<N>[k]_tokens``).
-TIER_RATES = ("input", "output", "cache_read", "cache_creation", "cache_creation_1h", "cache_creation_12h",
-              "input_audio")
+TIER_RATES = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_creation",
+    "cache_creation_1h",
+    "cache_creation_12h",
+    "input_audio",
+)
 TIER_KEY = re.compile(
     r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
     r"|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr"
     r"|cache_creation_input_token_cost_above_12hr|input_cost_per_audio_token)_above_(\d+)(k?)_tokens$"
 )
-SEARCH_SIZES = {"low": "search_context_size_low", "medium": "search_context_size_medium",
-                "high": "search_context_size_high"}
+SEARCH_SIZES = {
+    "low": "search_context_size_low",
+    "medium": "search_context_size_medium",
+    "high": "search_context_size_high",
+}
 FIREWORKS_DEFAULT_CACHE_READ_RATIO = Decimal("0.5")  # litellm.constants, same name
 # Web search prices litellm applies when its map names none (llms/gemini and llms/xai cost_calculator).
 DEFAULT_WEB_SEARCH = {"gemini": Decimal("0.035"), "xai": Decimal("0.005")}
@@ -188,7 +198,11 @@ def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
         entry["tiers"] = [{"above": t, **tiers[t]} for t in sorted(tiers)]
     search = spec.get("search_context_cost_per_query")
     if isinstance(search, dict):
-        sizes = {size: text for size, key in SEARCH_SIZES.items() if (text := price_text(search.get(key))) is not None}
+        sizes = {
+            size: text
+            for size, key in SEARCH_SIZES.items()
+            if (text := price_text(search.get(key))) is not None
+        }
         if sizes:
             entry["web_search"] = sizes
     family = _web_search_family(entry["provider"], name)
@@ -231,8 +245,10 @@ def unpriced(price_map: dict, models: dict, skipped: dict) -> dict[str, dict]:
         spec = price_map[name]
         if name == "sample_spec" or name in models or not isinstance(spec, dict):
             continue
-        out[name] = {"provider": spec.get("litellm_provider"),
-                     "why": skipped.get(name, f"not a text model (mode {spec.get('mode')})")}
+        out[name] = {
+            "provider": spec.get("litellm_provider"),
+            "why": skipped.get(name, f"not a text model (mode {spec.get('mode')})"),
+        }
     return out
 
 
@@ -244,11 +260,15 @@ def render(models: dict[str, dict], described: str, digest: str, unpriced_names:
         f'"source_sha256": {json.dumps(digest)},',
         '"models": {',
     ]
-    items = [f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in models.items()]
+    items = [
+        f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in models.items()
+    ]
     lines.append(",\n".join(items))
     lines += ["},", '"unpriced": {']
-    items = [f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}"
-             for name, entry in (unpriced_names or {}).items()]
+    items = [
+        f"{json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}"
+        for name, entry in (unpriced_names or {}).items()
+    ]
     lines.append(",\n".join(items))
     lines += ["}", "}", ""]
     return "\n".join(lines)
@@ -275,10 +295,14 @@ def diff(old: dict[str, dict], new: dict[str, dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--source", help="a model_prices_and_context_window.json path or https URL")
     parser.add_argument("--check", action="store_true", help="only report; exit 1 if out of date")
-    parser.add_argument("--list-dropped", action="store_true", help="name every text model left out, with why")
+    parser.add_argument(
+        "--list-dropped", action="store_true", help="name every text model left out, with why"
+    )
     args = parser.parse_args(argv)
 
     price_map, described, digest = load_source(args.source)
@@ -301,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, why in sorted(skipped.items()):
             print(f"  left out: {name}: {why}", file=sys.stderr)
     free = sorted(name for name, entry in models.items() if "free" in entry)
-    print(f"  {len(free)} models kept at $0 because they are free on purpose (see FREE_ON_PURPOSE)",
-          file=sys.stderr)
+    print(
+        f"  {len(free)} models kept at $0 because they are free on purpose (see FREE_ON_PURPOSE)",
+        file=sys.stderr,
+    )
     text = render(models, described, digest, unpriced(price_map, models, skipped))
     if args.check:
         return 1 if changes or not TABLE.exists() or TABLE.read_text() != text else 0

@@ -37,7 +37,8 @@ def pinned() -> dict[str, tuple[str, str]]:
                     and isinstance(call.args[0], ast.Constant)
                 ):
                     hashes = [
-                        k.value.value for k in call.keywords
+                        k.value.value
+                        for k in call.keywords
                         if k.arg == "expected_hash" and isinstance(k.value, ast.Constant)
                     ]
                     found[node.name] = (str(call.args[0].value), str(hashes[0]))
@@ -56,10 +57,14 @@ def sha256(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    source_dir = Path(str(metadata.distribution("litellm").locate_file("litellm/litellm_core_utils/tokenizers")))
+    source_dir = Path(
+        str(metadata.distribution("litellm").locate_file("litellm/litellm_core_utils/tokenizers"))
+    )
     bad = 0
     for encoding, (url, expected) in pinned().items():
         name = cache_name(url)

@@ -216,9 +216,7 @@ class Api:
         thread = threading.current_thread()
         container = None if thread is threading.main_thread() else str(threading.get_ident())
         handler = template.load_handler(route.function_id, container)
-        event = api_gateway_event(
-            method, resource, path_parameters, body=body, query=query, headers=headers
-        )
+        event = api_gateway_event(method, resource, path_parameters, body=body, query=query, headers=headers)
         return Response(handler(event, lambda_context(route.function_id)))
 
     def get_budget(self, project):

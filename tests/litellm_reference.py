@@ -28,12 +28,15 @@ def litellm_usage(u: TokenUsage, context: UsageContext | None = None) -> Usage:
         prompt_details["cached_tokens"] = u.cached_tokens
     if u.cached_audio_tokens or u.cached_image_tokens:
         prompt_details["cached_tokens_details"] = {
-            "audio_tokens": u.cached_audio_tokens, "image_tokens": u.cached_image_tokens}
+            "audio_tokens": u.cached_audio_tokens,
+            "image_tokens": u.cached_image_tokens,
+        }
     if u.cache_creation_tokens:
         prompt_details["cache_creation_tokens"] = u.cache_creation_tokens
         if u.cache_creation_1h_tokens or u.cache_creation_12h_tokens:
             prompt_details["cache_creation_token_details"] = {
-                "ephemeral_5m_input_tokens": u.cache_creation_tokens - u.cache_creation_1h_tokens
+                "ephemeral_5m_input_tokens": u.cache_creation_tokens
+                - u.cache_creation_1h_tokens
                 - u.cache_creation_12h_tokens,
                 "ephemeral_1h_input_tokens": u.cache_creation_1h_tokens,
                 "ephemeral_12h_input_tokens": u.cache_creation_12h_tokens,
@@ -44,12 +47,19 @@ def litellm_usage(u: TokenUsage, context: UsageContext | None = None) -> Usage:
     if u.web_search_requests:
         prompt_details["web_search_requests"] = u.web_search_requests
     completion_details: dict = {}
-    for ours, theirs in (("reasoning_tokens", "reasoning_tokens"), ("output_audio_tokens", "audio_tokens"),
-                         ("output_image_tokens", "image_tokens"), ("output_video_tokens", "video_tokens")):
+    for ours, theirs in (
+        ("reasoning_tokens", "reasoning_tokens"),
+        ("output_audio_tokens", "audio_tokens"),
+        ("output_image_tokens", "image_tokens"),
+        ("output_video_tokens", "video_tokens"),
+    ):
         if getattr(u, ours):
             completion_details[theirs] = getattr(u, ours)
-    kwargs: dict = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                    "total_tokens": u.prompt_tokens + u.completion_tokens}
+    kwargs: dict = {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+    }
     if prompt_details:
         kwargs["prompt_tokens_details"] = prompt_details
     if completion_details:
@@ -72,10 +82,17 @@ def litellm_cost(model: str, u: TokenUsage, context: UsageContext | None = None)
     total = Decimal(repr(prompt)) + Decimal(repr(completion))
     if u.web_search_requests:
         provider = litellm.get_llm_provider(model)[1]
-        params = {"web_search_options": {"search_context_size": context.search_context_size}} \
-            if context.search_context_size else {}
+        params = (
+            {"web_search_options": {"search_context_size": context.search_context_size}}
+            if context.search_context_size
+            else {}
+        )
         tools = StandardBuiltInToolCostTracking.get_cost_for_built_in_tools(
-            model=model, response_object=ModelResponse(), usage=litellm_usage(u, context),
-            custom_llm_provider=provider, standard_built_in_tools_params=params)
+            model=model,
+            response_object=ModelResponse(),
+            usage=litellm_usage(u, context),
+            custom_llm_provider=provider,
+            standard_built_in_tools_params=params,
+        )
         total += Decimal(repr(tools))
     return total

@@ -29,9 +29,14 @@ DEFAULTS = (D("0.8"), D("1"))
 def item(sk="USER#alice", *, spend="0", total="10", start=T0, end=None, thresholds=None, **extra):
     """A level item as a stream image shows it (plain values)."""
     out = {
-        "pk": "PROJECT#acme", "sk": sk, "total_budget": D(total), "current_cost": D(spend),
-        "period_start": start, "reset_at": start + DAY if end is None else end,
-        "created_at": T0 - DAY, "version": D(1),
+        "pk": "PROJECT#acme",
+        "sk": sk,
+        "total_budget": D(total),
+        "current_cost": D(spend),
+        "period_start": start,
+        "reset_at": start + DAY if end is None else end,
+        "created_at": T0 - DAY,
+        "version": D(1),
     }
     if thresholds is not None:
         out["alert_thresholds"] = [D(t) for t in thresholds]
@@ -53,7 +58,9 @@ def test_spend_crossing_thresholds_fires_each_once_in_order():
     assert fired(item(spend="10"), item(spend="30")) == []
     # one write past several thresholds fires them all, lowest first
     assert fired(item(spend="0"), item(spend="12"), (D("0.5"), D("0.8"), D("1"))) == [
-        D("0.5"), D("0.8"), D("1"),
+        D("0.5"),
+        D("0.8"),
+        D("1"),
     ]
 
 
@@ -78,7 +85,9 @@ def test_a_manual_reset_starts_a_new_alert_period_even_with_the_same_period_star
 def test_raising_the_budget_rearms_and_lowering_it_fires_what_spend_now_passes():
     # 9 of 10 (80 % fired). Raised to 20: nothing now; 16 of 20 fires 80 % again, with a new id.
     assert fired(item(spend="9"), item(spend="9", total="20")) == []
-    rearmed = alerts_for_change(item(spend="9", total="20"), item(spend="16", total="20"), T0, lambda _p: DEFAULTS)
+    rearmed = alerts_for_change(
+        item(spend="9", total="20"), item(spend="16", total="20"), T0, lambda _p: DEFAULTS
+    )
     old = alerts_for_change(item(spend="7"), item(spend="9"), T0, lambda _p: DEFAULTS)
     assert [a.threshold for a in rearmed] == [D("0.8")] and rearmed[0].alert_id != old[0].alert_id
     # 9 of 20, lowered to 10: 90 % of the new total passes 80 % once.
@@ -93,14 +102,23 @@ def test_zero_spend_and_zero_budgets_fire_nothing_until_something_is_spent():
 
 
 def test_team_and_project_levels_alert_like_users_and_other_items_are_ignored():
-    for sk, level, level_id in (("TEAM#ml", "team", "ml"), ("PROJECT", "project", "acme"),
-                                ("USER#a#b", "user", "a#b")):
+    for sk, level, level_id in (
+        ("TEAM#ml", "team", "ml"),
+        ("PROJECT", "project", "acme"),
+        ("USER#a#b", "user", "a#b"),
+    ):
         (alert,) = alerts_for_change(
             item(sk, spend="70", total="100", held=D(5), available=D(25)),
             item(sk, spend="85", total="100", held=D(0), available=D(15)),
-            T0, lambda _p: DEFAULTS,
+            T0,
+            lambda _p: DEFAULTS,
         )
-        assert (alert.level, alert.level_id, alert.project, alert.threshold) == (level, level_id, "acme", D("0.8"))
+        assert (alert.level, alert.level_id, alert.project, alert.threshold) == (
+            level,
+            level_id,
+            "acme",
+            D("0.8"),
+        )
     for sk in ("HOLD#h1", "EVENT#5:alice#k", "PERIOD#x", "AUDIT#y", "ALERT#z", "PRICE#gpt-4o", "PROJECTX"):
         assert fired(item(sk, spend="0"), item(sk, spend="50")) == []
     assert fired(None, {"pk": "APIKEY#abc", "sk": "APIKEY", "total_budget": D(1), "current_cost": D(5)}) == []
@@ -118,11 +136,17 @@ def test_thresholds_come_from_the_budget_else_the_project_else_the_service(monke
         asked.append(p)
         return (D("0.5"),)
 
-    own = alerts_for_change(item(spend="0", thresholds=["0.25"]), item(spend="6", thresholds=["0.25"]), T0, project)
+    own = alerts_for_change(
+        item(spend="0", thresholds=["0.25"]), item(spend="6", thresholds=["0.25"]), T0, project
+    )
     assert [a.threshold for a in own] == [D("0.25")] and asked == []
-    assert [a.threshold for a in alerts_for_change(item(spend="0"), item(spend="6"), T0, project)] == [D("0.5")]
+    assert [a.threshold for a in alerts_for_change(item(spend="0"), item(spend="6"), T0, project)] == [
+        D("0.5")
+    ]
     assert asked == ["acme"]
-    assert alerts_for_change(item(spend="0", thresholds=[]), item(spend="60", thresholds=[]), T0, project) == []
+    assert (
+        alerts_for_change(item(spend="0", thresholds=[]), item(spend="60", thresholds=[]), T0, project) == []
+    )
     # no crossing possible: the project default is not even read
     asked.clear()
     assert alerts_for_change(item(spend="6"), item(spend="6"), T0, project) == [] and asked == []
@@ -150,9 +174,15 @@ def test_alert_id_is_stable_and_changes_with_period_threshold_total_and_level():
     assert dataclasses.replace(a, total_budget=D("10.00")).alert_id == a.alert_id  # 10 == 10.00
     detail = a.detail()
     assert detail == {
-        "alert_id": a.alert_id, "project": "acme", "level": "user", "id": "alice",
-        "threshold": 0.8, "spend": 8, "total_budget": 10,
-        "period_start": "2026-09-21T14:13:20Z", "period_end": "2026-09-22T14:13:20Z",
+        "alert_id": a.alert_id,
+        "project": "acme",
+        "level": "user",
+        "id": "alice",
+        "threshold": 0.8,
+        "spend": 8,
+        "total_budget": 10,
+        "period_start": "2026-09-21T14:13:20Z",
+        "period_end": "2026-09-22T14:13:20Z",
         "crossed_at": "2026-09-21T14:13:21Z",
     }
 
@@ -226,8 +256,17 @@ def oracle(records, thresholds):
         o, n = level_state(old), level_state(new)
         for t in thresholds:
             if n.reaches(t) and not (o.same_alert_period(n) and o.reaches(t)):
-                alert = alerts.Alert(n.project, n.level, n.level_id, t, n.spend, n.total_budget,
-                                     n.alert_period_start, n.period_end, D(0))
+                alert = alerts.Alert(
+                    n.project,
+                    n.level,
+                    n.level_id,
+                    t,
+                    n.spend,
+                    n.total_budget,
+                    n.alert_period_start,
+                    n.period_end,
+                    D(0),
+                )
                 expected.setdefault(alert.alert_id, None)
     return set(expected)
 
@@ -241,7 +280,8 @@ ops = st.lists(
         st.tuples(st.just("reset"), st.just(D(0))),
         st.tuples(st.just("total"), st.decimals(min_value=D(1), max_value=D(20), places=1)),
     ),
-    min_size=1, max_size=25,
+    min_size=1,
+    max_size=25,
 )
 faults = st.lists(st.sampled_from(["none", "before", "after", "mark", "refuse_last"]), max_size=25)
 
@@ -254,7 +294,7 @@ def run_stream(records, fault_plan, batch_size, thresholds):
     ledger, bus = FakeLedger(faults), FakeBus(faults)
     position, invocations = 0, 0
     while position < len(records):
-        batch = records[position:position + batch_size]
+        batch = records[position : position + batch_size]
         if plan:
             faults.clear()
             kind = plan.pop(0)
@@ -274,8 +314,12 @@ def run_stream(records, fault_plan, batch_size, thresholds):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=ops, fault_plan=faults, batch_size=st.integers(1, 5),
-       thresholds=st.sampled_from([DEFAULTS, (D("0.5"), D("0.8"), D("1")), (D("0.25"), D("1.5"))]))
+@given(
+    ops=ops,
+    fault_plan=faults,
+    batch_size=st.integers(1, 5),
+    thresholds=st.sampled_from([DEFAULTS, (D("0.5"), D("0.8"), D("1")), (D("0.25"), D("1.5"))]),
+)
 def test_redeliveries_never_miss_a_crossing_nor_make_a_new_id(ops, fault_plan, batch_size, thresholds):
     records = history(ops)
     events = run_stream(records, fault_plan, batch_size, thresholds)
@@ -290,9 +334,14 @@ def test_redeliveries_never_miss_a_crossing_nor_make_a_new_id(ops, fault_plan, b
 
 
 @settings(max_examples=100, deadline=None)
-@given(periods=st.lists(st.lists(money, max_size=12), min_size=1, max_size=4),
-       fault_plan=faults, batch_size=st.integers(1, 4))
-def test_costs_and_rollovers_alert_once_per_threshold_each_period_spend_reached(periods, fault_plan, batch_size):
+@given(
+    periods=st.lists(st.lists(money, max_size=12), min_size=1, max_size=4),
+    fault_plan=faults,
+    batch_size=st.integers(1, 4),
+)
+def test_costs_and_rollovers_alert_once_per_threshold_each_period_spend_reached(
+    periods, fault_plan, batch_size
+):
     """An oracle independent of the rule: with a fixed total, each period alerts exactly for the
     thresholds its final spend reached, once each, whatever fails and is retried."""
     op_list = []
@@ -307,8 +356,7 @@ def test_costs_and_rollovers_alert_once_per_threshold_each_period_spend_reached(
     for i, costs in enumerate(periods):
         spend = sum(costs, D(0))
         start = T0 + i * DAY
-        got = sorted(D(str(e["threshold"])) for e in distinct
-                     if e["period_start"] == alerts.iso(start))
+        got = sorted(D(str(e["threshold"])) for e in distinct if e["period_start"] == alerts.iso(start))
         assert got == [t for t in DEFAULTS if spend > 0 and spend >= t * 10]
 
 
@@ -331,13 +379,22 @@ def stream_record(seq, old, new):
     from boto3.dynamodb.types import TypeSerializer
 
     ser = TypeSerializer().serialize
-    rec = {"eventID": f"e{seq}", "eventName": "MODIFY" if old else "INSERT", "eventVersion": "1.1",
-           "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-           "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
-           "dynamodb": {"ApproximateCreationDateTime": 1790000005, "SequenceNumber": str(seq),
-                        "SizeBytes": 100, "StreamViewType": "NEW_AND_OLD_IMAGES",
-                        "Keys": {"pk": ser(new["pk"]), "sk": ser(new["sk"])},
-                        "NewImage": {k: ser(v) for k, v in new.items()}}}
+    rec = {
+        "eventID": f"e{seq}",
+        "eventName": "MODIFY" if old else "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1790000005,
+            "SequenceNumber": str(seq),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+            "Keys": {"pk": ser(new["pk"]), "sk": ser(new["sk"])},
+            "NewImage": {k: ser(v) for k, v in new.items()},
+        },
+    }
     if old:
         rec["dynamodb"]["OldImage"] = {k: ser(v) for k, v in old.items()}
     return rec
@@ -368,11 +425,13 @@ def sent_ids(client):
 
 
 def test_handler_puts_each_crossing_once_and_records_it(alerts_env):
-    event = {"Records": [
-        stream_record(1, item(spend="5"), item(spend="8.5")),
-        stream_record(2, item("HOLD#h", spend="0"), item("HOLD#h", spend="9")),
-        stream_record(3, item(spend="8.5"), item(spend="10.5")),
-    ]}
+    event = {
+        "Records": [
+            stream_record(1, item(spend="5"), item(spend="8.5")),
+            stream_record(2, item("HOLD#h", spend="0"), item("HOLD#h", spend="9")),
+            stream_record(3, item(spend="8.5"), item(spend="10.5")),
+        ]
+    }
     assert invoke_alerts(event) == {"batchItemFailures": []}
     assert len(sent_ids(alerts_env)) == 2
     assert invoke_alerts(event) == {"batchItemFailures": []}  # the batch redelivered
@@ -380,12 +439,18 @@ def test_handler_puts_each_crossing_once_and_records_it(alerts_env):
 
 
 def test_project_default_thresholds_are_read_from_the_project_item(alerts_env):
-    alerts_env.put_item(TableName=TABLE_NAME, Item={
-        "pk": {"S": "PROJECT#acme"}, "sk": {"S": "PROJECT"}, "total_budget": {"N": "1000"},
-        "default_alert_thresholds": {"L": [{"N": "0.5"}]},
-    })
+    alerts_env.put_item(
+        TableName=TABLE_NAME,
+        Item={
+            "pk": {"S": "PROJECT#acme"},
+            "sk": {"S": "PROJECT"},
+            "total_budget": {"N": "1000"},
+            "default_alert_thresholds": {"L": [{"N": "0.5"}]},
+        },
+    )
     assert invoke_alerts({"Records": [stream_record(1, item(spend="4"), item(spend="6"))]}) == {
-        "batchItemFailures": []}
+        "batchItemFailures": []
+    }
     (sk,) = sent_ids(alerts_env)
     stored = alerts_env.get_item(TableName=TABLE_NAME, Key={"pk": {"S": "PROJECT#acme"}, "sk": {"S": sk}})
     assert stored["Item"]["threshold"] == {"N": "0.5"}
@@ -403,11 +468,13 @@ def test_a_failed_put_fails_that_record_and_the_ones_after_it(alerts_env, monkey
         return real_put(self, batch)
 
     monkeypatch.setattr(EventBridgeBus, "put", flaky)
-    event = {"Records": [
-        stream_record(1, item(spend="0"), item(spend="1")),
-        stream_record(2, item(spend="1"), item(spend="8.5")),
-        stream_record(3, item(spend="8.5"), item(spend="10.5")),
-    ]}
+    event = {
+        "Records": [
+            stream_record(1, item(spend="0"), item(spend="1")),
+            stream_record(2, item(spend="1"), item(spend="8.5")),
+            stream_record(3, item(spend="8.5"), item(spend="10.5")),
+        ]
+    }
     response = invoke_alerts(event)
     # Lambda retries from the lowest failed sequence number; record 3 waits so order is kept.
     assert response == {"batchItemFailures": [{"itemIdentifier": "2"}, {"itemIdentifier": "3"}]}
@@ -433,7 +500,7 @@ def test_refused_entries_are_retried_and_the_accepted_ones_not_repeated(alerts_e
 
 
 def test_sample_stream_event_is_handled(alerts_env):
-    (function_id, event_id, _props), = template.stream_events()
+    ((function_id, event_id, _props),) = template.stream_events()
     sample = template.EVENTS_DIR / f"{template.snake_case(event_id)}.json"
     event = json.loads(sample.read_text())
     assert invoke_alerts(event) == {"batchItemFailures": []}
@@ -445,13 +512,19 @@ def test_sample_stream_event_is_handled(alerts_env):
 
 def test_put_budget_sets_shows_and_clears_thresholds(api, store):
     path = {"project": "acme", "user": "alice"}
-    res = api.call("PUT", "/projects/{project}/users/{user}", path,
-                   body={"total_budget": 10, "alert_thresholds": [1, 0.5, 0.8, 0.5]})
+    res = api.call(
+        "PUT",
+        "/projects/{project}/users/{user}",
+        path,
+        body={"total_budget": 10, "alert_thresholds": [1, 0.5, 0.8, 0.5]},
+    )
     assert res.status == 201 and res.json()["alert_thresholds"] == [D("0.5"), D("0.8"), 1]
     assert store.get("acme", "alice").alert_thresholds == (D("0.5"), D("0.8"), D("1"))
     stored = budget_to_item(store.get("acme", "alice"))
     assert stored["alert_thresholds"] == {"L": [{"N": "0.5"}, {"N": "0.8"}, {"N": "1"}]}
-    res = api.call("PUT", "/projects/{project}/users/{user}", path, body={"total_budget": 10, "alert_thresholds": []})
+    res = api.call(
+        "PUT", "/projects/{project}/users/{user}", path, body={"total_budget": 10, "alert_thresholds": []}
+    )
     assert res.json()["alert_thresholds"] == []
     res = api.call("PUT", "/projects/{project}/users/{user}", path, body={"total_budget": 10})
     assert res.json()["alert_thresholds"] is None  # inherits the project default
@@ -460,15 +533,21 @@ def test_put_budget_sets_shows_and_clears_thresholds(api, store):
 
 @pytest.mark.parametrize("bad", [[0], [-0.5], [10.5], ["0.8"], [True], [0.1] * 11, [0.1234567], 0.8])
 def test_bad_thresholds_are_422_and_write_nothing(api, store, bad):
-    res = api.call("PUT", "/projects/{project}/users/{user}", {"project": "acme", "user": "bob"},
-                   body={"total_budget": 10, "alert_thresholds": bad})
+    res = api.call(
+        "PUT",
+        "/projects/{project}/users/{user}",
+        {"project": "acme", "user": "bob"},
+        body={"total_budget": 10, "alert_thresholds": bad},
+    )
     assert res.status == 422, res
     assert store.get("acme", "bob") is None
 
 
 def test_a_manual_reset_records_when_it_happened(api, store):
     path = {"project": "acme", "user": "carol"}
-    api.call("PUT", "/projects/{project}/users/{user}", path, body={"total_budget": 10, "duration": "monthly"})
+    api.call(
+        "PUT", "/projects/{project}/users/{user}", path, body={"total_budget": 10, "duration": "monthly"}
+    )
     before = store.get("acme", "carol")
     assert before.last_reset_at is None
     api.call("POST", "/projects/{project}/users/{user}/reset", path)
@@ -495,20 +574,41 @@ def test_a_failed_transaction_leaves_no_stream_record(dynamodb_server):
     key = {"pk": {"S": project}, "sk": {"S": "USER#alice"}}
     aws.put_item(TableName=TABLE_NAME, Item={**key, "current_cost": {"N": "1"}})
     with pytest.raises(aws.exceptions.TransactionCanceledException):
-        aws.transact_write_items(TransactItems=[
-            {"Update": {"TableName": TABLE_NAME, "Key": key, "UpdateExpression": "SET current_cost = :c",
-                        "ExpressionAttributeValues": {":c": {"N": "9"}}}},
-            {"Put": {"TableName": TABLE_NAME, "Item": {"pk": {"S": project}, "sk": {"S": "EVENT#x"}},
-                     "ConditionExpression": "attribute_exists(pk)"}},
-        ])
-    aws.update_item(TableName=TABLE_NAME, Key=key, UpdateExpression="SET current_cost = :c",
-                    ExpressionAttributeValues={":c": {"N": "2"}})
+        aws.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": TABLE_NAME,
+                        "Key": key,
+                        "UpdateExpression": "SET current_cost = :c",
+                        "ExpressionAttributeValues": {":c": {"N": "9"}},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": TABLE_NAME,
+                        "Item": {"pk": {"S": project}, "sk": {"S": "EVENT#x"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+    aws.update_item(
+        TableName=TABLE_NAME,
+        Key=key,
+        UpdateExpression="SET current_cost = :c",
+        ExpressionAttributeValues={":c": {"N": "2"}},
+    )
     streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_server)
     arn = aws.describe_table(TableName=TABLE_NAME)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    records = [r for r in streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
-               if r["dynamodb"]["Keys"]["pk"]["S"] == project]
+    records = [
+        r
+        for r in streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        if r["dynamodb"]["Keys"]["pk"]["S"] == project
+    ]
     assert [(r["eventName"], r["dynamodb"]["NewImage"]["current_cost"]["N"]) for r in records] == [
-        ("INSERT", "1"), ("MODIFY", "2"),
+        ("INSERT", "1"),
+        ("MODIFY", "2"),
     ]

@@ -61,8 +61,13 @@ class Receiver:
 @pytest.fixture(scope="module")
 def runtime():
     receiver = Receiver()
-    proc = ServerProcess(env={"ALERT_WEBHOOK_URL": receiver.url, "ALERT_WEBHOOK_SECRET": SECRET,
-                              "ALERT_DEFAULT_THRESHOLDS": "0.8,1"})
+    proc = ServerProcess(
+        env={
+            "ALERT_WEBHOOK_URL": receiver.url,
+            "ALERT_WEBHOOK_SECRET": SECRET,
+            "ALERT_DEFAULT_THRESHOLDS": "0.8,1",
+        }
+    )
     try:
         proc.wait_ready()
         yield proc, receiver
@@ -91,14 +96,19 @@ def settle(url: str) -> None:
         return now["polls"] >= start["polls"] + 3 and now["idle_polls"] >= 2
 
     wait_for(caught_up, "the stream poller to catch up")
-    wait_for(lambda: all(e.get("delivery", {}).get("status") != "pending"
-                         for e in requests.get(url + "/_local/events", timeout=10).json()["events"]),
-             "webhook deliveries")
+    wait_for(
+        lambda: all(
+            e.get("delivery", {}).get("status") != "pending"
+            for e in requests.get(url + "/_local/events", timeout=10).json()["events"]
+        ),
+        "webhook deliveries",
+    )
 
 
 def cost(url, project, user, amount):
-    response = requests.post(f"{url}/projects/{project}/users/{user}/cost",
-                             json={"model": "gpt-4o", "cost": amount}, timeout=30)
+    response = requests.post(
+        f"{url}/projects/{project}/users/{user}/cost", json={"model": "gpt-4o", "cost": amount}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -148,8 +158,11 @@ def test_80_then_100_percent_two_events_in_order_none_more_then_one_after_a_roll
     assert (third["threshold"], third["spend"]) == (0.8, 8.5)
     assert third["period_start"] > budget["period_start"]
     assert third["alert_id"] not in {first["detail"]["alert_id"], second["detail"]["alert_id"]}
-    local = [e for e in requests.get(url + "/_local/events", timeout=10).json()["events"]
-             if e["detail"]["project"] == project]
+    local = [
+        e
+        for e in requests.get(url + "/_local/events", timeout=10).json()["events"]
+        if e["detail"]["project"] == project
+    ]
     assert [e["detail"] for e in local] == [e["detail"] for e in events]
     assert all(e["delivery"]["status"] == "delivered" for e in local)
 
@@ -199,18 +212,31 @@ def test_team_and_project_level_items_alert_the_same_way(runtime):
     table = re.search(r"table (\S+)\n", proc.output()).group(1)
     now = Decimal(int(time.time()))
     for sk in ("TEAM#ml", "PROJECT", "HOLD#h1"):
-        client.put_item(TableName=table, Item={
-            "pk": {"S": f"PROJECT#{project}"}, "sk": {"S": sk}, "total_budget": {"N": "100"},
-            "current_cost": {"N": "0"}, "held": {"N": "0"}, "available": {"N": "100"},
-            "period_start": {"N": str(now - 60)}, "reset_at": {"N": str(now + 86400)},
-            "created_at": {"N": str(now - 60)}, "version": {"N": "1"},
-        })
-        client.update_item(TableName=table, Key={"pk": {"S": f"PROJECT#{project}"}, "sk": {"S": sk}},
-                           UpdateExpression="SET current_cost = current_cost + :c ADD version :one",
-                           ExpressionAttributeValues={":c": {"N": "85"}, ":one": {"N": "1"}})
+        client.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": f"PROJECT#{project}"},
+                "sk": {"S": sk},
+                "total_budget": {"N": "100"},
+                "current_cost": {"N": "0"},
+                "held": {"N": "0"},
+                "available": {"N": "100"},
+                "period_start": {"N": str(now - 60)},
+                "reset_at": {"N": str(now + 86400)},
+                "created_at": {"N": str(now - 60)},
+                "version": {"N": "1"},
+            },
+        )
+        client.update_item(
+            TableName=table,
+            Key={"pk": {"S": f"PROJECT#{project}"}, "sk": {"S": sk}},
+            UpdateExpression="SET current_cost = current_cost + :c ADD version :one",
+            ExpressionAttributeValues={":c": {"N": "85"}, ":one": {"N": "1"}},
+        )
     wait_for(lambda: len(receiver.events(project)) == 2, "the team and project events")
     settle(url)
     events = receiver.events(project)
     assert sorted((e["detail"]["level"], e["detail"]["id"], e["detail"]["threshold"]) for e in events) == [
-        ("project", project, 0.8), ("team", "ml", 0.8),
+        ("project", project, 0.8),
+        ("team", "ml", 0.8),
     ]

@@ -26,7 +26,9 @@ def test_alerts_function_reads_the_stream_with_partial_failures_bisect_retries_a
     assert props["BisectBatchOnFunctionError"] is True
     assert 0 < props["MaximumRetryAttempts"] <= 20 and 1 <= props["BatchSize"] <= 1000
     assert props["DestinationConfig"]["OnFailure"] == {
-        "Type": "SQS", "Destination": {"Fn::GetAtt": ["AlertFailuresQueue", "Arn"]}}
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["AlertFailuresQueue", "Arn"]},
+    }
     assert (template.EVENTS_DIR / f"{template.snake_case(event_id)}.json").is_file()
 
 
@@ -66,27 +68,41 @@ def test_the_webhook_is_optional_and_complete_when_asked_for():
     res = resources()
     webhook = {name: r for name, r in res.items() if r.get("Condition") == "HasAlertWebhook"}
     assert {r["Type"] for r in webhook.values()} == {
-        "AWS::Events::Connection", "AWS::Events::ApiDestination", "AWS::Events::Rule",
-        "AWS::IAM::Role", "AWS::SQS::QueuePolicy",
+        "AWS::Events::Connection",
+        "AWS::Events::ApiDestination",
+        "AWS::Events::Rule",
+        "AWS::IAM::Role",
+        "AWS::SQS::QueuePolicy",
     }
     connection = res["AlertWebhookConnection"]["Properties"]
     assert connection["AuthorizationType"] == "API_KEY"
-    assert connection["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"] == {"Ref": "AlertWebhookSecret"}
+    assert connection["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"] == {
+        "Ref": "AlertWebhookSecret"
+    }
     rule = res["AlertWebhookRule"]["Properties"]
     assert rule["EventBusName"] == {"Ref": "AlertBus"}
     assert rule["EventPattern"] == {"source": ["llm-budget"], "detail-type": ["Budget Threshold Crossed"]}
     role = res["AlertWebhookRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    assert role == [{"Effect": "Allow", "Action": "events:InvokeApiDestination",
-                     "Resource": {"Fn::GetAtt": ["AlertWebhookDestination", "Arn"]}}]
+    assert role == [
+        {
+            "Effect": "Allow",
+            "Action": "events:InvokeApiDestination",
+            "Resource": {"Fn::GetAtt": ["AlertWebhookDestination", "Arn"]},
+        }
+    ]
     params = template.load_template()["Parameters"]
     assert params["AlertWebhookUrl"]["Default"] == "" and params["AlertWebhookSecret"]["NoEcho"] is True
 
 
 def test_cfn_lint_is_clean_with_the_webhook_turned_on(tmp_path):
     text = template.TEMPLATE.read_text()
-    text = text.replace('  AlertWebhookUrl:\n    Type: String\n    Default: ""',
-                        '  AlertWebhookUrl:\n    Type: String\n    Default: "https://hooks.example.com/budget"')
-    text = text.replace("    Default: none\n    NoEcho: true", "    Default: a-long-enough-secret\n    NoEcho: true")
+    text = text.replace(
+        '  AlertWebhookUrl:\n    Type: String\n    Default: ""',
+        '  AlertWebhookUrl:\n    Type: String\n    Default: "https://hooks.example.com/budget"',
+    )
+    text = text.replace(
+        "    Default: none\n    NoEcho: true", "    Default: a-long-enough-secret\n    NoEcho: true"
+    )
     assert "hooks.example.com" in text and "a-long-enough-secret" in text
     enabled = tmp_path / "template.yaml"
     enabled.write_text(text)
@@ -96,8 +112,13 @@ def test_cfn_lint_is_clean_with_the_webhook_turned_on(tmp_path):
 def test_sam_transform_keeps_the_alert_resources():
     out = _transformed()
     kinds = {r["Type"] for r in out["Resources"].values()}
-    assert {"AWS::Lambda::EventSourceMapping", "AWS::Events::EventBus", "AWS::Events::Connection",
-            "AWS::Events::ApiDestination", "AWS::Events::Rule"} <= kinds
+    assert {
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::Events::EventBus",
+        "AWS::Events::Connection",
+        "AWS::Events::ApiDestination",
+        "AWS::Events::Rule",
+    } <= kinds
     (mapping,) = [r for r in out["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
     props = mapping["Properties"]
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

@@ -38,8 +38,11 @@ PRICE_BODY = {"input": 0.000001, "output": 0.000002}
 
 def route_request(route: template.ApiRoute, project: str, user: str = "alice"):
     """(path parameters, body) of a valid request for `route` on `project`."""
-    params = {"project": project, "user": user} if "{user}" in route.path else (
-        {"project": project} if "{project}" in route.path else None)
+    params = (
+        {"project": project, "user": user}
+        if "{user}" in route.path
+        else ({"project": project} if "{project}" in route.path else None)
+    )
     if "{model}" in route.path:
         params = {**(params or {}), "model": "my-model"}
     if "{team}" in route.path:
@@ -99,8 +102,9 @@ class Gateway:
         event = api_gateway_event(method, resource, params, body=body, headers=headers)
         decision = self.authorizer.authorize(event["headers"], method.upper(), event["path"])
         if isinstance(decision, Denied):
-            return Response({"statusCode": decision.status, "headers": decision.headers,
-                             "body": decision.body})
+            return Response(
+                {"statusCode": decision.status, "headers": decision.headers, "body": decision.body}
+            )
         event["requestContext"]["authorizer"] = decision
         route = self.routes[(method.upper(), resource)]
         return Response(self._invoke(route.function_id, event))
@@ -155,8 +159,9 @@ def authed(aws, monkeypatch):
 
 
 def seed(gw: Gateway, admin_key: str, project: str, user: str = "alice") -> None:
-    response = gw.call("PUT", f"/projects/{P}/users/{U}", {"project": project, "user": user},
-                       body=BUDGET_BODY, key=admin_key)
+    response = gw.call(
+        "PUT", f"/projects/{P}/users/{U}", {"project": project, "user": user}, body=BUDGET_BODY, key=admin_key
+    )
     assert response.status in (200, 201), response
 
 
@@ -183,10 +188,14 @@ def test_key_for_project_a_is_refused_on_every_route_for_project_b(authed, role)
     seed(gw, mint("admin", "project-a"), "project-a")
     for route in sorted(template.api_routes(), key=lambda r: r.method == "DELETE"):
         allowed = auth.Scope("k", auth.Role(role), frozenset()).allows(
-            auth.route_permission(route.method, route.path))
+            auth.route_permission(route.method, route.path)
+        )
         response = gw.route(route, "project-a", key_a)
         if allowed and response.status == 404:  # let through; the sample hold or level does not exist
-            assert response.json()["error"]["code"] in ("hold_not_found", "level_not_found"), (route, response)
+            assert response.json()["error"]["code"] in ("hold_not_found", "level_not_found"), (
+                route,
+                response,
+            )
         elif allowed:
             assert response.status < 400, (route, response)
         else:
@@ -211,8 +220,16 @@ def test_no_key_or_a_wrong_key_is_401_on_every_route(authed):
     gw = gateway()
     real = mint("admin", "project-a")
     unknown = auth.KEY_PREFIX + "A" * 43  # well-formed, never minted
-    headers = [None, "", "Bearer", f"Bearer {unknown}", f"Basic {real}", real,
-               f"Bearer {real}x", f"Bearer {real[:-1]}"]
+    headers = [
+        None,
+        "",
+        "Bearer",
+        f"Bearer {unknown}",
+        f"Basic {real}",
+        real,
+        f"Bearer {real}x",
+        f"Bearer {real[:-1]}",
+    ]
     for route in template.api_routes():
         params, body = route_request(route, "project-a")
         for header in headers:
@@ -259,8 +276,12 @@ def test_reader_cannot_write_and_writer_cannot_manage(authed, store):
     # What they may do.
     assert gw.call("GET", f"/projects/{P}/users/{U}", user, key=reader).status == 200
     assert gw.call("GET", f"/projects/{P}/users", {"project": "p"}, key=reader).status == 200
-    assert gw.call("POST", f"/projects/{P}/users/{U}/projected-cost", user, body=PROJECTED_BODY,
-                   key=reader).status == 200
+    assert (
+        gw.call(
+            "POST", f"/projects/{P}/users/{U}/projected-cost", user, body=PROJECTED_BODY, key=reader
+        ).status
+        == 200
+    )
     assert gw.call("POST", f"/projects/{P}/users/{U}/cost", user, body=COST_BODY, key=writer).status == 200
     assert store.get("p", "alice").current_cost == Decimal("0.5")
 
@@ -304,15 +325,20 @@ def test_only_the_hash_is_stored(authed, aws):
     every_item = aws.scan(TableName=TABLE_NAME)["Items"]
     assert every_item and key not in json.dumps(every_item)
     assert {"pk": {"S": api_key_pk(digest)}, "sk": {"S": API_KEY_SK}}.items() <= keys.client.get_item(
-        TableName=TABLE_NAME, Key={"pk": {"S": api_key_pk(digest)}, "sk": {"S": API_KEY_SK}})["Item"].items()
+        TableName=TABLE_NAME, Key={"pk": {"S": api_key_pk(digest)}, "sk": {"S": API_KEY_SK}}
+    )["Item"].items()
 
 
 def test_mint_rejects_bad_input(authed):
     _, _, _, keys = authed
     from budget_service.errors import InvalidInput
 
-    for projects, role in [([], "admin"), (["p"], "root"), (["bad\x00name"], "reader"),
-                           (["x" * 300], "reader")]:
+    for projects, role in [
+        ([], "admin"),
+        (["p"], "root"),
+        (["bad\x00name"], "reader"),
+        (["x" * 300], "reader"),
+    ]:
         with pytest.raises(InvalidInput):
             auth.mint(keys, projects, role, Decimal(1))
 
@@ -322,7 +348,8 @@ def test_authorizer_policy_allows_the_whole_stage_and_carries_the_scope():
     arn = "arn:aws:execute-api:eu-west-1:111122223333:api123/v1/POST/projects/a/users/u/cost"
     policy = auth.allow_policy(scope, arn)
     assert policy["policyDocument"]["Statement"][0]["Resource"] == (
-        "arn:aws:execute-api:eu-west-1:111122223333:api123/v1/*")
+        "arn:aws:execute-api:eu-west-1:111122223333:api123/v1/*"
+    )
     assert auth.Scope.from_context(policy["context"]) == scope
     assert all(isinstance(v, str) for v in policy["context"].values())
 
@@ -333,15 +360,26 @@ def test_authorizer_policy_allows_the_whole_stage_and_carries_the_scope():
 def run_keys(dynamodb_server, *args):
     import os
 
-    env = {**os.environ, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server, "TABLE_NAME": TABLE_NAME,
-           "PYTHONPATH": str(template.LAYER_DIR)}
-    return subprocess.run([sys.executable, "-m", "budget_service.keys", *args], env=env,
-                          capture_output=True, text=True, timeout=60, cwd=template.ROOT)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server,
+        "TABLE_NAME": TABLE_NAME,
+        "PYTHONPATH": str(template.LAYER_DIR),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "budget_service.keys", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=template.ROOT,
+    )
 
 
 def test_cli_prints_the_key_once_and_revokes_by_id(dynamodb_server):
-    minted = run_keys(dynamodb_server, "mint", "--project", "cli-a,cli-b", "--role", "writer",
-                      "--label", "ci")
+    minted = run_keys(
+        dynamodb_server, "mint", "--project", "cli-a,cli-b", "--role", "writer", "--label", "ci"
+    )
     assert minted.returncode == 0, minted.stderr
     key = minted.stdout.strip()
     MINTED.append(key)
@@ -354,8 +392,9 @@ def test_cli_prints_the_key_once_and_revokes_by_id(dynamodb_server):
 
     listed = run_keys(dynamodb_server, "list")
     assert listed.returncode == 0 and key not in listed.stdout
-    entry = next(json.loads(line) for line in listed.stdout.splitlines()
-                 if json.loads(line)["key_id"] == key_id)
+    entry = next(
+        json.loads(line) for line in listed.stdout.splitlines() if json.loads(line)["key_id"] == key_id
+    )
     assert entry["role"] == "writer" and entry["revoked"] is False and entry["label"] == "ci"
 
     revoked = run_keys(dynamodb_server, "revoke", key_id)

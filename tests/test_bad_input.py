@@ -31,20 +31,50 @@ BAD_SET_BUDGET_BODIES = {
     "user_dict not an object": ({"project_name": "p", "user_dict": ["u"]}, "user_dict"),
     "user_dict missing": ({"project_name": "p"}, "user_dict"),
     "negative budget": ({"project_name": "p", "user_dict": {"u": {"total_budget": -1}}}, "total_budget"),
-    "negative cost": ({"project_name": "p", "user_dict": {"u": {"total_budget": 1, "current_cost": -0.5}}}, "current_cost"),
-    "negative model cost": ({"project_name": "p", "user_dict": {"u": {"total_budget": 1, "model_cost": {"m": -1}}}}, "model_cost"),
-    "non-numeric budget": ({"project_name": "p", "user_dict": {"u": {"total_budget": "ten"}}}, "total_budget"),
-    "numeric string budget": ({"project_name": "p", "user_dict": {"u": {"total_budget": "10"}}}, "total_budget"),
+    "negative cost": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": 1, "current_cost": -0.5}}},
+        "current_cost",
+    ),
+    "negative model cost": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": 1, "model_cost": {"m": -1}}}},
+        "model_cost",
+    ),
+    "non-numeric budget": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": "ten"}}},
+        "total_budget",
+    ),
+    "numeric string budget": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": "10"}}},
+        "total_budget",
+    ),
     "boolean budget": ({"project_name": "p", "user_dict": {"u": {"total_budget": True}}}, "total_budget"),
-    "budget over the limit": ({"project_name": "p", "user_dict": {"u": {"total_budget": 1e13}}}, "total_budget"),
-    "zero duration": ({"project_name": "p", "user_dict": {"u": {"total_budget": 1, "duration": 0}}}, "duration"),
-    "text duration": ({"project_name": "p", "user_dict": {"u": {"total_budget": 1, "duration": "monthly"}}}, "duration"),
+    "budget over the limit": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": 1e13}}},
+        "total_budget",
+    ),
+    "zero duration": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": 1, "duration": 0}}},
+        "duration",
+    ),
+    "text duration": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": 1, "duration": "monthly"}}},
+        "duration",
+    ),
     "empty user id": ({"project_name": "p", "user_dict": {"": GOOD_ENTRY}}, "user_dict"),
     "user id over 256": ({"project_name": "p", "user_dict": {"u" * 257: GOOD_ENTRY}}, "user_dict"),
-    "user id with a control character": ({"project_name": "p", "user_dict": {"a\nb": GOOD_ENTRY}}, "user_dict"),
+    "user id with a control character": (
+        {"project_name": "p", "user_dict": {"a\nb": GOOD_ENTRY}},
+        "user_dict",
+    ),
     "project id over 256": ({"project_name": "p" * 257, "user_dict": {"u": GOOD_ENTRY}}, "project_name"),
-    "project id with a control character": ({"project_name": "p\x00", "user_dict": {"u": GOOD_ENTRY}}, "project_name"),
-    "model name with a control character": ({"project_name": "p", "user_dict": {"u": {"total_budget": 1, "model_cost": {"m\x1b": 1}}}}, "model_cost"),
+    "project id with a control character": (
+        {"project_name": "p\x00", "user_dict": {"u": GOOD_ENTRY}},
+        "project_name",
+    ),
+    "model name with a control character": (
+        {"project_name": "p", "user_dict": {"u": {"total_budget": 1, "model_cost": {"m\x1b": 1}}}},
+        "model_cost",
+    ),
     "entry not an object": ({"project_name": "p", "user_dict": {"u": 5}}, "user_dict"),
 }
 

@@ -29,9 +29,20 @@ SECTIONS = {
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out / "RESULTS.md"),
-         "--json", str(out / "results.json")],
-        cwd=template.ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--out",
+            str(out / "RESULTS.md"),
+            "--json",
+            str(out / "results.json"),
+        ],
+        cwd=template.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return (out / "RESULTS.md").read_text(), json.loads((out / "results.json").read_text()), proc.stdout
@@ -84,7 +95,7 @@ def test_resets_reads_only_the_due_and_the_baseline_reads_everything(quick_run):
 
 def test_cold_start_imports_and_invokes(quick_run):
     _, results, _ = quick_run
-    (function, figures), = results["sections"]["cold_start"]["data"].items()
+    ((function, figures),) = results["sections"]["cold_start"]["data"].items()
     assert function in template.functions()
     assert figures["statuses"] == ["200"] and figures["floor_statuses"] == ["200"]
     assert measured(figures["import_s"]) and measured(figures["invoke_s"])
@@ -124,9 +135,16 @@ def test_authorizer_and_reset_job_do_not_import_pydantic():
     for function_id in ("AuthorizerFunction", "ResetBudgetsFunction"):
         spec = template.functions()[function_id]
         code = f"import sys; sys.path[:0] = [{str(spec.code_uri)!r}]; import app; print('pydantic' in sys.modules)"
-        env = dict(os.environ, POWERTOOLS_TRACE_DISABLED="true", TABLE_NAME="t",
-                   AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=str(template.LAYER_DIR))
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        env = dict(
+            os.environ,
+            POWERTOOLS_TRACE_DISABLED="true",
+            TABLE_NAME="t",
+            AWS_DEFAULT_REGION="us-east-1",
+            PYTHONPATH=str(template.LAYER_DIR),
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
         assert out.stdout.strip() == "False", (function_id, out.stderr[-2000:])
 
 

@@ -41,8 +41,9 @@ def record(api, project="P", user="bob"):
 
 
 def test_finding_1_a_january_client_keeps_the_monthly_rule_in_february(api, now):
-    r = api.call("PUT", USER, {"project": "P", "user": "bob"},
-                 body='{"total_budget": 20, "duration": "monthly"}')
+    r = api.call(
+        "PUT", USER, {"project": "P", "user": "bob"}, body='{"total_budget": 20, "duration": "monthly"}'
+    )
     assert r.status == 201, r
     loaded = as_sent(api.get_budget("P").json()["data"]["bob"])
     assert loaded["duration"] == 31 and loaded["last_updated_at"] == int(at("2027-01-01T00:00:00Z"))
@@ -79,15 +80,22 @@ def test_finding_2_rolling_labels_are_plain(api, now, days):
 
 def test_finding_2_small_costs_are_plain_in_json(api, now):
     api.call("PUT", USER, {"project": "S", "user": "u"}, body='{"total_budget": 1}')
-    r = api.call("POST", USER + "/cost", {"project": "S", "user": "u"},
-                 body='{"model": "gpt-4o", "cost": 0.0000015}')
+    r = api.call(
+        "POST", USER + "/cost", {"project": "S", "user": "u"}, body='{"model": "gpt-4o", "cost": 0.0000015}'
+    )
     assert r.status == 200 and '"cost":0.0000015' in r.text and "e-" not in r.text.lower()
 
 
 def test_finding_3_two_stale_clients_on_different_models_add_up(api, now):
     t = at("2027-01-20T00:00:00Z")
-    base = {"total_budget": 10, "current_cost": 2, "model_cost": {"a": 1, "b": 1}, "duration": 7,
-            "created_at": t, "last_updated_at": t}
+    base = {
+        "total_budget": 10,
+        "current_cost": 2,
+        "model_cost": {"a": 1, "b": 1},
+        "duration": 7,
+        "created_at": t,
+        "last_updated_at": t,
+    }
     api.set_budget("T", {"u": base})
     api.set_budget("T", {"u": dict(base, current_cost=3, model_cost={"a": 2, "b": 1})})
     api.set_budget("T", {"u": dict(base, current_cost=3, model_cost={"a": 1, "b": 2})})
@@ -96,8 +104,12 @@ def test_finding_3_two_stale_clients_on_different_models_add_up(api, now):
 
 
 def test_finding_4_reset_on_a_calendar_budget_zeroes_spend_within_the_calendar_period(api, now):
-    api.call("PUT", USER, {"project": "R", "user": "u"},
-             body='{"total_budget": 20, "duration": "monthly", "timezone": "Europe/Paris"}')
+    api.call(
+        "PUT",
+        USER,
+        {"project": "R", "user": "u"},
+        body='{"total_budget": 20, "duration": "monthly", "timezone": "Europe/Paris"}',
+    )
     api.call("POST", USER + "/cost", {"project": "R", "user": "u"}, body='{"model": "m", "cost": 5}')
     before_reset = as_sent(api.get_budget("R").json()["data"]["u"])
     now("2027-01-21T08:00:00Z")

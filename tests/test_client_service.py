@@ -162,7 +162,8 @@ def spend(manager, user: str, n: int = 1) -> list[Decimal]:
     costs = []
     for i in range(n):
         answer = manager.update_cost(
-            user=user, model=MODEL,
+            user=user,
+            model=MODEL,
             input_text=f"Summarise the budget report number {i} in one line, please.",
             output_text="Spend is within budget for every user this month." * (i + 1),
         )
@@ -235,8 +236,13 @@ def test_16_processes_updating_one_user_end_with_the_exact_sum(url, project, cli
     go = tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "client" / "src")}
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, url, project, "hot", str(go), str(updates)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, project, "hot", str(go), str(updates)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(processes)
     ]
     go.touch()
@@ -291,8 +297,9 @@ def test_sdk_callback_records_litellms_cost_once_per_response(url, project, clie
     callbacks(callback, recorder)
     expected = Decimal(0)
     for i, reply in enumerate(["Short.", "A longer answer " * 20, "Medium answer " * 5]):
-        response = litellm.completion(model=MODEL, messages=MESSAGES, mock_response=reply, user="alice",
-                                      max_tokens=10 * (i + 1))
+        response = litellm.completion(
+            model=MODEL, messages=MESSAGES, mock_response=reply, user="alice", max_tokens=10 * (i + 1)
+        )
         expected += litellm_cost(response)
         wait_until(lambda: client.get_user("alice").current_cost == expected)  # noqa: B023
     assert expected > 0
@@ -306,11 +313,14 @@ def test_sdk_callback_records_litellms_cost_once_per_response(url, project, clie
 
     # Async: the user named in metadata, logged through the async hook, twice.
     async def call():
-        response = await litellm.acompletion(model=MODEL, messages=MESSAGES, mock_response="Async.",
-                                             metadata={"budget_user": "bob"})
+        response = await litellm.acompletion(
+            model=MODEL, messages=MESSAGES, mock_response="Async.", metadata={"budget_user": "bob"}
+        )
         cost = litellm_cost(response)
         await until(lambda: client.get_user("bob").current_cost == cost)
-        kwargs, logged = await until(lambda: next((e for e in recorder.events if e[1].id == response.id), None))
+        kwargs, logged = await until(
+            lambda: next((e for e in recorder.events if e[1].id == response.id), None)
+        )
         await callback.async_log_success_event(kwargs, logged, None, None)
         return cost
 
@@ -323,8 +333,9 @@ def test_sdk_callback_with_service_pricing_and_without_a_user(url, project, clie
     client.put_user("erin", 10)
     callback = BudgetCallback(api_base=url, project=project, price_with="service")
     callbacks(callback)
-    response = litellm.completion(model=MODEL, messages=MESSAGES, mock_response="Priced by the service.",
-                                  user="erin")
+    response = litellm.completion(
+        model=MODEL, messages=MESSAGES, mock_response="Priced by the service.", user="erin"
+    )
     wait_until(lambda: client.get_user("erin").current_cost > 0)
     assert client.get_user("erin").current_cost == pytest.approx(litellm_cost(response), abs=Decimal("1e-12"))
     # A call that names no user is not recorded (and does not fail the call).
@@ -337,8 +348,14 @@ def test_sdk_callback_with_service_pricing_and_without_a_user(url, project, clie
 
 def proxy_request(user: str, max_tokens: int) -> dict:
     """The request dict LiteLLM Proxy hands async_pre_call_hook for a chat completion."""
-    return {"model": MODEL, "messages": MESSAGES, "max_tokens": max_tokens, "user": user,
-            "litellm_call_id": str(uuid.uuid4()), "metadata": {"user_api_key_hash": "hashed"}}
+    return {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "user": user,
+        "litellm_call_id": str(uuid.uuid4()),
+        "metadata": {"user_api_key_hash": "hashed"},
+    }
 
 
 async def proxy_call(callback, data: dict, mock_response) -> object:
@@ -346,15 +363,23 @@ async def proxy_call(callback, data: dict, mock_response) -> object:
     from litellm.caching.dual_cache import DualCache
     from litellm.proxy._types import UserAPIKeyAuth
 
-    data = await callback.async_pre_call_hook(UserAPIKeyAuth(api_key="sk-test"), DualCache(), data,
-                                              "completion")
+    data = await callback.async_pre_call_hook(
+        UserAPIKeyAuth(api_key="sk-test"), DualCache(), data, "completion"
+    )
     return await litellm.acompletion(
-        model=data["model"], messages=data["messages"], max_tokens=data["max_tokens"], user=data["user"],
-        metadata=data["metadata"], litellm_call_id=data["litellm_call_id"], mock_response=mock_response)
+        model=data["model"],
+        messages=data["messages"],
+        max_tokens=data["max_tokens"],
+        user=data["user"],
+        metadata=data["metadata"],
+        litellm_call_id=data["litellm_call_id"],
+        mock_response=mock_response,
+    )
 
 
 def test_proxy_hook_refuses_over_budget_admits_what_fits_and_a_failure_holds_nothing(
-        url, project, client, callbacks):
+    url, project, client, callbacks
+):
     # Room for one hold of 300 output tokens of gpt-4o-mini (~$0.00018), not for 100,000 (~$0.06).
     client.put_user("carol", "0.001")
     callback = BudgetCallback(api_base=url, project=project)
@@ -440,8 +465,9 @@ def test_guard_with_litellm_calls_settles_their_cost_and_releases_on_error(url, 
         async def task(c: AsyncBudgetClient) -> None:
             try:
                 async with c.guard("gwen", model=MODEL, messages=MESSAGES, max_tokens=max_tokens) as guard:
-                    response = await litellm.acompletion(model=MODEL, messages=MESSAGES, max_tokens=max_tokens,
-                                                         mock_response="Guarded.")
+                    response = await litellm.acompletion(
+                        model=MODEL, messages=MESSAGES, max_tokens=max_tokens, mock_response="Guarded."
+                    )
                     await guard.settle(response)
                     outcomes.append(litellm_cost(response))
             except BudgetExceeded:
@@ -481,20 +507,26 @@ def has_route(method: str, path: str) -> bool:
 
 needs_levels = pytest.mark.skipif(
     not has_route("PUT", "/projects/{project}/budget"),
-    reason="budget levels (issue 14) have not landed: PUT /projects/{project}/budget is not in template.yaml")
+    reason="budget levels (issue 14) have not landed: PUT /projects/{project}/budget is not in template.yaml",
+)
 needs_prices = pytest.mark.skipif(
     not has_route("PUT", "/projects/{project}/prices/{model}"),
-    reason="per-project prices (issue 16) have not landed: no /projects/{project}/prices/{model}")
+    reason="per-project prices (issue 16) have not landed: no /projects/{project}/prices/{model}",
+)
 needs_history = pytest.mark.skipif(
     not has_route("POST", "/projects/{project}/users/{user}/adjustments"),
-    reason="history and adjustments (issue 17) have not landed: no .../adjustments route")
+    reason="history and adjustments (issue 17) have not landed: no .../adjustments route",
+)
 
 
 @needs_levels
 def test_levels_refuse_a_hold_naming_the_level_and_move_together(client):
-    project = client.put_project_budget("1.00", "monthly",
-                                        default_user_budget={"total_budget": "0.50", "duration": "daily"})
-    assert project.total_budget == Decimal("1.00") and project.default_user_budget.total_budget == Decimal("0.50")
+    project = client.put_project_budget(
+        "1.00", "monthly", default_user_budget={"total_budget": "0.50", "duration": "daily"}
+    )
+    assert project.total_budget == Decimal("1.00") and project.default_user_budget.total_budget == Decimal(
+        "0.50"
+    )
     team = client.put_team("research", "0.30", "monthly")
     assert team.team == "research"
     client.put_user("ann", "10", team="research")
@@ -522,7 +554,9 @@ def test_a_project_price_wins_for_its_project_until_deleted(client):
     assert created.created is True and created.price["input"] == Decimal("0.000002")
     assert [p.model for p in client.list_prices()] == ["my-finetune"]
     client.put_user("pat", 10)
-    result = client.record_cost("pat", model="my-finetune", usage={"prompt_tokens": 1000, "completion_tokens": 100})
+    result = client.record_cost(
+        "pat", model="my-finetune", usage={"prompt_tokens": 1000, "completion_tokens": 100}
+    )
     assert result.cost == Decimal("0.0028") and result.priced_as == created.priced_as
     client.delete_price("my-finetune")
     with pytest.raises(UnknownModel):
@@ -550,7 +584,7 @@ def test_adjustments_apply_once_and_periods_and_ledger_read_back(client):
 
 def readme_snippets() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Python client"):text.index("## Periods and resets")]
+    section = text[text.index("## Python client") : text.index("## Periods and resets")]
     return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
 
 
@@ -562,7 +596,10 @@ def test_readme_client_snippets_run_against_the_local_server(url):
     script = "import sys\nfor code in sys.argv[1:]:\n    exec(compile(code, 'README.md', 'exec'), {})\n"
     run = subprocess.run(
         [sys.executable, "-c", script, *(s.replace("http://127.0.0.1:3000", url) for s in snippets)],
-        capture_output=True, text=True, timeout=240, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "charged" in run.stdout

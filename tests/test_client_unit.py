@@ -57,8 +57,17 @@ def error(status: int, code: str, message: str = "no", details=None, headers=Non
     return httpx.Response(status, json=body, headers=headers)
 
 
-COST_ANSWER = {"project": "acme", "user": "a b/c", "model": "m", "cost": 0.1, "current_cost": None,
-               "total_budget": None, "remaining": None, "budget_exceeded": None, "replayed": False}
+COST_ANSWER = {
+    "project": "acme",
+    "user": "a b/c",
+    "model": "m",
+    "cost": 0.1,
+    "current_cost": None,
+    "total_budget": None,
+    "remaining": None,
+    "budget_exceeded": None,
+    "replayed": False,
+}
 
 
 @pytest.fixture
@@ -139,8 +148,10 @@ def test_a_503_whose_write_may_have_landed_is_not_repeated_unless_safe(no_sleep)
     assert len(handler.requests) == 2
 
     not_written = error(503, "service_unavailable", details={"outcome": "not_written"})
-    handler = Recorder(not_written, httpx.Response(200, json={**COST_ANSWER, "total_budget": 1,
-                                                             "current_cost": 0, "remaining": 1}))
+    handler = Recorder(
+        not_written,
+        httpx.Response(200, json={**COST_ANSWER, "total_budget": 1, "current_cost": 0, "remaining": 1}),
+    )
     client_with(handler).reset_user("u")
     assert len(handler.requests) == 2
 
@@ -196,11 +207,23 @@ def test_money_goes_out_and_comes_back_exactly():
 
 
 def test_records_parse_money_as_decimal_and_keep_unknown_fields():
-    answer = {"project": "acme", "user": "u", "total_budget": 10, "current_cost": 0.30000000000000004,
-              "remaining": 9.7, "model_cost": {"m": 0.1}, "held": 0.2, "available": 9.5,
-              "duration": "monthly", "timezone": None, "period_start": "2026-11-01T00:00:00Z",
-              "reset_at": "2026-12-01T00:00:00Z", "created_at": "2026-11-02T10:00:00Z",
-              "updated_at": "2026-11-02T10:00:00Z", "alert_thresholds": [0.8, 1]}
+    answer = {
+        "project": "acme",
+        "user": "u",
+        "total_budget": 10,
+        "current_cost": 0.30000000000000004,
+        "remaining": 9.7,
+        "model_cost": {"m": 0.1},
+        "held": 0.2,
+        "available": 9.5,
+        "duration": "monthly",
+        "timezone": None,
+        "period_start": "2026-11-01T00:00:00Z",
+        "reset_at": "2026-12-01T00:00:00Z",
+        "created_at": "2026-11-02T10:00:00Z",
+        "updated_at": "2026-11-02T10:00:00Z",
+        "alert_thresholds": [0.8, 1],
+    }
     budget = client_with(Recorder(httpx.Response(200, json=answer))).get_user("u")
     assert budget.current_cost == Decimal("0.30000000000000004")
     assert budget.model_cost == {"m": Decimal("0.1")} and budget.held == Decimal("0.2")
@@ -209,13 +232,20 @@ def test_records_parse_money_as_decimal_and_keep_unknown_fields():
 
 
 def test_cost_forms_send_a_completions_model_and_usage_only():
-    completion = {"id": "chatcmpl-1", "model": "gpt-4o-mini", "choices": [{"message": {"content": "secret"}}],
-                  "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    completion = {
+        "id": "chatcmpl-1",
+        "model": "gpt-4o-mini",
+        "choices": [{"message": {"content": "secret"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+    }
     assert cost_form(completion=completion) == {
-        "completion": {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}}
+        "completion": {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    }
     assert settle_form({"prompt_tokens": 3}, model="m") == {"model": "m", "usage": {"prompt_tokens": 3}}
     assert settle_form({"input_tokens": 3, "output_tokens": 1}, model="m")["usage"] == {
-        "input_tokens": 3, "output_tokens": 1}
+        "input_tokens": 3,
+        "output_tokens": 1,
+    }
     with pytest.raises(ValueError, match="exactly one"):
         cost_form(model="m", cost=1, usage={"prompt_tokens": 1})
     with pytest.raises(ValueError, match="model is required"):
@@ -230,7 +260,10 @@ def test_the_package_does_not_import_litellm():
 def test_mypy_strict_passes_on_the_package():
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", "pyproject.toml"],
-        cwd=CLIENT, capture_output=True, text=True, timeout=240,
+        cwd=CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success" in result.stdout
@@ -244,9 +277,22 @@ def test_pip_builds_the_package_and_installs_it_into_a_fresh_venv_offline(tmp_pa
     source = tmp_path / "client"
     shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(tmp_path / "dist"), str(source)],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("llm_budget_client-*.whl")
@@ -255,16 +301,26 @@ def test_pip_builds_the_package_and_installs_it_into_a_fresh_venv_offline(tmp_pa
     python = env_dir / "bin" / "python"
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", str(wheel)],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    show = subprocess.run([str(python), "-m", "pip", "show", "-f", "llm-budget-client"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    show = subprocess.run(
+        [str(python), "-m", "pip", "show", "-f", "llm-budget-client"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "Requires: httpx" in show.stdout
     assert "llm_budget/py.typed" in show.stdout
     check = subprocess.run(
         [str(python), "-c", "import llm_budget; print(llm_budget.__version__, llm_budget.__file__)"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         env={"PYTHONPATH": str(Path(httpx.__file__).parents[1])},
     )
     assert check.returncode == 0, check.stderr
@@ -274,25 +330,50 @@ def test_pip_builds_the_package_and_installs_it_into_a_fresh_venv_offline(tmp_pa
 
 
 def test_a_price_body_sends_rates_as_exact_decimals_and_keeps_counts_and_words():
-    body = price_body({"input": 0.000002, "output": "0.000008", "provider": "xai", "free": None,
-                       "tiers": [{"above": 200_000, "input": "0.000004"}],
-                       "web_search": {"low": 0.025}, "web_search_unit": "per_query"})
-    assert body == {"input": Decimal("0.000002"), "output": Decimal("0.000008"), "provider": "xai",
-                    "free": None, "tiers": [{"above": 200_000, "input": Decimal("0.000004")}],
-                    "web_search": {"low": Decimal("0.025")}, "web_search_unit": "per_query"}
+    body = price_body(
+        {
+            "input": 0.000002,
+            "output": "0.000008",
+            "provider": "xai",
+            "free": None,
+            "tiers": [{"above": 200_000, "input": "0.000004"}],
+            "web_search": {"low": 0.025},
+            "web_search_unit": "per_query",
+        }
+    )
+    assert body == {
+        "input": Decimal("0.000002"),
+        "output": Decimal("0.000008"),
+        "provider": "xai",
+        "free": None,
+        "tiers": [{"above": 200_000, "input": Decimal("0.000004")}],
+        "web_search": {"low": Decimal("0.025")},
+        "web_search_unit": "per_query",
+    }
 
 
 def test_settle_reads_an_openai_response_object_and_a_litellm_usage():
     from litellm.types.utils import Usage
     from openai.types.chat import ChatCompletion
 
-    response = ChatCompletion.model_validate({
-        "id": "chatcmpl-9", "object": "chat.completion", "created": 0, "model": "gpt-4o-2024-08-06",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-    })
-    assert settle_form(response) == {"completion": {"model": "gpt-4o-2024-08-06", "usage": {
-        "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}}}
+    response = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-9",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o-2024-08-06",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+        }
+    )
+    assert settle_form(response) == {
+        "completion": {
+            "model": "gpt-4o-2024-08-06",
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+        }
+    }
     usage = settle_form(Usage(prompt_tokens=3, completion_tokens=4), model="gpt-4o-mini")
     assert usage["model"] == "gpt-4o-mini"
     assert (usage["usage"]["prompt_tokens"], usage["usage"]["completion_tokens"]) == (3, 4)

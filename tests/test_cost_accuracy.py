@@ -48,18 +48,28 @@ def spend(api, who=WHO) -> Decimal:
 
 
 def test_audio_tokens_bill_at_the_audio_rates(budget):
-    completion = {"model": "gpt-4o-audio-preview-2024-12-17", "usage": {
-        "prompt_tokens": 1000, "completion_tokens": 500,
-        "prompt_tokens_details": {"audio_tokens": 800, "text_tokens": 200},
-        "completion_tokens_details": {"audio_tokens": 400, "text_tokens": 100}}}
+    completion = {
+        "model": "gpt-4o-audio-preview-2024-12-17",
+        "usage": {
+            "prompt_tokens": 1000,
+            "completion_tokens": 500,
+            "prompt_tokens_details": {"audio_tokens": 800, "text_tokens": 200},
+            "completion_tokens_details": {"audio_tokens": 400, "text_tokens": 100},
+        },
+    }
     answer = post_cost(budget, {"completion": completion}).json()
     # 200 x 2.5e-6 + 800 x 4e-5 (audio in) + 100 x 1e-5 + 400 x 8e-5 (audio out); was 0.0075
     assert answer["cost"] == Decimal("0.0655")
     assert answer["tokens"]["audio_tokens"] == 800 and answer["tokens"]["output_audio_tokens"] == 400
 
 
-RESPONSES_USAGE = {"input_tokens": 328, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 52,
-                   "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 380}
+RESPONSES_USAGE = {
+    "input_tokens": 328,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 52,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 380,
+}
 
 
 def test_openai_responses_usage_is_priced(budget):
@@ -69,18 +79,31 @@ def test_openai_responses_usage_is_priced(budget):
 
 def test_a_whole_responses_object_is_priced_as_completion(budget):
     response_object = {
-        "id": "resp_1", "object": "response", "created_at": 1741476542, "status": "completed",
-        "model": "gpt-4o-2024-08-06", "output": [{"type": "message", "id": "msg_1", "role": "assistant",
-                                                   "content": [{"type": "output_text", "text": "hi"}]}],
-        "usage": RESPONSES_USAGE, "service_tier": "default",
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1741476542,
+        "status": "completed",
+        "model": "gpt-4o-2024-08-06",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "hi"}],
+            }
+        ],
+        "usage": RESPONSES_USAGE,
+        "service_tier": "default",
     }
     answer = post_cost(budget, {"completion": response_object}).json()
     assert answer["cost"] == Decimal("0.00134") and answer["priced_as"] == "gpt-4o-2024-08-06"
 
 
 def test_bedrock_converse_route_with_cross_region_prefix_is_priced(budget):
-    body = {"model": "bedrock/converse/us.deepseek.r1-v1:0",
-            "usage": {"prompt_tokens": 1000, "completion_tokens": 1000}}
+    body = {
+        "model": "bedrock/converse/us.deepseek.r1-v1:0",
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 1000},
+    }
     answer = post_cost(budget, body).json()
     assert answer["cost"] == Decimal("0.00675") and answer["priced_as"] == "us.deepseek.r1-v1:0"
 
@@ -101,7 +124,9 @@ def test_a_model_free_on_purpose_costs_nothing(budget):
 
 def test_every_0_0_model_kept_says_why_it_is_free():
     table = default_table()
-    zero = [n for n in table.names() if Decimal(table.entry(n)["input"]) == 0 == Decimal(table.entry(n)["output"])]
+    zero = [
+        n for n in table.names() if Decimal(table.entry(n)["input"]) == 0 == Decimal(table.entry(n)["output"])
+    ]
     assert zero and all(table.entry(n).get("free") for n in zero)
     assert {n for n in zero if "cloud" in n} == set()  # Ollama's hosted models are not local
 
@@ -141,12 +166,21 @@ def usage_for(price, rng: random.Random, above: int | None = None) -> TokenUsage
     completion = rng.randint(100, 20_000)
     reasoning, out_audio, out_image, out_video = (rng.randint(0, completion // 5) for _ in range(4))
     return TokenUsage(
-        prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
-        cache_creation_tokens=creation, cache_creation_1h_tokens=one_hour,
-        cache_creation_12h_tokens=twelve_hours, cached_audio_tokens=cached_audio,
-        cached_image_tokens=cached_image, audio_tokens=audio + cached_audio,
-        image_tokens=image + cached_image, video_tokens=video, reasoning_tokens=reasoning,
-        output_audio_tokens=out_audio, output_image_tokens=out_image, output_video_tokens=out_video,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_creation_tokens=creation,
+        cache_creation_1h_tokens=one_hour,
+        cache_creation_12h_tokens=twelve_hours,
+        cached_audio_tokens=cached_audio,
+        cached_image_tokens=cached_image,
+        audio_tokens=audio + cached_audio,
+        image_tokens=image + cached_image,
+        video_tokens=video,
+        reasoning_tokens=reasoning,
+        output_audio_tokens=out_audio,
+        output_image_tokens=out_image,
+        output_video_tokens=out_video,
         web_search_requests=rng.choice([0, 1, 3]),
     )
 
@@ -186,7 +220,9 @@ def test_every_chat_model_every_dimension_equals_litellm():
             usages.append(usage_for(price, rng, above=price.tiers[-1].above))
         context = UsageContext(search_context_size=rng.choice([None, "low", "medium", "high"]))
         try:
-            problems = [check_against_litellm(name, u, context, ours_or_refusal(price, u, context)) for u in usages]
+            problems = [
+                check_against_litellm(name, u, context, ours_or_refusal(price, u, context)) for u in usages
+            ]
         except Exception:  # noqa: BLE001 (LiteLLM cannot price this name on its own)
             not_priced_by_litellm.append(name)
             continue
@@ -208,17 +244,25 @@ def project(shape: str, u: TokenUsage) -> TokenUsage:
     if shape in ("chat", "responses"):
         return u
     if shape == "anthropic":  # cache reads, writes by 5m/1h, web search; no modalities or breakdown
-        return TokenUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                          cached_tokens=u.cached_tokens, cache_creation_tokens=u.cache_creation_tokens,
-                          cache_creation_1h_tokens=u.cache_creation_1h_tokens,
-                          web_search_requests=u.web_search_requests)
+        return TokenUsage(
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            cached_tokens=u.cached_tokens,
+            cache_creation_tokens=u.cache_creation_tokens,
+            cache_creation_1h_tokens=u.cache_creation_1h_tokens,
+            web_search_requests=u.web_search_requests,
+        )
     if shape == "gemini":  # no cache writes in usageMetadata
         return replace(u, cache_creation_tokens=0, cache_creation_1h_tokens=0, cache_creation_12h_tokens=0)
     assert shape == "bedrock"  # cache reads, writes by 5m/1h; nothing else
-    return TokenUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                      cached_tokens=u.cached_tokens, cache_creation_tokens=u.cache_creation_tokens,
-                      cache_creation_1h_tokens=u.cache_creation_1h_tokens,
-                      web_search_requests=u.web_search_requests)
+    return TokenUsage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        cached_tokens=u.cached_tokens,
+        cache_creation_tokens=u.cache_creation_tokens,
+        cache_creation_1h_tokens=u.cache_creation_1h_tokens,
+        web_search_requests=u.web_search_requests,
+    )
 
 
 def render(shape: str, u: TokenUsage, context: UsageContext) -> dict:
@@ -227,19 +271,33 @@ def render(shape: str, u: TokenUsage, context: UsageContext) -> dict:
     if shape in ("chat", "responses"):
         details = {
             "cached_tokens": u.cached_tokens,
-            "cached_tokens_details": {"audio_tokens": u.cached_audio_tokens, "image_tokens": u.cached_image_tokens},
+            "cached_tokens_details": {
+                "audio_tokens": u.cached_audio_tokens,
+                "image_tokens": u.cached_image_tokens,
+            },
             "cache_creation_tokens": u.cache_creation_tokens,
             "cache_creation_token_details": {
-                "ephemeral_5m_input_tokens": u.cache_creation_tokens - u.cache_creation_1h_tokens
+                "ephemeral_5m_input_tokens": u.cache_creation_tokens
+                - u.cache_creation_1h_tokens
                 - u.cache_creation_12h_tokens,
                 "ephemeral_1h_input_tokens": u.cache_creation_1h_tokens,
-                "ephemeral_12h_input_tokens": u.cache_creation_12h_tokens},
-            "audio_tokens": u.audio_tokens, "image_tokens": u.image_tokens, "video_tokens": u.video_tokens,
+                "ephemeral_12h_input_tokens": u.cache_creation_12h_tokens,
+            },
+            "audio_tokens": u.audio_tokens,
+            "image_tokens": u.image_tokens,
+            "video_tokens": u.video_tokens,
         }
-        out = {"reasoning_tokens": u.reasoning_tokens, "audio_tokens": u.output_audio_tokens,
-               "image_tokens": u.output_image_tokens, "video_tokens": u.output_video_tokens}
-        names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details") \
-            if shape == "chat" else ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+        out = {
+            "reasoning_tokens": u.reasoning_tokens,
+            "audio_tokens": u.output_audio_tokens,
+            "image_tokens": u.output_image_tokens,
+            "video_tokens": u.output_video_tokens,
+        }
+        names = (
+            ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+            if shape == "chat"
+            else ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+        )
         block = dict(zip(names, (u.prompt_tokens, u.completion_tokens, details, out), strict=True))
         block["total_tokens"] = u.prompt_tokens + u.completion_tokens
         if u.web_search_requests:
@@ -250,8 +308,10 @@ def render(shape: str, u: TokenUsage, context: UsageContext) -> dict:
             "input_tokens": u.prompt_tokens - u.cached_tokens - u.cache_creation_tokens,
             "cache_read_input_tokens": u.cached_tokens,
             "cache_creation_input_tokens": u.cache_creation_tokens,
-            "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_tokens - u.cache_creation_1h_tokens,
-                               "ephemeral_1h_input_tokens": u.cache_creation_1h_tokens},
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": u.cache_creation_tokens - u.cache_creation_1h_tokens,
+                "ephemeral_1h_input_tokens": u.cache_creation_1h_tokens,
+            },
             "output_tokens": u.completion_tokens,
             "server_tool_use": {"web_search_requests": u.web_search_requests},
             "service_tier": "standard",
@@ -264,32 +324,52 @@ def render(shape: str, u: TokenUsage, context: UsageContext) -> dict:
         candidates = u.completion_tokens - u.reasoning_tokens
         text_in = u.prompt_tokens - u.audio_tokens - u.image_tokens - u.video_tokens
         block = {
-            "promptTokenCount": u.prompt_tokens, "candidatesTokenCount": candidates,
-            "thoughtsTokenCount": u.reasoning_tokens, "cachedContentTokenCount": u.cached_tokens,
+            "promptTokenCount": u.prompt_tokens,
+            "candidatesTokenCount": candidates,
+            "thoughtsTokenCount": u.reasoning_tokens,
+            "cachedContentTokenCount": u.cached_tokens,
             "totalTokenCount": u.prompt_tokens + u.completion_tokens,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": text_in},
-                                    {"modality": "AUDIO", "tokenCount": u.audio_tokens},
-                                    {"modality": "IMAGE", "tokenCount": u.image_tokens},
-                                    {"modality": "VIDEO", "tokenCount": u.video_tokens}],
+            "promptTokensDetails": [
+                {"modality": "TEXT", "tokenCount": text_in},
+                {"modality": "AUDIO", "tokenCount": u.audio_tokens},
+                {"modality": "IMAGE", "tokenCount": u.image_tokens},
+                {"modality": "VIDEO", "tokenCount": u.video_tokens},
+            ],
             "cacheTokensDetails": [
-                {"modality": "TEXT", "tokenCount": u.cached_tokens - u.cached_audio_tokens - u.cached_image_tokens},
+                {
+                    "modality": "TEXT",
+                    "tokenCount": u.cached_tokens - u.cached_audio_tokens - u.cached_image_tokens,
+                },
                 {"modality": "AUDIO", "tokenCount": u.cached_audio_tokens},
-                {"modality": "IMAGE", "tokenCount": u.cached_image_tokens}],
+                {"modality": "IMAGE", "tokenCount": u.cached_image_tokens},
+            ],
             "candidatesTokensDetails": [
-                {"modality": "TEXT", "tokenCount": candidates - u.output_audio_tokens - u.output_image_tokens
-                 - u.output_video_tokens},
+                {
+                    "modality": "TEXT",
+                    "tokenCount": candidates
+                    - u.output_audio_tokens
+                    - u.output_image_tokens
+                    - u.output_video_tokens,
+                },
                 {"modality": "AUDIO", "tokenCount": u.output_audio_tokens},
                 {"modality": "IMAGE", "tokenCount": u.output_image_tokens},
-                {"modality": "VIDEO", "tokenCount": u.output_video_tokens}],
+                {"modality": "VIDEO", "tokenCount": u.output_video_tokens},
+            ],
         }
         if u.web_search_requests:
             block["web_search_requests"] = u.web_search_requests
         return block
-    block = {"inputTokens": u.prompt_tokens - u.cached_tokens - u.cache_creation_tokens,
-             "outputTokens": u.completion_tokens, "totalTokens": u.prompt_tokens + u.completion_tokens,
-             "cacheReadInputTokens": u.cached_tokens, "cacheWriteInputTokens": u.cache_creation_tokens,
-             "cacheDetails": [{"ttl": "5m", "inputTokens": u.cache_creation_tokens - u.cache_creation_1h_tokens},
-                              {"ttl": "1h", "inputTokens": u.cache_creation_1h_tokens}]}
+    block = {
+        "inputTokens": u.prompt_tokens - u.cached_tokens - u.cache_creation_tokens,
+        "outputTokens": u.completion_tokens,
+        "totalTokens": u.prompt_tokens + u.completion_tokens,
+        "cacheReadInputTokens": u.cached_tokens,
+        "cacheWriteInputTokens": u.cache_creation_tokens,
+        "cacheDetails": [
+            {"ttl": "5m", "inputTokens": u.cache_creation_tokens - u.cache_creation_1h_tokens},
+            {"ttl": "1h", "inputTokens": u.cache_creation_1h_tokens},
+        ],
+    }
     if u.web_search_requests:
         block["web_search_requests"] = u.web_search_requests
     return {**block, **search}
@@ -353,10 +433,16 @@ def test_every_usage_shape_costs_what_litellm_says(call):
 def test_gemini_whole_response_with_grounding_is_priced_per_prompt():
     response = {
         "modelVersion": "gemini-2.5-flash",
-        "candidates": [{"content": {"parts": [{"text": "hi"}]},
-                        "groundingMetadata": {"webSearchQueries": ["a", "b"]}}],
-        "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 200, "thoughtsTokenCount": 50,
-                          "toolUsePromptTokenCount": 300, "totalTokenCount": 1550},
+        "candidates": [
+            {"content": {"parts": [{"text": "hi"}]}, "groundingMetadata": {"webSearchQueries": ["a", "b"]}}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 1000,
+            "candidatesTokenCount": 200,
+            "thoughtsTokenCount": 50,
+            "toolUsePromptTokenCount": 300,
+            "totalTokenCount": 1550,
+        },
     }
     event = price_request(CostRequest.model_validate({"completion": response}))
     # grounded: the tool-use tokens are not billed; one grounded prompt at the medium price
@@ -369,8 +455,11 @@ def test_a_dimension_the_price_cannot_bill_is_refused_not_charged_at_another_rat
     with pytest.raises(UnpricedUsage) as err:
         cost_of(TABLE.price("gpt-4o"), TokenUsage(prompt_tokens=10), UsageContext(service_tier="priority"))
     assert err.value.status == 422 and "cost" in err.value.message
-    no_search_price = next(n for n in CHAT_MODELS if not TABLE.price(n).web_search
-                           and (TABLE.price(n).provider or "") == "openai")
+    no_search_price = next(
+        n
+        for n in CHAT_MODELS
+        if not TABLE.price(n).web_search and (TABLE.price(n).provider or "") == "openai"
+    )
     with pytest.raises(UnpricedUsage):
         cost_of(TABLE.price(no_search_price), TokenUsage(prompt_tokens=10, web_search_requests=1))
 
@@ -378,15 +467,25 @@ def test_a_dimension_the_price_cannot_bill_is_refused_not_charged_at_another_rat
 # Dimensions LiteLLM's map prices that no usage shape here carries, or that this service does not
 # bill: each is refused (422, pass cost), never charged at another rate.
 DIMENSIONS_LEFT_OUT = {
-    "service tiers (flex, priority, batch): *_flex / *_priority / *_batches rates":
-        {"model": "gpt-4o", "usage": {"prompt_tokens": 10, "service_tier": "flex"}},
-    "Gemini trafficType other than on-demand (priority)":
-        {"model": "gemini-2.5-flash", "usage": {"promptTokenCount": 10, "trafficType": "ON_DEMAND_PRIORITY"}},
-    "Grounding with Google Maps (google_maps_grounding_cost_per_query)":
-        {"completion": {"modelVersion": "gemini-2.5-flash", "usageMetadata": {"promptTokenCount": 10},
-                        "candidates": [{"groundingMetadata": {"groundingChunks": [{"maps": {"uri": "x"}}]}}]}},
-    "web search on a model without a web search price":
-        {"model": "ft:gpt-4o-mini-2024-07-18", "usage": {"prompt_tokens": 10, "web_search_requests": 1}},
+    "service tiers (flex, priority, batch): *_flex / *_priority / *_batches rates": {
+        "model": "gpt-4o",
+        "usage": {"prompt_tokens": 10, "service_tier": "flex"},
+    },
+    "Gemini trafficType other than on-demand (priority)": {
+        "model": "gemini-2.5-flash",
+        "usage": {"promptTokenCount": 10, "trafficType": "ON_DEMAND_PRIORITY"},
+    },
+    "Grounding with Google Maps (google_maps_grounding_cost_per_query)": {
+        "completion": {
+            "modelVersion": "gemini-2.5-flash",
+            "usageMetadata": {"promptTokenCount": 10},
+            "candidates": [{"groundingMetadata": {"groundingChunks": [{"maps": {"uri": "x"}}]}}],
+        }
+    },
+    "web search on a model without a web search price": {
+        "model": "ft:gpt-4o-mini-2024-07-18",
+        "usage": {"prompt_tokens": 10, "web_search_requests": 1},
+    },
 }
 
 
@@ -399,26 +498,51 @@ def test_dimensions_left_out_are_refused(budget, why):
 
 
 def test_an_anthropic_message_as_completion(budget):
-    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
-               "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
-               "usage": {"input_tokens": 500, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 1000,
-                         "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600},
-                         "output_tokens": 300, "server_tool_use": {"web_search_requests": 2},
-                         "service_tier": "standard"}}
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": 500,
+            "cache_read_input_tokens": 2000,
+            "cache_creation_input_tokens": 1000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600},
+            "output_tokens": 300,
+            "server_tool_use": {"web_search_requests": 2},
+            "service_tier": "standard",
+        },
+    }
     answer = post_cost(budget, {"completion": message}).json()
-    usage = TokenUsage(prompt_tokens=3500, completion_tokens=300, cached_tokens=2000, cache_creation_tokens=1000,
-                       cache_creation_1h_tokens=600, web_search_requests=2)
+    usage = TokenUsage(
+        prompt_tokens=3500,
+        completion_tokens=300,
+        cached_tokens=2000,
+        cache_creation_tokens=1000,
+        cache_creation_1h_tokens=600,
+        web_search_requests=2,
+    )
     assert abs(answer["cost"] - litellm_cost("claude-sonnet-4-5-20250929", usage)) <= TOLERANCE
-    assert answer["tokens"]["cache_creation_1h_tokens"] == 600 and answer["tokens"]["web_search_requests"] == 2
+    assert (
+        answer["tokens"]["cache_creation_1h_tokens"] == 600 and answer["tokens"]["web_search_requests"] == 2
+    )
 
 
-@pytest.mark.parametrize("block, problem", [
-    ({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 11}}, "exceed"),
-    ({"input_tokens": 5, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 2}}, "exceed"),
-    ({"inputTokens": 5, "cacheWriteInputTokens": 4, "cacheDetails": [{"ttl": "1h", "inputTokens": 5}]}, "add up"),
-    ({"prompt_tokens": 5, "input_tokens": 5}, "mixes"),
-    ({"total_tokens": 5}, "prompt_tokens"),
-])
+@pytest.mark.parametrize(
+    "block, problem",
+    [
+        ({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 11}}, "exceed"),
+        ({"input_tokens": 5, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 2}}, "exceed"),
+        (
+            {"inputTokens": 5, "cacheWriteInputTokens": 4, "cacheDetails": [{"ttl": "1h", "inputTokens": 5}]},
+            "add up",
+        ),
+        ({"prompt_tokens": 5, "input_tokens": 5}, "mixes"),
+        ({"total_tokens": 5}, "prompt_tokens"),
+    ],
+)
 def test_usage_that_does_not_add_up_is_a_422_and_writes_nothing(budget, block, problem):
     response = post_cost(budget, {"model": "gpt-4o", "usage": block})
     assert response.status == 422 and problem in response.text, response
@@ -439,8 +563,15 @@ def name_forms(key: str, provider: str) -> list[str]:
         forms.append(f"{provider.split('-', 1)[0]}/{key}")
     if provider.startswith("bedrock"):
         base = key.split("/")[-1]
-        forms += [f"bedrock/converse/{base}", f"bedrock/invoke/{base}", f"bedrock/us-west-2/{base}",
-                  f"bedrock/us.{base}", f"bedrock/eu.{base}", f"bedrock/apac.{base}", f"bedrock/global.{base}"]
+        forms += [
+            f"bedrock/converse/{base}",
+            f"bedrock/invoke/{base}",
+            f"bedrock/us-west-2/{base}",
+            f"bedrock/us.{base}",
+            f"bedrock/eu.{base}",
+            f"bedrock/apac.{base}",
+            f"bedrock/global.{base}",
+        ]
     forms.append(f"{key}-2099-01-01")
     return forms
 
@@ -460,7 +591,9 @@ def test_every_name_form_resolves_to_the_entry_litellm_uses_or_is_refused():
                 continue
             resolved += 1
             cost = cost_of(TABLE.price(ours), usage).total
-            attempts = [form] if "/" in form else [form, f"{provider}/{form}", f"{provider.split('-', 1)[0]}/{form}"]
+            attempts = (
+                [form] if "/" in form else [form, f"{provider}/{form}", f"{provider.split('-', 1)[0]}/{form}"]
+            )
             theirs = None
             for attempt in attempts:
                 try:
@@ -474,19 +607,34 @@ def test_every_name_form_resolves_to_the_entry_litellm_uses_or_is_refused():
     assert resolved > 8_000, resolved
 
 
-@pytest.mark.parametrize("name, key", [
-    ("bedrock/converse/us.deepseek.r1-v1:0", "us.deepseek.r1-v1:0"),
-    ("bedrock/invoke/anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
-    ("bedrock/us-west-2/anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
-    ("bedrock/apac.anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
-    ("bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
-    ("vertex_ai/gemini-2.5-pro", "gemini-2.5-pro"),
-    ("openai/gpt-4o-2099-01-01", "gpt-4o"),
-    ("anthropic/gpt-4o", None),  # an entry of another provider is never used
-    ("openrouter/openai/gpt-4o", None),
-    ("gemini/gemini-exp-1206", None),  # LiteLLM's entry is a 0/0 one: refused, not gemini-exp-1206
-    ("bedrock_converse/amazon.nova-lite-v1:0", None),  # not a route LiteLLM takes
-])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("bedrock/converse/us.deepseek.r1-v1:0", "us.deepseek.r1-v1:0"),
+        (
+            "bedrock/invoke/anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        ),
+        (
+            "bedrock/us-west-2/anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        ),
+        (
+            "bedrock/apac.anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        ),
+        (
+            "bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
+        ("vertex_ai/gemini-2.5-pro", "gemini-2.5-pro"),
+        ("openai/gpt-4o-2099-01-01", "gpt-4o"),
+        ("anthropic/gpt-4o", None),  # an entry of another provider is never used
+        ("openrouter/openai/gpt-4o", None),
+        ("gemini/gemini-exp-1206", None),  # LiteLLM's entry is a 0/0 one: refused, not gemini-exp-1206
+        ("bedrock_converse/amazon.nova-lite-v1:0", None),  # not a route LiteLLM takes
+    ],
+)
 def test_name_forms(name, key):
     assert TABLE.resolve_name(name) == key
 
@@ -524,7 +672,10 @@ def put_price(api, model, body, project="acme"):
 
 def test_a_project_price_wins_for_that_project_only_and_deleting_restores(budget):
     other = {"project": "other", "user": "alice"}
-    assert budget.call("PUT", "/projects/{project}/users/{user}", other, body={"total_budget": 100}).status == 201
+    assert (
+        budget.call("PUT", "/projects/{project}/users/{user}", other, body={"total_budget": 100}).status
+        == 201
+    )
     usage = {"prompt_tokens": 1000, "completion_tokens": 100}
     table_cost = post_cost(budget, {"model": "gpt-4o", "usage": usage}).json()["cost"]
     assert table_cost == Decimal("0.0035")
@@ -540,7 +691,10 @@ def test_a_project_price_wins_for_that_project_only_and_deleting_restores(budget
     assert theirs["cost"] == table_cost and theirs["priced_as"] == "gpt-4o"
 
     got = budget.call("GET", PRICE, {"project": "acme", "model": "gpt-4o"})
-    assert got.status == 200 and got.json()["price"] == {"input": Decimal("0.000001"), "output": Decimal("0.000002")}
+    assert got.status == 200 and got.json()["price"] == {
+        "input": Decimal("0.000001"),
+        "output": Decimal("0.000002"),
+    }
     listed = budget.call("GET", "/projects/{project}/prices", {"project": "acme"}).json()["prices"]
     assert [p["model"] for p in listed] == ["gpt-4o"]
 
@@ -553,23 +707,41 @@ def test_a_project_price_wins_for_that_project_only_and_deleting_restores(budget
 
 def test_a_project_prices_its_own_fine_tune_with_every_field(budget):
     model = "ft:gpt-4o-mini:acme::xyz"
-    body = {"input": 0.000002, "output": 0.000008, "cache_read": 0.0000005, "input_audio": 0.00001,
-            "tiers": [{"above": 100000, "input": 0.000004}], "web_search": {"medium": 0.01}}
+    body = {
+        "input": 0.000002,
+        "output": 0.000008,
+        "cache_read": 0.0000005,
+        "input_audio": 0.00001,
+        "tiers": [{"above": 100000, "input": 0.000004}],
+        "web_search": {"medium": 0.01},
+    }
     assert put_price(budget, model, body).status == 201
-    answer = post_cost(budget, {"model": model, "usage": {
-        "prompt_tokens": 1000, "completion_tokens": 10, "web_search_requests": 2,
-        "prompt_tokens_details": {"cached_tokens": 200, "audio_tokens": 300}}}).json()
+    answer = post_cost(
+        budget,
+        {
+            "model": model,
+            "usage": {
+                "prompt_tokens": 1000,
+                "completion_tokens": 10,
+                "web_search_requests": 2,
+                "prompt_tokens_details": {"cached_tokens": 200, "audio_tokens": 300},
+            },
+        },
+    ).json()
     # 500 text x 2e-6 + 200 cached x 5e-7 + 300 audio x 1e-5 + 10 x 8e-6 + 2 searches x 0.01
     assert answer["cost"] == Decimal("0.02418") and answer["priced_as"] == f"project:{model}"
 
 
-@pytest.mark.parametrize("body", [
-    {"input": 0, "output": 0},  # 0/0 must say why it is free
-    {"input": -1, "output": 1},
-    {"input": 1},
-    {"input": 1, "output": 1, "cache_read": "0.1"},
-    {"input": 1, "output": 1, "surprise": 1},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": 0, "output": 0},  # 0/0 must say why it is free
+        {"input": -1, "output": 1},
+        {"input": 1},
+        {"input": 1, "output": 1, "cache_read": "0.1"},
+        {"input": 1, "output": 1, "surprise": 1},
+    ],
+)
 def test_a_bad_price_is_a_422_and_stores_nothing(budget, body):
     response = put_price(budget, "m", body)
     assert response.status == 422, response
@@ -577,7 +749,9 @@ def test_a_bad_price_is_a_422_and_stores_nothing(budget, body):
 
 
 def test_a_free_project_model_costs_nothing_when_it_says_why(budget):
-    assert put_price(budget, "my-local-llm", {"input": 0, "output": 0, "free": "runs on our GPUs"}).status == 201
+    assert (
+        put_price(budget, "my-local-llm", {"input": 0, "output": 0, "free": "runs on our GPUs"}).status == 201
+    )
     answer = post_cost(budget, {"model": "my-local-llm", "usage": {"prompt_tokens": 5000}}).json()
     assert answer["cost"] == 0 and answer["priced_as"] == "project:my-local-llm"
 
@@ -592,8 +766,9 @@ def test_other_containers_see_a_new_price_within_the_stated_staleness(store, mon
 
     clock = [1000.0]
     monkeypatch.setattr(project_prices.time, "monotonic", lambda: clock[0])
-    other_container = BudgetStore(store.table_name, client=boto3.client(
-        "dynamodb", region_name=store.client.meta.region_name))
+    other_container = BudgetStore(
+        store.table_name, client=boto3.client("dynamodb", region_name=store.client.meta.region_name)
+    )
     assert project_prices.for_project(other_container, "acme").price("gpt-4o").name == "gpt-4o"
     project_prices.put_price(store, "acme", "gpt-4o", PriceIn(input=1, output=1), Decimal(1))
     assert project_prices.for_project(store, "acme").price("gpt-4o").name == "project:gpt-4o"

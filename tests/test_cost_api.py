@@ -63,8 +63,14 @@ def price(model, **usage):
 
 
 def test_usage_form(budget, store):
-    body = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 100,
-                                          "prompt_tokens_details": {"cached_tokens": 400}}}
+    body = {
+        "model": "gpt-4o",
+        "usage": {
+            "prompt_tokens": 1000,
+            "completion_tokens": 100,
+            "prompt_tokens_details": {"cached_tokens": 400},
+        },
+    }
     response = post_cost(budget, body)
     assert response.status == 200, response
     answer = response.json()
@@ -82,8 +88,12 @@ def test_completion_form_takes_model_and_usage_from_a_litellm_response(budget, s
     completion = litellm.ModelResponse(
         model="gpt-4o-mini",
         choices=[{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop", "index": 0}],
-        usage={"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27,
-               "completion_tokens_details": {"reasoning_tokens": 0}},
+        usage={
+            "prompt_tokens": 20,
+            "completion_tokens": 7,
+            "total_tokens": 27,
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        },
     )
     response = post_cost(budget, {"completion": json.loads(completion.model_dump_json())})
     assert response.status == 200, response
@@ -133,8 +143,9 @@ def test_if_within_budget_charges_only_what_fits(budget, store, aws):
     assert refused.status == 402, refused
     error = refused.json()["error"]
     assert error["code"] == "budget_exceeded"
-    assert error["details"] == [{"level": "user", "name": "alice", "available": Decimal("0.4"),
-                                 "needed": Decimal("0.6")}]
+    assert error["details"] == [
+        {"level": "user", "name": "alice", "available": Decimal("0.4"), "needed": Decimal("0.6")}
+    ]
     assert table_items(aws) == before  # nothing written, the ledger entry neither
     assert post_cost(budget, {"model": "m", "cost": Decimal("0.4"), "if_within_budget": True}).status == 200
     assert stored(store).current_cost == 1 and stored(store).available == 0
@@ -205,8 +216,12 @@ def _end_the_period(store, aws):
     """A daily budget whose period ended a day ago, with spend in it."""
     current = stored(store)
     ended = dataclasses.replace(
-        current, duration=None, duration_days=Decimal(1), current_cost=Decimal("0.7"),
-        model_cost={"old": Decimal("0.7")}, period_start=current.created_at - 2 * 86400,
+        current,
+        duration=None,
+        duration_days=Decimal(1),
+        current_cost=Decimal("0.7"),
+        model_cost={"old": Decimal("0.7")},
+        period_start=current.created_at - 2 * 86400,
         reset_at=current.created_at - 86400,
     )
     store.save(ended)
@@ -229,8 +244,13 @@ def test_an_ended_period_rolls_over_before_the_cost_lands(budget, store, aws, re
 
 
 def test_projected_cost(budget, store):
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name three colours."}]
-    response = budget.call("POST", PROJECTED, WHO, body={"model": "gpt-4o", "messages": messages, "max_tokens": 50})
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name three colours."},
+    ]
+    response = budget.call(
+        "POST", PROJECTED, WHO, body={"model": "gpt-4o", "messages": messages, "max_tokens": 50}
+    )
     assert response.status == 200, response
     answer = response.json()
     prompt = litellm.token_counter(model="gpt-4o", messages=messages)
@@ -240,7 +260,9 @@ def test_projected_cost(budget, store):
     assert answer["projected_cost"] == price("gpt-4o", prompt_tokens=prompt, completion_tokens=50)
     assert answer["within_budget"] is True and answer["current_cost"] == 0
     post_cost(budget, {"model": "m", "cost": Decimal("0.9999")})
-    tight = budget.call("POST", PROJECTED, WHO, body={"model": "gpt-4o", "messages": messages, "max_tokens": 50})
+    tight = budget.call(
+        "POST", PROJECTED, WHO, body={"model": "gpt-4o", "messages": messages, "max_tokens": 50}
+    )
     assert tight.json()["within_budget"] is False and tight.json()["remaining_after"] == 0
     assert stored(store).current_cost == Decimal("0.9999")  # projecting writes nothing
 
@@ -249,7 +271,11 @@ BAD_BODIES = [
     ("no form", {"model": "gpt-4o"}, 422),
     ("empty", {}, 422),
     ("two forms", {"model": "gpt-4o", "cost": 1, "usage": {"prompt_tokens": 1}}, 422),
-    ("completion and model", {"model": "gpt-4o", "completion": {"model": "gpt-4o", "usage": {"prompt_tokens": 1}}}, 422),
+    (
+        "completion and model",
+        {"model": "gpt-4o", "completion": {"model": "gpt-4o", "usage": {"prompt_tokens": 1}}},
+        422,
+    ),
     ("cost without model", {"cost": 1}, 422),
     ("negative cost", {"model": "m", "cost": -0.01}, 422),
     ("NaN cost", '{"model": "m", "cost": NaN}', 422),
@@ -259,10 +285,28 @@ BAD_BODIES = [
     ("negative tokens", {"model": "gpt-4o", "usage": {"prompt_tokens": -1}}, 422),
     ("fractional tokens", {"model": "gpt-4o", "usage": {"prompt_tokens": 1.5}}, 422),
     ("string tokens", {"model": "gpt-4o", "usage": {"prompt_tokens": "10"}}, 422),
-    ("fractional completion tokens", {"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 0.5}}, 422),
-    ("cached over prompt", {"model": "gpt-4o", "usage": {"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": 2}}}, 422),
-    ("reasoning over completion", {"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                                                "completion_tokens_details": {"reasoning_tokens": 2}}}, 422),
+    (
+        "fractional completion tokens",
+        {"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 0.5}},
+        422,
+    ),
+    (
+        "cached over prompt",
+        {"model": "gpt-4o", "usage": {"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": 2}}},
+        422,
+    ),
+    (
+        "reasoning over completion",
+        {
+            "model": "gpt-4o",
+            "usage": {
+                "prompt_tokens": 1,
+                "completion_tokens": 1,
+                "completion_tokens_details": {"reasoning_tokens": 2},
+            },
+        },
+        422,
+    ),
     ("unknown model", {"model": "no-such-model", "usage": {"prompt_tokens": 10}}, 422),
     ("unknown model, text", {"model": "no-such-model", "input_text": "hi"}, 422),
     ("unknown field", {"model": "m", "cost": 1, "costs": 2}, 422),
@@ -293,19 +337,29 @@ def test_unknown_user_is_404_and_creates_nothing(api, aws, key):
     before = table_items(aws)
     response = post_cost(api, {"model": "m", "cost": 1}, key=key, who={"project": "acme", "user": "nobody"})
     assert response.status == 404 and response.json()["error"]["code"] == "budget_not_found"
-    projected = api.call("POST", PROJECTED, {"project": "acme", "user": "nobody"},
-                         body={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    projected = api.call(
+        "POST",
+        PROJECTED,
+        {"project": "acme", "user": "nobody"},
+        body={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert projected.status == 404
     assert table_items(aws) == before
 
 
-@pytest.mark.parametrize("body", [
-    {"model": "gpt-4o", "messages": []},
-    {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1},
-    {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2.5},
-    {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
-    {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}]},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "gpt-4o", "messages": []},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2.5},
+        {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+        {
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}],
+        },
+    ],
+)
 def test_projected_cost_bad_input_is_422(budget, aws, body):
     before = table_items(aws)
     assert budget.call("POST", PROJECTED, WHO, body=body).status == 422

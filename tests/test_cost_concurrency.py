@@ -36,7 +36,9 @@ def test_16_threads_x_50_updates_end_with_the_exact_decimal_sum(served_api, serv
     assert failures == []
     expected = sum((amount(t, n) for t in range(THREADS) for n in range(UPDATES)), Decimal(0))
     per_model = {
-        f"model-{m}": sum((amount(t, n) for t in range(THREADS) for n in range(UPDATES) if n % 3 == m), Decimal(0))
+        f"model-{m}": sum(
+            (amount(t, n) for t in range(THREADS) for n in range(UPDATES) if n % 3 == m), Decimal(0)
+        )
         for m in range(3)
     }
     final = server_store.get("race", "hot")

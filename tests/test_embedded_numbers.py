@@ -15,7 +15,9 @@ def test_a_balance_back_to_zero_after_seven_decimals_takes_the_next_write(server
 
     def update(expression: str, amount: str) -> str:
         answer = client.update_item(
-            TableName=TABLE_NAME, Key=key, UpdateExpression=expression,
+            TableName=TABLE_NAME,
+            Key=key,
+            UpdateExpression=expression,
             ConditionExpression="held >= :zero",
             ExpressionAttributeValues={":amount": {"N": amount}, ":zero": {"N": "0"}},
             ReturnValues="ALL_NEW",
@@ -28,4 +30,5 @@ def test_a_balance_back_to_zero_after_seven_decimals_takes_the_next_write(server
     assert update("SET held = held - :amount", "0.00000002") == 0
     # 38 significant digits, as DynamoDB keeps them
     assert update("SET held = held + :amount", "0.1000000000000000000000000000000000001") == (
-        Decimal("0.1000000000000000000000000000000000001"))
+        Decimal("0.1000000000000000000000000000000000001")
+    )

@@ -108,7 +108,9 @@ def test_set_budget(faulty_api, faulty_dynamodb, server_store, fault):
     project = _project()
     assert faulty_api.set_budget(project, {"alice": {"total_budget": 5, "current_cost": 1}}).status == 200
     faulty_dynamodb.add("TransactWriteItems", fault, then=_spend_meanwhile(server_store, project, "0.5"))
-    response = faulty_api.set_budget(project, {"alice": {"total_budget": 7, "current_cost": 3}, "bob": {"total_budget": 1}})
+    response = faulty_api.set_budget(
+        project, {"alice": {"total_budget": 7, "current_cost": 3}, "bob": {"total_budget": 1}}
+    )
     assert response.status == 200, response
     assert response.json()["written"] == ["alice", "bob"]  # alice's write landed: reported as written
     stored = server_store.get(project, "alice")
@@ -131,16 +133,36 @@ def test_delete(faulty_api, faulty_dynamodb, server_store, fault):
 
 # name: (the operation that writes, seed spend?, the request, the state it leaves: stored -> bool)
 PATHS = {
-    "put_create": ("TransactWriteItems", None, lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
-                   lambda b, v: b is not None and b.total_budget == 50 and b.version == 1),
-    "put_replace": ("TransactWriteItems", 1, lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
-                    lambda b, v: b.total_budget == 50 and b.current_cost == 1 and b.version == v + 1),
-    "reset": ("TransactWriteItems", 1, lambda api, p: api.call("POST", USER + "/reset", _path(p)),
-              lambda b, v: b.current_cost == 0 and b.version == v + 1),
-    "set_budget": ("TransactWriteItems", 1, lambda api, p: api.set_budget(p, {"alice": {"total_budget": 50, "current_cost": 4}}),
-                   lambda b, v: (b.total_budget, b.current_cost, b.version) == (50, 4, v + 1)),
-    "delete": ("TransactWriteItems", 1, lambda api, p: api.call("DELETE", USER, _path(p)),
-               lambda b, v: b is None),
+    "put_create": (
+        "TransactWriteItems",
+        None,
+        lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
+        lambda b, v: b is not None and b.total_budget == 50 and b.version == 1,
+    ),
+    "put_replace": (
+        "TransactWriteItems",
+        1,
+        lambda api, p: api.call("PUT", USER, _path(p), body={"total_budget": 50}),
+        lambda b, v: b.total_budget == 50 and b.current_cost == 1 and b.version == v + 1,
+    ),
+    "reset": (
+        "TransactWriteItems",
+        1,
+        lambda api, p: api.call("POST", USER + "/reset", _path(p)),
+        lambda b, v: b.current_cost == 0 and b.version == v + 1,
+    ),
+    "set_budget": (
+        "TransactWriteItems",
+        1,
+        lambda api, p: api.set_budget(p, {"alice": {"total_budget": 50, "current_cost": 4}}),
+        lambda b, v: (b.total_budget, b.current_cost, b.version) == (50, 4, v + 1),
+    ),
+    "delete": (
+        "TransactWriteItems",
+        1,
+        lambda api, p: api.call("DELETE", USER, _path(p)),
+        lambda b, v: b is None,
+    ),
 }
 
 

@@ -68,8 +68,12 @@ def test_hold_settle_and_release_whose_answers_are_lost_apply_once(
     assert (budget.held, budget.available) == (2, 8)
 
     faulty_dynamodb.add("TransactWriteItems", fault)
-    settled = faulty_api.call("POST", SETTLE, {**who, "hold_id": held.json()["hold_id"]},
-                              body=json.dumps({"model": "m", "cost": 0.5}))
+    settled = faulty_api.call(
+        "POST",
+        SETTLE,
+        {**who, "hold_id": held.json()["hold_id"]},
+        body=json.dumps({"model": "m", "cost": 0.5}),
+    )
     assert settled.status == 200 and settled.json()["replayed"] is False, settled
     budget = stored(server_store, who)
     assert (budget.current_cost, budget.held, budget.available) == (Decimal("0.5"), 0, Decimal("9.5"))

@@ -61,7 +61,9 @@ def call(method, resource, params, *, body=None, query=None, headers=None, key_i
     route = next(r for r in template.api_routes() if (r.method, r.path) == (method, resource))
     event = api_gateway_event(method, resource, params, body=body, query=query, headers=headers)
     if key_id is not None:
-        event["requestContext"]["authorizer"] = Scope(key_id, role, frozenset({params["project"]})).to_context()
+        event["requestContext"]["authorizer"] = Scope(
+            key_id, role, frozenset({params["project"]})
+        ).to_context()
     raw = template.load_handler(route.function_id)(event, LambdaContext(route.function_id))
     headers = {k: v[-1] for k, v in (raw.get("multiValueHeaders") or {}).items()} | (raw.get("headers") or {})
     return raw["statusCode"], raw.get("body") or "", headers
@@ -81,7 +83,9 @@ def test_lazy_rollover_job_and_manual_resets_racing_over_many_boundaries(dynamod
     store = fresh_store(dynamodb_server)
     users = ["ann", "bob#1"]  # an id with '#': keys stay unambiguous
     for user in users:
-        budgets.put_budget(store, "race", user, PutBudgetRequest(total_budget=Decimal(1000), duration=Duration.DAILY), START)
+        budgets.put_budget(
+            store, "race", user, PutBudgetRequest(total_budget=Decimal(1000), duration=Duration.DAILY), START
+        )
     writer = LevelWriter(BudgetStore(store.table_name, client=client_for(dynamodb_server)))
     charged: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
     reset_days = {3, 4, 8}
@@ -101,7 +105,10 @@ def test_lazy_rollover_job_and_manual_resets_racing_over_many_boundaries(dynamod
         threads = [threading.Thread(target=costs, args=(u, k)) for u in users for k in (1, 2)]
         threads.append(threading.Thread(target=update_budget_all_users, args=(now, store)))
         if day in reset_days:
-            threads += [threading.Thread(target=budgets.reset_budget, args=(store, "race", u, now + 10)) for u in users]
+            threads += [
+                threading.Thread(target=budgets.reset_budget, args=(store, "race", u, now + 10))
+                for u in users
+            ]
         run_threads(threads)
     end = START + days * DAY + 1
     update_budget_all_users(end, store)  # closes the last day
@@ -130,12 +137,20 @@ def test_lazy_rollover_job_and_manual_resets_racing_over_many_boundaries(dynamod
 
 
 def test_put_and_set_budget_record_the_period_they_roll_over(api, store):
-    budgets.put_budget(store, "p", "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START)
+    budgets.put_budget(
+        store, "p", "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START
+    )
     LevelWriter(store).add_cost("p", "u", "m", Decimal("1.5"), START + 5)
     # PUT on the next day rolls the ended period over: recorded in the same write.
-    budgets.put_budget(store, "p", "u", PutBudgetRequest(total_budget=Decimal(20), duration=Duration.DAILY), START + DAY + 1)
+    budgets.put_budget(
+        store, "p", "u", PutBudgetRequest(total_budget=Decimal(20), duration=Duration.DAILY), START + DAY + 1
+    )
     (closed,) = periods_of(store, "p", "u")
-    assert (closed["spend"], closed["closed_by"], closed["period_end"]) == (Decimal("1.5"), "rollover", START + DAY)
+    assert (closed["spend"], closed["closed_by"], closed["period_end"]) == (
+        Decimal("1.5"),
+        "rollover",
+        START + DAY,
+    )
     assert closed["total_budget"] == 10
     # set_budget (litellm) the day after rolls it over too.
     entry = {"total_budget": 20, "current_cost": 0, "model_cost": {}}
@@ -150,9 +165,15 @@ def test_a_rollover_without_its_record_is_refused(store):
 
     from budget_service.budget import Budget
 
-    b = store.save(Budget("p", "u", Decimal(5), START, START, current_cost=Decimal(1), duration=Duration.DAILY).with_period_from(START))
+    b = store.save(
+        Budget(
+            "p", "u", Decimal(5), START, START, current_cost=Decimal(1), duration=Duration.DAILY
+        ).with_period_from(START)
+    )
     with pytest.raises(AssertionError, match="without its record"):
-        store.update("p", "u", lambda cur: dataclasses.replace(cur.as_of(START + DAY), updated_at=START + DAY))
+        store.update(
+            "p", "u", lambda cur: dataclasses.replace(cur.as_of(START + DAY), updated_at=START + DAY)
+        )
     assert store.get("p", "u").version == b.version  # nothing written
 
 
@@ -165,7 +186,9 @@ def test_a_lost_answer_of_a_rollover_records_it_once(faulty_dynamodb, faulty_sto
 
     store = faulty_store
     project = f"lost-{fault}"
-    budgets.put_budget(store, project, "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START)
+    budgets.put_budget(
+        store, project, "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START
+    )
     LevelWriter(store).add_cost(project, "u", "m", Decimal(3), START + 5)
     faulty_dynamodb.add("TransactWriteItems", Fault(fault))  # the rollover's (the first one sent)
     LevelWriter(store).add_cost(project, "u", "m", Decimal(1), START + DAY + 5)
@@ -181,7 +204,9 @@ def _setup_history(store: BudgetStore, spends: list[list[tuple[str, str]]]) -> N
     charged to u<k % 3>."""
     writer = LevelWriter(store)
     for user in ("u0", "u1", "u2"):
-        budgets.put_budget(store, "rep", user, PutBudgetRequest(total_budget=Decimal(100), duration=Duration.DAILY), START)
+        budgets.put_budget(
+            store, "rep", user, PutBudgetRequest(total_budget=Decimal(100), duration=Duration.DAILY), START
+        )
     for day, charges in enumerate(spends):
         for k, (model, amount) in enumerate(charges):
             writer.add_cost("rep", f"u{k % 3}", model, Decimal(amount), START + day * DAY + 10 + k)
@@ -200,20 +225,29 @@ def test_periods_list_current_first_then_closed_newest_first(api, store, monkeyp
     assert page["periods"][0]["spend"] == 0.5
     starts = [p["period_start"] for p in page["periods"][1:]]
     assert starts == [iso(START + 2 * DAY), iso(START + DAY)]
-    status, body, _ = call("GET", USER + "/periods", {"project": "rep", "user": "u0"},
-                           query={"limit": "2", "cursor": page["next_cursor"]})
+    status, body, _ = call(
+        "GET",
+        USER + "/periods",
+        {"project": "rep", "user": "u0"},
+        query={"limit": "2", "cursor": page["next_cursor"]},
+    )
     rest = json.loads(body)["periods"]
     assert [p["period_start"] for p in rest] == [iso(START)]
     assert rest[0]["spend"] == 1
 
 
 def test_an_ended_period_not_rolled_over_yet_is_listed_as_pending(api, store, monkeypatch):
-    budgets.put_budget(store, "pend", "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START)
+    budgets.put_budget(
+        store, "pend", "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), START
+    )
     LevelWriter(store).add_cost("pend", "u", "m", Decimal(2), START + 5)
     monkeypatch.setattr(budgets, "utc_now", lambda: START + DAY + 5)
     _, body, _ = call("GET", USER + "/periods", {"project": "pend", "user": "u"})
     periods = json.loads(body)["periods"]
-    assert [(p["current"], p["closed_by"], p["spend"]) for p in periods] == [(True, None, 0), (False, "pending", 2)]
+    assert [(p["current"], p["closed_by"], p["spend"]) for p in periods] == [
+        (True, None, 0),
+        (False, "pending", 2),
+    ]
 
 
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(50), places=2)
@@ -221,8 +255,13 @@ amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(50), places=2
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    spends=st.lists(st.lists(st.tuples(st.sampled_from(["gpt-4o", "claude", "mini"]), amounts.map(str)),
-                             min_size=0, max_size=4), min_size=1, max_size=6),
+    spends=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["gpt-4o", "claude", "mini"]), amounts.map(str)), min_size=0, max_size=4
+        ),
+        min_size=1,
+        max_size=6,
+    ),
     bounds=st.tuples(st.integers(0, 7), st.integers(0, 7)),
 )
 def test_a_report_over_a_range_equals_the_sum_of_its_closed_periods(aws, spends, bounds):
@@ -261,9 +300,13 @@ def test_a_report_over_a_range_equals_the_sum_of_its_closed_periods(aws, spends,
 
 def test_the_report_as_csv(api, store):
     _setup_history(store, [[("gpt-4o", "1.25"), ("=cmd", "2")], [("gpt-4o", "3")]])
-    status, body, headers = call("GET", "/projects/{project}/spend", {"project": "rep"},
-                                 query={"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"},
-                                 headers={"Accept": "text/csv"})
+    status, body, headers = call(
+        "GET",
+        "/projects/{project}/spend",
+        {"project": "rep"},
+        query={"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"},
+        headers={"Accept": "text/csv"},
+    )
     assert status == 200, body
     assert headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(body)))
@@ -271,15 +314,23 @@ def test_the_report_as_csv(api, store):
     assert ["u0", "gpt-4o", "4.25", ""] in rows
     assert ["u1", "'=cmd", "2", ""] in rows  # a formula-looking cell is kept as text
     assert rows[-1] == ["", "", "6.25", "4"]
-    status, body, _ = call("GET", "/projects/{project}/spend", {"project": "rep"},
-                           query={"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"})
+    status, body, _ = call(
+        "GET",
+        "/projects/{project}/spend",
+        {"project": "rep"},
+        query={"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"},
+    )
     report = json.loads(body)
     assert (report["total"], report["from"], report["periods"]) == (6.25, "2026-03-01T00:00:00Z", 4)
 
 
 def test_a_report_range_must_be_ordered(api):
-    status, body, _ = call("GET", "/projects/{project}/spend", {"project": "rep"},
-                           query={"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"})
+    status, body, _ = call(
+        "GET",
+        "/projects/{project}/spend",
+        {"project": "rep"},
+        query={"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
+    )
     assert status == 422, body
 
 
@@ -288,8 +339,14 @@ def test_a_report_range_must_be_ordered(api):
 
 def adjust_call(user: str, body: dict, key: str | None, key_id: str = "k-admin", project: str = "adj"):
     headers = {"Idempotency-Key": key} if key else None
-    status, text, _ = call("POST", USER + "/adjustments", {"project": project, "user": user},
-                           body=body, headers=headers, key_id=key_id)
+    status, text, _ = call(
+        "POST",
+        USER + "/adjustments",
+        {"project": project, "user": user},
+        body=body,
+        headers=headers,
+        key_id=key_id,
+    )
     return status, json.loads(text)
 
 
@@ -341,9 +398,15 @@ def test_an_adjustment_needs_an_idempotency_key_and_an_admin_key(api, store, mon
     status, body = adjust_call("u", {"amount": 0, "reason": "x"}, "zero")
     assert status == 422
     monkeypatch.setenv("API_AUTH", "on")
-    status, text, _ = call("POST", USER + "/adjustments", {"project": "adj", "user": "u"},
-                           body={"amount": 1, "reason": "x"}, headers={"Idempotency-Key": "w"},
-                           key_id="k-writer", role=Role.WRITER)
+    status, text, _ = call(
+        "POST",
+        USER + "/adjustments",
+        {"project": "adj", "user": "u"},
+        body={"amount": 1, "reason": "x"},
+        headers={"Idempotency-Key": "w"},
+        key_id="k-writer",
+        role=Role.WRITER,
+    )
     assert status == 403, text
     assert store.get("adj", "u").current_cost == 0
 
@@ -352,27 +415,43 @@ def test_every_adjustment_and_settings_change_is_in_the_ledger_with_its_key_id(a
     p = {"project": "led", "user": "u"}
     assert call("PUT", USER, p, body={"total_budget": 10, "duration": "daily"}, key_id="k-1")[0] == 201
     assert call("PUT", USER, p, body={"total_budget": 12, "duration": "daily"}, key_id="k-2")[0] == 200
-    assert call("PUT", USER, p, body={"total_budget": 12, "duration": "daily"}, key_id="k-2")[0] == 200  # no change
+    assert (
+        call("PUT", USER, p, body={"total_budget": 12, "duration": "daily"}, key_id="k-2")[0] == 200
+    )  # no change
     adjust_call("u", {"amount": 4, "reason": "manual charge"}, "a-1", key_id="k-3", project="led")
     adjust_call("u", {"amount": 4, "reason": "manual charge"}, "a-1", key_id="k-3", project="led")  # replay
     assert call("POST", USER + "/reset", p, key_id="k-4")[0] == 200
     _, body, _ = call("GET", USER + "/ledger", p, key_id="k-5")
     entries = json.loads(body)["entries"]
     assert [(e["action"], e["key_id"]) for e in entries] == [
-        ("reset", "k-4"), ("adjustment", "k-3"), ("settings", "k-2"), ("create", "k-1")]
+        ("reset", "k-4"),
+        ("adjustment", "k-3"),
+        ("settings", "k-2"),
+        ("create", "k-1"),
+    ]
     assert entries[2]["details"] == {
         "old": {"total_budget": 10, "duration": "daily", "timezone": None},
-        "new": {"total_budget": 12, "duration": "daily", "timezone": None}}
+        "new": {"total_budget": 12, "duration": "daily", "timezone": None},
+    }
     assert entries[1]["details"]["applied"] == 4 and entries[1]["details"]["reason"] == "manual charge"
     assert entries[0]["details"]["spend"] == 4
     # The reset kept the spend it zeroed as a closed period.
     (closed,) = periods_of(store, "led", "u")
     assert (closed["spend"], closed["closed_by"]) == (4, "reset")
     # set_budget's settings changes too, with its key id.
-    call("POST", "/set_budget", {"project": "led"}, key_id="k-6",
-         body={"project_name": "led", "user_dict": {"u": {"total_budget": 30}}})
+    call(
+        "POST",
+        "/set_budget",
+        {"project": "led"},
+        key_id="k-6",
+        body={"project_name": "led", "user_dict": {"u": {"total_budget": 30}}},
+    )
     entries = json.loads(call("GET", USER + "/ledger", p)[1])["entries"]
-    assert (entries[0]["action"], entries[0]["key_id"], entries[0]["details"]["new"]["total_budget"]) == ("settings", "k-6", 30)
+    assert (entries[0]["action"], entries[0]["key_id"], entries[0]["details"]["new"]["total_budget"]) == (
+        "settings",
+        "k-6",
+        30,
+    )
 
 
 # ---- delete keeps history unless purged -----------------------------------------------------------
@@ -401,7 +480,13 @@ def test_delete_keeps_history_and_ledger_and_purge_removes_them(api, store):
 
 
 def test_a_cost_update_is_still_one_request(api, aws, store):
-    budgets.put_budget(store, "one", "u", PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY), budgets.utc_now())
+    budgets.put_budget(
+        store,
+        "one",
+        "u",
+        PutBudgetRequest(total_budget=Decimal(10), duration=Duration.DAILY),
+        budgets.utc_now(),
+    )
     sent: Counter[str] = Counter()
 
     def count(model, **_):
@@ -412,8 +497,9 @@ def test_a_cost_update_is_still_one_request(api, aws, store):
     client = store_module.default_store().client
     client.meta.events.register("before-call.dynamodb", count)
     try:
-        status, text, _ = call("POST", USER + "/cost", {"project": "one", "user": "u"},
-                               body={"model": "gpt-4o", "cost": 0.5})
+        status, text, _ = call(
+            "POST", USER + "/cost", {"project": "one", "user": "u"}, body={"model": "gpt-4o", "cost": 0.5}
+        )
     finally:
         client.meta.events.unregister("before-call.dynamodb", count)
     assert status == 200, text
@@ -434,15 +520,37 @@ def test_period_keys_fit_dynamodb_for_the_longest_ids():
 def test_team_and_project_levels_record_each_closed_period_once(api, store, monkeypatch, by):
     clock = {"now": START + 1}
     monkeypatch.setattr(budgets, "utc_now", lambda: clock["now"])
-    assert call("PUT", "/projects/{project}/budget", {"project": "lv"},
-                body={"total_budget": 100, "duration": "daily"})[0] == 201
-    assert call("PUT", "/projects/{project}/teams/{team}", {"project": "lv", "team": "red"},
-                body={"total_budget": 50, "duration": "daily"})[0] == 201
-    assert call("PUT", USER, {"project": "lv", "user": "u"},
-                body={"total_budget": 10, "duration": "daily", "team": "red"})[0] == 201
+    assert (
+        call(
+            "PUT",
+            "/projects/{project}/budget",
+            {"project": "lv"},
+            body={"total_budget": 100, "duration": "daily"},
+        )[0]
+        == 201
+    )
+    assert (
+        call(
+            "PUT",
+            "/projects/{project}/teams/{team}",
+            {"project": "lv", "team": "red"},
+            body={"total_budget": 50, "duration": "daily"},
+        )[0]
+        == 201
+    )
+    assert (
+        call(
+            "PUT",
+            USER,
+            {"project": "lv", "user": "u"},
+            body={"total_budget": 10, "duration": "daily", "team": "red"},
+        )[0]
+        == 201
+    )
     for amount in ("1.25", "0.5"):
-        status, text, _ = call("POST", USER + "/cost", {"project": "lv", "user": "u"},
-                               body={"model": "m", "cost": float(amount)})
+        status, text, _ = call(
+            "POST", USER + "/cost", {"project": "lv", "user": "u"}, body={"model": "m", "cost": float(amount)}
+        )
         assert status == 200, text
     clock["now"] = START + DAY + 1
     if by == "job":
@@ -453,5 +561,6 @@ def test_team_and_project_levels_record_each_closed_period_once(api, store, monk
     for level, level_id in (("PROJECT", ""), ("TEAM", "red"), ("USER", "u")):
         items, _ = history.periods_page("lv", level, level_id, limit=10)
         assert [(i["spend"], i["period_start"], i["period_end"]) for i in items] == [
-            (Decimal("1.75"), START, START + DAY)], (level, items)
+            (Decimal("1.75"), START, START + DAY)
+        ], (level, items)
         assert items[0]["model_cost"] == {"m": Decimal("1.75")}

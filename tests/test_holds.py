@@ -158,8 +158,9 @@ def test_a_hold_over_the_headroom_is_a_402_naming_what_was_available_and_writes_
     assert refused.status == 402, refused
     error = refused.json()["error"]
     assert error["code"] == "budget_exceeded"
-    assert error["details"] == [{"level": "user", "name": "alice", "available": Decimal("0.25"),
-                                 "needed": Decimal("0.3")}]
+    assert error["details"] == [
+        {"level": "user", "name": "alice", "available": Decimal("0.25"), "needed": Decimal("0.3")}
+    ]
     assert table_items(aws) == before
     assert hold(budget, Decimal("0.25")).status == 201  # exactly what is left
 
@@ -175,8 +176,13 @@ def test_an_expired_hold_never_blocks_a_new_one_even_before_the_job_runs(budget,
     # The stale hold was expired, once: the job finds nothing left to do.
     assert update_budget_all_users(clock.now).holds_expired == 0
     assert release(budget, stale["hold_id"]).json() == {
-        "hold_id": stale["hold_id"], "project": "acme", "user": "alice", "amount": Decimal("0.9"),
-        "state": "expired", "released": False}
+        "hold_id": stale["hold_id"],
+        "project": "acme",
+        "user": "alice",
+        "amount": Decimal("0.9"),
+        "state": "expired",
+        "released": False,
+    }
 
 
 def test_hold_settle_and_release_are_one_request_each_also_with_a_key(budget, requests_made):
@@ -201,7 +207,9 @@ def test_an_idempotency_key_answers_the_first_hold(budget, aws):
 def test_a_priced_hold_holds_the_projected_cost(budget):
     messages = [{"role": "user", "content": "Name three colours."}]
     projected = budget.call(
-        "POST", "/projects/{project}/users/{user}/projected-cost", WHO,
+        "POST",
+        "/projects/{project}/users/{user}/projected-cost",
+        WHO,
         body={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 100},
     ).json()
     h = hold(budget, None, model="gpt-4o-mini", messages=messages, max_tokens=100).json()
@@ -217,7 +225,11 @@ def test_holds_survive_a_period_rollover(api, clock, aws):
     h = hold(api, Decimal("0.4"), ttl_seconds=3600).json()
     clock.now = end + 1  # the next day, with the hold still live
     rolled = record(api)
-    assert (rolled["current_cost"], rolled["held"], rolled["available"]) == (0, Decimal("0.4"), Decimal("0.6"))
+    assert (rolled["current_cost"], rolled["held"], rolled["available"]) == (
+        0,
+        Decimal("0.4"),
+        Decimal("0.6"),
+    )
     # The job rolls the period over in storage and keeps the hold.
     assert update_budget_all_users(clock.now).reset == 1
     stored = store_module.BudgetStore("budgets-test", client=aws).get("acme", "alice")
@@ -236,7 +248,11 @@ def test_a_lazy_rollover_keeps_holds_too(api, clock, aws):
     clock.now = end + 1
     assert charge(api, Decimal("0.2")).status == 200
     stored = store_module.BudgetStore("budgets-test", client=aws).get("acme", "alice")
-    assert (stored.current_cost, stored.held, stored.available) == (Decimal("0.2"), Decimal("0.3"), Decimal("0.5"))
+    assert (stored.current_cost, stored.held, stored.available) == (
+        Decimal("0.2"),
+        Decimal("0.3"),
+        Decimal("0.5"),
+    )
 
 
 def test_put_recomputes_available_and_keeps_held(budget):
@@ -297,12 +313,18 @@ def test_settle_takes_every_cost_form_and_refuses_bad_ones(budget, aws):
     h = hold(budget, Decimal("0.5")).json()
     before = table_items(aws)
     params = {**WHO, "hold_id": h["hold_id"]}
-    for body in ({"model": "no-such-model", "usage": {"prompt_tokens": 5}}, {"model": "m", "cost": -1},
-                 {"model": "m", "cost": 1, "if_within_budget": True}, {}):
+    for body in (
+        {"model": "no-such-model", "usage": {"prompt_tokens": 5}},
+        {"model": "m", "cost": -1},
+        {"model": "m", "cost": 1, "if_within_budget": True},
+        {},
+    ):
         response = budget.call("POST", SETTLE, params, body=dumps(body))
         assert response.status == 422, (body, response)
     assert table_items(aws) == before
-    usage = budget.call("POST", SETTLE, params, body={"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000}})
+    usage = budget.call(
+        "POST", SETTLE, params, body={"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000}}
+    )
     assert usage.status == 200 and usage.json()["tokens"]["prompt_tokens"] == 1000
 
 
@@ -319,9 +341,16 @@ def test_finished_holds_leave_the_due_index_and_get_a_ttl(budget, aws):
 def test_items_written_before_holds_get_available_on_their_next_write(budget, aws, store):
     """A budget item stored by an earlier version has no held/available: the first cost or hold
     rewrites it (version-conditional) and goes on."""
-    aws.update_item(TableName="budgets-test", Key=store_module.budget_key("acme", "alice"),
-                    UpdateExpression="REMOVE held, available")
+    aws.update_item(
+        TableName="budgets-test",
+        Key=store_module.budget_key("acme", "alice"),
+        UpdateExpression="REMOVE held, available",
+    )
     assert charge(budget, Decimal("0.25")).status == 200
     assert hold(budget, Decimal("0.5")).status == 201
     stored = store.get("acme", "alice")
-    assert (stored.current_cost, stored.held, stored.available) == (Decimal("0.25"), Decimal("0.5"), Decimal("0.25"))
+    assert (stored.current_cost, stored.held, stored.available) == (
+        Decimal("0.25"),
+        Decimal("0.5"),
+        Decimal("0.25"),
+    )

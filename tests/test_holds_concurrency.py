@@ -54,7 +54,9 @@ def test_64_concurrent_holds_of_010_on_100_admit_exactly_10(local):
     # Settling each for less frees the rest: exactly what was charged is spent.
     admitted = [a.json()["hold_id"] for a in answers if a.status_code == 201]
     for hold_id in admitted:
-        settled = requests.post(f"{base}/holds/{hold_id}/settle", json={"model": "m", "cost": 0.05}, timeout=30)
+        settled = requests.post(
+            f"{base}/holds/{hold_id}/settle", json={"model": "m", "cost": 0.05}, timeout=30
+        )
         assert settled.status_code == 200, settled.text
     record = requests.get(base, timeout=30).json()
     assert record["current_cost"] == 0.5 and record["held"] == 0 and record["available"] == 0.5
@@ -71,14 +73,19 @@ def _race(served_api, server_store, who, second) -> list:
         barrier = threading.Barrier(2)
         results: dict = {}
 
-        def settle() -> None:
-            barrier.wait()  # noqa: B023
-            results["settle"] = served_api.call(  # noqa: B023
-                "POST", SETTLE, {**who, "hold_id": hold_id}, body=json.dumps({"model": "m", "cost": 0.25}))  # noqa: B023
+        # Each round's hold, barrier and results are bound as defaults (the threads run within it).
+        def settle(barrier=barrier, results=results, hold_id=hold_id) -> None:
+            barrier.wait()
+            results["settle"] = served_api.call(
+                "POST",
+                SETTLE,
+                {**who, "hold_id": hold_id},
+                body=json.dumps({"model": "m", "cost": 0.25}),
+            )
 
-        def other() -> None:
-            barrier.wait()  # noqa: B023
-            results["other"] = second(hold_id)  # noqa: B023
+        def other(barrier=barrier, results=results, hold_id=hold_id) -> None:
+            barrier.wait()
+            results["other"] = second(hold_id)
 
         run_threads([threading.Thread(target=settle), threading.Thread(target=other)])
         outcomes.append(results)
@@ -91,8 +98,12 @@ def test_a_settle_racing_the_expiry_charges_once_and_frees_once(served_api, serv
     holds = HoldStore(server_store)
     now = Decimal(10**10)  # after every hold's expiry: what the job does to a due hold
 
-    outcomes = _race(served_api, server_store, who,
-                     lambda hold_id: holds.finish(who["project"], who["user"], hold_id, now, EXPIRED))
+    outcomes = _race(
+        served_api,
+        server_store,
+        who,
+        lambda hold_id: holds.finish(who["project"], who["user"], hold_id, now, EXPIRED),
+    )
     for results in outcomes:
         assert results["settle"].status == 200, results
     budget = server_store.get(who["project"], who["user"])
@@ -106,8 +117,14 @@ def test_a_settle_racing_the_expiry_charges_once_and_frees_once(served_api, serv
 def test_two_settles_of_one_hold_charge_once(served_api, server_store):
     who = {"project": f"race-{uuid.uuid4().hex[:8]}", "user": "bob"}
     served_api.call("PUT", PUT, who, body={"total_budget": 100})
-    outcomes = _race(served_api, server_store, who, lambda hold_id: served_api.call(
-        "POST", SETTLE, {**who, "hold_id": hold_id}, body=json.dumps({"model": "m", "cost": 0.25})))
+    outcomes = _race(
+        served_api,
+        server_store,
+        who,
+        lambda hold_id: served_api.call(
+            "POST", SETTLE, {**who, "hold_id": hold_id}, body=json.dumps({"model": "m", "cost": 0.25})
+        ),
+    )
     for results in outcomes:
         pair = [results["settle"].json(), results["other"].json()]
         assert sorted(p["replayed"] for p in pair) == [False, True]

@@ -68,8 +68,13 @@ def test_holds_in_any_interleaving_keep_held_and_spend_exact(faulty_dynamodb, fa
             fits = self._available() >= amount
             self._fault(fault)
             try:
-                answer = holds.create_hold(faulty_store, self.project, self.user,
-                                           HoldRequest(amount=amount, ttl_seconds=ttl), self.now)
+                answer = holds.create_hold(
+                    faulty_store,
+                    self.project,
+                    self.user,
+                    HoldRequest(amount=amount, ttl_seconds=ttl),
+                    self.now,
+                )
             except BudgetExceeded as refused:
                 assert not fits, refused.details
                 return "refused"
@@ -83,8 +88,9 @@ def test_holds_in_any_interleaving_keep_held_and_spend_exact(faulty_dynamodb, fa
             if hold_id == "refused":
                 return
             self._fault(fault)
-            answer = holds.settle_hold(faulty_store, self.project, self.user, hold_id,
-                                       CostRequest(model="m", cost=cost), self.now)
+            answer = holds.settle_hold(
+                faulty_store, self.project, self.user, hold_id, CostRequest(model="m", cost=cost), self.now
+            )
             if self.state[hold_id] == "settled":
                 assert answer.replayed
                 return
@@ -136,9 +142,14 @@ def test_holds_in_any_interleaving_keep_held_and_spend_exact(faulty_dynamodb, fa
             assert budget.held == self._held()
             assert budget.available == TOTAL - self.spend - self._held()
 
-    run_state_machine_as_test(Holds, settings=settings(
-        max_examples=12, stateful_step_count=14, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    ))
+    run_state_machine_as_test(
+        Holds,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=14,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )
     lost = faulty_dynamodb.faults("TransactWriteItems")
     assert Fault.DROP in lost and Fault.REFUSE in lost  # the runs did meet lost answers

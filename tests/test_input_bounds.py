@@ -72,8 +72,13 @@ def test_the_longest_ids_with_the_longest_idempotency_key_fit_the_ledger_key(api
     three_byte_256 = "\u20ac" * 256
     body = {"model": "m", "cost": 1}
     put(api, "p", "short")
-    r = api.call("POST", COST, {"project": "p", "user": three_byte_256}, body=body,
-                 headers={"Idempotency-Key": KEY_255})
+    r = api.call(
+        "POST",
+        COST,
+        {"project": "p", "user": three_byte_256},
+        body=body,
+        headers={"Idempotency-Key": KEY_255},
+    )
     error_of(r, 422)
     longest = id_of_bytes(ID_MAX_BYTES)
     assert put(api, id_of_bytes(ID_MAX_BYTES), longest).status == 201
@@ -93,12 +98,15 @@ def test_every_composite_key_of_the_longest_ids_fits_dynamodb():
     assert store_module.SORT_KEY_MAX_BYTES - len(ledger.encode()) >= 400
 
 
-@pytest.mark.parametrize("build", [
-    lambda: store_module.project_key("p" * 2041),
-    lambda: store_module.user_key("u" * 1020),
-    lambda: store_module.ledger_key("u" * 500, "k" * 600),
-    lambda: store_module.user_key("\ud800"),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: store_module.project_key("p" * 2041),
+        lambda: store_module.user_key("u" * 1020),
+        lambda: store_module.ledger_key("u" * 500, "k" * 600),
+        lambda: store_module.user_key("\ud800"),
+    ],
+)
 def test_the_store_refuses_a_key_dynamodb_would_refuse(build):
     with pytest.raises(InvalidInput):
         build()
@@ -119,12 +127,22 @@ def worst_case_budget_item(model_bytes: int = ID_MAX_BYTES) -> dict:
     names = [f"{i:04d}" + id_of_bytes(model_bytes - 4, "\u00e9") for i in range(MAX_MODELS_PER_USER)]
     project, user = id_of_bytes(ID_MAX_BYTES), id_of_bytes(ID_MAX_BYTES)
     item = {
-        "pk": store_module.project_key(project), "sk": store_module.user_key(user),
-        "project": project, "user": user, "total_budget": longest_money,
-        "current_cost": longest_money, "model_cost": {n: longest_money for n in names},
-        "created_at": longest_money, "updated_at": longest_money, "version": longest_money,
-        "duration": "monthly", "duration_days": longest_money, "timezone": "America/Argentina/ComodRivadavia",
-        "period_start": longest_money, "reset_at": longest_money, "reset_shard": "RESET#0",
+        "pk": store_module.project_key(project),
+        "sk": store_module.user_key(user),
+        "project": project,
+        "user": user,
+        "total_budget": longest_money,
+        "current_cost": longest_money,
+        "model_cost": {n: longest_money for n in names},
+        "created_at": longest_money,
+        "updated_at": longest_money,
+        "version": longest_money,
+        "duration": "monthly",
+        "duration_days": longest_money,
+        "timezone": "America/Argentina/ComodRivadavia",
+        "period_start": longest_money,
+        "reset_at": longest_money,
+        "reset_shard": "RESET#0",
     }
     return {k: serialize(v) for k, v in item.items()}
 
@@ -153,8 +171,12 @@ def test_a_thousand_models_of_2_byte_characters_fit_and_the_user_keeps_working(a
     assert r.status == 200, r
     too_long = {"x" + id_of_bytes(ID_MAX_BYTES, "\u00e9"): 1}
     error_of(api.set_budget("big", {"v": {"total_budget": 1, "model_cost": too_long}}), 422)
-    error_of(api.call("POST", COST, {"project": "big", "user": "u"},
-                      body={"model": next(iter(too_long)), "cost": 1}), 422)
+    error_of(
+        api.call(
+            "POST", COST, {"project": "big", "user": "u"}, body={"model": next(iter(too_long)), "cost": 1}
+        ),
+        422,
+    )
     assert api.call("GET", USER, {"project": "big", "user": "v"}).status == 404
 
 
@@ -164,10 +186,12 @@ def test_a_thousand_models_of_2_byte_characters_fit_and_the_user_keeps_working(a
 def test_a_5000_digit_integer_is_a_400(api, aws):
     put(api, "p", "u")
     before = items(aws)
-    for text in ['{"model": "m", "cost": %s}' % ("9" * 5000),
-                 '{"model": "m", "usage": {"prompt_tokens": %s}}' % ("1" * 5000),
-                 '{"model": "m", "cost": 0.%s}' % ("1" * 5000),
-                 '{"model": "m", "cost": 1e%s}' % ("9" * 5000)]:
+    for text in [
+        '{"model": "m", "cost": %s}' % ("9" * 5000),
+        '{"model": "m", "usage": {"prompt_tokens": %s}}' % ("1" * 5000),
+        '{"model": "m", "cost": 0.%s}' % ("1" * 5000),
+        '{"model": "m", "cost": 1e%s}' % ("9" * 5000),
+    ]:
         r = api.call("POST", COST, {"project": "p", "user": "u"}, body=text)
         error = error_of(r, 400)
         assert error["code"] == "invalid_body" and str(MAX_NUMBER_CHARS) in error["message"]
@@ -192,8 +216,9 @@ def test_deep_nesting_is_a_400(api, aws, depth):
     put(api, "p", "u")
     before = items(aws)
     nested = "[" * depth + "]" * depth
-    r = api.call("POST", COST, {"project": "p", "user": "u"},
-                 body='{"model": "m", "cost": 1, "extra": %s}' % nested)
+    r = api.call(
+        "POST", COST, {"project": "p", "user": "u"}, body='{"model": "m", "cost": 1, "extra": %s}' % nested
+    )
     assert error_of(r, 400)["code"] == "invalid_body"
     objects = '{"a":' * depth + "1" + "}" * depth
     r = api.call("POST", "/set_budget", body='{"project_name": "p", "user_dict": %s}' % objects)
@@ -211,9 +236,11 @@ def test_nesting_within_the_bound_is_validated_as_usual(api, aws):
 def test_a_lone_surrogate_in_any_string_is_a_400(api, aws):
     put(api, "p", "u")
     before = items(aws)
-    for body in ['{"model": "m", "input_text": "a\\ud800b"}',
-                 '{"model": "m\\udfff", "cost": 1}',
-                 '{"project_name": "p", "user_dict": {"\\ud83d": {"total_budget": 1}}}']:
+    for body in [
+        '{"model": "m", "input_text": "a\\ud800b"}',
+        '{"model": "m\\udfff", "cost": 1}',
+        '{"project_name": "p", "user_dict": {"\\ud83d": {"total_budget": 1}}}',
+    ]:
         route = "/set_budget" if "project_name" in body else COST
         params = None if route == "/set_budget" else {"project": "p", "user": "u"}
         assert error_of(api.call("POST", route, params, body=body), 400)["code"] == "invalid_body"
@@ -226,9 +253,17 @@ def test_a_lone_surrogate_in_any_string_is_a_400(api, aws):
 # ---- item 5: objects only, headers once ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    '[{"model": "m", "cost": 1}, {"model": "m", "cost": 2}]', "[]", "1", '"text"', "null", "true",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"model": "m", "cost": 1}, {"model": "m", "cost": 2}]',
+        "[]",
+        "1",
+        '"text"',
+        "null",
+        "true",
+    ],
+)
 def test_a_body_that_is_not_an_object_is_a_400_and_writes_nothing(api, aws, body):
     put(api, "p", "u")
     r = api.call("POST", COST, {"project": "p", "user": "u"}, body=body)
@@ -252,16 +287,20 @@ def call_with_headers(api, method, resource, params, headers: dict[str, list[str
     return Response(template.load_handler(route.function_id)(event, LambdaContext(route.function_id)))
 
 
-@pytest.mark.parametrize("headers", [
-    {"Idempotency-Key": ["k1", "k2"]},
-    {"Idempotency-Key": ["k1"], "idempotency-key": ["k2"]},
-    {"Authorization": ["Bearer a", "Bearer b"]},
-    {"Content-Type": ["application/json", "text/plain"]},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Idempotency-Key": ["k1", "k2"]},
+        {"Idempotency-Key": ["k1"], "idempotency-key": ["k2"]},
+        {"Authorization": ["Bearer a", "Bearer b"]},
+        {"Content-Type": ["application/json", "text/plain"]},
+    ],
+)
 def test_a_header_that_must_be_single_given_twice_is_a_400(api, aws, headers):
     put(api, "p", "u")
-    r = call_with_headers(api, "POST", COST, {"project": "p", "user": "u"}, headers,
-                          body={"model": "m", "cost": 1})
+    r = call_with_headers(
+        api, "POST", COST, {"project": "p", "user": "u"}, headers, body={"model": "m", "cost": 1}
+    )
     assert error_of(r, 400)["code"] == "duplicate_header"
     assert api.call("GET", USER, {"project": "p", "user": "u"}).json()["current_cost"] == 0
 
@@ -269,13 +308,24 @@ def test_a_header_that_must_be_single_given_twice_is_a_400(api, aws, headers):
 def test_a_comma_joined_idempotency_key_is_a_422(api, aws):
     # What a proxy makes of two copies ("k1,k2"): not one key.
     put(api, "p", "u")
-    r = api.call("POST", COST, {"project": "p", "user": "u"}, body={"model": "m", "cost": 1},
-                 headers={"Idempotency-Key": "k1,k2"})
+    r = api.call(
+        "POST",
+        COST,
+        {"project": "p", "user": "u"},
+        body={"model": "m", "cost": 1},
+        headers={"Idempotency-Key": "k1,k2"},
+    )
     error_of(r, 422)
     assert api.call("GET", USER, {"project": "p", "user": "u"}).json()["current_cost"] == 0
 
 
 def test_repeated_harmless_headers_are_fine(api, aws):
-    r = call_with_headers(api, "PUT", USER, {"project": "p", "user": "u"},
-                          {"Accept": ["application/json", "text/plain"]}, body={"total_budget": 1})
+    r = call_with_headers(
+        api,
+        "PUT",
+        USER,
+        {"project": "p", "user": "u"},
+        {"Accept": ["application/json", "text/plain"]},
+        body={"total_budget": 1},
+    )
     assert r.status == 201, r

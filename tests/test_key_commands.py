@@ -44,10 +44,21 @@ def bare_environment(home) -> dict[str, str]:
 
 
 def run_make(command: str, home) -> subprocess.CompletedProcess:
-    stamp = subprocess.run(["make", "-s", "--no-print-directory", "print-DEV_STAMP"], cwd=template.ROOT,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    return subprocess.run(["bash", "-c", f"{command} -s -o {shlex.quote(stamp)}"], cwd=template.ROOT,
-                          env=bare_environment(home), capture_output=True, text=True, timeout=120)
+    stamp = subprocess.run(
+        ["make", "-s", "--no-print-directory", "print-DEV_STAMP"],
+        cwd=template.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return subprocess.run(
+        ["bash", "-c", f"{command} -s -o {shlex.quote(stamp)}"],
+        cwd=template.ROOT,
+        env=bare_environment(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_printed_key_commands_work_without_aws_configuration(secured_server, tmp_path):

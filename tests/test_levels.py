@@ -46,11 +46,27 @@ def dumps(body) -> str:
 @pytest.fixture
 def acme(api, clock):
     """The README's example: project cap $100/month, team "research" $30, user alice $10 in it."""
-    assert api.call("PUT", PROJECT, {"project": "acme"}, body={"total_budget": 100, "duration": "monthly"}).status == 201
-    assert api.call("PUT", TEAM, {"project": "acme", "team": "research"},
-                    body={"total_budget": 30, "duration": "monthly"}).status == 201
-    created = api.call("PUT", USER, {"project": "acme", "user": "alice"},
-                       body={"total_budget": 10, "duration": "daily", "team": "research"})
+    assert (
+        api.call(
+            "PUT", PROJECT, {"project": "acme"}, body={"total_budget": 100, "duration": "monthly"}
+        ).status
+        == 201
+    )
+    assert (
+        api.call(
+            "PUT",
+            TEAM,
+            {"project": "acme", "team": "research"},
+            body={"total_budget": 30, "duration": "monthly"},
+        ).status
+        == 201
+    )
+    created = api.call(
+        "PUT",
+        USER,
+        {"project": "acme", "user": "alice"},
+        body={"total_budget": 10, "duration": "daily", "team": "research"},
+    )
     assert created.status == 201, created
     return api
 
@@ -109,7 +125,8 @@ def test_a_hold_that_fits_the_user_but_not_the_team_is_refused_naming_it(acme, a
     refused = acme.call("POST", HOLDS, ALICE, body={"amount": 8})
     assert refused.status == 402, refused
     assert refused.json()["error"]["details"] == [
-        {"level": "team", "name": "research", "available": 6, "needed": 8}]
+        {"level": "team", "name": "research", "available": 6, "needed": 8}
+    ]
     assert table_items(aws) == before  # nothing written at any level
     assert acme.call("POST", HOLDS, ALICE, body={"amount": 6}).status == 201
 
@@ -120,7 +137,9 @@ def test_a_hold_over_the_project_cap_names_the_project(api, clock, aws):
     before = table_items(aws)
     refused = api.call("POST", HOLDS, ALICE, body={"amount": 6})
     assert refused.status == 402
-    assert refused.json()["error"]["details"] == [{"level": "project", "name": "acme", "available": 5, "needed": 6}]
+    assert refused.json()["error"]["details"] == [
+        {"level": "project", "name": "acme", "available": 5, "needed": 6}
+    ]
     assert table_items(aws) == before
     both = api.call("POST", HOLDS, ALICE, body={"amount": 11})  # over the user and the project
     assert {d["level"] for d in both.json()["error"]["details"]} == {"user", "project"}
@@ -188,7 +207,12 @@ def test_level_records(acme):
     acme.call("POST", HOLDS, ALICE, body={"amount": 2})
     acme.call("PUT", USER, {"project": "acme", "user": "bob"}, body={"total_budget": 1})
     project = acme.call("GET", PROJECT, {"project": "acme"}).json()
-    assert (project["level"], project["users"], project["held"], project["available"]) == ("project", 2, 2, 98)
+    assert (project["level"], project["users"], project["held"], project["available"]) == (
+        "project",
+        2,
+        2,
+        98,
+    )
     assert project["duration"] == "monthly" and project["period_start"] == "2027-01-01T00:00:00Z"
     team = acme.call("GET", TEAM, {"project": "acme", "team": "research"}).json()
     assert (team["level"], team["team"], team["users"], team["total_budget"]) == ("team", "research", 1, 30)
@@ -215,8 +239,15 @@ def test_bad_team_is_a_422_that_writes_nothing(acme, aws, body):
     assert table_items(aws) == before
 
 
-@pytest.mark.parametrize("body", [{"total_budget": 1, "duration": "fortnightly"}, {"total_budget": -1},
-                                  {"total_budget": 1, "timezone": "Mars/Olympus"}, {"total_budget": 1, "x": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"total_budget": 1, "duration": "fortnightly"},
+        {"total_budget": -1},
+        {"total_budget": 1, "timezone": "Mars/Olympus"},
+        {"total_budget": 1, "x": 1},
+    ],
+)
 def test_bad_level_settings_are_422_and_write_nothing(api, aws, body):
     for resource, params in ((PROJECT, {"project": "acme"}), (TEAM, {"project": "acme", "team": "t"})):
         response = api.call("PUT", resource, params, body=body)
@@ -231,8 +262,12 @@ def test_concurrent_first_requests_under_a_default_budget_create_the_user_once(s
     from conftest import run_threads
 
     project = f"defaults-{uuid.uuid4().hex[:8]}"
-    put = served_api.call("PUT", PROJECT, {"project": project}, body={
-        "total_budget": 100, "default_user_budget": {"total_budget": 2, "duration": "daily"}})
+    put = served_api.call(
+        "PUT",
+        PROJECT,
+        {"project": project},
+        body={"total_budget": 100, "default_user_budget": {"total_budget": 2, "duration": "daily"}},
+    )
     assert put.status == 201, put
     who = {"project": project, "user": "newcomer"}
     barrier = threading.Barrier(8)
@@ -252,13 +287,25 @@ def test_concurrent_first_requests_under_a_default_budget_create_the_user_once(s
     assert user.available == 0
     project_level = get_level(server_store, project, PROJECT_SK)
     assert (project_level["current_cost"], project_level["held"]) == (1, 1)
-    unknown = served_api.call("POST", COST, {"project": "no-defaults", "user": "x"}, body={"model": "m", "cost": 1})
+    unknown = served_api.call(
+        "POST", COST, {"project": "no-defaults", "user": "x"}, body={"model": "m", "cost": 1}
+    )
     assert unknown.status == 404
 
 
 def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
-    bad = [({"project": "acme"}, PROJECT, {"total_budget": 1, "default_user_budget": {"total_budget": 1, "duration": "hourly"}}),
-           ({"project": "acme", "team": "t"}, TEAM, {"total_budget": 1, "default_user_budget": {"total_budget": 1}})]
+    bad = [
+        (
+            {"project": "acme"},
+            PROJECT,
+            {"total_budget": 1, "default_user_budget": {"total_budget": 1, "duration": "hourly"}},
+        ),
+        (
+            {"project": "acme", "team": "t"},
+            TEAM,
+            {"total_budget": 1, "default_user_budget": {"total_budget": 1}},
+        ),
+    ]
     for params, resource, body in bad:
         assert api.call("PUT", resource, params, body=body).status == 422
     assert table_items(aws) == []

@@ -52,8 +52,11 @@ def test_50_users_8_threads_never_spend_past_the_project_cap(local):
                 continue
             assert hold.status_code == 201, hold.text
             cost = amount * Decimal(rng.choice(["0.5", "1"]))  # the call cost up to its hold
-            settled = session.post(f"{base}/users/{user}/holds/{hold.json()['hold_id']}/settle",
-                                   json={"model": "m", "cost": float(cost)}, timeout=60)
+            settled = session.post(
+                f"{base}/users/{user}/holds/{hold.json()['hold_id']}/settle",
+                json={"model": "m", "cost": float(cost)},
+                timeout=60,
+            )
             assert settled.status_code == 200, settled.text
             with lock:
                 admitted.append(cost)

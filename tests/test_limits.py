@@ -37,13 +37,18 @@ def test_body_size(api):
 
 def test_identifier_length_and_characters(api, store):
     for bad in ["x" * (ID_MAX_LENGTH + 1), "tab\there", "nul\x00", "del\x7f"]:
-        response = api.call("PUT", f"/projects/{P}/users/{U}", {"project": "p", "user": bad},
-                            body={"total_budget": 1})
+        response = api.call(
+            "PUT", f"/projects/{P}/users/{U}", {"project": "p", "user": bad}, body={"total_budget": 1}
+        )
         assert response.status == 422, repr(bad)
         assert api.get_budget(bad).status == 422, repr(bad)
     ok = "ünïcode #/% ok " + "y" * 200
-    assert api.call("PUT", f"/projects/{P}/users/{U}", {"project": "p", "user": ok},
-                    body={"total_budget": 1}).status == 201
+    assert (
+        api.call(
+            "PUT", f"/projects/{P}/users/{U}", {"project": "p", "user": ok}, body={"total_budget": 1}
+        ).status
+        == 201
+    )
 
 
 def test_numeric_ranges(api, store):
@@ -52,13 +57,20 @@ def test_numeric_ranges(api, store):
         response = api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": budget})
         assert response.status == 422, budget
     assert store.get("p", "n") is None
-    for entry in [{"total_budget": 1, "duration": 0}, {"total_budget": 1, "duration": 3661},
-                  {"total_budget": 1, "current_cost": -0.5}, {"total_budget": 1, "created_at": -1}]:
+    for entry in [
+        {"total_budget": 1, "duration": 0},
+        {"total_budget": 1, "duration": 3661},
+        {"total_budget": 1, "current_cost": -0.5},
+        {"total_budget": 1, "created_at": -1},
+    ]:
         assert api.set_budget("p", {"n": entry}).status == 422, entry
     assert store.get("p", "n") is None
     api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": 1})
-    for cost in [{"model": "m", "cost": -1}, {"model": "m", "usage": {"prompt_tokens": 10**9 + 1}},
-                 {"model": "m", "usage": {"prompt_tokens": 1.5}}]:
+    for cost in [
+        {"model": "m", "cost": -1},
+        {"model": "m", "usage": {"prompt_tokens": 10**9 + 1}},
+        {"model": "m", "usage": {"prompt_tokens": 1.5}},
+    ]:
         assert api.call("POST", f"/projects/{P}/users/{U}/cost", user, body=cost).status == 422, cost
     response = api.call("GET", f"/projects/{P}/users", {"project": "p"}, query={"limit": "1001"})
     assert response.status == 422
@@ -72,7 +84,12 @@ def test_models_per_budget_are_capped_on_every_path(api, aws):
     assert api.set_budget("cap", {"u": {"total_budget": 100, "model_cost": full}}).status == 200
     cost = "/projects/{project}/users/{user}/cost"
     # A model already tracked is fine; a new one is a 422 that writes nothing.
-    assert api.call("POST", cost, {"project": "cap", "user": "u"}, body={"model": "model-0001", "cost": 1}).status == 200
+    assert (
+        api.call(
+            "POST", cost, {"project": "cap", "user": "u"}, body={"model": "model-0001", "cost": 1}
+        ).status
+        == 200
+    )
     r = api.call("POST", cost, {"project": "cap", "user": "u"}, body={"model": "one-too-many", "cost": 1})
     assert r.status == 422 and str(MAX_MODELS_PER_USER) in r.json()["error"]["message"], r
     # set_budget: the union of stored and sent models is checked before anything is written.

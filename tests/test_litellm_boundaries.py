@@ -86,8 +86,11 @@ def _rolling_case(name: str, duration: str, boundary: str) -> Case:
 
 CASES = (
     # every month end of a common year and of a leap year (December's is the year end)
-    [_calendar_case(f"monthly-{y}-{m:02d}", "monthly", None, f"{y}-{m:02d}-15T12:00:00Z")
-     for y in (2027, 2028) for m in range(1, 13)]
+    [
+        _calendar_case(f"monthly-{y}-{m:02d}", "monthly", None, f"{y}-{m:02d}-15T12:00:00Z")
+        for y in (2027, 2028)
+        for m in range(1, 13)
+    ]
     + [_calendar_case(f"yearly-{y}", "yearly", None, f"{y}-06-01T00:00:00Z") for y in (2027, 2028)]
     + [_calendar_case("weekly-2027-03", "weekly", None, "2027-03-03T12:00:00Z")]
     # the days DST starts and ends, both of their midnights, in three zones
@@ -105,13 +108,20 @@ CASES = (
             day + "T18:00:00Z",
         )
     ]
-    + [_calendar_case("weekly-Santiago-dst", "weekly", "America/Santiago", "2027-09-01T12:00:00Z"),
-       _calendar_case("monthly-Paris-dst", "monthly", "Europe/Paris", "2027-10-15T12:00:00Z")]
+    + [
+        _calendar_case("weekly-Santiago-dst", "weekly", "America/Santiago", "2027-09-01T12:00:00Z"),
+        _calendar_case("monthly-Paris-dst", "monthly", "Europe/Paris", "2027-10-15T12:00:00Z"),
+    ]
     # litellm's own rolling budgets (create_budget's words: 1, 7, 28, 365 days)
-    + [_rolling_case(f"rolling-{d}-{b[:10]}", d, b) for d, b in (
-        ("daily", "2027-03-01T00:00:00Z"), ("weekly", "2027-12-27T00:00:00Z"),
-        ("monthly", "2028-02-29T00:00:00Z"), ("yearly", "2029-01-01T00:00:00Z"),
-    )]
+    + [
+        _rolling_case(f"rolling-{d}-{b[:10]}", d, b)
+        for d, b in (
+            ("daily", "2027-03-01T00:00:00Z"),
+            ("weekly", "2027-12-27T00:00:00Z"),
+            ("monthly", "2028-02-29T00:00:00Z"),
+            ("yearly", "2029-01-01T00:00:00Z"),
+        )
+    ]
 )
 
 
@@ -143,8 +153,10 @@ def server():
         clock = Clock(proc.url)
         # litellm reads time.time() through its module's `time`; its saves run in a thread
         # (_save_data_thread): run them in line, or not at all for a client whose saves are late.
-        with mock.patch.object(litellm.budget_manager, "time", SimpleNamespace(time=clock.time)), \
-                mock.patch.object(BudgetManager, "_save_data_thread", _save_in_line):
+        with (
+            mock.patch.object(litellm.budget_manager, "time", SimpleNamespace(time=clock.time)),
+            mock.patch.object(BudgetManager, "_save_data_thread", _save_in_line),
+        ):
             yield proc.url, clock
     finally:
         proc.close()
@@ -208,7 +220,8 @@ class Client:
         spend = Spend(now, model, 0.0, self._running(now))
         self.spends.append(spend)
         self.manager.update_cost(
-            user=self.user, model=model,
+            user=self.user,
+            model=model,
             input_text=f"Summarise budget report {n} for {self.user}.",
             output_text="Spend is within budget this period. " * (1 + n % 3),
         )
@@ -295,8 +308,12 @@ def run(url: str, clock: Clock, case: Case, steps: list[tuple[int, str]]) -> lis
     clock.set(case.boundary - 3600)
     if case.rolling:
         creator = BudgetManager(project_name=project, client_type="hosted", api_base=url)
-        creator.create_budget(total_budget=50.0, user=user, duration=case.duration,
-                              created_at=case.boundary - LITELLM_DAYS[case.duration] * 86400)
+        creator.create_budget(
+            total_budget=50.0,
+            user=user,
+            duration=case.duration,
+            created_at=case.boundary - LITELLM_DAYS[case.duration] * 86400,
+        )
     else:
         body = {"total_budget": 50, "duration": case.duration, "timezone": case.timezone}
         assert requests.put(f"{url}/projects/{project}/users/{user}", json=body, timeout=10).ok
@@ -325,11 +342,20 @@ def run(url: str, clock: Clock, case: Case, steps: list[tuple[int, str]]) -> lis
 
 # litellm's documented pattern on both sides of each boundary, and b's late saves.
 SCRIPT = [
-    (0, "cost_a"), (0, "cost_b"), (1, "all_a"),  # before the boundary (no reset yet)
-    (2, "all_a"), (3, "cost_a"),  # a resets at the boundary and spends
-    (4, "cost_b"), (4, "save_b"),  # b (loaded earlier) spends without a reset, saves late
-    (4, "all_b"), (4, "cost_b"), (4, "save_b"),  # then resets, spends, saves
-    (6, "cost_a"), (6, "one_a"), (7, "cost_b"), (7, "save_b"),  # the next boundary
+    (0, "cost_a"),
+    (0, "cost_b"),
+    (1, "all_a"),  # before the boundary (no reset yet)
+    (2, "all_a"),
+    (3, "cost_a"),  # a resets at the boundary and spends
+    (4, "cost_b"),
+    (4, "save_b"),  # b (loaded earlier) spends without a reset, saves late
+    (4, "all_b"),
+    (4, "cost_b"),
+    (4, "save_b"),  # then resets, spends, saves
+    (6, "cost_a"),
+    (6, "one_a"),
+    (7, "cost_b"),
+    (7, "save_b"),  # the next boundary
 ]
 
 

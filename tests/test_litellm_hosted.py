@@ -52,7 +52,8 @@ def wait_until(condition, timeout: float = 30.0):
 def spend(manager: BudgetManager, user: str, n: int = 1) -> None:
     for i in range(n):
         manager.update_cost(
-            user=user, model=MODEL,
+            user=user,
+            model=MODEL,
             input_text=f"Summarise the budget report number {i} in one line, please.",
             output_text="Spend is within budget for every user this month." * (i + 1),
         )
@@ -72,8 +73,13 @@ def test_each_duration_update_cost_save_and_a_second_client_sees_it(url):
     expected = {user: entry["current_cost"] for user, entry in first.user_dict.items()}
     assert all(cost > 0 for cost in expected.values())
     # Wait for the background saves too: every user stored with exactly the client's spend.
-    data = wait_until(lambda: (d := stored(url, project)) and all(
-        d.get(u, {}).get("current_cost") == c for u, c in expected.items()) and d)
+    data = wait_until(
+        lambda: (
+            (d := stored(url, project))
+            and all(d.get(u, {}).get("current_cost") == c for u, c in expected.items())
+            and d
+        )
+    )
 
     second = BudgetManager(project_name=project, client_type="hosted", api_base=url)
     assert sorted(second.get_users()) == sorted(first.get_users())
@@ -92,8 +98,9 @@ def test_each_duration_update_cost_save_and_a_second_client_sees_it(url):
     spend(second, "user-daily")
     second.save_data()
     assert second.get_current_cost("user-daily") > first.get_current_cost("user-daily")
-    wait_until(lambda: stored(url, project)["user-daily"]["current_cost"]
-               == second.get_current_cost("user-daily"))
+    wait_until(
+        lambda: stored(url, project)["user-daily"]["current_cost"] == second.get_current_cost("user-daily")
+    )
 
 
 def test_interleaved_clients_never_lower_a_users_cost(url):

@@ -54,7 +54,9 @@ money = st.one_of(st.just(0.0), st.floats(min_value=1e-9, max_value=1e9, allow_n
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     total=money,
-    models=st.dictionaries(st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "o3"]), money, max_size=4),
+    models=st.dictionaries(
+        st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "o3"]), money, max_size=4
+    ),
     duration=st.sampled_from([None, 1, 7, 28, 365]),
     age=st.floats(min_value=0, max_value=0.9),
 )
@@ -113,12 +115,23 @@ def test_a_client_side_reset_is_taken(api):
 
 
 def test_native_budgets_appear_in_get_budget_in_litellm_shape(api):
-    r = api.call("PUT", "/projects/{project}/users/{user}", {"project": "mixed", "user": "n"},
-                 body={"total_budget": 5, "duration": "monthly"})
+    r = api.call(
+        "PUT",
+        "/projects/{project}/users/{user}",
+        {"project": "mixed", "user": "n"},
+        body={"total_budget": 5, "duration": "monthly"},
+    )
     assert r.status == 201
     record = r.json()
     entry = api.get_budget("mixed").json()["data"]["n"]
-    assert set(entry) == {"total_budget", "current_cost", "model_cost", "duration", "created_at", "last_updated_at"}
+    assert set(entry) == {
+        "total_budget",
+        "current_cost",
+        "model_cost",
+        "duration",
+        "created_at",
+        "last_updated_at",
+    }
     assert entry["total_budget"] == 5 and entry["current_cost"] == 0 and entry["model_cost"] == {}
     # The client's own reset check (now - last_updated_at >= duration days) fires at our reset_at.
     from datetime import datetime
@@ -131,8 +144,12 @@ def test_native_budgets_appear_in_get_budget_in_litellm_shape(api):
 def test_ids_with_reserved_characters_work_on_the_native_api(api):
     """API Gateway sends the path percent-encoded; the ids handlers see are the decoded ones."""
     project, user = "team a/b", "user#1 ü"
-    r = api.call("PUT", "/projects/{project}/users/{user}", {"project": project, "user": user},
-                 body={"total_budget": 3})
+    r = api.call(
+        "PUT",
+        "/projects/{project}/users/{user}",
+        {"project": project, "user": user},
+        body={"total_budget": 3},
+    )
     assert r.status == 201, r
     assert (r.json()["project"], r.json()["user"]) == (project, user)
     r = api.call("GET", "/projects/{project}/users/{user}", {"project": project, "user": user})

@@ -33,8 +33,14 @@ def keys(dynamodb_server):
 @pytest.fixture(scope="module")
 def secured(dynamodb_server):
     # TTL 0: every request asks the authorizer, so a revocation shows at once.
-    proc = ServerProcess(env={"AUTH": "1", "AUTH_CACHE_TTL": "0",
-                              "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server, "TABLE_NAME": TABLE_NAME})
+    proc = ServerProcess(
+        env={
+            "AUTH": "1",
+            "AUTH_CACHE_TTL": "0",
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server,
+            "TABLE_NAME": TABLE_NAME,
+        }
+    )
     try:
         proc.wait_ready()
         yield proc
@@ -59,13 +65,15 @@ def bearer(key: str) -> dict:
 def test_litellm_budget_manager_with_a_key_works_and_is_held_to_its_project(secured, keys):
     project, other = f"lite-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
     key = mint(keys, "admin", project)
-    manager = BudgetManager(project_name=project, client_type="hosted", api_base=secured.url,
-                            headers=bearer(key))
+    manager = BudgetManager(
+        project_name=project, client_type="hosted", api_base=secured.url, headers=bearer(key)
+    )
     manager.create_budget(total_budget=10, user="alice", duration="daily")
     manager.update_cost(user="alice", model="gpt-4o-mini", input_text="hello", output_text="hi there")
     assert manager.save_data()["status"] == "success"
-    fresh = BudgetManager(project_name=project, client_type="hosted", api_base=secured.url,
-                          headers=bearer(key))
+    fresh = BudgetManager(
+        project_name=project, client_type="hosted", api_base=secured.url, headers=bearer(key)
+    )
     assert fresh.get_current_cost("alice") > 0
 
     # The same key on another project: litellm's client raises on the 403.
@@ -86,8 +94,9 @@ def test_scope_roles_and_revocation_over_http(secured, keys):
     assert requests.get(url, headers=bearer(reader), timeout=10).status_code == 200
     refused = requests.put(url, json={"total_budget": 6}, headers=bearer(reader), timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
-    elsewhere = requests.get(f"{secured.url}/projects/not-{project}/users/alice", headers=bearer(admin),
-                             timeout=10)
+    elsewhere = requests.get(
+        f"{secured.url}/projects/not-{project}/users/alice", headers=bearer(admin), timeout=10
+    )
     assert elsewhere.status_code == 403
     for headers in ({}, {"Authorization": "Bearer nope"}, bearer(auth.KEY_PREFIX + "B" * 43)):
         response = requests.get(url, headers=headers, timeout=10)
@@ -106,8 +115,9 @@ def test_default_make_dev_is_open(dynamodb_server):
     try:
         proc.wait_ready()
         project = f"open-{uuid.uuid4().hex[:6]}"
-        response = requests.put(f"{proc.url}/projects/{project}/users/alice", json={"total_budget": 5},
-                                timeout=10)
+        response = requests.put(
+            f"{proc.url}/projects/{project}/users/alice", json={"total_budget": 5}, timeout=10
+        )
         assert response.status_code == 201
         assert "auth: off" in proc.output()
     finally:

@@ -44,11 +44,21 @@ def test_the_clock_runs_forward_from_where_it_is_put():
     assert clock.apply({"advance_seconds": 1, "frozen": False})["frozen"] is False
 
 
-@pytest.mark.parametrize("body", [
-    [], {}, {"now": START, "advance_seconds": 1}, {"now": "tomorrow"}, {"now": "2027-01-31T23:59:00"},
-    {"advance_seconds": "60"}, {"advance_seconds": True}, {"now": 5}, {"now": START, "frozen": "yes"},
-    {"now": START, "speed": 2},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {},
+        {"now": START, "advance_seconds": 1},
+        {"now": "tomorrow"},
+        {"now": "2027-01-31T23:59:00"},
+        {"advance_seconds": "60"},
+        {"advance_seconds": True},
+        {"now": 5},
+        {"now": START, "frozen": "yes"},
+        {"now": START, "speed": 2},
+    ],
+)
 def test_a_bad_clock_setting_is_refused_and_changes_nothing(body):
     clock = LocalClock(Wall())
     with pytest.raises(ClockError):
@@ -106,8 +116,9 @@ def test_make_dev_on_a_shifted_clock_shows_a_rollover_and_a_reset_run_in_seconds
         first = requests.get(budget, timeout=10).json()
         if first["reset_at"] == "2027-02-01T00:00:00Z":  # still January: watch February begin
             assert first["current_cost"] == 0.00001
-            wait_until(lambda: requests.get(budget, timeout=10).json()["period_start"]
-                       == "2027-02-01T00:00:00Z")
+            wait_until(
+                lambda: requests.get(budget, timeout=10).json()["period_start"] == "2027-02-01T00:00:00Z"
+            )
             february = requests.get(budget, timeout=10).json()
             assert february["current_cost"] == 0 and february["reset_at"] == "2027-03-01T00:00:00Z"
         else:  # the server took more than two seconds to get here

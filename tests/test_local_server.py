@@ -93,7 +93,8 @@ def test_native_api_round_trip_and_query_parameters(local):
     for user in ["u1", "u2", "u3"]:
         put = requests.put(
             f"{local.url}/projects/{project}/users/{user}",
-            json={"total_budget": 5, "duration": "weekly"}, timeout=10,
+            json={"total_budget": 5, "duration": "weekly"},
+            timeout=10,
         )
         assert put.status_code == 201, put.text
     got = requests.get(f"{local.url}/projects/{project}/users/u2", timeout=10)
@@ -103,7 +104,8 @@ def test_native_api_round_trip_and_query_parameters(local):
     assert len(page.json()["users"]) == 2 and page.json()["next_cursor"]
     rest = requests.get(
         f"{local.url}/projects/{project}/users",
-        params={"limit": 2, "cursor": page.json()["next_cursor"]}, timeout=10,
+        params={"limit": 2, "cursor": page.json()["next_cursor"]},
+        timeout=10,
     )
     users = [u["user"] for u in page.json()["users"] + rest.json()["users"]]
     assert sorted(users) == ["u1", "u2", "u3"]
@@ -124,8 +126,11 @@ def test_concurrent_clients_are_all_served(local):
         start.wait()
         with requests.Session() as s:
             for i in range(3):
-                r = s.put(f"{local.url}/projects/{project}/users/user{n}-{i}",
-                          json={"total_budget": 1, "duration": None}, timeout=60)
+                r = s.put(
+                    f"{local.url}/projects/{project}/users/user{n}-{i}",
+                    json={"total_budget": 1, "duration": None},
+                    timeout=60,
+                )
                 with lock:
                     statuses.append(r.status_code)
 
@@ -156,9 +161,7 @@ def test_local_invoke_runs_scheduled_functions_with_the_scheduler_event(local):
     found, _ = schedules.from_template(template.scheduled_events(), template.parameter_defaults())
     for schedule in found:
         event = schedule.event(datetime.now(UTC), "us-east-1")
-        response = requests.post(
-            f"{local.url}/_local/invoke/{schedule.function_id}", json=event, timeout=120
-        )
+        response = requests.post(f"{local.url}/_local/invoke/{schedule.function_id}", json=event, timeout=120)
         assert response.status_code == 200
         assert "X-Amz-Function-Error" not in response.headers, response.text
 
@@ -301,8 +304,12 @@ class Recorder:
 
 def gateway(recorder: Recorder) -> Client:
     app = server.LocalGateway(
-        server.RouteTable(template.api_routes()), recorder, set(template.functions()), "v1",
-        openapi=lambda: {}, docs_page=lambda doc: "",
+        server.RouteTable(template.api_routes()),
+        recorder,
+        set(template.functions()),
+        "v1",
+        openapi=lambda: {},
+        docs_page=lambda doc: "",
     )
     return Client(app)
 
@@ -346,13 +353,15 @@ def test_bodies_text_and_binary():
 
 
 def test_proxy_result_becomes_the_http_response():
-    recorder = Recorder({
-        "statusCode": 418,
-        "headers": {"X-One": "h", "X-Both": "from-headers"},
-        "multiValueHeaders": {"X-Both": ["m1", "m2"], "Set-Cookie": ["a=1", "b=2"]},
-        "body": base64.b64encode(b"\x00binary").decode(),
-        "isBase64Encoded": True,
-    })
+    recorder = Recorder(
+        {
+            "statusCode": 418,
+            "headers": {"X-One": "h", "X-Both": "from-headers"},
+            "multiValueHeaders": {"X-Both": ["m1", "m2"], "Set-Cookie": ["a=1", "b=2"]},
+            "body": base64.b64encode(b"\x00binary").decode(),
+            "isBase64Encoded": True,
+        }
+    )
     response = gateway(recorder).post("/get_budget", json={})
     assert response.status_code == 418
     assert response.data == b"\x00binary"
@@ -377,11 +386,13 @@ def test_handler_exception_is_502():
 
 def test_route_precedence_literal_then_parameter_then_greedy():
     route = template.ApiRoute
-    table = server.RouteTable([
-        route("Greedy", "G", "ANY", "/files/{proxy+}"),
-        route("Param", "P", "GET", "/files/{name}"),
-        route("Literal", "L", "GET", "/files/latest"),
-    ])
+    table = server.RouteTable(
+        [
+            route("Greedy", "G", "ANY", "/files/{proxy+}"),
+            route("Param", "P", "GET", "/files/{name}"),
+            route("Literal", "L", "GET", "/files/latest"),
+        ]
+    )
     assert table.find("GET", "/files/latest")[0].route.function_id == "Literal"
     assert table.find("GET", "/files/x%20y")[0].path_parameters == {"name": "x y"}
     deep = table.find("POST", "/files/a/b%2Fc")[0]
@@ -401,22 +412,26 @@ def test_rate_and_cron_next_run():
     rate = schedules.Schedule("F", "E", "rate(5 minutes)", "ScheduleV2")
     assert rate.next_after(at("2026-01-01T00:00:00")) == at("2026-01-01T00:05:00")
     assert schedules.Schedule("F", "E", "rate(1 day)", "Schedule").next_after(
-        at("2026-01-01T10:00:00")) == at("2026-01-02T10:00:00")
+        at("2026-01-01T10:00:00")
+    ) == at("2026-01-02T10:00:00")
     weekdays = schedules.Schedule("F", "E", "cron(0 12 ? * MON-FRI *)", "ScheduleV2")
     assert weekdays.next_after(at("2026-01-03T13:00:00")) == at("2026-01-05T12:00:00")  # Sat -> Mon
     steps = schedules.Schedule("F", "E", "cron(0/15 * * * ? *)", "ScheduleV2")
     assert steps.next_after(at("2026-01-01T00:14:59")) == at("2026-01-01T00:15:00")
     monthly = schedules.Schedule("F", "E", "cron(5 0 1 * ? *)", "ScheduleV2")
     assert monthly.next_after(at("2026-01-31T23:00:00")) == at("2026-02-01T00:05:00")
-    paris = schedules.Schedule("F", "E", "cron(0 0 * * ? *)", "ScheduleV2",
-                               timezone=schedules.ZoneInfo("Europe/Paris"))
+    paris = schedules.Schedule(
+        "F", "E", "cron(0 0 * * ? *)", "ScheduleV2", timezone=schedules.ZoneInfo("Europe/Paris")
+    )
     assert paris.next_after(at("2026-06-01T12:00:00")) == at("2026-06-01T22:00:00")
     once = schedules.Schedule("F", "E", "at(2026-05-01T08:30:00)", "ScheduleV2")
     assert once.next_after(at("2026-01-01T00:00:00")) == at("2026-05-01T08:30:00")
     assert once.next_after(at("2026-06-01T00:00:00")) is None
 
 
-@pytest.mark.parametrize("expression", ["cron(0 0 L * ? *)", "cron(0 0 * *)", "every day", "rate(0 minutes)", "cron(99 * * * ? *)"])
+@pytest.mark.parametrize(
+    "expression", ["cron(0 0 L * ? *)", "cron(0 0 * *)", "every day", "rate(0 minutes)", "cron(99 * * * ? *)"]
+)
 def test_schedules_we_cannot_run_are_refused(expression):
     with pytest.raises(ValueError):
         schedules.Schedule("F", "E", expression, "ScheduleV2")
@@ -433,13 +448,20 @@ def test_scheduler_runs_due_functions_with_scheduler_events():
     calls = []
     plain = schedules.Schedule("Reset", "Tick", "rate(5 minutes)", "ScheduleV2", name="tick")
     templated = schedules.Schedule(
-        "Reset", "Input", "rate(10 minutes)", "ScheduleV2", name="with-input",
+        "Reset",
+        "Input",
+        "rate(10 minutes)",
+        "ScheduleV2",
+        name="with-input",
         input='{"arn": "<aws.scheduler.schedule-arn>", "at": "<aws.scheduler.scheduled-time>"}',
     )
     rule = schedules.Schedule("Old", "Rule", "rate(5 minutes)", "Schedule", name="rule")
     scheduler = schedules.Scheduler(
-        [plain, templated, rule], lambda f, e: calls.append((f, e)) or {"ok": True},
-        "eu-west-1", now=lambda: clock[0], log=lambda _m: None,
+        [plain, templated, rule],
+        lambda f, e: calls.append((f, e)) or {"ok": True},
+        "eu-west-1",
+        now=lambda: clock[0],
+        log=lambda _m: None,
     )
     assert scheduler.run_due(clock[0]) == []
     clock[0] = at("2026-01-01T00:05:00")
@@ -453,8 +475,10 @@ def test_scheduler_runs_due_functions_with_scheduler_events():
     ran = scheduler.run_due(clock[0])
     assert ran == [plain, templated, rule]
     sent = [e for f, e in calls if "arn" in e][0]
-    assert sent == {"arn": "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/with-input",
-                    "at": "2026-01-01T00:10:00Z"}
+    assert sent == {
+        "arn": "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/with-input",
+        "at": "2026-01-01T00:10:00Z",
+    }
 
 
 def test_a_failing_scheduled_run_does_not_stop_the_schedule():

@@ -16,14 +16,23 @@ def test_records_are_shaped_as_lambda_delivers_them(dynamodb_server):
     pk = "PROJECT#shape-" + uuid.uuid4().hex
     key = {"pk": {"S": pk}, "sk": {"S": "USER#alice"}}
     client.put_item(TableName=TABLE_NAME, Item={**key, "current_cost": {"N": "1"}})
-    client.update_item(TableName=TABLE_NAME, Key=key, UpdateExpression="SET current_cost = :c",
-                       ExpressionAttributeValues={":c": {"N": "2"}})
+    client.update_item(
+        TableName=TABLE_NAME,
+        Key=key,
+        UpdateExpression="SET current_cost = :c",
+        ExpressionAttributeValues={":c": {"N": "2"}},
+    )
     stream_client = boto3.client("dynamodbstreams", endpoint_url=dynamodb_server)
     arn = client.describe_table(TableName=TABLE_NAME)["Table"]["LatestStreamArn"]
     shard = stream_client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = stream_client.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    raw = [r for r in stream_client.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
-           if r["dynamodb"]["Keys"]["pk"]["S"] == pk]
+    iterator = stream_client.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )
+    raw = [
+        r
+        for r in stream_client.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        if r["dynamodb"]["Keys"]["pk"]["S"] == pk
+    ]
     insert, modify = (streams.lambda_record(r, arn) for r in raw)
     sample = json.loads((template.EVENTS_DIR / "budget_changes.json").read_text())["Records"][0]
     assert set(modify) == set(sample) and set(modify["dynamodb"]) == set(sample["dynamodb"])
@@ -36,8 +45,10 @@ def test_records_are_shaped_as_lambda_delivers_them(dynamodb_server):
 
 
 def record(seq, sk="USER#a", event="MODIFY"):
-    return {"eventName": event, "dynamodb": {"SequenceNumber": str(seq),
-                                             "Keys": {"pk": {"S": "PROJECT#p"}, "sk": {"S": sk}}}}
+    return {
+        "eventName": event,
+        "dynamodb": {"SequenceNumber": str(seq), "Keys": {"pk": {"S": "PROJECT#p"}, "sk": {"S": sk}}},
+    }
 
 
 def poller(invoke, **props):
@@ -114,8 +125,10 @@ def test_batch_size_and_the_filter_are_applied_when_polling():
         def get_records(self, ShardIterator, Limit):
             return {"Records": [record(i, "HOLD#h" if i % 3 == 0 else "USER#a") for i in range(1, 11)]}
 
-    p = poller(lambda _f, event: batches.append([r["dynamodb"]["SequenceNumber"] for r in event["Records"]]),
-               BatchSize=3)
+    p = poller(
+        lambda _f, event: batches.append([r["dynamodb"]["SequenceNumber"] for r in event["Records"]]),
+        BatchSize=3,
+    )
     p.streams, p.stream_arn = FakeStreams(), "arn"
     assert p.poll_once() == 10
     assert batches == [["1", "2", "4"], ["5", "7", "8"], ["10"]]

@@ -76,12 +76,16 @@ def test_within_a_period_set_budget_never_lowers_spend(stored_now, total, model_
 
 @settings(max_examples=300, deadline=None)  # pure functions; a busy machine must not fail them
 @given(stored_calendar(), money, models, st.data())
-def test_calendar_budgets_never_lose_spend_to_a_client_in_the_same_period(stored_now, total, model_cost, data):
+def test_calendar_budgets_never_lose_spend_to_a_client_in_the_same_period(
+    stored_now, total, model_cost, data
+):
     stored, now = stored_now
     current = stored.as_of(now)
     # What the client got from get_budget: the period start and its length in days.
     shape = current.to_litellm_entry()
-    stamp = current.period_start + data.draw(st.decimals(min_value=0, max_value=now - current.period_start, places=6))
+    stamp = current.period_start + data.draw(
+        st.decimals(min_value=0, max_value=now - current.period_start, places=6)
+    )
     merged = merge_entry(stored, entry(total, model_cost, shape["duration"], stamp), now)
     never_lower(current, merged.budget)
     assert merged.budget.duration == stored.duration  # the calendar rule survives the round trip
@@ -131,14 +135,17 @@ def test_an_entry_from_a_finished_period_does_not_bring_its_spend_back(stored_no
 
 @settings(max_examples=200)
 @given(stored_rolling(), money, models, st.data())
-def test_a_rolling_entry_that_straddles_the_current_start_keeps_its_spend(stored_now, total, model_cost, data):
+def test_a_rolling_entry_that_straddles_the_current_start_keeps_its_spend(
+    stored_now, total, model_cost, data
+):
     """Two clients that reset at different moments: the one that reset first sends an entry
     whose period began before the server's (re-anchored) start but has not ended."""
     stored, now = stored_now
     current = stored.as_of(now)
     length = stored.duration_days * SECONDS_PER_DAY
-    stamp = data.draw(st.decimals(min_value=max(current.period_start - length, 0),
-                                  max_value=current.period_start, places=6))
+    stamp = data.draw(
+        st.decimals(min_value=max(current.period_start - length, 0), max_value=current.period_start, places=6)
+    )
     assume(current.period_start - length + 1 < stamp < current.period_start - 1)
     merged = merge_entry(stored, entry(total, model_cost, stored.duration_days, stamp), now)
     assert merged.uncertain_spend_kept
@@ -158,7 +165,10 @@ def test_a_calendar_entry_of_a_closed_period_is_ignored(stored_now, total, model
         closed = current.period_at(closed.start - 1)
     merged = merge_entry(stored, entry(total, model_cost, closed.length_days, closed.start), now)
     assert merged.stale_spend_ignored and not merged.uncertain_spend_kept
-    assert (merged.budget.current_cost, merged.budget.model_cost) == (current.current_cost, current.model_cost)
+    assert (merged.budget.current_cost, merged.budget.model_cost) == (
+        current.current_cost,
+        current.model_cost,
+    )
     assert (merged.budget.duration, merged.budget.timezone) == (stored.duration, stored.timezone)
 
 
@@ -211,8 +221,13 @@ def test_after_any_merge_current_cost_is_at_least_the_sum_of_model_cost(stored_n
     current = stored.as_of(now)
     shape = current.to_litellm_entry()
     stamp = data.draw(st.sampled_from([None, shape.get("last_updated_at"), now]))
-    sent = entry(total, model_cost, shape.get("duration") if stamp is not None else None, stamp,
-                 current=data.draw(money))
+    sent = entry(
+        total,
+        model_cost,
+        shape.get("duration") if stamp is not None else None,
+        stamp,
+        current=data.draw(money),
+    )
     merged = merge_entry(stored, sent, now).budget
     assert merged.current_cost >= sum(merged.model_cost.values(), Decimal(0))
 
@@ -234,8 +249,11 @@ def test_a_client_loaded_before_a_manual_reset_does_not_bring_the_spend_back():
     reset = dataclasses.replace(
         stored.with_spend_zeroed(), period_start=NOW - 10, previous_period_start=stored.period_start
     ).with_period_from(NOW - 10)
-    merged = merge_entry(reset, entry(Decimal(10), {"a": Decimal(6)}, handed_out["duration"],
-                                      handed_out["last_updated_at"]), NOW)
+    merged = merge_entry(
+        reset,
+        entry(Decimal(10), {"a": Decimal(6)}, handed_out["duration"], handed_out["last_updated_at"]),
+        NOW,
+    )
     assert merged.stale_spend_ignored
     assert merged.budget.current_cost == 0
 

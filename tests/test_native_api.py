@@ -86,8 +86,19 @@ def test_bad_cursor_and_limit_are_4xx(api):
 
 def test_reset_zeroes_spend_and_starts_a_new_period(api):
     now = datetime.now().timestamp()
-    api.set_budget("r", {"u": {"total_budget": 10, "current_cost": 3, "model_cost": {"m": 3},
-                           "duration": 7, "created_at": now - 3600, "last_updated_at": now - 3600}})
+    api.set_budget(
+        "r",
+        {
+            "u": {
+                "total_budget": 10,
+                "current_cost": 3,
+                "model_cost": {"m": 3},
+                "duration": 7,
+                "created_at": now - 3600,
+                "last_updated_at": now - 3600,
+            }
+        },
+    )
     r = api.call("POST", USER + "/reset", {"project": "r", "user": "u"})
     assert r.status == 200, r
     body = r.json()
@@ -97,8 +108,14 @@ def test_reset_zeroes_spend_and_starts_a_new_period(api):
     # litellm sees the new period too, and a stale client cannot bring the old spend back.
     entry = api.get_budget("r").json()["data"]["u"]
     assert entry["current_cost"] == 0 and entry["last_updated_at"] >= Decimal(str(now - 1))
-    stale = {"total_budget": 10, "current_cost": 3, "model_cost": {"m": 3}, "duration": 7,
-             "created_at": now - 3600, "last_updated_at": now - 3600}
+    stale = {
+        "total_budget": 10,
+        "current_cost": 3,
+        "model_cost": {"m": 3},
+        "duration": 7,
+        "created_at": now - 3600,
+        "last_updated_at": now - 3600,
+    }
     assert api.set_budget("r", {"u": stale}).json()["stale_spend_ignored"] == ["u"]
     assert get(api, "r", "u").json()["current_cost"] == 0
 

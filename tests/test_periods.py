@@ -112,7 +112,9 @@ def test_year_end_for_every_duration():
 
 def test_year_end_in_a_timezone_is_local_new_year():
     # New Year in Tokyo is 15:00 UTC on 31 December.
-    assert period(Duration.YEARLY, utc("2024-12-31T15:00:00"), "Asia/Tokyo").start == utc("2024-12-31T15:00:00")
+    assert period(Duration.YEARLY, utc("2024-12-31T15:00:00"), "Asia/Tokyo").start == utc(
+        "2024-12-31T15:00:00"
+    )
     assert period(Duration.YEARLY, utc("2024-12-31T14:59:59"), "Asia/Tokyo").end == utc("2024-12-31T15:00:00")
 
 
@@ -123,7 +125,11 @@ def test_weekly_budget_created_on_a_sunday_resets_the_next_monday():
     sunday = utc("2024-03-10T09:15:00")
     assert to_datetime(sunday).weekday() == 6
     budget = Budget(
-        project="p", user="u", total_budget=Decimal(10), created_at=sunday, updated_at=sunday,
+        project="p",
+        user="u",
+        total_budget=Decimal(10),
+        created_at=sunday,
+        updated_at=sunday,
         duration=Duration.WEEKLY,
     ).with_period_from(sunday)
     # Its first period is the week it was created in, Monday to Monday: it resets hours later.
@@ -132,7 +138,10 @@ def test_weekly_budget_created_on_a_sunday_resets_the_next_monday():
     assert to_datetime(budget.reset_at).weekday() == 0
     # And every 7 days after, always on a Monday.
     following = budget.as_of(budget.reset_at)
-    assert (following.period_start, following.reset_at) == (utc("2024-03-11T00:00:00"), utc("2024-03-18T00:00:00"))
+    assert (following.period_start, following.reset_at) == (
+        utc("2024-03-11T00:00:00"),
+        utc("2024-03-18T00:00:00"),
+    )
 
 
 def test_weekly_period_on_a_monday_starts_that_monday():
@@ -212,8 +221,13 @@ def test_budget_in_a_timezone_resets_at_local_midnight_across_dst():
     tz = "America/New_York"
     created = at("2024-03-09T20:00:00", tz)
     budget = Budget(
-        project="p", user="u", total_budget=Decimal(5), created_at=created, updated_at=created,
-        duration=Duration.DAILY, timezone=tz,
+        project="p",
+        user="u",
+        total_budget=Decimal(5),
+        created_at=created,
+        updated_at=created,
+        duration=Duration.DAILY,
+        timezone=tz,
     ).with_period_from(created)
     instants = []
     for _ in range(3):
@@ -263,12 +277,23 @@ instants = st.builds(
 near_boundaries = st.builds(
     lambda base, offset: base + offset,
     st.sampled_from(
-        [utc(t) for t in (
-            "2024-03-10T07:00:00", "2024-11-03T06:00:00", "2024-09-08T04:00:00",
-            "2024-04-07T04:00:00", "2024-11-03T05:00:00", "2011-12-30T10:00:00",
-            "2024-03-31T01:00:00", "2024-10-27T01:00:00", "2024-12-31T12:00:00",
-            "2024-02-29T12:00:00", "2023-02-28T12:00:00", "2024-03-29T22:00:00",
-        )]
+        [
+            utc(t)
+            for t in (
+                "2024-03-10T07:00:00",
+                "2024-11-03T06:00:00",
+                "2024-09-08T04:00:00",
+                "2024-04-07T04:00:00",
+                "2024-11-03T05:00:00",
+                "2011-12-30T10:00:00",
+                "2024-03-31T01:00:00",
+                "2024-10-27T01:00:00",
+                "2024-12-31T12:00:00",
+                "2024-02-29T12:00:00",
+                "2023-02-28T12:00:00",
+                "2024-03-29T22:00:00",
+            )
+        ]
     ),
     st.integers(min_value=-2 * 86400, max_value=2 * 86400).map(Decimal),
 )
@@ -314,8 +339,12 @@ def test_calendar_boundaries_are_local_midnights_on_the_right_day(duration, tz, 
         elif duration is Duration.YEARLY:
             assert (moment.month, moment.day) == (1, 1), moment
     hours = (p.end - p.start) / 3600
-    nominal = {Duration.DAILY: (1, 1), Duration.WEEKLY: (7, 7), Duration.MONTHLY: (28, 31),
-               Duration.YEARLY: (365, 366)}[duration]
+    nominal = {
+        Duration.DAILY: (1, 1),
+        Duration.WEEKLY: (7, 7),
+        Duration.MONTHLY: (28, 31),
+        Duration.YEARLY: (365, 366),
+    }[duration]
     # DST moves a boundary by at most an hour; Apia's skipped day shortens one period by a day.
     assert nominal[0] * 24 - 25 <= hours <= nominal[1] * 24 + 1
 

@@ -21,18 +21,30 @@ Q = Decimal("1e-12")
 # cross the 128k/200k/272k tiers (with cache reads and reasoning on top).
 USAGES = [
     TokenUsage(prompt_tokens=1000, completion_tokens=500),
-    TokenUsage(prompt_tokens=1000, completion_tokens=500, cached_tokens=300,
-               cache_creation_tokens=100, reasoning_tokens=200),
+    TokenUsage(
+        prompt_tokens=1000,
+        completion_tokens=500,
+        cached_tokens=300,
+        cache_creation_tokens=100,
+        reasoning_tokens=200,
+    ),
     TokenUsage(prompt_tokens=300_000, completion_tokens=1000, cached_tokens=50_000, reasoning_tokens=100),
-    TokenUsage(prompt_tokens=150_000, completion_tokens=7, cached_tokens=10_000,
-               cache_creation_tokens=10_000, reasoning_tokens=3),
+    TokenUsage(
+        prompt_tokens=150_000,
+        completion_tokens=7,
+        cached_tokens=10_000,
+        cache_creation_tokens=10_000,
+        reasoning_tokens=3,
+    ),
 ]
 
 
-
 def litellm_usage(u: TokenUsage) -> Usage:
-    kwargs = dict(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                  total_tokens=u.prompt_tokens + u.completion_tokens)
+    kwargs = dict(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.prompt_tokens + u.completion_tokens,
+    )
     if u.cached_tokens:
         kwargs["prompt_tokens_details"] = {"cached_tokens": u.cached_tokens}
     if u.cache_creation_tokens:
@@ -66,11 +78,11 @@ def test_table_is_current_with_the_installed_litellm(capsys):
 
 
 def test_prices_are_the_exact_decimal_text_of_the_source():
-    source = Path(metadata.distribution("litellm").locate_file(
-        f"litellm/{refresh_prices.SOURCE_NAME}"))
+    source = Path(metadata.distribution("litellm").locate_file(f"litellm/{refresh_prices.SOURCE_NAME}"))
     price_map = json.loads(source.read_bytes(), parse_float=Decimal)
     table = json.loads(
-        (Path(__file__).parent.parent / "layers/budget/budget_service/prices.json").read_text())
+        (Path(__file__).parent.parent / "layers/budget/budget_service/prices.json").read_text()
+    )
     checked = 0
     for name, entry in table["models"].items():
         spec = price_map[name]
@@ -89,7 +101,10 @@ def test_prices_are_the_exact_decimal_text_of_the_source():
 def test_a_cost_is_exact_decimal_arithmetic():
     price = default_table().price("gpt-4o")
     assert (price.input, price.output, price.cache_read) == (
-        Decimal("2.5e-06"), Decimal("1e-05"), Decimal("1.25e-06"))
+        Decimal("2.5e-06"),
+        Decimal("1e-05"),
+        Decimal("1.25e-06"),
+    )
     cost = cost_of(price, TokenUsage(prompt_tokens=1000, completion_tokens=100, cached_tokens=400))
     # 600 uncached at 2.5e-6, 400 cached at 1.25e-6, 100 out at 1e-5: 0.0015 + 0.0005 + 0.001
     assert isinstance(cost.total, Decimal) and cost.total == Decimal("0.003")
@@ -114,16 +129,22 @@ def test_reasoning_priced_apart_where_the_table_says_so():
 
 # (name, the table key it resolves to, the name litellm prices it under). litellm needs the
 # provider prefix to resolve a bare differently-cased or dated name; we accept those bare, too.
-@pytest.mark.parametrize("name, key, litellm_name", [
-    ("gpt-4o", "gpt-4o", "gpt-4o"),
-    ("openai/gpt-4o", "gpt-4o", "openai/gpt-4o"),
-    ("GPT-4o", "gpt-4o", "openai/GPT-4o"),
-    ("gpt-4o-2099-01-01", "gpt-4o", "openai/gpt-4o-2099-01-01"),  # unlisted snapshot: its model
-    ("openai/gpt-4o-mini-2099-12-31", "gpt-4o-mini", "openai/gpt-4o-mini-2099-12-31"),
-    ("ft:gpt-4o-mini-2024-07-18:acme::abc123", "ft:gpt-4o-mini-2024-07-18",
-     "ft:gpt-4o-mini-2024-07-18:acme::abc123"),
-    ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5", "anthropic/claude-sonnet-4-5"),
-])
+@pytest.mark.parametrize(
+    "name, key, litellm_name",
+    [
+        ("gpt-4o", "gpt-4o", "gpt-4o"),
+        ("openai/gpt-4o", "gpt-4o", "openai/gpt-4o"),
+        ("GPT-4o", "gpt-4o", "openai/GPT-4o"),
+        ("gpt-4o-2099-01-01", "gpt-4o", "openai/gpt-4o-2099-01-01"),  # unlisted snapshot: its model
+        ("openai/gpt-4o-mini-2099-12-31", "gpt-4o-mini", "openai/gpt-4o-mini-2099-12-31"),
+        (
+            "ft:gpt-4o-mini-2024-07-18:acme::abc123",
+            "ft:gpt-4o-mini-2024-07-18",
+            "ft:gpt-4o-mini-2024-07-18:acme::abc123",
+        ),
+        ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5", "anthropic/claude-sonnet-4-5"),
+    ],
+)
 def test_model_names_resolve_as_litellm_resolves_them(name, key, litellm_name, no_network):
     table = default_table()
     assert table.resolve_name(name) == key
@@ -148,6 +169,8 @@ def test_models_priced_by_rules_we_do_not_apply_are_left_out():
 
 def test_table_loads_from_any_file(tmp_path):
     path = tmp_path / "prices.json"
-    path.write_text(json.dumps({"models": {"m": {"provider": "p", "mode": "chat", "input": "1E-6", "output": "2E-6"}}}))
+    path.write_text(
+        json.dumps({"models": {"m": {"provider": "p", "mode": "chat", "input": "1E-6", "output": "2E-6"}}})
+    )
     table = PriceTable.from_file(path)
     assert cost_of(table.price("m"), TokenUsage(3, 4)).total == Decimal("0.000011")

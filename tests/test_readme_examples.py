@@ -70,11 +70,16 @@ def test_the_readme_api_examples_run_in_order_and_answer_as_shown(fresh_server):
     examples = api_examples()
     assert len(examples) >= 5
     # One shell for all blocks; each request's answer on its own line.
-    script = "curl() { command curl \"$@\"; echo; }\n" + "".join(
+    script = 'curl() { command curl "$@"; echo; }\n' + "".join(
         f"{code}\necho '=== end of example {n} ==='\n" for n, (code, _) in enumerate(examples)
     )
-    run = subprocess.run(["bash", "-c", script], env={"API": fresh_server.url, "PATH": os.environ["PATH"]},
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", "-c", script],
+        env={"API": fresh_server.url, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     outputs = re.split(r"=== end of example \d+ ===\n", run.stdout)
     for n, (code, expected_lines) in enumerate(examples):

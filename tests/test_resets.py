@@ -70,15 +70,20 @@ def seed(client, table: str, budget_list: list[Budget]) -> None:
     """Write budgets with BatchWriteItem, as the store would write them (budget_to_item)."""
     items = [budget_to_item(b) for b in budget_list]
     for i in range(0, len(items), 25):
-        pending = {table: [{"PutRequest": {"Item": item}} for item in items[i:i + 25]]}
+        pending = {table: [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]}
         while pending:
             pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 
 
 def budget(project: str, user: str, *, spend: str = "3.5", **rule) -> Budget:
     return Budget(
-        project=project, user=user, total_budget=Decimal(100), created_at=NOW - 400 * DAY,
-        updated_at=NOW - 400 * DAY, current_cost=Decimal(spend), model_cost={"gpt-4o": Decimal(spend)},
+        project=project,
+        user=user,
+        total_budget=Decimal(100),
+        created_at=NOW - 400 * DAY,
+        updated_at=NOW - 400 * DAY,
+        current_cost=Decimal(spend),
+        model_cost={"gpt-4o": Decimal(spend)},
         **rule,
     )
 
@@ -219,7 +224,10 @@ def test_reset_zeroes_spend_moves_the_period_and_bumps_version(store):
     assert after.version == b.version + 1
     assert after.updated_at == NOW
     assert (after.total_budget, after.created_at, after.duration, after.timezone) == (
-        b.total_budget, b.created_at, b.duration, b.timezone,
+        b.total_budget,
+        b.created_at,
+        b.duration,
+        b.timezone,
     )
 
 
@@ -245,13 +253,18 @@ def test_rolling_budget_keeps_litellms_grid(store):
 def test_a_rule_changed_after_the_index_was_read_is_not_reset_with_the_old_rule(store):
     # Monthly in UTC; in February its owner moves it to London: February's period is the same
     # in both, March's is not (London's ends at 23:00 UTC on 31 March, BST).
-    b = store.save(dataclasses.replace(
-        budget("p", "tz", duration=Duration.MONTHLY), period_start=utc("2026-02-01T00:00:00"),
-        reset_at=utc("2026-03-01T00:00:00"),
-    ))
+    b = store.save(
+        dataclasses.replace(
+            budget("p", "tz", duration=Duration.MONTHLY),
+            period_start=utc("2026-02-01T00:00:00"),
+            reset_at=utc("2026-03-01T00:00:00"),
+        )
+    )
     (seen,) = [d for s in range(RESET_SHARDS) for d in store.due_for_reset(s, NOW, limit=10)[0]]
     assert seen.timezone is None
-    settings = models.PutBudgetRequest(total_budget=Decimal(100), duration="monthly", timezone="Europe/London")
+    settings = models.PutBudgetRequest(
+        total_budget=Decimal(100), duration="monthly", timezone="Europe/London"
+    )
     budgets.put_budget(store, "p", "tz", settings, utc("2026-02-27T12:00:00"))
     changed = stored(store, "p", "tz")
     assert (changed.period_start, changed.reset_at) == (b.period_start, b.reset_at)
@@ -265,7 +278,9 @@ def test_a_rule_changed_after_the_index_was_read_is_not_reset_with_the_old_rule(
 
 def test_a_budget_whose_rule_was_removed_leaves_the_index(store):
     b = store.save(due_budget("p", "flat", 0))
-    budgets.put_budget(store, "p", "flat", models.PutBudgetRequest(total_budget=Decimal(5), duration=None), NOW)
+    budgets.put_budget(
+        store, "p", "flat", models.PutBudgetRequest(total_budget=Decimal(5), duration=None), NOW
+    )
     assert stored(store, "p", "flat").reset_at is None
     summary = update_budget_all_users(NOW, store)
     assert summary.due == 0
@@ -430,14 +445,20 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         # Every cost was recorded at NOW, after the period ended: all kept, the old spend gone.
         assert after.current_cost == sent[original.user], original.user
         assert after.model_cost == {"gpt-4o-mini": sent[original.user]}
-        assert (after.period_start, after.reset_at) == (original.as_of(NOW).period_start, original.as_of(NOW).reset_at)
+        assert (after.period_start, after.reset_at) == (
+            original.as_of(NOW).period_start,
+            original.as_of(NOW).reset_at,
+        )
         # One write per cost, plus exactly one rollover: the job's reset, or a cost's lazy one.
         rollovers = after.version - (original.version + 1) - cost_count[original.user]
         assert rollovers == 1, (original.user, rollovers)
         # ...and exactly one record of the closed period, with the spend it closed (issue 17).
         (closed,), _ = HistoryStore(check).periods_page("cost", "USER", original.user, limit=10)
         assert (closed["spend"], closed["period_start"], closed["period_end"]) == (
-            original.current_cost, original.period_start, original.reset_at)
+            original.current_cost,
+            original.period_start,
+            original.reset_at,
+        )
         assert closed["model_cost"] == original.model_cost
 
 
@@ -448,7 +469,8 @@ def test_an_untouched_ended_period_reads_as_reset_on_the_native_api_and_get_budg
     now = budgets.utc_now()
     ended = dataclasses.replace(
         budget("reads", "idle", spend="12.5", duration=Duration.DAILY),
-        period_start=now - 3 * DAY, reset_at=now - 2 * DAY,
+        period_start=now - 3 * DAY,
+        reset_at=now - 2 * DAY,
     )
     store.save(ended)
     raw_before = stored(store, "reads", "idle")
@@ -494,14 +516,32 @@ def test_handler_with_the_sample_event_resets_due_budgets_and_emits_metrics(stor
 
     result = invoke(lambda_context("ResetBudgetsFunction"))
     assert {k: result[k] for k in ("due", "reset", "skipped", "failed", "left", "complete")} == {
-        "due": 5, "reset": 5, "skipped": 0, "failed": 0, "left": 0, "complete": True,
+        "due": 5,
+        "reset": 5,
+        "skipped": 0,
+        "failed": 0,
+        "left": 0,
+        "complete": True,
     }
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     (blob,) = [e for e in emf if "BudgetsReset" in e]
-    emitted = {k: blob[k] for k in ("BudgetsDue", "BudgetsReset", "BudgetResetsSkipped", "BudgetsLeftForNextRun")}
-    assert emitted == {"BudgetsDue": [5.0], "BudgetsReset": [5.0], "BudgetResetsSkipped": [0.0], "BudgetsLeftForNextRun": [0.0]}
+    emitted = {
+        k: blob[k] for k in ("BudgetsDue", "BudgetsReset", "BudgetResetsSkipped", "BudgetsLeftForNextRun")
+    }
+    assert emitted == {
+        "BudgetsDue": [5.0],
+        "BudgetsReset": [5.0],
+        "BudgetResetsSkipped": [0.0],
+        "BudgetsLeftForNextRun": [0.0],
+    }
     names = {m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
-    assert {"BudgetsDue", "BudgetsReset", "BudgetResetsSkipped", "BudgetResetsFailed", "BudgetsLeftForNextRun"} <= names
+    assert {
+        "BudgetsDue",
+        "BudgetsReset",
+        "BudgetResetsSkipped",
+        "BudgetResetsFailed",
+        "BudgetsLeftForNextRun",
+    } <= names
 
 
 def test_handler_with_little_time_left_leaves_everything_for_the_next_run(store):
@@ -529,7 +569,12 @@ def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store
         invoke(lambda_context("ResetBudgetsFunction"))
     for i in range(4):
         assert stored(store, "fn", f"u{i}").current_cost == 0
-    assert item_to_budget(aws.get_item(TableName=TABLE_NAME, Key={"pk": broken["pk"], "sk": broken["sk"]})["Item"]).version == 1
+    assert (
+        item_to_budget(
+            aws.get_item(TableName=TABLE_NAME, Key={"pk": broken["pk"], "sk": broken["sk"]})["Item"]
+        ).version
+        == 1
+    )
 
 
 # ---- the template --------------------------------------------------------------------------------
@@ -565,6 +610,10 @@ def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and
     reserve_s = template.load_module("ResetBudgetsFunction").RESERVE_MS / 1000
     assert reserve_s * 3 <= fn["Timeout"] < 300
     # The index carries what the job needs to compute the next period.
-    (index,) = [i for i in template.table_properties()["GlobalSecondaryIndexes"] if i["IndexName"] == "due-for-reset"]
+    (index,) = [
+        i for i in template.table_properties()["GlobalSecondaryIndexes"] if i["IndexName"] == "due-for-reset"
+    ]
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
-    assert {"duration", "duration_days", "timezone", "period_start"} <= set(index["Projection"]["NonKeyAttributes"])
+    assert {"duration", "duration_days", "timezone", "period_start"} <= set(
+        index["Projection"]["NonKeyAttributes"]
+    )

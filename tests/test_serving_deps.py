@@ -11,8 +11,19 @@ import textwrap
 
 from localdev import template
 
-TEST_ONLY = ["litellm", "cfnlint", "samtranslator", "pytest", "hypothesis", "schemathesis",
-             "openapi_spec_validator", "sympy", "ruff", "mypy", "httpx"]
+TEST_ONLY = [
+    "litellm",
+    "cfnlint",
+    "samtranslator",
+    "pytest",
+    "hypothesis",
+    "schemathesis",
+    "openapi_spec_validator",
+    "sympy",
+    "ruff",
+    "mypy",
+    "httpx",
+]
 
 CHILD = textwrap.dedent("""
     import importlib.abc, json, os, sys, urllib.request
@@ -49,15 +60,28 @@ CHILD = textwrap.dedent("""
 
 def test_the_server_runs_on_serving_requirements_alone():
     env_code = f"BLOCKED = {set(TEST_ONLY)!r}\n" + CHILD
-    result = subprocess.run([sys.executable, "-c", env_code], cwd=template.ROOT, capture_output=True,
-                            text=True, timeout=180,
-                            env={**os.environ, "PYTHONPATH": f"layers/budget{os.pathsep}."})
+    result = subprocess.run(
+        [sys.executable, "-c", env_code],
+        cwd=template.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": f"layers/budget{os.pathsep}."},
+    )
     assert "SERVED" in result.stdout, result.stderr[-3000:]
 
 
 def test_requirements_dev_has_no_test_only_package():
     lines = (template.ROOT / "requirements-dev.txt").read_text().lower().splitlines()
     serving = "\n".join(line for line in lines if not line.startswith("#"))
-    for name in ["litellm", "cfn-lint", "pytest", "hypothesis", "schemathesis", "ruff", "mypy",
-                 "moto[server"]:
+    for name in [
+        "litellm",
+        "cfn-lint",
+        "pytest",
+        "hypothesis",
+        "schemathesis",
+        "ruff",
+        "mypy",
+        "moto[server",
+    ]:
         assert name not in serving, name

@@ -33,7 +33,10 @@ def test_racing_set_budget_calls_keep_the_largest_cost(served_api):
         statuses = []
         for r in range(ROUNDS):
             cost = float(sent_cost(w, r))  # JSON numbers, as litellm sends them
-            body = {u: {"total_budget": 100, "current_cost": cost, "model_cost": {f"m{w % 3}": cost}} for u in USERS}
+            body = {
+                u: {"total_budget": 100, "current_cost": cost, "model_cost": {f"m{w % 3}": cost}}
+                for u in USERS
+            }
             statuses.append(save(body))
         return statuses
 

@@ -117,32 +117,58 @@ def _write_paths(api, project: str):
     """(name, DynamoDB operation, the request) of every write route, on an existing budget."""
     user = {"project": project, "user": "alice"}
     return [
-        ("put_budget", "TransactWriteItems",
-         lambda: api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": 50})),
+        (
+            "put_budget",
+            "TransactWriteItems",
+            lambda: api.call("PUT", f"/projects/{P}/users/{U}", user, body={"total_budget": 50}),
+        ),
         ("reset", "TransactWriteItems", lambda: api.call("POST", f"/projects/{P}/users/{U}/reset", user)),
         ("delete", "TransactWriteItems", lambda: api.call("DELETE", f"/projects/{P}/users/{U}", user)),
-        ("cost", "TransactWriteItems",
-         lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2})),
-        ("cost_idempotent", "TransactWriteItems",
-         lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2},
-                          headers={"Idempotency-Key": "k-1"})),
-        ("set_budget", "TransactWriteItems",
-         lambda: api.set_budget(project, {"alice": {"total_budget": 70, "current_cost": 9}})),
+        (
+            "cost",
+            "TransactWriteItems",
+            lambda: api.call("POST", f"/projects/{P}/users/{U}/cost", user, body={"model": "m", "cost": 2}),
+        ),
+        (
+            "cost_idempotent",
+            "TransactWriteItems",
+            lambda: api.call(
+                "POST",
+                f"/projects/{P}/users/{U}/cost",
+                user,
+                body={"model": "m", "cost": 2},
+                headers={"Idempotency-Key": "k-1"},
+            ),
+        ),
+        (
+            "set_budget",
+            "TransactWriteItems",
+            lambda: api.set_budget(project, {"alice": {"total_budget": 70, "current_cost": 9}}),
+        ),
     ]
 
 
 @pytest.mark.parametrize("failure", sorted(FAILURES))
-@pytest.mark.parametrize("path", range(6), ids=["put_budget", "reset", "delete", "cost",
-                                                "cost_idempotent", "set_budget"])
+@pytest.mark.parametrize(
+    "path", range(6), ids=["put_budget", "reset", "delete", "cost", "cost_idempotent", "set_budget"]
+)
 def test_a_failing_write_is_a_503_and_writes_nothing_then_the_retry_applies_it(
     served_api, server_store, inject, backoff, path, failure
 ):
     project = f"fail-{uuid.uuid4().hex[:8]}"
-    created = served_api.call("PUT", f"/projects/{P}/users/{U}", {"project": project, "user": "alice"},
-                              body={"total_budget": 10})
+    created = served_api.call(
+        "PUT", f"/projects/{P}/users/{U}", {"project": project, "user": "alice"}, body={"total_budget": 10}
+    )
     assert created.status == 201
-    assert served_api.call("POST", f"/projects/{P}/users/{U}/cost", {"project": project, "user": "alice"},
-                           body={"model": "m", "cost": 1}).status == 200
+    assert (
+        served_api.call(
+            "POST",
+            f"/projects/{P}/users/{U}/cost",
+            {"project": project, "user": "alice"},
+            body={"model": "m", "cost": 1},
+        ).status
+        == 200
+    )
     name, operation, request = _write_paths(served_api, project)[path]
     before = snapshot(server_store, project)
 

@@ -38,8 +38,12 @@ def _transformed() -> dict:
 def test_sam_transform_succeeds_offline():
     out = _transformed()
     kinds = {res["Type"] for res in out["Resources"].values()}
-    assert {"AWS::Lambda::Function", "AWS::ApiGateway::RestApi", "AWS::DynamoDB::Table",
-            "AWS::Lambda::LayerVersion"} <= kinds
+    assert {
+        "AWS::Lambda::Function",
+        "AWS::ApiGateway::RestApi",
+        "AWS::DynamoDB::Table",
+        "AWS::Lambda::LayerVersion",
+    } <= kinds
     functions = {k: v for k, v in out["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
     assert set(functions) == set(template.functions())
     for fn in functions.values():
@@ -55,7 +59,9 @@ def test_every_function_policy_is_scoped_to_the_table():
     for role in roles:
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
                 assert all(not a.endswith("*") for a in actions), statement
                 assert statement.get("Resource") != "*", statement
 
@@ -75,9 +81,13 @@ def test_table_is_what_the_design_says():
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["TimeToLiveSpecification"]["Enabled"] is True
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
-    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in props["GlobalSecondaryIndexes"]}
-    assert indexes == {"due-for-reset": ["reset_shard", "reset_at"],
-                       "period-history": ["history_pk", "period_start"]}  # issue 17
+    indexes = {
+        i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in props["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "due-for-reset": ["reset_shard", "reset_at"],
+        "period-history": ["history_pk", "period_start"],
+    }  # issue 17
     assert "DeletionProtectionEnabled" in props
     assert "TableDeletionProtection" in template.load_template()["Parameters"]
 
@@ -129,7 +139,9 @@ def _on_table_items(statement: dict) -> bool:
     for resource in resources:
         if resource == {"Fn::GetAtt": [template.TABLE_RESOURCE, "Arn"]}:
             return True
-        if isinstance(resource, dict) and f"${{{template.TABLE_RESOURCE}.Arn}}/index/" in str(resource.get("Fn::Sub")):
+        if isinstance(resource, dict) and f"${{{template.TABLE_RESOURCE}.Arn}}/index/" in str(
+            resource.get("Fn::Sub")
+        ):
             return True
     return False
 

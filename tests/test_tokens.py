@@ -28,10 +28,18 @@ MESSAGES = [
     [
         {"role": "system", "content": "You are helpful."},
         {"role": "user", "name": "alice", "content": "What's 2+2? Answer briefly."},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a":2,"b":2}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a":2,"b":2}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "4"},
-        {"role": "user", "content": [{"type": "text", "text": "and 3+3?"}, {"type": "text", "text": " thanks"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "and 3+3?"}, {"type": "text", "text": " thanks"}],
+        },
     ],
 ]
 # OpenAI models whose litellm count we do not match, by name, with the reason.
@@ -44,7 +52,8 @@ EXCLUDED = {
 def openai_chat_models() -> list[str]:
     table = default_table()
     return sorted(
-        name for name in table.names()
+        name
+        for name in table.names()
         if table.provider_of(name) == "openai" and (litellm.model_cost.get(name) or {}).get("mode") == "chat"
     )
 
@@ -75,23 +84,41 @@ def test_message_overhead_as_openai_documents_it():
     assert tokens.count_messages(named, legacy) == 4 + one + bob - 1 + two + 3
 
 
-@pytest.mark.parametrize("model, encoding", [
-    ("gpt-4o", "o200k_base"), ("gpt-4o-mini-2024-07-18", "o200k_base"), ("chatgpt-4o-latest", "o200k_base"),
-    ("gpt-4.1", "o200k_base"), ("gpt-4.1-nano", "o200k_base"), ("gpt-5", "o200k_base"),
-    ("gpt-5-mini", "o200k_base"), ("o1", "o200k_base"), ("o3-mini", "o200k_base"), ("o4-mini", "o200k_base"),
-    ("openai/gpt-4o", "o200k_base"), ("azure/eu/gpt-4.1", "o200k_base"), ("ft:gpt-4o-mini:org::id", "o200k_base"),
-    ("gpt-4", "cl100k_base"), ("gpt-4-turbo", "cl100k_base"), ("gpt-3.5-turbo", "cl100k_base"),
-    ("gpt-35-turbo", "cl100k_base"), ("text-embedding-ada-002", "cl100k_base"),
-    ("claude-sonnet-4-5", "cl100k_base"), ("llama-3-70b", "cl100k_base"), ("no-such-model", "cl100k_base"),
-])
+@pytest.mark.parametrize(
+    "model, encoding",
+    [
+        ("gpt-4o", "o200k_base"),
+        ("gpt-4o-mini-2024-07-18", "o200k_base"),
+        ("chatgpt-4o-latest", "o200k_base"),
+        ("gpt-4.1", "o200k_base"),
+        ("gpt-4.1-nano", "o200k_base"),
+        ("gpt-5", "o200k_base"),
+        ("gpt-5-mini", "o200k_base"),
+        ("o1", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("o4-mini", "o200k_base"),
+        ("openai/gpt-4o", "o200k_base"),
+        ("azure/eu/gpt-4.1", "o200k_base"),
+        ("ft:gpt-4o-mini:org::id", "o200k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("gpt-4-turbo", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+        ("gpt-35-turbo", "cl100k_base"),
+        ("text-embedding-ada-002", "cl100k_base"),
+        ("claude-sonnet-4-5", "cl100k_base"),
+        ("llama-3-70b", "cl100k_base"),
+        ("no-such-model", "cl100k_base"),
+    ],
+)
 def test_model_to_encoding(model, encoding):
     assert tokens.encoding_name_for(model) == encoding
 
 
 def test_non_text_content_is_refused_not_guessed():
     with pytest.raises(InvalidInput):
-        tokens.count_messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
-                              "gpt-4o")
+        tokens.count_messages(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "gpt-4o"
+        )
 
 
 def test_encodings_in_the_layer_match_tiktokens_pinned_sha256():
@@ -134,7 +161,12 @@ def test_counting_works_offline_from_the_layer_alone():
     env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(TEXTS)],
-        cwd=template.ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=template.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     result = json.loads(out.stdout)
     assert result["dir"] == str(tokens.ENCODING_DIR)
@@ -166,8 +198,13 @@ LAZY_CHILD = textwrap.dedent(
 def test_encodings_load_lazily():
     env = {**os.environ, "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"}
     out = subprocess.run(
-        [sys.executable, "-c", LAZY_CHILD], cwd=template.ROOT, env=env,
-        capture_output=True, text=True, timeout=120, check=True,
+        [sys.executable, "-c", LAZY_CHILD],
+        cwd=template.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["before"] == {"tiktoken_imported": False, "loaded": []}

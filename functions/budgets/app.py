@@ -28,7 +28,8 @@ def _record(budget) -> BudgetRecord:
 @app.put("/projects/<project>/users/<user>")
 def put_budget(project: ProjectId, user: UserId, settings: PutBudgetRequest) -> Response[BudgetRecord]:
     budget, created = budgets.put_budget(
-        default_store(), project, user, settings, budgets.utc_now(), _key_id())
+        default_store(), project, user, settings, budgets.utc_now(), _key_id()
+    )
     return json_response(201 if created else 200, _record(budget))
 
 
@@ -54,9 +55,7 @@ def list_budgets(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> BudgetList:
-    page, next_cursor = budgets.list_budgets(
-        default_store(), project, limit, cursor, budgets.utc_now()
-    )
+    page, next_cursor = budgets.list_budgets(default_store(), project, limit, cursor, budgets.utc_now())
     return BudgetList(users=[_record(b) for b in page], next_cursor=next_cursor)
 
 

@@ -50,24 +50,41 @@ def ledger(project: ProjectId, user: UserId, limit: Limit = 50, cursor: Cursor =
     return history.list_ledger(default_store(), project, user, limit, cursor)
 
 
-@app.get("/projects/<project>/spend", responses={200: {
-    "description": "spend per user and per model over the closed periods that started in the range",
-    "content": {"application/json": {"model": SpendReport},
-                "text/csv": {"schema": {"type": "string", "description": "user,model,spend,periods"}}},
-}})
+@app.get(
+    "/projects/<project>/spend",
+    responses={
+        200: {
+            "description": "spend per user and per model over the closed periods that started in the range",
+            "content": {
+                "application/json": {"model": SpendReport},
+                "text/csv": {"schema": {"type": "string", "description": "user,model,spend,periods"}},
+            },
+        }
+    },
+)
 def spend_report(
     project: ProjectId,
-    range_from: Annotated[datetime | None, Query(alias="from", description="ISO 8601; default: the beginning")] = None,
-    range_to: Annotated[datetime | None, Query(alias="to", description="ISO 8601, exclusive; default: now")] = None,
+    range_from: Annotated[
+        datetime | None, Query(alias="from", description="ISO 8601; default: the beginning")
+    ] = None,
+    range_to: Annotated[
+        datetime | None, Query(alias="to", description="ISO 8601, exclusive; default: now")
+    ] = None,
     accept: Annotated[str | None, Header(alias="Accept")] = None,
 ) -> Response[str]:
     # The body is already serialized (JSON or CSV); the route's `responses` documents both.
     report = history.spend_report(
-        default_store(), project, _epoch(range_from, Decimal(0)), _epoch(range_to, budgets.utc_now()))
+        default_store(), project, _epoch(range_from, Decimal(0)), _epoch(range_to, budgets.utc_now())
+    )
     if accept and "text/csv" in accept.lower():
-        return Response(status_code=200, content_type="text/csv; charset=utf-8", body=history.report_csv(report))
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
-                    body=report.model_dump_json(by_alias=True))
+        return Response(
+            status_code=200, content_type="text/csv; charset=utf-8", body=history.report_csv(report)
+        )
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=report.model_dump_json(by_alias=True),
+    )
 
 
 @app.post("/projects/<project>/users/<user>/adjustments")
@@ -77,8 +94,15 @@ def adjust(
     request: AdjustmentRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response[AdjustmentResponse]:
-    result = history.adjust(default_store(), project, user, request, budgets.utc_now(), idempotency_key,
-                            key_id_of(app.current_event.raw_event))
+    result = history.adjust(
+        default_store(),
+        project,
+        user,
+        request,
+        budgets.utc_now(),
+        idempotency_key,
+        key_id_of(app.current_event.raw_event),
+    )
     return json_response(200 if result.replayed else 201, result)
 
 

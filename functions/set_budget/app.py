@@ -15,7 +15,10 @@ RESERVE_MS = 8_000
 @app.post("/set_budget")
 def set_budget(request: SetBudgetRequest) -> SetBudgetResponse:
     result = budgets.set_budget(
-        default_store(), request.project_name, request.user_dict, budgets.utc_now(),
+        default_store(),
+        request.project_name,
+        request.user_dict,
+        budgets.utc_now(),
         keep_going=lambda: app.lambda_context.get_remaining_time_in_millis() > RESERVE_MS,
         key_id=key_id_of(app.current_event.raw_event),
     )

@@ -24,15 +24,11 @@ def update_cost(
     request: CostRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> CostResponse:
-    return costs.record_cost(
-        default_store(), project, user, request, budgets.utc_now(), idempotency_key
-    )
+    return costs.record_cost(default_store(), project, user, request, budgets.utc_now(), idempotency_key)
 
 
 @app.post("/projects/<project>/users/<user>/projected-cost")
-def projected_cost(
-    project: ProjectId, user: UserId, request: ProjectedCostRequest
-) -> ProjectedCostResponse:
+def projected_cost(project: ProjectId, user: UserId, request: ProjectedCostRequest) -> ProjectedCostResponse:
     return costs.projected_cost(default_store(), project, user, request, budgets.utc_now())
 
 

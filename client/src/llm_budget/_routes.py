@@ -470,9 +470,7 @@ class Routes:
         )
 
     def spend_report(self, from_: str | None, to: str | None) -> Call[SpendReport]:
-        return Call(
-            "GET", f"{self.base}/spend", _one(SpendReport), params=_query(from_=from_, to=to)
-        )
+        return Call("GET", f"{self.base}/spend", _one(SpendReport), params=_query(from_=from_, to=to))
 
     def spend_report_csv(self, from_: str | None, to: str | None) -> Call[str]:
         return Call(

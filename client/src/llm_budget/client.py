@@ -214,9 +214,7 @@ class BudgetClient(_Base):
         ``max_tokens``), against every level of ``user``'s budget, for ``ttl_seconds`` (service
         default 600). Raises BudgetExceeded (naming the refusing levels; nothing written)."""
         return self._send(
-            self._routes.hold(
-                user, amount, model, messages, max_tokens, ttl_seconds, idempotency_key
-            )
+            self._routes.hold(user, amount, model, messages, max_tokens, ttl_seconds, idempotency_key)
         )
 
     def settle(
@@ -316,9 +314,7 @@ class BudgetClient(_Base):
 
     # ---- history
 
-    def list_periods(
-        self, user: str, limit: int | None = None, cursor: str | None = None
-    ) -> Page[Period]:
+    def list_periods(self, user: str, limit: int | None = None, cursor: str | None = None) -> Page[Period]:
         """``user``'s current period, then closed ones newest first."""
         return self._send(self._routes.list_periods(user, limit, cursor))
 
@@ -344,9 +340,7 @@ class BudgetClient(_Base):
         ``reason`` kept in the audit ledger; applied once per ``idempotency_key``."""
         return self._send(self._routes.adjust(user, amount, reason, model, idempotency_key))
 
-    def ledger(
-        self, user: str, limit: int | None = None, cursor: str | None = None
-    ) -> Page[LedgerEntry]:
+    def ledger(self, user: str, limit: int | None = None, cursor: str | None = None) -> Page[LedgerEntry]:
         """``user``'s audit ledger: adjustments, resets, settings changes, deletes."""
         return self._send(self._routes.ledger(user, limit, cursor))
 
@@ -359,9 +353,7 @@ class BudgetClient(_Base):
         ``web_search={"low": ...}`` USD per request, ``free="why"`` for a 0/0 price,
         ``provider``). It wins over the table for this project; ``Price.created`` says whether
         it was new."""
-        return self._send(
-            self._routes.put_price(model, {"input": input, "output": output, **fields})
-        )
+        return self._send(self._routes.put_price(model, {"input": input, "output": output, **fields}))
 
     def get_price(self, model: str) -> Price:
         """This project's own price for ``model``. Raises NotFound."""
@@ -493,9 +485,7 @@ class AsyncBudgetClient(_Base):
             output_text=output_text,
             cost=cost,
         )
-        return await self._send(
-            self._routes.record_cost(user, form, if_within_budget, idempotency_key)
-        )
+        return await self._send(self._routes.record_cost(user, form, if_within_budget, idempotency_key))
 
     async def projected_cost(
         self, user: str, *, model: str, messages: Messages, max_tokens: int | None = None
@@ -517,9 +507,7 @@ class AsyncBudgetClient(_Base):
     ) -> Hold:
         """See ``BudgetClient.hold``."""
         return await self._send(
-            self._routes.hold(
-                user, amount, model, messages, max_tokens, ttl_seconds, idempotency_key
-            )
+            self._routes.hold(user, amount, model, messages, max_tokens, ttl_seconds, idempotency_key)
         )
 
     async def settle(
@@ -608,9 +596,7 @@ class AsyncBudgetClient(_Base):
     async def delete_team(self, team: str) -> None:
         await self._send(self._routes.delete_team(team))
 
-    async def list_teams(
-        self, limit: int | None = None, cursor: str | None = None
-    ) -> Page[LevelBudget]:
+    async def list_teams(self, limit: int | None = None, cursor: str | None = None) -> Page[LevelBudget]:
         return await self._send(self._routes.list_teams(limit, cursor))
 
     # ---- history
@@ -644,13 +630,9 @@ class AsyncBudgetClient(_Base):
 
     # ---- prices
 
-    async def put_price(
-        self, model: str, *, input: Amount, output: Amount, **fields: object
-    ) -> Price:
+    async def put_price(self, model: str, *, input: Amount, output: Amount, **fields: object) -> Price:
         """See ``BudgetClient.put_price``."""
-        return await self._send(
-            self._routes.put_price(model, {"input": input, "output": output, **fields})
-        )
+        return await self._send(self._routes.put_price(model, {"input": input, "output": output, **fields}))
 
     async def get_price(self, model: str) -> Price:
         return await self._send(self._routes.get_price(model))
@@ -666,7 +648,5 @@ class AsyncBudgetClient(_Base):
     async def litellm_get_budget(self) -> dict[str, dict[str, Any]]:
         return await self._send(self._routes.litellm_get_budget())
 
-    async def litellm_set_budget(
-        self, user_dict: Mapping[str, Mapping[str, Any]]
-    ) -> SetBudgetResult:
+    async def litellm_set_budget(self, user_dict: Mapping[str, Mapping[str, Any]]) -> SetBudgetResult:
         return await self._send(self._routes.litellm_set_budget(user_dict))

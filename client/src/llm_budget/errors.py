@@ -243,5 +243,6 @@ def error_for(
         return cls(message, status=status, code=code, details=details, retry_after=retry_after)
     return cls(message, status=status, code=code, details=details)
 
+
 # A project or team level the project does not have: a budget that is not there, as for users.
 _BY_CODE["level_not_found"] = BudgetNotFound

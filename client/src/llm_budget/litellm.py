@@ -177,9 +177,9 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         self._lock = threading.Lock()
         self._async_client = async_client
         # One AsyncBudgetClient per event loop: httpx's pool is bound to the loop it ran in.
-        self._loop_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncBudgetClient
-        ] = weakref.WeakKeyDictionary()
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBudgetClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self.default_user = default_user
         self.price_with = price_with
         self.hold_amount = None if hold_amount is None else money(hold_amount)
@@ -258,7 +258,9 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
                 log.debug("call %s names no user: not recorded", kwargs.get("litellm_call_id"))
                 return
             self.client.record_cost(
-                user, idempotency_key=self.record_key(kwargs, response_obj), **self.cost_form(kwargs, response_obj)
+                user,
+                idempotency_key=self.record_key(kwargs, response_obj),
+                **self.cost_form(kwargs, response_obj),
             )
         except (BudgetError, ValueError, TypeError) as exc:
             self._log_failure(kwargs, response_obj, exc)
@@ -277,7 +279,9 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
                 log.debug("call %s names no user: not recorded", kwargs.get("litellm_call_id"))
                 return
             await client.record_cost(
-                user, idempotency_key=self.record_key(kwargs, response_obj), **self.cost_form(kwargs, response_obj)
+                user,
+                idempotency_key=self.record_key(kwargs, response_obj),
+                **self.cost_form(kwargs, response_obj),
             )
         except (BudgetError, ValueError, TypeError) as exc:
             self._log_failure(kwargs, response_obj, exc)
@@ -392,7 +396,11 @@ def _response_id(response_obj: object) -> str | None:
 
 
 def _response_model(response_obj: object) -> str | None:
-    value = response_obj.get("model") if isinstance(response_obj, Mapping) else getattr(response_obj, "model", None)
+    value = (
+        response_obj.get("model")
+        if isinstance(response_obj, Mapping)
+        else getattr(response_obj, "model", None)
+    )
     return value if isinstance(value, str) else None
 
 

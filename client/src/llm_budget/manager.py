@@ -71,9 +71,7 @@ class BudgetManager:
         if client is None:
             if not api_base:
                 raise ValueError("api_base is required: the budget service's URL")
-            client = BudgetClient(
-                api_base, api_key, project=project_name, headers=_request_headers(headers)
-            )
+            client = BudgetClient(api_base, api_key, project=project_name, headers=_request_headers(headers))
         self.api_base = client.api_base
         self.client = client
 
@@ -138,9 +136,7 @@ class BudgetManager:
             key = f"completion:{response_id}" if response_id else None
             result = self.client.record_cost(user, completion=completion_obj, idempotency_key=key)
         else:
-            raise ValueError(
-                "Either a chat completion object or the text response needs to be passed in."
-            )
+            raise ValueError("Either a chat completion object or the text response needs to be passed in.")
         entry: dict[str, Any] = {"cost": result.cost, "model": result.model}
         if result.current_cost is not None:
             entry["current_cost"] = result.current_cost
@@ -196,4 +192,3 @@ class BudgetManager:
             if start is not None:
                 entry["last_updated_at"] = start.timestamp()
         return entry
-

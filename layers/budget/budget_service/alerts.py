@@ -94,13 +94,14 @@ class LevelState:
     thresholds: tuple[Decimal, ...] | None  # None: inherit the project default
 
     def reaches(self, threshold: Decimal) -> bool:
-        return self.spend > ZERO and self.spend >= DECIMAL_CONTEXT.multiply(
-            threshold, self.total_budget
-        )
+        return self.spend > ZERO and self.spend >= DECIMAL_CONTEXT.multiply(threshold, self.total_budget)
 
     def same_alert_period(self, other: LevelState) -> bool:
         return (self.project, self.level, self.level_id, self.alert_period_start) == (
-            other.project, other.level, other.level_id, other.alert_period_start,
+            other.project,
+            other.level,
+            other.level_id,
+            other.alert_period_start,
         )
 
 
@@ -108,12 +109,12 @@ def level_key(pk: str, sk: str) -> tuple[str, str, str] | None:
     """(project, level, id) for a level item's key; None for any other item."""
     if not pk.startswith(PROJECT_PREFIX):
         return None
-    project = pk[len(PROJECT_PREFIX):]
+    project = pk[len(PROJECT_PREFIX) :]
     if sk == PROJECT_SK:
         return project, "project", project
     for prefix, level in LEVEL_PREFIXES.items():
         if sk.startswith(prefix):
-            return project, level, sk[len(prefix):]
+            return project, level, sk[len(prefix) :]
     return None
 
 
@@ -165,8 +166,12 @@ class Alert:
     def alert_id(self) -> str:
         """Stable over redeliveries; new for a new period or a new total (which re-arms)."""
         parts = [
-            self.project, self.level, self.level_id, _plain_number(self.period_start),
-            _plain_number(self.threshold), _plain_number(self.total_budget),
+            self.project,
+            self.level,
+            self.level_id,
+            _plain_number(self.period_start),
+            _plain_number(self.threshold),
+            _plain_number(self.total_budget),
         ]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
@@ -191,9 +196,7 @@ def crossed_thresholds(
 ) -> list[Decimal]:
     """The thresholds `new` reaches and `old` (when in the same alert period) did not; ascending."""
     prior = old if old is not None and old.same_alert_period(new) else None
-    return sorted(
-        t for t in set(thresholds) if new.reaches(t) and not (prior and prior.reaches(t))
-    )
+    return sorted(t for t in set(thresholds) if new.reaches(t) and not (prior and prior.reaches(t)))
 
 
 def may_cross(old: LevelState | None, new: LevelState) -> bool:

@@ -151,6 +151,7 @@ def check(scope: Scope, permission: Permission, project: str | None) -> None:
 
 # ---- minting and revoking (the admin CLI, budget_service.keys) ----------------------------------
 
+
 @lru_cache(maxsize=1)
 def _project_id():
     """The project-name validator, built on first use: minting is the admin CLI's, and the
@@ -232,8 +233,9 @@ def authenticate(key_store, header: str | None) -> Scope:
     if record is None or record.get("revoked"):
         raise Unauthorized("the API key is not valid (unknown or revoked)")
     try:
-        return Scope(key_id=key_id_of(digest), role=Role(record["role"]),
-                     projects=frozenset(record["projects"]))
+        return Scope(
+            key_id=key_id_of(digest), role=Role(record["role"]), projects=frozenset(record["projects"])
+        )
     except (KeyError, TypeError, ValueError):
         raise Unauthorized("the API key is not valid") from None
 
@@ -253,11 +255,13 @@ def allow_policy(scope: Scope, method_arn: str) -> dict:
         "principalId": scope.key_id,
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{
-                "Action": "execute-api:Invoke",
-                "Effect": "Allow",
-                "Resource": api_wide_resource(method_arn),
-            }],
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": api_wide_resource(method_arn),
+                }
+            ],
         },
         "context": scope.to_context(),
     }

@@ -83,7 +83,9 @@ class Budget:
         period = self.period_at(now)
         assert period is not None  # reset_at is only set on budgets with a period
         return dataclasses.replace(
-            self.with_spend_zeroed(), period_start=period.start, reset_at=period.end,
+            self.with_spend_zeroed(),
+            period_start=period.start,
+            reset_at=period.end,
             previous_period_start=self.period_start,
         )
 
@@ -137,9 +139,7 @@ class Budget:
             "reset_at": iso(self.reset_at),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
-            "alert_thresholds": (
-                list(self.alert_thresholds) if self.alert_thresholds is not None else None
-            ),
+            "alert_thresholds": (list(self.alert_thresholds) if self.alert_thresholds is not None else None),
         }
 
     def to_litellm_entry(self) -> dict:
@@ -222,10 +222,18 @@ class ClosedPeriod:
         period rule counts its spend from its ``created_at``."""
         start = budget.period_start if budget.period_start is not None else budget.created_at
         return cls(
-            project=budget.project, level=USER_LEVEL, level_id=budget.user,
-            start=min(start, end), end=end, total_budget=budget.total_budget,
-            spend=budget.current_cost, model_cost=dict(budget.model_cost), held=budget.held,
-            closed_by=closed_by, closed_at=closed_at, budget_created_at=budget.created_at,
+            project=budget.project,
+            level=USER_LEVEL,
+            level_id=budget.user,
+            start=min(start, end),
+            end=end,
+            total_budget=budget.total_budget,
+            spend=budget.current_cost,
+            model_cost=dict(budget.model_cost),
+            held=budget.held,
+            closed_by=closed_by,
+            closed_at=closed_at,
+            budget_created_at=budget.created_at,
         )
 
 

@@ -146,8 +146,7 @@ def _check_model_counts(stored: dict[str, Budget], user_dict: dict[str, LitellmE
         user
         for user, entry in user_dict.items()
         if user in stored
-        and len(set(stored[user].as_of(now).model_cost) | set(entry.model_cost or {}))
-        > MAX_MODELS_PER_USER
+        and len(set(stored[user].as_of(now).model_cost) | set(entry.model_cost or {})) > MAX_MODELS_PER_USER
     ]
     if over:
         raise InvalidInput(
@@ -167,23 +166,41 @@ def read_budget(store: BudgetStore, project: str, user: str, now: Decimal) -> Bu
 
 
 def _settings(budget: Budget) -> dict:
-    return {"total_budget": budget.total_budget, "duration": budget.duration_label(),
-            "timezone": budget.timezone}
+    return {
+        "total_budget": budget.total_budget,
+        "duration": budget.duration_label(),
+        "timezone": budget.timezone,
+    }
 
 
-def _settings_audit(old: Budget | None, new: Budget, now: Decimal, key_id: str | None) -> tuple[AuditEntry, ...]:
+def _settings_audit(
+    old: Budget | None, new: Budget, now: Decimal, key_id: str | None
+) -> tuple[AuditEntry, ...]:
     """The audit entry of a settings change (``create`` when `old` is None), or none if the
     settings (total_budget, duration, timezone) did not change."""
     before = _settings(old) if old is not None else None
     after = _settings(new)
     if before == after:
         return ()
-    return (AuditEntry(new.project, USER_LEVEL, new.user, "create" if old is None else "settings",
-                       now, key_id, {"old": before, "new": after}),)
+    return (
+        AuditEntry(
+            new.project,
+            USER_LEVEL,
+            new.user,
+            "create" if old is None else "settings",
+            now,
+            key_id,
+            {"old": before, "new": after},
+        ),
+    )
 
 
 def put_budget(
-    store: BudgetStore, project: str, user: str, settings: PutBudgetRequest, now: Decimal,
+    store: BudgetStore,
+    project: str,
+    user: str,
+    settings: PutBudgetRequest,
+    now: Decimal,
     key_id: str | None = None,
 ) -> tuple[Budget, bool]:
     """Create or replace a budget's settings. Spend of the current period is kept.
@@ -211,11 +228,14 @@ def put_budget(
         base = (
             rolled.budget
             if rolled is not None
-            else Budget(project=project, user=user, total_budget=settings.total_budget,
-                        created_at=now, updated_at=now)
+            else Budget(
+                project=project, user=user, total_budget=settings.total_budget, created_at=now, updated_at=now
+            )
         )
         rule_changed = (base.duration, base.timezone, base.duration_days) != (
-            settings.duration, settings.timezone, None,
+            settings.duration,
+            settings.timezone,
+            None,
         )
         updated = dataclasses.replace(
             base,
@@ -281,10 +301,19 @@ def reset_budget(
             ).with_period_from(now)
         else:
             target = zeroed
-        audit = AuditEntry(project, USER_LEVEL, user, "reset", now, key_id, {
-            "spend": base.current_cost, "model_cost": dict(base.model_cost),
-            "period_start": closed.start,
-        })
+        audit = AuditEntry(
+            project,
+            USER_LEVEL,
+            user,
+            "reset",
+            now,
+            key_id,
+            {
+                "spend": base.current_cost,
+                "model_cost": dict(base.model_cost),
+                "period_start": closed.start,
+            },
+        )
         return Write(target, rolled.closed + (closed,), (audit,))
 
     budget = store.update(project, user, change)
@@ -293,8 +322,13 @@ def reset_budget(
 
 
 def delete_budget(
-    store: BudgetStore, project: str, user: str, now: Decimal | None = None,
-    key_id: str | None = None, *, purge: bool = False,
+    store: BudgetStore,
+    project: str,
+    user: str,
+    now: Decimal | None = None,
+    key_id: str | None = None,
+    *,
+    purge: bool = False,
 ) -> None:
     """Delete a budget. Its history (closed periods) and audit ledger are kept, with the spend of
     its current period recorded as a closed period (``closed_by: delete``) and a ``delete`` audit
@@ -317,8 +351,15 @@ def delete_budget(
         closed = rolled.closed + (
             ClosedPeriod.of(rolled.budget, end=when, closed_at=when, closed_by="delete"),
         )
-        audit = AuditEntry(project, USER_LEVEL, user, "delete", when, key_id,
-                           {"old": _settings(current), "spend": rolled.budget.current_cost})
+        audit = AuditEntry(
+            project,
+            USER_LEVEL,
+            user,
+            "delete",
+            when,
+            key_id,
+            {"old": _settings(current), "spend": rolled.budget.current_cost},
+        )
         return Write(rolled.budget, closed, (audit,))
 
     if not store.delete_recorded(project, user, record):

@@ -77,8 +77,9 @@ class BudgetExceeded(BudgetError):
             f"{r['level']} {r['name']!r} has {max(r['available'], 0)} available" for r in refusals
         )
         needed = refusals[0]["needed"]
-        details = [{**r, "available": float(max(r["available"], 0)), "needed": float(r["needed"])}
-                   for r in refusals]
+        details = [
+            {**r, "available": float(max(r["available"], 0)), "needed": float(r["needed"])} for r in refusals
+        ]
         return cls(f"the budget cannot cover {needed}: {shown}", details=details)
 
 

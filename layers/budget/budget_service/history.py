@@ -84,10 +84,15 @@ def _plain_json(value):
 
 def _closed_record(item: dict) -> PeriodRecord:
     return PeriodRecord(
-        period_start=iso(item["period_start"]) or "", period_end=iso(item["period_end"]), current=False,
-        total_budget=item["total_budget"], spend=item["spend"],
-        model_cost=dict(item.get("model_cost", {})), held=item.get("held", ZERO),
-        closed_by=item.get("closed_by"), closed_at=iso(item.get("closed_at")),
+        period_start=iso(item["period_start"]) or "",
+        period_end=iso(item["period_end"]),
+        current=False,
+        total_budget=item["total_budget"],
+        spend=item["spend"],
+        model_cost=dict(item.get("model_cost", {})),
+        held=item.get("held", ZERO),
+        closed_by=item.get("closed_by"),
+        closed_at=iso(item.get("closed_at")),
     )
 
 
@@ -96,23 +101,42 @@ def _open_records(budget: Budget, now: Decimal) -> list[PeriodRecord]:
     records = []
     current = budget.as_of(now)
     start = current.period_start if current.period_start is not None else current.created_at
-    records.append(PeriodRecord(
-        period_start=iso(start) or "", period_end=iso(current.reset_at), current=True,
-        total_budget=current.total_budget, spend=current.current_cost,
-        model_cost=dict(current.model_cost), held=current.held, closed_by=None, closed_at=None,
-    ))
+    records.append(
+        PeriodRecord(
+            period_start=iso(start) or "",
+            period_end=iso(current.reset_at),
+            current=True,
+            total_budget=current.total_budget,
+            spend=current.current_cost,
+            model_cost=dict(current.model_cost),
+            held=current.held,
+            closed_by=None,
+            closed_at=None,
+        )
+    )
     if current is not budget:  # the stored period ended and nobody has rolled it over yet
-        records.append(PeriodRecord(
-            period_start=iso(budget.period_start if budget.period_start is not None else budget.created_at) or "",
-            period_end=iso(budget.reset_at), current=False, total_budget=budget.total_budget,
-            spend=budget.current_cost, model_cost=dict(budget.model_cost), held=budget.held,
-            closed_by="pending", closed_at=None,
-        ))
+        records.append(
+            PeriodRecord(
+                period_start=iso(
+                    budget.period_start if budget.period_start is not None else budget.created_at
+                )
+                or "",
+                period_end=iso(budget.reset_at),
+                current=False,
+                total_budget=budget.total_budget,
+                spend=budget.current_cost,
+                model_cost=dict(budget.model_cost),
+                held=budget.held,
+                closed_by="pending",
+                closed_at=None,
+            )
+        )
     return records
 
 
-def list_periods(store: BudgetStore, project: str, user: str, limit: int, cursor: str | None,
-                 now: Decimal) -> PeriodList:
+def list_periods(
+    store: BudgetStore, project: str, user: str, limit: int, cursor: str | None, now: Decimal
+) -> PeriodList:
     """The user's periods: on the first page the current one (and an ended one the next write
     will record), then closed ones newest first; `limit` closed ones per page. One GetItem and
     one Query. A deleted user's history is still listed; BudgetNotFound when there is neither."""
@@ -132,13 +156,22 @@ def list_periods(store: BudgetStore, project: str, user: str, limit: int, cursor
 def list_ledger(store: BudgetStore, project: str, user: str, limit: int, cursor: str | None) -> Ledger:
     """The user's audit entries, newest first (one Query per page)."""
     try:
-        items, last = HistoryStore(store).audit_page(project, USER_LEVEL, user, limit=limit, after_sk=_after(cursor))
+        items, last = HistoryStore(store).audit_page(
+            project, USER_LEVEL, user, limit=limit, after_sk=_after(cursor)
+        )
     except ValueError:
         raise InvalidInput("cursor is not one this API returned") from None
     if cursor is None and not items and store.get(project, user) is None:
         raise BudgetNotFound.for_user(project, user)
-    entries = [LedgerEntry(action=i["action"], at=iso(i["at"]) or "", key_id=i.get("key_id"),
-                           details=_plain_json(i.get("details", {}))) for i in items]
+    entries = [
+        LedgerEntry(
+            action=i["action"],
+            at=iso(i["at"]) or "",
+            key_id=i.get("key_id"),
+            details=_plain_json(i.get("details", {})),
+        )
+        for i in items
+    ]
     return Ledger(project=project, user=user, entries=entries, next_cursor=_cursor(last))
 
 
@@ -152,10 +185,13 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
     if end <= start:
         raise InvalidInput("'to' must be after 'from'")
     items, complete = HistoryStore(store).periods_started(
-        project, USER_LEVEL, start, end, max_items=MAX_REPORT_PERIODS)
+        project, USER_LEVEL, start, end, max_items=MAX_REPORT_PERIODS
+    )
     if not complete:
         raise InvalidInput(f"the range holds more than {MAX_REPORT_PERIODS} periods; narrow it")
-    per_user: dict[str, dict] = defaultdict(lambda: {"spend": ZERO, "models": defaultdict(Decimal), "periods": 0})
+    per_user: dict[str, dict] = defaultdict(
+        lambda: {"spend": ZERO, "models": defaultdict(Decimal), "periods": 0}
+    )
     models: dict[str, Decimal] = defaultdict(Decimal)
     total = ZERO
     with localcontext(DECIMAL_CONTEXT):
@@ -167,10 +203,24 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
             for model, cost in item.get("model_cost", {}).items():
                 row["models"][model] += cost
                 models[model] += cost
-    users = [SpendRow(user=user, spend=row["spend"], model_cost=dict(sorted(row["models"].items())),
-                      periods=row["periods"]) for user, row in sorted(per_user.items())]
-    return SpendReport(project=project, range_from=iso(start) or "", range_to=iso(end) or "", total=total,  # type: ignore[call-arg]
-                       model_cost=dict(sorted(models.items())), periods=len(items), users=users)
+    users = [
+        SpendRow(
+            user=user,
+            spend=row["spend"],
+            model_cost=dict(sorted(row["models"].items())),
+            periods=row["periods"],
+        )
+        for user, row in sorted(per_user.items())
+    ]
+    return SpendReport(
+        project=project,
+        range_from=iso(start) or "",
+        range_to=iso(end) or "",
+        total=total,  # type: ignore[call-arg]
+        model_cost=dict(sorted(models.items())),
+        periods=len(items),
+        users=users,
+    )
 
 
 def _cell(value: str) -> str:
@@ -196,8 +246,15 @@ def report_csv(report: SpendReport) -> str:
 # ---- adjustments ---------------------------------------------------------------------------------
 
 
-def adjust(store: BudgetStore, project: str, user: str, request: AdjustmentRequest, now: Decimal,
-           idempotency_key: str | None, key_id: str | None) -> AdjustmentResponse:
+def adjust(
+    store: BudgetStore,
+    project: str,
+    user: str,
+    request: AdjustmentRequest,
+    now: Decimal,
+    idempotency_key: str | None,
+    key_id: str | None,
+) -> AdjustmentResponse:
     """Apply a debit or credit to the user's current-period spend, once per Idempotency-Key.
 
     One TransactWriteItems: the level Update (spend, ``model_cost[model]`` when given, and
@@ -210,8 +267,10 @@ def adjust(store: BudgetStore, project: str, user: str, request: AdjustmentReque
     """
     key = check_idempotency_key(idempotency_key)
     if key is None:
-        raise InvalidInput("an adjustment needs an Idempotency-Key header",
-                           details=[{"field": "Idempotency-Key", "problem": "missing"}])
+        raise InvalidInput(
+            "an adjustment needs an Idempotency-Key header",
+            details=[{"field": "Idempotency-Key", "problem": "missing"}],
+        )
     digest = fingerprint_of(request.model_dump(mode="json", exclude_none=True))
     writer = LevelWriter(store)
     budget = store.get(project, user) if request.amount < 0 else None
@@ -228,21 +287,39 @@ def adjust(store: BudgetStore, project: str, user: str, request: AdjustmentReque
                 spend = min(spend, current.model_cost.get(request.model, ZERO))
             applied = max(request.amount, -spend)
         result = {
-            "amount": request.amount, "applied": applied, "clamped": applied != request.amount,
-            "model": request.model, "reason": request.reason, "key_id": key_id,
+            "amount": request.amount,
+            "applied": applied,
+            "clamped": applied != request.amount,
+            "model": request.model,
+            "reason": request.reason,
+            "key_id": key_id,
             "created_at": now,
         }
-        ledger = {"key": key, "kind": "adjustment", "fingerprint": digest, "result": result,
-                  "created_at": now, "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS}
-        audit = AuditEntry(project, USER_LEVEL, user, "adjustment", now, key_id,
-                           {**result, "idempotency_key": key})
-        move = Move(spend=applied, model=request.model if applied else None,
-                    floor=-applied if applied < 0 else None)
+        ledger = {
+            "key": key,
+            "kind": "adjustment",
+            "fingerprint": digest,
+            "result": result,
+            "created_at": now,
+            "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS,
+        }
+        audit = AuditEntry(
+            project, USER_LEVEL, user, "adjustment", now, key_id, {**result, "idempotency_key": key}
+        )
+        move = Move(
+            spend=applied, model=request.model if applied else None, floor=-applied if applied < 0 else None
+        )
         try:
-            writer.write(project, user, move, now, extra=lambda levels, ledger=ledger, audit=audit: [  # type: ignore[misc]
-                {"Put": store._ledger_put(project, user, ledger)},
-                audit_put(store.table_name, audit),
-            ])
+            writer.write(
+                project,
+                user,
+                move,
+                now,
+                extra=lambda levels, ledger=ledger, audit=audit: [  # type: ignore[misc]
+                    {"Put": store._ledger_put(project, user, ledger)},
+                    audit_put(store.table_name, audit),
+                ],
+            )
             return _adjustment(project, user, result, key)
         except SpendBelowCredit:
             budget = None  # a concurrent write lowered the spend: read it again
@@ -254,16 +331,25 @@ def adjust(store: BudgetStore, project: str, user: str, request: AdjustmentReque
         if first.get("fingerprint") != digest:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was already used for a different request to this user;"
-                " use a new key for a new adjustment")
+                " use a new key for a new adjustment"
+            )
         return _adjustment(project, user, first["result"], key, replayed=True)
     raise Contention(f"budget {project}/{user}: its spend keeps changing; retry")
 
 
-def _adjustment(project: str, user: str, result: dict, key: str, *, replayed: bool = False) -> AdjustmentResponse:
+def _adjustment(
+    project: str, user: str, result: dict, key: str, *, replayed: bool = False
+) -> AdjustmentResponse:
     return AdjustmentResponse(
-        project=project, user=user, amount=result["amount"], applied=result["applied"],
-        clamped=bool(result["clamped"]), model=result.get("model"), reason=result["reason"],
-        key_id=result.get("key_id"), idempotency_key=key, created_at=iso(result["created_at"]) or "",
+        project=project,
+        user=user,
+        amount=result["amount"],
+        applied=result["applied"],
+        clamped=bool(result["clamped"]),
+        model=result.get("model"),
+        reason=result["reason"],
+        key_id=result.get("key_id"),
+        idempotency_key=key,
+        created_at=iso(result["created_at"]) or "",
         replayed=replayed,
     )
-

@@ -78,16 +78,24 @@ def create_hold(
     if key is not None:
         digest = costs.fingerprint_of(request.model_dump(mode="json", exclude_none=True))
         ledger = {
-            "key": key, "kind": "hold", "hold_id": hold_id, "fingerprint": digest,
-            "created_at": now, "expires_at": int(now) + costs.IDEMPOTENCY_TTL_SECONDS,
+            "key": key,
+            "kind": "hold",
+            "hold_id": hold_id,
+            "fingerprint": digest,
+            "created_at": now,
+            "expires_at": int(now) + costs.IDEMPOTENCY_TTL_SECONDS,
         }
     attributes = {"priced_as": priced_as, "prompt_tokens": prompt_tokens, "idempotency_key": key}
     try:
-        first = holds.create(project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger)
+        first = holds.create(
+            project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger
+        )
     except BudgetExceeded:
         if not release_expired(holds, project, user, now):
             raise
-        first = holds.create(project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger)
+        first = holds.create(
+            project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger
+        )
     if first is not None:
         if first.get("kind") != "hold" or first.get("fingerprint") != digest:
             raise IdempotencyKeyReused(
@@ -95,16 +103,34 @@ def create_hold(
                 " use a new key for a new hold"
             )
         stored = holds.get(project, user, first["hold_id"]) or {}
-        return _hold_answer(project, user, first["hold_id"], stored or {
-            "amount": amount_of(first["hold_id"]), "state": HELD, "created_at": first["created_at"],
-            "hold_expires_at": first["created_at"],
-        }, key=key, replayed=True)
-    item = {"amount": amount, "state": HELD, "created_at": now, "hold_expires_at": expires_at,
-            "priced_as": priced_as, "prompt_tokens": prompt_tokens}
+        return _hold_answer(
+            project,
+            user,
+            first["hold_id"],
+            stored
+            or {
+                "amount": amount_of(first["hold_id"]),
+                "state": HELD,
+                "created_at": first["created_at"],
+                "hold_expires_at": first["created_at"],
+            },
+            key=key,
+            replayed=True,
+        )
+    item = {
+        "amount": amount,
+        "state": HELD,
+        "created_at": now,
+        "hold_expires_at": expires_at,
+        "priced_as": priced_as,
+        "prompt_tokens": prompt_tokens,
+    }
     return _hold_answer(project, user, hold_id, item, key=key)
 
 
-def _hold_answer(project: str, user: str, hold_id: str, item: dict, *, key=None, replayed=False) -> HoldResponse:
+def _hold_answer(
+    project: str, user: str, hold_id: str, item: dict, *, key=None, replayed=False
+) -> HoldResponse:
     return HoldResponse(
         hold_id=hold_id,
         project=project,
@@ -172,6 +198,10 @@ def release_hold(store: BudgetStore, project: str, user: str, hold_id: str, now:
     amount = amount_of(hold_id)
     before, changed = HoldStore(store).finish(project, user, hold_id, now, RELEASED)
     return ReleaseResponse(
-        hold_id=hold_id, project=project, user=user, amount=amount,
-        state=RELEASED if changed else str((before or {}).get("state", RELEASED)), released=changed,
+        hold_id=hold_id,
+        project=project,
+        user=user,
+        amount=amount,
+        state=RELEASED if changed else str((before or {}).get("state", RELEASED)),
+        released=changed,
     )

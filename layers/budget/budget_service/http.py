@@ -66,8 +66,12 @@ UNAVAILABLE_MESSAGES = {
 # ID_MAX_BYTES bytes of UTF-8), checked before the handler.
 ProjectId = Annotated[
     str,
-    Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
-         description="1 to 256 bytes of UTF-8 (percent-encoded in the path), no control characters"),
+    Path(
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
+        description="1 to 256 bytes of UTF-8 (percent-encoded in the path), no control characters",
+    ),
     AfterValidator(fits_id_bytes),
 ]
 UserId = ProjectId
@@ -143,7 +147,9 @@ def _check_nodes(value: dict, *, check_text: bool) -> None:
                 try:
                     part.encode("utf-8")
                 except UnicodeEncodeError:
-                    raise BodyRejected("a string in the body has a lone surrogate (not Unicode text)") from None
+                    raise BodyRejected(
+                        "a string in the body has a lone surrogate (not Unicode text)"
+                    ) from None
 
 
 def _duplicated_header(event: dict) -> str | None:
@@ -232,14 +238,16 @@ def _refuse_early(event: dict) -> dict | None:
     scope = _scope(event)
     if scope is None:
         return _proxy_error(
-            Unauthorized.status, Unauthorized.code,
+            Unauthorized.status,
+            Unauthorized.code,
             "send a valid API key: Authorization: Bearer <key>",
             {"WWW-Authenticate": "Bearer"},
         )
     permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
     if not scope.allows(permission):
         return _proxy_error(
-            Forbidden.status, Forbidden.code,
+            Forbidden.status,
+            Forbidden.code,
             f"a {scope.role.value} key may not do this ({permission.value} is needed)",
         )
     return None
@@ -359,9 +367,7 @@ def create_app() -> APIGatewayRestResolver:
                 HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON"
             )
         message, details = _describe(errors)
-        return error_response(
-            HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details
-        )
+        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details)
 
     @app.exception_handler(BudgetError)
     def _domain(exc: BudgetError) -> Response:
@@ -376,13 +382,16 @@ def create_app() -> APIGatewayRestResolver:
         if unavailable(exc):
             # Throttled, timed out or a DynamoDB 5xx, after the client's own retries.
             outcome = write_outcome(exc)
-            logger.warning("DynamoDB unavailable", extra={"error": type(exc).__name__,
-                                                          "outcome": outcome,
-                                                          "detail": str(exc)[:300]})
+            logger.warning(
+                "DynamoDB unavailable",
+                extra={"error": type(exc).__name__, "outcome": outcome, "detail": str(exc)[:300]},
+            )
             metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
             return error_response(
-                HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable",
-                UNAVAILABLE_MESSAGES[outcome], {"outcome": outcome},
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                UNAVAILABLE_MESSAGES[outcome],
+                {"outcome": outcome},
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return _internal_error(exc)
@@ -414,22 +423,22 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
     """The Lambda handler for a resolver: logging with the request id, tracing, metrics."""
 
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry keys and bodies.
-    @logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
-    )
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict, context) -> dict:
         body = event.get("body") or ""
         if len(body.encode()) > MAX_BODY_BYTES:
             return _proxy_error(
-                PayloadTooLarge.status, PayloadTooLarge.code,
+                PayloadTooLarge.status,
+                PayloadTooLarge.code,
                 f"the request body is over {MAX_BODY_BYTES} bytes",
             )
         duplicated = _duplicated_header(event)
         if duplicated:
             return _proxy_error(
-                HTTPStatus.BAD_REQUEST, "duplicate_header",
+                HTTPStatus.BAD_REQUEST,
+                "duplicate_header",
                 f"the {duplicated} header may be sent once; this request has it more than once",
             )
         if auth_enforced():
@@ -437,9 +446,7 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
             if refused is not None:
                 return refused
         if event.get("isBase64Encoded") and body and not _utf8(body):
-            return _proxy_error(
-                HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON"
-            )
+            return _proxy_error(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON")
         return app.resolve(_as_json(event), context)
 
     return handler
@@ -454,9 +461,7 @@ def _as_json(event: dict) -> dict:
     if not event.get("body"):
         return event
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
-    multi = {
-        k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"
-    }
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
     headers["Content-Type"] = content_types.APPLICATION_JSON
     multi["Content-Type"] = [content_types.APPLICATION_JSON]
     return {**event, "headers": headers, "multiValueHeaders": multi}

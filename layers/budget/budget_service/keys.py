@@ -77,13 +77,20 @@ def _shown(entry: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m budget_service.keys", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m budget_service.keys",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--table", help="the budget table (default: $TABLE_NAME)")
     commands = parser.add_subparsers(dest="command", required=True)
     mint = commands.add_parser("mint", help="create a key; prints it once")
-    mint.add_argument("--project", action="append", required=True,
-                      help="a project the key may use (repeat, or comma-separate)")
+    mint.add_argument(
+        "--project",
+        action="append",
+        required=True,
+        help="a project the key may use (repeat, or comma-separate)",
+    )
     mint.add_argument("--role", required=True, choices=[r.value for r in auth.Role])
     mint.add_argument("--label", help="a note stored with the key (who or what uses it)")
     revoke = commands.add_parser("revoke", help="revoke a key by its id (or the key itself)")
@@ -97,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "mint":
             projects = [p.strip() for arg in args.project for p in arg.split(",") if p.strip()]
             minted = auth.mint(store, projects, args.role, utc_now(), args.label)
-            print(f"minted key {minted.key_id}: role {minted.role.value}, projects "
-                  f"{', '.join(minted.projects)}. It is shown once, below; store it now.",
-                  file=sys.stderr)
+            print(
+                f"minted key {minted.key_id}: role {minted.role.value}, projects "
+                f"{', '.join(minted.projects)}. It is shown once, below; store it now.",
+                file=sys.stderr,
+            )
             print(minted.key, flush=True)
             return 0
         if args.command == "revoke":
@@ -107,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             if entry is None:
                 print(f"no key with id {args.key!r}", file=sys.stderr)
                 return 1
-            print(f"revoked key {entry['key_id']} (cached authorizations end within the "
-                  "AuthCacheTtlSeconds of the deployed API)", file=sys.stderr)
+            print(
+                f"revoked key {entry['key_id']} (cached authorizations end within the "
+                "AuthCacheTtlSeconds of the deployed API)",
+                file=sys.stderr,
+            )
             return 0
         for entry in store.list():
             print(json.dumps(_shown(entry)))

@@ -36,11 +36,18 @@ def _as_budget(project: str, item: dict) -> Budget:
     from budget_service.periods import Duration
 
     return Budget(
-        project=project, user=item.get("team") or "", total_budget=item["total_budget"],
-        created_at=item["created_at"], updated_at=item["updated_at"],
-        current_cost=item.get("current_cost", Decimal(0)), model_cost=dict(item.get("model_cost", {})),
-        held=item.get("held", Decimal(0)), duration=Duration(item["duration"]) if item.get("duration") else None,
-        timezone=item.get("timezone"), period_start=item.get("period_start"), reset_at=item.get("reset_at"),
+        project=project,
+        user=item.get("team") or "",
+        total_budget=item["total_budget"],
+        created_at=item["created_at"],
+        updated_at=item["updated_at"],
+        current_cost=item.get("current_cost", Decimal(0)),
+        model_cost=dict(item.get("model_cost", {})),
+        held=item.get("held", Decimal(0)),
+        duration=Duration(item["duration"]) if item.get("duration") else None,
+        timezone=item.get("timezone"),
+        period_start=item.get("period_start"),
+        reset_at=item.get("reset_at"),
         version=int(item["version"]),
     )
 
@@ -51,11 +58,20 @@ def _item(level: str, team: str | None, b: Budget) -> dict:
     shard = level_shard(b.project, _sk(level, team)) if b.reset_at is not None else None
     return {
         "reset_shard": shard,
-        "project": b.project, "level": level, "team": team, "total_budget": b.total_budget,
-        "current_cost": b.current_cost, "model_cost": dict(b.model_cost), "held": b.held,
-        "available": b.available, "duration": b.duration.value if b.duration else None,
-        "timezone": b.timezone, "period_start": b.period_start, "reset_at": b.reset_at,
-        "created_at": b.created_at, "updated_at": b.updated_at,
+        "project": b.project,
+        "level": level,
+        "team": team,
+        "total_budget": b.total_budget,
+        "current_cost": b.current_cost,
+        "model_cost": dict(b.model_cost),
+        "held": b.held,
+        "available": b.available,
+        "duration": b.duration.value if b.duration else None,
+        "timezone": b.timezone,
+        "period_start": b.period_start,
+        "reset_at": b.reset_at,
+        "created_at": b.created_at,
+        "updated_at": b.updated_at,
     }
 
 
@@ -68,30 +84,44 @@ def _not_found(project: str, level: str, team: str | None) -> LevelNotFound:
     return LevelNotFound(f"no {what} in project {project!r}")
 
 
-def put(store: BudgetStore, project: str, level: str, team: str | None, settings: LevelRequest,
-        now: Decimal) -> tuple[LevelRecord, bool]:
+def put(
+    store: BudgetStore, project: str, level: str, team: str | None, settings: LevelRequest, now: Decimal
+) -> tuple[LevelRecord, bool]:
     """Create or replace a level's settings (version-conditional). Its current spend and holds
     are kept (an ended period rolls over first); a new level starts at zero spend."""
     sk = _sk(level, team)
     for _ in range(MAX_WRITE_ATTEMPTS):
         old = get_level(store, project, sk)
         if old is None:
-            base = Budget(project=project, user=team or "", total_budget=settings.total_budget,
-                          created_at=now, updated_at=now)
+            base = Budget(
+                project=project,
+                user=team or "",
+                total_budget=settings.total_budget,
+                created_at=now,
+                updated_at=now,
+            )
         else:
             base = _as_budget(project, old).as_of(now)
         rule_changed = (base.duration, base.timezone) != (settings.duration, settings.timezone)
-        updated = dataclasses.replace(base, total_budget=settings.total_budget, duration=settings.duration,
-                                      timezone=settings.timezone, updated_at=now)
+        updated = dataclasses.replace(
+            base,
+            total_budget=settings.total_budget,
+            duration=settings.duration,
+            timezone=settings.timezone,
+            updated_at=now,
+        )
         if rule_changed or old is None:
             updated = updated.with_period_from(now)
         if settings.default_user_budget is not None and level != "project":
-            raise InvalidInput("default_user_budget belongs to the project budget, not a team",
-                               details=[{"field": "default_user_budget", "problem": "only on the project"}])
+            raise InvalidInput(
+                "default_user_budget belongs to the project budget, not a team",
+                details=[{"field": "default_user_budget", "problem": "only on the project"}],
+            )
         item = _item(level, team, updated)
         if settings.default_user_budget is not None:
-            item["default_user_budget"] = settings.default_user_budget.model_dump(mode="json", exclude_none=True) | {
-                "total_budget": settings.default_user_budget.total_budget}
+            item["default_user_budget"] = settings.default_user_budget.model_dump(
+                mode="json", exclude_none=True
+            ) | {"total_budget": settings.default_user_budget.total_budget}
         try:
             put_level(store, project, sk, item, int(old["version"]) if old else 0)
         except StaleWrite:
@@ -111,12 +141,22 @@ def _record(store: BudgetStore, project: str, item: dict, now: Decimal) -> Level
     b = _as_budget(project, item).as_of(now)
     level = item["level"]
     return LevelRecord(
-        project=project, level=level, team=item.get("team"), total_budget=b.total_budget,
-        current_cost=b.current_cost, remaining=b.remaining, held=b.held, available=max(b.available, Decimal(0)),
-        model_cost=dict(b.model_cost), users=count_users(store, project, item.get("team") if level == "team" else None),
+        project=project,
+        level=level,
+        team=item.get("team"),
+        total_budget=b.total_budget,
+        current_cost=b.current_cost,
+        remaining=b.remaining,
+        held=b.held,
+        available=max(b.available, Decimal(0)),
+        model_cost=dict(b.model_cost),
+        users=count_users(store, project, item.get("team") if level == "team" else None),
         default_user_budget=item.get("default_user_budget"),
-        duration=b.duration.value if b.duration else None, timezone=b.timezone,
-        period_start=iso(b.period_start), reset_at=iso(b.reset_at), created_at=iso(b.created_at) or "",
+        duration=b.duration.value if b.duration else None,
+        timezone=b.timezone,
+        period_start=iso(b.period_start),
+        reset_at=iso(b.reset_at),
+        created_at=iso(b.created_at) or "",
         updated_at=iso(b.updated_at) or "",
     )
 
@@ -127,8 +167,9 @@ def delete(store: BudgetStore, project: str, level: str, team: str | None) -> No
         raise _not_found(project, level, team)
 
 
-def teams(store: BudgetStore, project: str, limit: int, cursor: str | None, now: Decimal
-          ) -> tuple[list[LevelRecord], str | None]:
+def teams(
+    store: BudgetStore, project: str, limit: int, cursor: str | None, now: Decimal
+) -> tuple[list[LevelRecord], str | None]:
     after = decode_cursor(cursor) if cursor else None
     items, last = list_teams(store, project, limit=limit, after=after)
     return [_record(store, project, i, now) for i in items], (encode_cursor(last) if last else None)

@@ -36,6 +36,7 @@ def fits_id_bytes(value: str) -> str:
         raise ValueError(f"must be at most {ID_MAX_BYTES} bytes of UTF-8 (this one is {size})")
     return value
 
+
 # set_budget: users per request, and models per user's model_cost. Each user is one item written
 # with its own conditional PutItem; 1,000 models of 256 characters keep an item near 300 KB, under
 # DynamoDB's 400 KB item limit. 2,000 users at a few ms per write finish well inside the 29 s

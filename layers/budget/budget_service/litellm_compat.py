@@ -136,15 +136,10 @@ def _keeps_rule(stored: Budget, entry: LitellmEntry, now: Decimal) -> bool:
         return False
     seconds = entry.duration * SECONDS_PER_DAY
     if stored.duration is None:
-        return stored.duration_days is not None and _near(
-            stored.duration_days * SECONDS_PER_DAY, seconds
-        )
-    if any(_near(seconds, Decimal(length)) for length in
-           rule_lengths(stored.duration, stored.timezone, now)):
+        return stored.duration_days is not None and _near(stored.duration_days * SECONDS_PER_DAY, seconds)
+    if any(_near(seconds, Decimal(length)) for length in rule_lengths(stored.duration, stored.timezone, now)):
         return True
-    return entry.last_updated_at is not None and _is_boundary(
-        stored, entry.last_updated_at + seconds
-    )
+    return entry.last_updated_at is not None and _is_boundary(stored, entry.last_updated_at + seconds)
 
 
 def _handed_out(settings: Budget, start: Decimal, seconds: Decimal) -> bool:
@@ -152,18 +147,16 @@ def _handed_out(settings: Budget, start: Decimal, seconds: Decimal) -> bool:
     began: a calendar period of the rule, or the period a manual reset cut short (it started at
     ``previous_period_start`` and ran to the same calendar ``reset_at``, or for a rolling rule for
     its length). A client's own reset at that very instant with another length is not one."""
-    before_reset = settings.previous_period_start is not None and _near(
-        start, settings.previous_period_start
-    )
+    before_reset = settings.previous_period_start is not None and _near(start, settings.previous_period_start)
     if settings.duration is not None:
         period = calendar_period(settings.duration, settings.timezone, start)
         if _near(period.start, start) and _near(period.end - period.start, seconds):
             return True
-        return before_reset and settings.reset_at is not None and _near(
-            start + seconds, settings.reset_at
-        )
-    return before_reset and settings.duration_days is not None and _near(
-        settings.duration_days * SECONDS_PER_DAY, seconds
+        return before_reset and settings.reset_at is not None and _near(start + seconds, settings.reset_at)
+    return (
+        before_reset
+        and settings.duration_days is not None
+        and _near(settings.duration_days * SECONDS_PER_DAY, seconds)
     )
 
 
@@ -194,23 +187,30 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
     current = stored.as_of(now)
     # litellm stamps last_updated_at with its own clock: one ahead of ours must not plant a
     # period start in the future.
-    client_start = (
-        min(entry.last_updated_at, now) if entry.last_updated_at is not None else None
-    )
+    client_start = min(entry.last_updated_at, now) if entry.last_updated_at is not None else None
 
     # Settings: the entry's replace the stored ones, unless it sends back what the rule gave it.
     if entry.duration is None:
         settings = dataclasses.replace(
-            current, duration=None, duration_days=None, timezone=None,
-            period_start=None, reset_at=None, previous_period_start=None,
+            current,
+            duration=None,
+            duration_days=None,
+            timezone=None,
+            period_start=None,
+            reset_at=None,
+            previous_period_start=None,
         )
     elif _keeps_rule(current, entry, now):
         settings = current
     else:  # a new rolling rule; its period runs from the client's period start
         anchor = client_start if client_start is not None else current.period_start or now
         settings = dataclasses.replace(
-            current, duration=None, duration_days=entry.duration, timezone=None,
-            period_start=anchor, previous_period_start=None,
+            current,
+            duration=None,
+            duration_days=entry.duration,
+            timezone=None,
+            period_start=anchor,
+            previous_period_start=None,
         ).with_period_from(now)
     settings = dataclasses.replace(settings, total_budget=entry.total_budget)
 
@@ -229,9 +229,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
         # keeps what others recorded since `start` (never dropped; at most the few seconds
         # between the server's rollover and the client's reset are counted in the new period).
         if settings.duration is None and client_start > start:
-            settings = dataclasses.replace(settings, period_start=client_start).with_period_from(
-                client_start
-            )
+            settings = dataclasses.replace(settings, period_start=client_start).with_period_from(client_start)
         spend = _max_spend(settings, entry)
     elif client_start + entry.duration * SECONDS_PER_DAY <= start + TOLERANCE_SECONDS or _handed_out(
         settings, client_start, entry.duration * SECONDS_PER_DAY
@@ -240,9 +238,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
     else:
         uncertain, spend = True, _max_spend(settings, entry)
 
-    merged = dataclasses.replace(
-        settings, current_cost=spend[0], model_cost=spend[1], updated_at=now
-    )
+    merged = dataclasses.replace(settings, current_cost=spend[0], model_cost=spend[1], updated_at=now)
     return Merge(merged, stale_spend_ignored=stale, uncertain_spend_kept=uncertain, replaced=replaced)
 
 
@@ -250,7 +246,5 @@ def same_state(a: Budget, b: Budget) -> bool:
     """True when storing `b` over `a` would change nothing a reader can see."""
     ignore = {"updated_at", "version", "write_ids"}
     return all(
-        getattr(a, f.name) == getattr(b, f.name)
-        for f in dataclasses.fields(Budget)
-        if f.name not in ignore
+        getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(Budget) if f.name not in ignore
     )

@@ -100,9 +100,7 @@ def _check_timezone(name: str | None) -> str | None:
     return name
 
 
-TimezoneName = Annotated[
-    str | None, Field(default=None, max_length=64), AfterValidator(_check_timezone)
-]
+TimezoneName = Annotated[str | None, Field(default=None, max_length=64), AfterValidator(_check_timezone)]
 
 
 class _Model(BaseModel):
@@ -225,8 +223,10 @@ class PutBudgetRequest(_Strict):
     timezone: TimezoneName = None
     alert_thresholds: AlertThresholds = None
     team: Identifier | None = Field(
-        default=None, description="a team of the project (it must exist): the user's spend also"
-        " counts toward it (issue 14)")
+        default=None,
+        description="a team of the project (it must exist): the user's spend also"
+        " counts toward it (issue 14)",
+    )
 
 
 class BudgetRecord(_Model):
@@ -237,8 +237,7 @@ class BudgetRecord(_Model):
     remaining: Number
     held: Number = Field(description="sum of the live holds' amounts (USD)")
     available: Number = Field(
-        description="what a new hold may still reserve: total_budget - current_cost - held, at"
-        " least 0 (USD)"
+        description="what a new hold may still reserve: total_budget - current_cost - held, at least 0 (USD)"
     )
     model_cost: dict[str, Number]
     team: str | None = Field(default=None, description="the team the user's spend also counts toward")
@@ -615,9 +614,11 @@ class PriceIn(_Strict):
     A price of 0 input and 0 output must say why it is free (`free`), as the table does."""
 
     provider: str | None = Field(
-        default=None, max_length=64,
+        default=None,
+        max_length=64,
         description="the LiteLLM provider whose billing rules apply (xai, perplexity, gemini...);"
-        " default: the provider of the table entry the model resolves to, if any")
+        " default: the provider of the table entry the model resolves to, if any",
+    )
     input: Rate
     output: Rate
     cache_read: Rate | None = None
@@ -636,8 +637,12 @@ class PriceIn(_Strict):
     tiers: list[PriceTierIn] | None = Field(default=None, max_length=MAX_PRICE_TIERS)
     web_search: WebSearchPriceIn | None = None
     web_search_unit: Literal["per_query", "per_prompt"] | None = None
-    free: str | None = Field(default=None, min_length=1, max_length=256,
-                             description="why this model costs nothing (required for a 0/0 price)")
+    free: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="why this model costs nothing (required for a 0/0 price)",
+    )
 
     @model_validator(mode="after")
     def _free_on_purpose(self) -> PriceIn:
@@ -730,8 +735,10 @@ class ReleaseResponse(_Model):
     user: str
     amount: Number
     state: str = Field(description="the hold's state now")
-    released: bool = Field(description="true when this request freed the hold; false when it had"
-                                       " already been settled, released or expired")
+    released: bool = Field(
+        description="true when this request freed the hold; false when it had"
+        " already been settled, released or expired"
+    )
 
 
 # ---- history, adjustments, audit (issue 17) ----------------------------------------------------

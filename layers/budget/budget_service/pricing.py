@@ -56,12 +56,29 @@ INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
 # The rates a model may carry besides input and output (the names of prices.json, which
 # scripts/refresh_prices.py maps from LiteLLM's keys), in USD per token.
 OPTIONAL_RATES = (
-    "cache_read", "cache_creation", "cache_creation_1h", "cache_creation_12h", "reasoning",
-    "input_audio", "output_audio", "cache_read_audio", "input_image", "output_image",
-    "cache_read_image", "input_video", "output_video",
+    "cache_read",
+    "cache_creation",
+    "cache_creation_1h",
+    "cache_creation_12h",
+    "reasoning",
+    "input_audio",
+    "output_audio",
+    "cache_read_audio",
+    "input_image",
+    "output_image",
+    "cache_read_image",
+    "input_video",
+    "output_video",
 )
-TIER_RATES = ("input", "output", "cache_read", "cache_creation", "cache_creation_1h",
-              "cache_creation_12h", "input_audio")
+TIER_RATES = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_creation",
+    "cache_creation_1h",
+    "cache_creation_12h",
+    "input_audio",
+)
 SEARCH_SIZES = ("low", "medium", "high")
 # Service tiers billed at the standard rates (what providers answer for a standard request).
 STANDARD_SERVICE_TIERS = frozenset({"default", "auto", "standard", "on_demand", "standard_only"})
@@ -70,10 +87,18 @@ STANDARD_SERVICE_TIERS = frozenset({"default", "auto", "standard", "on_demand", 
 NOT_PREFIXES = frozenset({"bedrock_converse"})
 # Providers whose names LiteLLM cannot route from a name (its get_llm_provider does not know the
 # prefix, or needs the provider's login): only their exact map keys are priced.
-EXACT_NAME_ONLY = frozenset({
-    "github_copilot", "anyscale", "amazon_nova", "amazon-nova", "ai21", "scaledown", "bedrock_mantle",
-    "together_ai",
-})
+EXACT_NAME_ONLY = frozenset(
+    {
+        "github_copilot",
+        "anyscale",
+        "amazon_nova",
+        "amazon-nova",
+        "ai21",
+        "scaledown",
+        "bedrock_mantle",
+        "together_ai",
+    }
+)
 # Providers whose names LiteLLM strips by their own rule (not the dated-snapshot one).
 OWN_STRIP_RULE = ("bedrock", "vertex_ai", "gemini", "databricks")
 _DATED_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
@@ -81,14 +106,44 @@ _FINE_TUNE_SUFFIX = re.compile(r"(:[^:]*){3}$")  # ft:gpt-4o:org:suffix:id -> ft
 _VERTEX_VERSION = re.compile(r"-\d+$")  # gemini-1.5-pro-002 -> gemini-1.5-pro
 # litellm/llms/bedrock/common_utils.py: strip_bedrock_routing_prefix, the regions and the
 # cross-region inference prefixes it knows, strip_bedrock_throughput_suffix.
-BEDROCK_ROUTES = ("bedrock/", "chat_completions/", "converse/", "invoke/", "openai/", "mantle/", "nova-2/", "nova/")
+BEDROCK_ROUTES = (
+    "bedrock/",
+    "chat_completions/",
+    "converse/",
+    "invoke/",
+    "openai/",
+    "mantle/",
+    "nova-2/",
+    "nova/",
+)
 BEDROCK_CROSS_REGION = frozenset({"global", "us", "eu", "apac", "jp", "au", "us-gov"})
-AWS_REGIONS = frozenset({
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "us-gov-east-1", "us-gov-west-1",
-    "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2", "eu-south-1",
-    "eu-south-2", "eu-north-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
-    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1",
-})
+AWS_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "us-gov-east-1",
+        "us-gov-west-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-central-2",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-north-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-south-1",
+        "ap-south-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ca-central-1",
+        "sa-east-1",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -171,8 +226,11 @@ class TokenUsage:
     def problems(self) -> list[str]:
         """What makes the counts inconsistent (empty when they add up)."""
         out = []
-        uncached_media = (self.audio_tokens - self.cached_audio_tokens) + (
-            self.image_tokens - self.cached_image_tokens) + self.video_tokens
+        uncached_media = (
+            (self.audio_tokens - self.cached_audio_tokens)
+            + (self.image_tokens - self.cached_image_tokens)
+            + self.video_tokens
+        )
         if self.cached_audio_tokens > self.audio_tokens or self.cached_image_tokens > self.image_tokens:
             out.append("cached audio/image tokens exceed the audio/image tokens they are part of")
         if self.cached_audio_tokens + self.cached_image_tokens > self.cached_tokens:
@@ -180,12 +238,21 @@ class TokenUsage:
         if self.cache_creation_1h_tokens + self.cache_creation_12h_tokens > self.cache_creation_tokens:
             out.append("cache writes by TTL exceed the cache-creation tokens")
         if self.cached_tokens + self.cache_creation_tokens + uncached_media > self.prompt_tokens:
-            out.append("cached, cache-written, audio, image and video tokens exceed prompt_tokens"
-                       " (which must include them)")
-        if (self.reasoning_tokens + self.output_audio_tokens + self.output_image_tokens
-                + self.output_video_tokens > self.completion_tokens):
-            out.append("reasoning, audio, image and video output tokens exceed completion_tokens"
-                       " (which must include them)")
+            out.append(
+                "cached, cache-written, audio, image and video tokens exceed prompt_tokens"
+                " (which must include them)"
+            )
+        if (
+            self.reasoning_tokens
+            + self.output_audio_tokens
+            + self.output_image_tokens
+            + self.output_video_tokens
+            > self.completion_tokens
+        ):
+            out.append(
+                "reasoning, audio, image and video output tokens exceed completion_tokens"
+                " (which must include them)"
+            )
         return out
 
 
@@ -241,14 +308,18 @@ def price_from_entry(name: str, entry: Mapping) -> ModelPrice:
         provider=entry.get("provider"),
         input=Decimal(str(entry["input"])),
         output=Decimal(str(entry["output"])),
-        rates=MappingProxyType({k: Decimal(str(entry[k])) for k in OPTIONAL_RATES if entry.get(k) is not None}),
+        rates=MappingProxyType(
+            {k: Decimal(str(entry[k])) for k in OPTIONAL_RATES if entry.get(k) is not None}
+        ),
         tiers=tuple(
             Tier(above=int(t["above"]), **{k: _dec(t.get(k)) for k in TIER_RATES})
             for t in sorted(entry.get("tiers", ()), key=lambda t: int(t["above"]))
         ),
         web_search=MappingProxyType({k: Decimal(str(v)) for k, v in (entry.get("web_search") or {}).items()}),
         web_search_unit=entry.get("web_search_unit"),
-        multipliers=MappingProxyType({k: Decimal(str(v)) for k, v in (entry.get("multipliers") or {}).items()}),
+        multipliers=MappingProxyType(
+            {k: Decimal(str(v)) for k, v in (entry.get("multipliers") or {}).items()}
+        ),
         free=entry.get("free"),
     )
 
@@ -313,7 +384,9 @@ def _stripped(model: str, provider: str | None) -> str:
 
 
 class PriceTable:
-    def __init__(self, models: dict[str, dict], source: str = "", unpriced: dict[str, dict] | None = None) -> None:
+    def __init__(
+        self, models: dict[str, dict], source: str = "", unpriced: dict[str, dict] | None = None
+    ) -> None:
         self._entries = models
         # The map's other names ({name: {"provider", "why"}}): a name LiteLLM resolves to one of
         # these is refused, never priced as an entry further down the lookup order.
@@ -323,8 +396,11 @@ class PriceTable:
         providers = {e.get("provider") for e in models.values() if e.get("provider")}
         # Name prefixes that are providers: every provider of an entry, and the prefix a family of
         # providers is called by (vertex_ai-language-models is named vertex_ai/...).
-        self._prefixes = (providers | {str(p).split("-", 1)[0] for p in providers} | {
-            "bedrock", "vertex_ai", "azure_ai", "litellm_proxy", "github", "nadir"}) - NOT_PREFIXES
+        self._prefixes = (
+            providers
+            | {str(p).split("-", 1)[0] for p in providers}
+            | {"bedrock", "vertex_ai", "azure_ai", "litellm_proxy", "github", "nadir"}
+        ) - NOT_PREFIXES
 
     @classmethod
     def from_file(cls, path: Path = TABLE_PATH) -> PriceTable:
@@ -416,7 +492,7 @@ class PriceTable:
             why = self.why_unpriced(model)
             because = f" (LiteLLM's map lists it, {why})" if why else ""
             raise UnknownModel(
-                f"no price for model {model!r}{because}: pass the call's price as \"cost\" instead"
+                f'no price for model {model!r}{because}: pass the call\'s price as "cost" instead'
                 " (the price table covers the text models LiteLLM prices per token; a project"
                 " can set its own price with PUT /projects/{project}/prices/{model})",
                 details=[{"field": "model", "problem": "unknown model; pass cost"}],
@@ -459,7 +535,9 @@ def rates_for(price: ModelPrice, prompt_tokens: int) -> Rates:
         cache_read=cache_read,
         cache_creation=cache_creation,
         cache_creation_1h=cache_creation if base["cache_creation_1h"] is None else base["cache_creation_1h"],
-        cache_creation_12h=cache_creation if base["cache_creation_12h"] is None else base["cache_creation_12h"],
+        cache_creation_12h=cache_creation
+        if base["cache_creation_12h"] is None
+        else base["cache_creation_12h"],
         reasoning=output_rate if r.get("reasoning") is None else r["reasoning"],
         input_audio=input_rate if base["input_audio"] is None else base["input_audio"],
         output_audio=output_rate if r.get("output_audio") is None else r["output_audio"],
@@ -512,7 +590,7 @@ def cost_of(price: ModelPrice, usage: TokenUsage, context: UsageContext | None =
     if context.service_tier is not None and context.service_tier.lower() not in STANDARD_SERVICE_TIERS:
         raise UnpricedUsage(
             f"service tier {context.service_tier!r} is not priced by this service (only the standard"
-            " tier is): pass the call's price as \"cost\" instead",
+            ' tier is): pass the call\'s price as "cost" instead',
             details=[{"field": "service_tier", "problem": "not priced; pass cost"}],
         )
     rates = rates_for(price, usage.prompt_tokens)
@@ -531,7 +609,7 @@ def cost_of(price: ModelPrice, usage: TokenUsage, context: UsageContext | None =
             if rate is None:
                 raise UnpricedUsage(
                     f"the usage reports {usage.web_search_requests} web search request(s), which the"
-                    f" price of {price.name!r} does not cover: pass the call's price as \"cost\" instead",
+                    f' price of {price.name!r} does not cover: pass the call\'s price as "cost" instead',
                     details=[{"field": "web_search_requests", "problem": "not priced; pass cost"}],
                 )
             tools = rate * (1 if per_prompt else usage.web_search_requests)
@@ -545,10 +623,12 @@ def _multiplier(price: ModelPrice, context: UsageContext) -> Decimal:
     geo = (context.inference_geo or "").lower()
     named_geo = bool(geo) and geo not in ("global", "not_available")
     if (price.provider or "") != "anthropic":
-        if (named_geo and geo in price.multipliers) or (context.speed == "fast" and "fast" in price.multipliers):
+        if (named_geo and geo in price.multipliers) or (
+            context.speed == "fast" and "fast" in price.multipliers
+        ):
             raise UnpricedUsage(
                 f"{price.name!r} is priced apart for that inference geo or speed, which this"
-                " service does not apply for its provider: pass the call's price as \"cost\" instead",
+                ' service does not apply for its provider: pass the call\'s price as "cost" instead',
                 details=[{"field": "inference_geo", "problem": "not priced; pass cost"}],
             )
         return ONE
@@ -564,9 +644,18 @@ def _cost(price: ModelPrice, rates: Rates, usage: TokenUsage, *, xai: bool = Fal
     audio = usage.audio_tokens - usage.cached_audio_tokens
     image = usage.image_tokens - usage.cached_image_tokens
     cached_other = usage.cached_tokens - usage.cached_audio_tokens - usage.cached_image_tokens
-    text = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_creation_tokens - audio - image
-               - usage.video_tokens, 0)
-    five_minute = usage.cache_creation_tokens - usage.cache_creation_1h_tokens - usage.cache_creation_12h_tokens
+    text = max(
+        usage.prompt_tokens
+        - usage.cached_tokens
+        - usage.cache_creation_tokens
+        - audio
+        - image
+        - usage.video_tokens,
+        0,
+    )
+    five_minute = (
+        usage.cache_creation_tokens - usage.cache_creation_1h_tokens - usage.cache_creation_12h_tokens
+    )
     prompt = (
         text * rates.input
         + cached_other * rates.cache_read
@@ -581,8 +670,13 @@ def _cost(price: ModelPrice, rates: Rates, usage: TokenUsage, *, xai: bool = Fal
     )
     if xai:  # xAI bills every output token at the output rate (llms/xai/cost_calculator.py)
         return Cost(prompt=prompt, completion=usage.completion_tokens * rates.output)
-    text_out = (usage.completion_tokens - usage.reasoning_tokens - usage.output_audio_tokens
-                - usage.output_image_tokens - usage.output_video_tokens)
+    text_out = (
+        usage.completion_tokens
+        - usage.reasoning_tokens
+        - usage.output_audio_tokens
+        - usage.output_image_tokens
+        - usage.output_video_tokens
+    )
     completion = (
         text_out * rates.output
         + usage.reasoning_tokens * rates.reasoning
@@ -601,7 +695,9 @@ def _perplexity_cost(price: ModelPrice, rates: Rates, usage: TokenUsage) -> Cost
     cache_read = r.get("cache_read", price.input)
     prompt = (usage.prompt_tokens - usage.cached_tokens) * price.input + usage.cached_tokens * cache_read
     if usage.reasoning_tokens and r.get("reasoning") is not None:
-        completion = (usage.completion_tokens - usage.reasoning_tokens) * price.output + usage.reasoning_tokens * r["reasoning"]
+        completion = (
+            usage.completion_tokens - usage.reasoning_tokens
+        ) * price.output + usage.reasoning_tokens * r["reasoning"]
     else:
         completion = usage.completion_tokens * price.output
     return Cost(prompt=prompt, completion=completion)

@@ -134,7 +134,11 @@ def update_budget_all_users(
 
 
 def roll_due_levels(
-    now: Decimal, store: BudgetStore, summary: ResetSummary, *, keep_going: Callable[[], bool] = _always,
+    now: Decimal,
+    store: BudgetStore,
+    summary: ResetSummary,
+    *,
+    keep_going: Callable[[], bool] = _always,
     page_size: int = PAGE_SIZE,
 ) -> None:
     """Roll over every team and project level whose period ended (index partitions

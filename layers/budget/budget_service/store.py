@@ -74,17 +74,19 @@ CLIENT_CONFIG = Config(
 )
 
 # Error codes DynamoDB uses for "try again later": throttling, capacity, its own 5xx.
-UNAVAILABLE_CODES = frozenset({
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "LimitExceededException",
-    "TransactionInProgressException",
-})
+UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "LimitExceededException",
+        "TransactionInProgressException",
+    }
+)
 # What a boto3 call can raise; http.py maps these (see `unavailable`).
 STORE_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
 
@@ -115,10 +117,18 @@ def unavailable(exc: BaseException) -> bool:
 NOT_WRITTEN = "not_written"
 UNKNOWN = "unknown"
 _MAYBE_WRITTEN = "budget_service_maybe_written"  # the mark, in the call context and the error
-_READ_OPERATIONS = frozenset({
-    "GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable",
-    "DescribeTimeToLive", "ListTables",
-})
+_READ_OPERATIONS = frozenset(
+    {
+        "GetItem",
+        "BatchGetItem",
+        "Query",
+        "Scan",
+        "TransactGetItems",
+        "DescribeTable",
+        "DescribeTimeToLive",
+        "ListTables",
+    }
+)
 # Raised before any byte of the request left: nothing can have been applied.
 _NOT_SENT = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
 
@@ -203,8 +213,9 @@ EVENT_PREFIX = "EVENT#"
 
 def ledger_key(user: str, key: str) -> str:
     """``EVENT#<len(user)>:<user>#<key>``: the length makes it unambiguous when ids contain '#'."""
-    return _key_within(f"{EVENT_PREFIX}{len(user)}:{user}#{key}", SORT_KEY_MAX_BYTES,
-                       "the Idempotency-Key's ledger key")
+    return _key_within(
+        f"{EVENT_PREFIX}{len(user)}:{user}#{key}", SORT_KEY_MAX_BYTES, "the Idempotency-Key's ledger key"
+    )
 
 
 def item_size(item: dict) -> int:
@@ -216,7 +227,7 @@ def item_size(item: dict) -> int:
 
 
 def _value_size(value: dict) -> int:
-    (kind, data), = value.items()
+    ((kind, data),) = value.items()
     if kind == "S":
         return utf8_size(data)
     if kind == "N":
@@ -304,9 +315,7 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         "period_start": budget.period_start,
         "reset_at": budget.reset_at,
         "previous_period_start": budget.previous_period_start,
-        "alert_thresholds": (
-            list(budget.alert_thresholds) if budget.alert_thresholds is not None else None
-        ),
+        "alert_thresholds": (list(budget.alert_thresholds) if budget.alert_thresholds is not None else None),
         "last_reset_at": budget.last_reset_at,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
@@ -396,7 +405,7 @@ class BudgetStore:
         response = self.client.query(**kwargs)
         budgets = [item_to_budget(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
-        return budgets, (last["sk"]["S"][len(USER_PREFIX):] if last else None)
+        return budgets, (last["sk"]["S"][len(USER_PREFIX) :] if last else None)
 
     def iter_project(self, project: str) -> Iterator[Budget]:
         """Every budget of a project (one Query per MB of items)."""
@@ -434,9 +443,15 @@ class BudgetStore:
             }
         item = budget_to_item(budget, write_id)
         if item_size(item) > ITEM_MAX_BYTES:  # the models' limits keep it far below; never send it
-            raise InvalidInput(f"budget {budget.project}/{budget.user} would be over DynamoDB's 400 KB item limit")
-        put = {"TableName": self.table_name, "Item": item,
-               "ReturnValuesOnConditionCheckFailure": "ALL_OLD", **condition}
+            raise InvalidInput(
+                f"budget {budget.project}/{budget.user} would be over DynamoDB's 400 KB item limit"
+            )
+        put = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **condition,
+        }
         try:
             if write is None or not (write.closed or write.audit):
                 self.client.put_item(**put)
@@ -472,17 +487,27 @@ class BudgetStore:
 
         for again in (False, True):
             try:
-                self.client.transact_write_items(TransactItems=[
-                    {"Put": put}, *history_items(self.table_name, write.closed, write.audit, again=again),
-                ])
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {"Put": put},
+                        *history_items(self.table_name, write.closed, write.audit, again=again),
+                    ]
+                )
                 return
             except ClientError as exc:
                 codes = _cancellation_codes(exc)
-                if again or not codes or codes[0] not in (None, "None") or "ConditionalCheckFailed" not in codes[1:]:
+                if (
+                    again
+                    or not codes
+                    or codes[0] not in (None, "None")
+                    or "ConditionalCheckFailed" not in codes[1:]
+                ):
                     raise
-                logger.warning("a closed period with this start and end is recorded already; recording"
-                               " this one beside it", extra={"project": write.budget.project,
-                                                             "user": write.budget.user})
+                logger.warning(
+                    "a closed period with this start and end is recorded already; recording"
+                    " this one beside it",
+                    extra={"project": write.budget.project, "user": write.budget.user},
+                )
 
     def delete_recorded(self, project: str, user: str, record: Callable[[Budget], Write]) -> bool:
         """Delete a budget with what `record` says to keep of it (its current period as a closed
@@ -497,15 +522,19 @@ class BudgetStore:
                 return False
             write = record(current)
             try:
-                self.client.transact_write_items(TransactItems=[
-                    {"Delete": {
-                        "TableName": self.table_name,
-                        "Key": budget_key(project, user),
-                        "ConditionExpression": "version = :seen",
-                        "ExpressionAttributeValues": {":seen": {"N": str(current.version)}},
-                    }},
-                    *history_items(self.table_name, write.closed, write.audit),
-                ])
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self.table_name,
+                                "Key": budget_key(project, user),
+                                "ConditionExpression": "version = :seen",
+                                "ExpressionAttributeValues": {":seen": {"N": str(current.version)}},
+                            }
+                        },
+                        *history_items(self.table_name, write.closed, write.audit),
+                    ]
+                )
                 return True
             except ClientError as exc:
                 codes = _cancellation_codes(exc)
@@ -524,11 +553,17 @@ class BudgetStore:
         """
         for attempt in range(MAX_WRITE_ATTEMPTS):
             try:
-                self.client.transact_write_items(TransactItems=[{"Delete": {
-                    "TableName": self.table_name,
-                    "Key": budget_key(project, user),
-                    "ConditionExpression": "attribute_exists(pk)",
-                }}])
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self.table_name,
+                                "Key": budget_key(project, user),
+                                "ConditionExpression": "attribute_exists(pk)",
+                            }
+                        }
+                    ]
+                )
                 return True
             except ClientError as exc:
                 codes = _cancellation_codes(exc)
@@ -594,8 +629,10 @@ class BudgetStore:
             **(
                 {"ConditionExpression": "attribute_not_exists(pk)"}
                 if replacing is None
-                else {"ConditionExpression": "created_at = :seen",
-                      "ExpressionAttributeValues": {":seen": _serialize(replacing)}}
+                else {
+                    "ConditionExpression": "created_at = :seen",
+                    "ExpressionAttributeValues": {":seen": _serialize(replacing)},
+                }
             ),
         }
 
@@ -632,9 +669,7 @@ class BudgetStore:
         if after is not None:
             kwargs["ExclusiveStartKey"] = after
         response = self.client.query(**kwargs)
-        return [_item_to_due(item) for item in response.get("Items", [])], response.get(
-            "LastEvaluatedKey"
-        )
+        return [_item_to_due(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
 
     def count_due(
         self, shard: int, now: Decimal, *, after: dict | None = None, max_pages: int = 4
@@ -685,8 +720,8 @@ class BudgetStore:
 def _item_to_due(raw: dict) -> DueReset:
     item = _plain(raw)
     return DueReset(
-        project=item["pk"][len(PROJECT_PREFIX):],
-        user=item["sk"][len(USER_PREFIX):],
+        project=item["pk"][len(PROJECT_PREFIX) :],
+        user=item["sk"][len(USER_PREFIX) :],
         reset_at=item["reset_at"],
         duration=Duration(item["duration"]) if "duration" in item else None,
         duration_days=item.get("duration_days"),
@@ -701,8 +736,11 @@ def _check_recorded(current: Budget | None, write: Write) -> None:
         return
     if write.budget.reset_at == current.reset_at:
         return  # not rolled over (yet): the period's spend is still on the item
-    if not any(c.end == current.reset_at and c.start == (current.period_start if current.period_start
-               is not None else current.created_at) for c in write.closed):
+    if not any(
+        c.end == current.reset_at
+        and c.start == (current.period_start if current.period_start is not None else current.created_at)
+        for c in write.closed
+    ):
         raise AssertionError(f"budget {current.project}/{current.user}: a rollover without its record")
 
 
@@ -757,12 +795,18 @@ class ApiKeyStore:
         lookup = {**common, "pk": api_key_pk(digest), "sk": API_KEY_SK}
         registry = {**common, "pk": API_KEY_REGISTRY, "sk": key_id}
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table_name,
-                         "Item": {k: _serialize(v) for k, v in item.items()},
-                         "ConditionExpression": "attribute_not_exists(pk)"}}
-                for item in (lookup, registry)
-            ])
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {k: _serialize(v) for k, v in item.items()},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    }
+                    for item in (lookup, registry)
+                ]
+            )
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons") or []
             if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
@@ -784,13 +828,20 @@ class ApiKeyStore:
         if entry is None:
             return None
         keys = (_lookup_key(entry["key_hash"]), _registry_key(key_id))
-        self.client.transact_write_items(TransactItems=[
-            {"Update": {"TableName": self.table_name, "Key": key,
+        self.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": key,
                         "UpdateExpression": "SET revoked = :true, revoked_at = if_not_exists(revoked_at, :now)",
                         "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":now": _serialize(now)}}}
-            for key in keys
-        ])
+                        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":now": _serialize(now)},
+                    }
+                }
+                for key in keys
+            ]
+        )
         return self.get_by_id(key_id)
 
     def list(self) -> list[dict]:

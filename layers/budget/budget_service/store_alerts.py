@@ -48,18 +48,21 @@ class AlertLedgerStore:
         end = alert.period_end
         expires = (end + KEEP_AFTER_PERIOD_S) if end is not None else alert.crossed_at + KEEP_WITHOUT_PERIOD_S
         item = {
-            **{k: _serialize(v) for k, v in {
-                "alert_id": alert.alert_id,
-                "project": alert.project,
-                "level": alert.level,
-                "level_id": alert.level_id,
-                "threshold": alert.threshold,
-                "total_budget": alert.total_budget,
-                "spend": alert.spend,
-                "period_start": alert.period_start,
-                "crossed_at": alert.crossed_at,
-                "expires_at": Decimal(int(expires)),
-            }.items()},
+            **{
+                k: _serialize(v)
+                for k, v in {
+                    "alert_id": alert.alert_id,
+                    "project": alert.project,
+                    "level": alert.level,
+                    "level_id": alert.level_id,
+                    "threshold": alert.threshold,
+                    "total_budget": alert.total_budget,
+                    "spend": alert.spend,
+                    "period_start": alert.period_start,
+                    "crossed_at": alert.crossed_at,
+                    "expires_at": Decimal(int(expires)),
+                }.items()
+            },
             **alert_key(alert),
         }
         try:
@@ -100,12 +103,12 @@ class EventBridgeBus:
         """Put the alerts' events in order; returns those whose entries EventBridge refused."""
         failed: list[Alert] = []
         for start in range(0, len(alerts), self.MAX_ENTRIES):
-            chunk = list(alerts[start:start + self.MAX_ENTRIES])
+            chunk = list(alerts[start : start + self.MAX_ENTRIES])
             response = self.client.put_events(Entries=[self.entry(a) for a in chunk])
             if response.get("FailedEntryCount"):
                 results = response.get("Entries") or []
                 failed += [a for a, r in zip(chunk, results, strict=False) if r.get("ErrorCode")]
-                failed += chunk[len(results):]
+                failed += chunk[len(results) :]
         return failed
 
 

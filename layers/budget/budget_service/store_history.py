@@ -105,11 +105,13 @@ def period_item(closed: ClosedPeriod, *, again: bool = False) -> dict:
 
 def period_put(table_name: str, closed: ClosedPeriod, *, again: bool = False) -> dict:
     """The TransactWriteItems Put of a closed period: only if it is not recorded yet."""
-    return {"Put": {
-        "TableName": table_name,
-        "Item": {k: _serialize(v) for k, v in period_item(closed, again=again).items()},
-        "ConditionExpression": "attribute_not_exists(pk)",
-    }}
+    return {
+        "Put": {
+            "TableName": table_name,
+            "Item": {k: _serialize(v) for k, v in period_item(closed, again=again).items()},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
 
 
 def audit_item(entry: AuditEntry) -> dict:
@@ -130,11 +132,13 @@ def audit_item(entry: AuditEntry) -> dict:
 
 def audit_put(table_name: str, entry: AuditEntry) -> dict:
     """The TransactWriteItems Put of an audit entry (a fresh random key: never overwrites)."""
-    return {"Put": {
-        "TableName": table_name,
-        "Item": {k: _serialize(v) for k, v in audit_item(entry).items()},
-        "ConditionExpression": "attribute_not_exists(pk)",
-    }}
+    return {
+        "Put": {
+            "TableName": table_name,
+            "Item": {k: _serialize(v) for k, v in audit_item(entry).items()},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
 
 
 def history_items(table_name: str, closed=(), audit=(), *, again: bool = False) -> list[dict]:
@@ -145,7 +149,9 @@ def history_items(table_name: str, closed=(), audit=(), *, again: bool = False) 
     re-armed by a benchmark) can close a period with the start and end of one recorded before:
     then the write is tried `again` with suffixed keys, so the rollover is never stuck and no
     record is overwritten."""
-    return [period_put(table_name, c, again=again) for c in closed] + [audit_put(table_name, a) for a in audit]
+    return [period_put(table_name, c, again=again) for c in closed] + [
+        audit_put(table_name, a) for a in audit
+    ]
 
 
 class HistoryStore:
@@ -155,7 +161,9 @@ class HistoryStore:
         self.client = budgets.client
         self.table_name = budgets.table_name
 
-    def _page(self, project: str, prefix: str, limit: int, after_sk: str | None) -> tuple[list[dict], str | None]:
+    def _page(
+        self, project: str, prefix: str, limit: int, after_sk: str | None
+    ) -> tuple[list[dict], str | None]:
         kwargs = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
@@ -172,19 +180,22 @@ class HistoryStore:
         last = response.get("LastEvaluatedKey")
         return [_plain(i) for i in response.get("Items", [])], (last["sk"]["S"] if last else None)
 
-    def periods_page(self, project: str, level: str, level_id: str, *, limit: int,
-                     after_sk: str | None = None) -> tuple[list[dict], str | None]:
+    def periods_page(
+        self, project: str, level: str, level_id: str, *, limit: int, after_sk: str | None = None
+    ) -> tuple[list[dict], str | None]:
         """Up to `limit` closed periods of one level, newest first (one Query), and the sort key
         to continue after (None: no more). ValueError: `after_sk` is not one of this list's."""
         return self._page(project, periods_prefix(level, level_id), limit, after_sk)
 
-    def audit_page(self, project: str, level: str, level_id: str, *, limit: int,
-                   after_sk: str | None = None) -> tuple[list[dict], str | None]:
+    def audit_page(
+        self, project: str, level: str, level_id: str, *, limit: int, after_sk: str | None = None
+    ) -> tuple[list[dict], str | None]:
         """Up to `limit` audit entries of one level, newest first (one Query)."""
         return self._page(project, audit_prefix(level, level_id), limit, after_sk)
 
-    def periods_started(self, project: str, level: str, start: Decimal, end: Decimal,
-                        *, max_items: int) -> tuple[list[dict], bool]:
+    def periods_started(
+        self, project: str, level: str, start: Decimal, end: Decimal, *, max_items: int
+    ) -> tuple[list[dict], bool]:
         """Every closed period of `level` in the project with ``start <= period_start < end``, from
         the ``period-history`` index (eventually consistent: a period closed a moment ago may be
         missing). Stops after `max_items`; the bool says whether the list is complete."""
@@ -226,7 +237,7 @@ class HistoryStore:
             )
             keys = [item for page in pages for item in page.get("Items", [])]
             for i in range(0, len(keys), 25):
-                requests = [{"DeleteRequest": {"Key": key}} for key in keys[i:i + 25]]
+                requests = [{"DeleteRequest": {"Key": key}} for key in keys[i : i + 25]]
                 for attempt in range(10):
                     response = self.client.batch_write_item(RequestItems={self.table_name: requests})
                     requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
@@ -234,10 +245,12 @@ class HistoryStore:
                         break
                     time.sleep(min(0.05 * 2**attempt, 2))  # throttled: back off, as DynamoDB asks
                 else:
-                    raise ServiceUnavailable("DynamoDB kept throttling the purge's deletes; part of the"
-                                             " history is deleted: send the same DELETE ?purge=true again",
-                                             details={"outcome": "partially_written"})
-                deleted += len(keys[i:i + 25])
+                    raise ServiceUnavailable(
+                        "DynamoDB kept throttling the purge's deletes; part of the"
+                        " history is deleted: send the same DELETE ?purge=true again",
+                        details={"outcome": "partially_written"},
+                    )
+                deleted += len(keys[i : i + 25])
         return deleted
 
     def has_history(self, project: str, level: str, level_id: str) -> bool:

@@ -82,10 +82,10 @@ def amount_of(hold_id: str) -> Decimal:
 
 def parse_hold_sk(sk: str) -> tuple[str, str]:
     """(user, hold_id) from a hold item's sort key."""
-    rest = sk[len(HOLD_PREFIX):]
+    rest = sk[len(HOLD_PREFIX) :]
     length, _, rest = rest.partition(":")
     n = int(length)
-    return rest[:n], rest[n + 1:]
+    return rest[:n], rest[n + 1 :]
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,7 @@ class HoldStore:
             "reset_shard": hold_shard(project, user, hold_id),
             "reset_at": expires_at,
         }
+
         def put(levels: list[str]) -> dict:
             # The levels above the user it reserved from: settle and release free those.
             stored = {**item, "levels": levels}
@@ -175,10 +176,14 @@ class HoldStore:
         move = Move(held=amount, need=amount)
         replacing: Decimal | None = None
         for _ in range(4):
+
             def extra(levels: list[str]) -> list[dict]:
                 if ledger is None:
                     return [put(levels)]
-                return [put(levels), {"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}]  # noqa: B023
+                return [
+                    put(levels),
+                    {"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)},  # noqa: B023
+                ]  # noqa: B023
 
             try:
                 self.levels.write(project, user, move, now, extra=extra)
@@ -194,7 +199,9 @@ class HoldStore:
             budget = self.budgets.get(project, user)
             if budget is None:
                 raise BudgetNotFound.for_user(project, user)
-            if first.get("created_at", Decimal(0)) < budget.created_at and replacing != first.get("created_at"):
+            if first.get("created_at", Decimal(0)) < budget.created_at and replacing != first.get(
+                "created_at"
+            ):
                 replacing = first.get("created_at", Decimal(0))  # a deleted budget's key
                 continue
             return first
@@ -203,7 +210,13 @@ class HoldStore:
     # ---- settle, release, expire ---------------------------------------------------------------
 
     def settle(
-        self, project: str, user: str, hold_id: str, cost: Decimal, model: str, now: Decimal,
+        self,
+        project: str,
+        user: str,
+        hold_id: str,
+        cost: Decimal,
+        model: str,
+        now: Decimal,
         result: dict,
     ) -> tuple[dict, bool]:
         """Charge `cost` (USD) for the hold and free it, once.
@@ -250,13 +263,18 @@ class HoldStore:
             if old is None:
                 raise HoldNotFound(f"no hold {hold_id!r} for user {user!r} in project {project!r}")
             if old["state"] == SETTLED:
-                return {**old.get("result", {}), "settled_from": old.get("settled_from"),
-                        "settled_at": old.get("settled_at")}, True
+                return {
+                    **old.get("result", {}),
+                    "settled_from": old.get("settled_from"),
+                    "settled_at": old.get("settled_at"),
+                }, True
             from_state = old["state"]
             levels = list(old.get("levels") or [])
         raise Contention(f"hold {hold_id!r} is changing too fast; retry")
 
-    def finish(self, project: str, user: str, hold_id: str, now: Decimal, state: str) -> tuple[dict | None, bool]:
+    def finish(
+        self, project: str, user: str, hold_id: str, now: Decimal, state: str
+    ) -> tuple[dict | None, bool]:
         """Free a held hold: ``held -> released`` (DELETE) or ``held -> expired`` (its time ran
         out). One TransactWriteItems with the levels (held ``-amount``). Returns (the hold item
         as it was before, changed): changed is False when the hold had already left ``held``
@@ -297,8 +315,14 @@ class HoldStore:
             for _ in range(3):
                 try:
                     # Freeing a hold needs no open period: it moves held and available, never spend.
-                    self.levels.write(project, user, Move(held=-amount, open_period=False), now,
-                                      extra=lambda moved: [finishing(True)], levels=levels)
+                    self.levels.write(
+                        project,
+                        user,
+                        Move(held=-amount, open_period=False),
+                        now,
+                        extra=lambda moved: [finishing(True)],
+                        levels=levels,
+                    )
                     return None, True
                 except Cancelled as cancelled:
                     old = cancelled.reasons[0][1]
@@ -342,7 +366,9 @@ class HoldStore:
         )
         return [parse_hold_sk(item["sk"]["S"])[1] for item in response.get("Items", [])][:limit]
 
-    def due(self, shard: int, now: Decimal, *, limit: int, after: dict | None = None) -> tuple[list[DueHold], dict | None]:
+    def due(
+        self, shard: int, now: Decimal, *, limit: int, after: dict | None = None
+    ) -> tuple[list[DueHold], dict | None]:
         """One page of held holds in index partition ``HOLDS#<shard>`` whose expiry is at or before
         `now`, and where to continue (None: no more). Read from the due-for-reset index."""
         kwargs = {
@@ -362,5 +388,5 @@ class HoldStore:
         for raw in response.get("Items", []):
             item = _plain(raw)
             user, hold_id = parse_hold_sk(item["sk"])
-            page.append(DueHold(item["pk"][len(PROJECT_PREFIX):], user, hold_id, item["reset_at"]))
+            page.append(DueHold(item["pk"][len(PROJECT_PREFIX) :], user, hold_id, item["reset_at"]))
         return page, response.get("LastEvaluatedKey")

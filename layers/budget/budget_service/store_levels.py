@@ -89,12 +89,18 @@ def level_name(project: str, sk: str) -> tuple[str, str]:
     if sk == PROJECT_SK:
         return "project", project
     if sk.startswith(TEAM_PREFIX):
-        return "team", sk[len(TEAM_PREFIX):]
-    return "user", sk[len(USER_PREFIX):]
+        return "team", sk[len(TEAM_PREFIX) :]
+    return "user", sk[len(USER_PREFIX) :]
 
 
 def level_update(
-    table_name: str, project: str, sk: str, move: Move, now: Decimal, *, pin_team: str | None | EllipsisType = ...
+    table_name: str,
+    project: str,
+    sk: str,
+    move: Move,
+    now: Decimal,
+    *,
+    pin_team: str | None | EllipsisType = ...,
 ) -> dict:
     """The TransactWriteItems ``Update`` of one level item (``sk``: USER#<user>, TEAM#<team> or
     PROJECT) for `move` (see Move).
@@ -280,7 +286,13 @@ class LevelWriter:
             if creating is not None:  # the project's default_user_budget creates the user here
                 items.append({"Put": creating})
             else:
-                items.append({"Update": level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)})
+                items.append(
+                    {
+                        "Update": level_update(
+                            self.table_name, project, user_key(user), move, now, pin_team=pin
+                        )
+                    }
+                )
             for sk in others:
                 if sk in plan.present:
                     items.append({"Update": level_update(self.table_name, project, sk, move, now)})
@@ -298,7 +310,7 @@ class LevelWriter:
                 reasons = _reasons(exc)
             extra_reasons = reasons[:n_extra]
             user_code, user_old = reasons[n_extra] if len(reasons) > n_extra else (None, None)
-            level_reasons = dict(zip(checked, reasons[n_extra + 1:], strict=False))
+            level_reasons = dict(zip(checked, reasons[n_extra + 1 :], strict=False))
             codes = {code for code, _ in reasons if code is not None}
             if codes <= {"TransactionConflict"}:
                 # Another transaction held one of the items; DynamoDB asks us to try again.
@@ -327,7 +339,10 @@ class LevelWriter:
             changed = False
             seen_user = user_old or {}
             if user_code == failed and not fixed and seen_user.get("team") != plan.team:
-                plan = Plan(seen_user.get("team"), plan.present | ({team_sk(seen_user["team"])} if seen_user.get("team") else set()))
+                plan = Plan(
+                    seen_user.get("team"),
+                    plan.present | ({team_sk(seen_user["team"])} if seen_user.get("team") else set()),
+                )
                 changed = True
             for sk, (code, old) in level_reasons.items():
                 if code != failed:
@@ -341,24 +356,38 @@ class LevelWriter:
             if changed:
                 repaired += 1
                 continue
-            if move.floor is not None and user_code == failed and (
-                Decimal((user_old or {}).get("current_cost", 0)) < move.floor
-                or (move.model is not None
-                    and Decimal((user_old or {}).get("model_cost", {}).get(move.model, -1)) < move.floor)
+            if (
+                move.floor is not None
+                and user_code == failed
+                and (
+                    Decimal((user_old or {}).get("current_cost", 0)) < move.floor
+                    or (
+                        move.model is not None
+                        and Decimal((user_old or {}).get("model_cost", {}).get(move.model, -1)) < move.floor
+                    )
+                )
             ):
                 raise SpendBelowCredit(user_old or {})
             refusals = []
             stuck = False
-            for sk, old in [(user_key(user), user_old if user_code == failed else None),
-                            *((sk, old) for sk, (code, old) in level_reasons.items() if code == failed)]:
+            for sk, old in [
+                (user_key(user), user_old if user_code == failed else None),
+                *((sk, old) for sk, (code, old) in level_reasons.items() if code == failed),
+            ]:
                 if old is None:
                     continue
                 if self._repair(project, sk, old, move, now):
                     changed = True
                 elif move.need is not None and Decimal(old["available"]) < move.need:
                     kind, name = level_name(project, sk)
-                    refusals.append({"level": kind, "name": name, "available": Decimal(old["available"]),
-                                     "needed": move.need})
+                    refusals.append(
+                        {
+                            "level": kind,
+                            "name": name,
+                            "available": Decimal(old["available"]),
+                            "needed": move.need,
+                        }
+                    )
                 else:
                     stuck = True
             if changed:
@@ -385,14 +414,20 @@ class LevelWriter:
         if not default:
             return None
         budget = Budget(
-            project=project, user=user, total_budget=default["total_budget"], created_at=now, updated_at=now,
+            project=project,
+            user=user,
+            total_budget=default["total_budget"],
+            created_at=now,
+            updated_at=now,
             duration=Duration(default["duration"]) if default.get("duration") else None,
             timezone=default.get("timezone"),
         ).with_period_from(now)
         if move.need is not None and budget.available < move.need:
             raise BudgetExceeded.at_level("user", user, available=budget.available, needed=move.need)
         budget = dataclasses.replace(
-            budget, current_cost=move.spend, held=move.held,
+            budget,
+            current_cost=move.spend,
+            held=move.held,
             model_cost={move.model: move.spend} if move.model and move.spend else {},
         )
         return {
@@ -461,8 +496,13 @@ class LevelWriter:
         while True:
             try:
                 self.write(
-                    project, user, move, now,
-                    extra=lambda levels: [{"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}],  # noqa: B023
+                    project,
+                    user,
+                    move,
+                    now,
+                    extra=lambda levels: [
+                        {"Put": self.budgets._ledger_put(project, user, ledger, replacing=replacing)}  # noqa: B023
+                    ],  # noqa: B023
                 )
                 return None
             except Cancelled as cancelled:
@@ -490,8 +530,11 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
     `old` may be the due-for-reset index's entry (the scheduled job), which lacks the spend and
     the version: the item is read first (one GetItem), so the record holds what it closes."""
     if "version" not in old or "total_budget" not in old:
-        item = client.get_item(TableName=table_name, ConsistentRead=True,
-                               Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}}).get("Item")
+        item = client.get_item(
+            TableName=table_name,
+            ConsistentRead=True,
+            Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+        ).get("Item")
         if item is None or _plain(item).get("reset_at") != old.get("reset_at"):
             return False  # deleted, or rolled over by someone else since the index was read
         old = _plain(item)
@@ -501,11 +544,17 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
         return False
     kind, name = level_name(project, sk)
     closed = ClosedPeriod(
-        project=project, level=kind.upper(), level_id="" if kind == "project" else name,
-        start=Decimal(old.get("period_start", old.get("created_at", now))), end=Decimal(old["reset_at"]),
-        total_budget=Decimal(old["total_budget"]), spend=Decimal(old.get("current_cost", 0)),
+        project=project,
+        level=kind.upper(),
+        level_id="" if kind == "project" else name,
+        start=Decimal(old.get("period_start", old.get("created_at", now))),
+        end=Decimal(old["reset_at"]),
+        total_budget=Decimal(old["total_budget"]),
+        spend=Decimal(old.get("current_cost", 0)),
         model_cost={k: Decimal(v) for k, v in old.get("model_cost", {}).items()},
-        held=Decimal(old.get("held", 0)), closed_by="rollover", closed_at=now,
+        held=Decimal(old.get("held", 0)),
+        closed_by="rollover",
+        closed_at=now,
         budget_created_at=old.get("created_at"),
     )
     for again in (False, True):
@@ -525,23 +574,32 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
 def _roll_level_once(client, table_name, project, sk, old, now, period, closed, again) -> None:
     from budget_service.store_history import period_put
 
-    client.transact_write_items(TransactItems=[
-        {"Update": {
-            "TableName": table_name,
-            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-            "UpdateExpression": (
-                "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
-                " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
-            ),
-            "ConditionExpression": "reset_at = :seen AND version = :version",
-            "ExpressionAttributeValues": {
-                ":zero": {"N": "0"}, ":no_models": {"M": {}}, ":start": _serialize(period.start),
-                ":end": _serialize(period.end), ":now": _serialize(now), ":one": {"N": "1"},
-                ":seen": _serialize(old["reset_at"]), ":version": _serialize(old["version"]),
+    client.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": table_name,
+                    "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+                    "UpdateExpression": (
+                        "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
+                        " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
+                    ),
+                    "ConditionExpression": "reset_at = :seen AND version = :version",
+                    "ExpressionAttributeValues": {
+                        ":zero": {"N": "0"},
+                        ":no_models": {"M": {}},
+                        ":start": _serialize(period.start),
+                        ":end": _serialize(period.end),
+                        ":now": _serialize(now),
+                        ":one": {"N": "1"},
+                        ":seen": _serialize(old["reset_at"]),
+                        ":version": _serialize(old["version"]),
+                    },
+                }
             },
-        }},
-        period_put(table_name, closed, again=again),
-    ])
+            period_put(table_name, closed, again=again),
+        ]
+    )
 
 
 # ---- team and project levels (issue 14): their own items ----------------------------------------
@@ -555,7 +613,8 @@ def _roll_level_once(client, table_name, project, sk, old, now, period, closed, 
 def get_level(budgets: BudgetStore, project: str, sk: str) -> dict | None:
     """A team or project level item as Python values (strongly consistent), or None."""
     item = budgets.client.get_item(
-        TableName=budgets.table_name, Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+        TableName=budgets.table_name,
+        Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
         ConsistentRead=True,
     ).get("Item")
     return _plain(item) if item else None
@@ -568,8 +627,10 @@ def put_level(budgets: BudgetStore, project: str, sk: str, item: dict, seen_vers
     condition = (
         {"ConditionExpression": "attribute_not_exists(pk)"}
         if seen_version == 0
-        else {"ConditionExpression": "version = :seen",
-              "ExpressionAttributeValues": {":seen": {"N": str(seen_version)}}}
+        else {
+            "ConditionExpression": "version = :seen",
+            "ExpressionAttributeValues": {":seen": {"N": str(seen_version)}},
+        }
     )
     full = {**item, "pk": project_key(project), "sk": sk, "version": seen_version + 1}
     try:
@@ -587,11 +648,17 @@ def put_level(budgets: BudgetStore, project: str, sk: str, item: dict, seen_vers
 def delete_level(budgets: BudgetStore, project: str, sk: str) -> bool:
     """Delete a level item (one TransactWriteItems, for its retry token); False if absent."""
     try:
-        budgets.client.transact_write_items(TransactItems=[{"Delete": {
-            "TableName": budgets.table_name,
-            "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-            "ConditionExpression": "attribute_exists(pk)",
-        }}])
+        budgets.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Delete": {
+                        "TableName": budgets.table_name,
+                        "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
+            ]
+        )
     except ClientError as exc:
         reasons = exc.response.get("CancellationReasons") or []
         if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
@@ -600,7 +667,9 @@ def delete_level(budgets: BudgetStore, project: str, sk: str) -> bool:
     return True
 
 
-def list_teams(budgets: BudgetStore, project: str, *, limit: int, after: str | None) -> tuple[list[dict], str | None]:
+def list_teams(
+    budgets: BudgetStore, project: str, *, limit: int, after: str | None
+) -> tuple[list[dict], str | None]:
     """Up to `limit` team items of a project in team order, and the last team if more may follow."""
     kwargs: dict = {
         "TableName": budgets.table_name,
@@ -613,7 +682,9 @@ def list_teams(budgets: BudgetStore, project: str, *, limit: int, after: str | N
         kwargs["ExclusiveStartKey"] = {"pk": {"S": project_key(project)}, "sk": {"S": team_sk(after)}}
     response = budgets.client.query(**kwargs)
     last = response.get("LastEvaluatedKey")
-    return [_plain(i) for i in response.get("Items", [])], (last["sk"]["S"][len(TEAM_PREFIX):] if last else None)
+    return [_plain(i) for i in response.get("Items", [])], (
+        last["sk"]["S"][len(TEAM_PREFIX) :] if last else None
+    )
 
 
 def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> int:
@@ -646,8 +717,9 @@ def level_shard(project: str, sk: str) -> str:
     return f"{LEVEL_SHARD_PREFIX}{zlib.crc32(f'{project}/{sk}'.encode()) % RESET_SHARDS}"
 
 
-def due_levels(budgets: BudgetStore, shard: int, now: Decimal, *, limit: int, after: dict | None = None
-               ) -> tuple[list[tuple[str, str, dict]], dict | None]:
+def due_levels(
+    budgets: BudgetStore, shard: int, now: Decimal, *, limit: int, after: dict | None = None
+) -> tuple[list[tuple[str, str, dict]], dict | None]:
     """One page of (project, sk, index entry) of team and project levels in partition
     ``LEVELS#<shard>`` whose period ended at or before `now` (the index projects the rule)."""
     from budget_service.store import PROJECT_PREFIX, RESET_INDEX
@@ -656,11 +728,14 @@ def due_levels(budgets: BudgetStore, shard: int, now: Decimal, *, limit: int, af
         "TableName": budgets.table_name,
         "IndexName": RESET_INDEX,
         "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
-        "ExpressionAttributeValues": {":shard": {"S": f"{LEVEL_SHARD_PREFIX}{shard}"}, ":now": _serialize(now)},
+        "ExpressionAttributeValues": {
+            ":shard": {"S": f"{LEVEL_SHARD_PREFIX}{shard}"},
+            ":now": _serialize(now),
+        },
         "Limit": limit,
     }
     if after is not None:
         kwargs["ExclusiveStartKey"] = after
     response = budgets.client.query(**kwargs)
-    page = [(i["pk"][len(PROJECT_PREFIX):], i["sk"], i) for i in map(_plain, response.get("Items", []))]
+    page = [(i["pk"][len(PROJECT_PREFIX) :], i["sk"], i) for i in map(_plain, response.get("Items", []))]
     return page, response.get("LastEvaluatedKey")

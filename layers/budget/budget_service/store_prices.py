@@ -45,25 +45,34 @@ class PriceStore:
             " updated_at = :now, created_at = if_not_exists(created_at, :now)",
             ExpressionAttributeNames={"#project": "project", "#model": "model", "#price": "price"},
             ExpressionAttributeValues={
-                ":project": _serialize(project), ":model": _serialize(model),
-                ":price": _serialize(price), ":now": _serialize(now),
+                ":project": _serialize(project),
+                ":model": _serialize(model),
+                ":price": _serialize(price),
+                ":now": _serialize(now),
             },
             ReturnValues="ALL_OLD",
         )
         old = _plain(answer.get("Attributes") or {})
-        item = {"project": project, "model": model, "price": price,
-                "created_at": old.get("created_at", now), "updated_at": now}
+        item = {
+            "project": project,
+            "model": model,
+            "price": price,
+            "created_at": old.get("created_at", now),
+            "updated_at": now,
+        }
         return item, not old
 
     def get(self, project: str, model: str) -> dict | None:
-        raw = self.client.get_item(TableName=self.table_name, Key=price_key(project, model),
-                                   ConsistentRead=True).get("Item")
+        raw = self.client.get_item(
+            TableName=self.table_name, Key=price_key(project, model), ConsistentRead=True
+        ).get("Item")
         return _plain(raw) if raw else None
 
     def delete(self, project: str, model: str) -> bool:
         """Remove the price; True when there was one."""
-        old = self.client.delete_item(TableName=self.table_name, Key=price_key(project, model),
-                                      ReturnValues="ALL_OLD").get("Attributes")
+        old = self.client.delete_item(
+            TableName=self.table_name, Key=price_key(project, model), ReturnValues="ALL_OLD"
+        ).get("Attributes")
         return old is not None
 
     def list(self, project: str) -> list[dict]:

@@ -47,9 +47,17 @@ def shape_of(u: UsageIn) -> str:
     if u.prompt_tokens is not None:
         found.append("chat")
     if u.input_tokens is not None or u.output_tokens is not None:
-        anthropic = any(v is not None for v in (
-            u.cache_read_input_tokens, u.cache_creation_input_tokens, u.cache_creation, u.server_tool_use,
-            u.inference_geo, u.speed))
+        anthropic = any(
+            v is not None
+            for v in (
+                u.cache_read_input_tokens,
+                u.cache_creation_input_tokens,
+                u.cache_creation,
+                u.server_tool_use,
+                u.inference_geo,
+                u.speed,
+            )
+        )
         found.append("anthropic" if anthropic and "chat" not in found else "responses")
     if u.promptTokenCount is not None or u.candidatesTokenCount is not None:
         found.append("gemini")
@@ -60,7 +68,9 @@ def shape_of(u: UsageIn) -> str:
     if len(found) > 1:
         raise ValueError(f"the usage mixes the shapes of several APIs ({', '.join(found)}); send one")
     if found == ["anthropic"] and (u.input_tokens_details is not None or u.output_tokens_details is not None):
-        raise ValueError("the usage mixes Anthropic cache fields with OpenAI Responses details; send one shape")
+        raise ValueError(
+            "the usage mixes Anthropic cache fields with OpenAI Responses details; send one shape"
+        )
     return found[0]
 
 
@@ -68,9 +78,13 @@ def _web_searches(*counts: int | None) -> int:
     return next((c for c in counts if c), 0)
 
 
-def _openai(u: UsageIn, prompt: int, completion: int, details, out_details) -> tuple[TokenUsage, UsageContext]:
+def _openai(
+    u: UsageIn, prompt: int, completion: int, details, out_details
+) -> tuple[TokenUsage, UsageContext]:
     d = details
-    cached = u.cache_read_input_tokens if u.cache_read_input_tokens is not None else (d and d.cached_tokens) or 0
+    cached = (
+        u.cache_read_input_tokens if u.cache_read_input_tokens is not None else (d and d.cached_tokens) or 0
+    )
     if u.cache_creation_input_tokens is not None:
         creation = u.cache_creation_input_tokens
     else:
@@ -88,7 +102,8 @@ def _openai(u: UsageIn, prompt: int, completion: int, details, out_details) -> t
         raise ValueError("cached_tokens_details exceed the prompt's audio/image/text tokens they are part of")
     uncached_text = max(text - cached_text, 0)
     if (cached or creation) and uncached_text + cached + creation + (audio - cached_audio) + (
-            image - cached_image) + video > prompt:
+        image - cached_image
+    ) + video > prompt:
         # The modality counts include cached tokens: cache first, then audio, image, video.
         budget = max(prompt - cached - creation, 0)
         a = min(audio - cached_audio, budget)
@@ -133,8 +148,10 @@ def _openai(u: UsageIn, prompt: int, completion: int, details, out_details) -> t
         output_image_tokens=out_image,
         output_video_tokens=out_video,
         web_search_requests=_web_searches(
-            u.web_search_requests, u.server_tool_use.web_search_requests if u.server_tool_use else None,
-            d and d.web_search_requests),
+            u.web_search_requests,
+            u.server_tool_use.web_search_requests if u.server_tool_use else None,
+            d and d.web_search_requests,
+        ),
     )
     return tokens, UsageContext(u.search_context_size, u.service_tier, u.inference_geo, u.speed)
 
@@ -152,12 +169,17 @@ def _anthropic(u: UsageIn) -> tuple[TokenUsage, UsageContext]:
         cache_creation_1h_tokens=(ttl and ttl.ephemeral_1h_input_tokens) or 0,
         cache_creation_12h_tokens=(ttl and ttl.ephemeral_12h_input_tokens) or 0,
         web_search_requests=_web_searches(
-            u.web_search_requests, u.server_tool_use.web_search_requests if u.server_tool_use else None),
+            u.web_search_requests, u.server_tool_use.web_search_requests if u.server_tool_use else None
+        ),
     ), UsageContext(u.search_context_size, u.service_tier, u.inference_geo, u.speed)
 
 
-CacheTTLFields = ("ephemeral_5m_input_tokens", "ephemeral_30m_input_tokens", "ephemeral_1h_input_tokens",
-                  "ephemeral_12h_input_tokens")
+CacheTTLFields = (
+    "ephemeral_5m_input_tokens",
+    "ephemeral_30m_input_tokens",
+    "ephemeral_1h_input_tokens",
+    "ephemeral_12h_input_tokens",
+)
 
 
 def _by_modality(counts) -> dict[str, int]:
@@ -227,11 +249,17 @@ def to_token_usage(u: UsageIn, *, grounding_queries: int = 0) -> tuple[TokenUsag
     shape or its counts do not add up."""
     shape = shape_of(u)
     if shape == "chat":
-        tokens, context = _openai(u, u.prompt_tokens or 0, u.completion_tokens or 0,
-                                  u.prompt_tokens_details, u.completion_tokens_details)
+        tokens, context = _openai(
+            u,
+            u.prompt_tokens or 0,
+            u.completion_tokens or 0,
+            u.prompt_tokens_details,
+            u.completion_tokens_details,
+        )
     elif shape == "responses":
-        tokens, context = _openai(u, u.input_tokens or 0, u.output_tokens or 0,
-                                  u.input_tokens_details, u.output_tokens_details)
+        tokens, context = _openai(
+            u, u.input_tokens or 0, u.output_tokens or 0, u.input_tokens_details, u.output_tokens_details
+        )
     elif shape == "anthropic":
         tokens, context = _anthropic(u)
     elif shape == "gemini":
@@ -258,8 +286,9 @@ def _grounding_queries(candidates: list[dict] | None) -> int:
         if isinstance(chunks, list) and any(isinstance(c, dict) and c.get("maps") for c in chunks):
             raise UnpricedUsage(
                 "the response was grounded with Google Maps, which this service does not price:"
-                " pass the call's price as \"cost\" instead",
-                details=[{"field": "completion.candidates", "problem": "Google Maps grounding; pass cost"}])
+                ' pass the call\'s price as "cost" instead',
+                details=[{"field": "completion.candidates", "problem": "Google Maps grounding; pass cost"}],
+            )
         queries = metadata.get("webSearchQueries") if isinstance(metadata, dict) else None
         if isinstance(queries, list):
             total += len(queries)
@@ -274,5 +303,7 @@ def completion_usage(c: CompletionIn) -> tuple[TokenUsage, UsageContext]:
     if calls and not tokens.web_search_requests:
         tokens = TokenUsage(**{**tokens.__dict__, "web_search_requests": calls})
     if c.service_tier is not None and context.service_tier is None:
-        context = UsageContext(context.search_context_size, c.service_tier, context.inference_geo, context.speed)
+        context = UsageContext(
+            context.search_context_size, c.service_tier, context.inference_geo, context.speed
+        )
     return tokens, context
