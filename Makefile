@@ -11,7 +11,7 @@ TEST_REQUIREMENTS := $(DEV_REQUIREMENTS) requirements-test.txt
 DEV_STAMP := $(VENV)/.dev-$(shell cat $(DEV_REQUIREMENTS) | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' ' -f1)
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
-MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client)
+MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client/src)
 
 .PHONY: venv test dev openapi lint build clean prices encodings key revoke-key keys bench
 
