@@ -28,11 +28,15 @@ def test_records_are_shaped_as_lambda_delivers_them(dynamodb_server):
     iterator = stream_client.get_shard_iterator(
         StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
     )
-    raw = [
-        r
-        for r in stream_client.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
-        if r["dynamodb"]["Keys"]["pk"]["S"] == pk
-    ]
+    # The embedded DynamoDB is shared by the session: read the shard page by page (GetRecords
+    # answers at most 1,000 records) until its end, keeping this test's records.
+    raw, next_iterator = [], iterator["ShardIterator"]
+    for _ in range(10_000):
+        page = stream_client.get_records(ShardIterator=next_iterator)
+        raw += [r for r in page["Records"] if r["dynamodb"]["Keys"]["pk"]["S"] == pk]
+        next_iterator = page.get("NextShardIterator")
+        if not page["Records"] or not next_iterator:
+            break
     insert, modify = (streams.lambda_record(r, arn) for r in raw)
     sample = json.loads((template.EVENTS_DIR / "budget_changes.json").read_text())["Records"][0]
     assert set(modify) == set(sample) and set(modify["dynamodb"]) == set(sample["dynamodb"])
