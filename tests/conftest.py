@@ -244,3 +244,24 @@ class Response:
 @pytest.fixture
 def api(aws):
     return Api()
+
+
+# A frozen service clock for the handlers' `budgets.utc_now`, moved by the test (`clock.now = ...`).
+CLOCK_START = Decimal("1800000000")  # 2027-01-15T08:00:00Z
+
+
+class Clock:
+    def __init__(self, now: Decimal = CLOCK_START) -> None:
+        self.now = now
+
+    def __call__(self) -> Decimal:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    from budget_service import budgets
+
+    clock = Clock()
+    monkeypatch.setattr(budgets, "utc_now", clock)
+    return clock

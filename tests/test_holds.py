@@ -7,8 +7,8 @@ import json
 from decimal import Decimal
 
 import pytest
+from conftest import CLOCK_START
 
-from budget_service import budgets
 from budget_service import store as store_module
 from budget_service.resets import update_budget_all_users
 from budget_service.store_holds import hold_sk
@@ -19,22 +19,7 @@ HOLDS = "/projects/{project}/users/{user}/holds"
 SETTLE = "/projects/{project}/users/{user}/holds/{hold_id}/settle"
 RELEASE = "/projects/{project}/users/{user}/holds/{hold_id}"
 WHO = {"project": "acme", "user": "alice"}
-T0 = Decimal("1800000000")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> Decimal:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(budgets, "utc_now", clock)
-    return clock
+T0 = CLOCK_START  # the clock fixture starts here
 
 
 @pytest.fixture

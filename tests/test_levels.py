@@ -8,8 +8,8 @@ import json
 from decimal import Decimal
 
 import pytest
+from conftest import CLOCK_START
 
-from budget_service import budgets
 from budget_service import store as store_module
 from budget_service.store_levels import PROJECT_SK, get_level, team_sk
 
@@ -21,22 +21,7 @@ COST = USER + "/cost"
 HOLDS = USER + "/holds"
 SETTLE = USER + "/holds/{hold_id}/settle"
 RELEASE = USER + "/holds/{hold_id}"
-T0 = Decimal("1800000000")  # 2027-01-15T08:00:00Z
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> Decimal:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(budgets, "utc_now", clock)
-    return clock
+T0 = CLOCK_START  # the clock fixture starts here (2027-01-15T08:00:00Z)
 
 
 def dumps(body) -> str:
