@@ -265,3 +265,16 @@ def clock(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(budgets, "utc_now", clock)
     return clock
+
+
+def wait_until(condition, timeout: float = 30.0):
+    """Poll `condition` until it returns something truthy; return it. AssertionError after
+    `timeout` seconds (a bound for a busy machine, never a measure of speed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.05)  # poll interval between checks of the condition

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 import litellm
 import pytest
+from conftest import wait_until
 from litellm.integrations.custom_logger import CustomLogger
 
 from llm_budget import (
@@ -57,18 +58,6 @@ def project():
 def client(url, project):
     with BudgetClient(url, project=project) as c:
         yield c
-
-
-def wait_until(condition, timeout: float = 30.0):
-    """Poll ``condition`` until it returns something truthy (litellm logs from a thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.05)
 
 
 async def until(condition, timeout: float = 30.0):

@@ -6,12 +6,12 @@ asserting on it; a save that lands late must never lower anything either way.
 """
 
 import threading
-import time
 import uuid
 
 import litellm
 import pytest
 import requests
+from conftest import wait_until
 from litellm import BudgetManager
 
 from localdev.ready_time import ServerProcess
@@ -35,18 +35,6 @@ def stored(url: str, project: str) -> dict:
     response.raise_for_status()
     body = response.json()
     return body["data"] if body["status"] == "success" else {}
-
-
-def wait_until(condition, timeout: float = 30.0):
-    """Poll `condition` until it returns something truthy; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.05)
 
 
 def spend(manager: BudgetManager, user: str, n: int = 1) -> None:

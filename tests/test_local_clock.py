@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+from conftest import wait_until
 
 from budget_service import budgets
 from budget_service import clock as service_clock
@@ -90,17 +91,6 @@ def test_the_scheduler_counts_again_when_the_clock_goes_back():
     earlier = datetime(2027, 1, 1, tzinfo=UTC)
     scheduler.clock_moved(start.timestamp(), earlier.timestamp())
     assert schedule.next_run == datetime(2027, 1, 1, 0, 5, tzinfo=UTC)
-
-
-def wait_until(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.1)
 
 
 def test_make_dev_on_a_shifted_clock_shows_a_rollover_and_a_reset_run_in_seconds():
