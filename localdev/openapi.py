@@ -23,6 +23,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+
 from localdev import template
 
 OUTPUT = template.ROOT / "openapi.json"
@@ -60,7 +61,8 @@ def build_document() -> dict:
     for route in routes:
         if route.function_id not in schemas_by_function:
             app = template.load_module(route.function_id).app
-            schemas_by_function[route.function_id] = json.loads(app.get_openapi_json_schema())
+            from budget_service.routing import openapi_resolver  # the layer is on sys.path now
+            schemas_by_function[route.function_id] = json.loads(openapi_resolver(app).get_openapi_json_schema())
         schema = schemas_by_function[route.function_id]
         doc["openapi"] = doc["openapi"] or schema["openapi"]
         source = schema["paths"].get(_normalize(route.path), {})

@@ -2,9 +2,6 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from budget_service import budgets
 from budget_service.http import ProjectId, UserId, create_app, json_response, key_id_of, lambda_entry
 from budget_service.models import (
@@ -12,13 +9,14 @@ from budget_service.models import (
     BudgetRecord,
     PutBudgetRequest,
 )
+from budget_service.routing import Query, Response
 from budget_service.store import default_store
 
 app = create_app()
 
 
 def _key_id() -> str | None:
-    return key_id_of(app.current_event.raw_event)
+    return key_id_of(app.event)
 
 
 def _record(budget) -> BudgetRecord:

@@ -5,9 +5,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
-
 from budget_service import budgets, history
 from budget_service.http import (
     ProjectId,
@@ -24,6 +21,7 @@ from budget_service.models import (
     PeriodList,
     SpendReport,
 )
+from budget_service.routing import JSON, Header, Query, Response
 from budget_service.store import default_store
 
 app = create_app()
@@ -82,7 +80,7 @@ def spend_report(
         )
     return Response(
         status_code=200,
-        content_type=content_types.APPLICATION_JSON,
+        content_type=JSON,
         body=report.model_dump_json(by_alias=True),
     )
 
@@ -101,7 +99,7 @@ def adjust(
         request,
         budgets.utc_now(),
         idempotency_key,
-        key_id_of(app.current_event.raw_event),
+        key_id_of(app.event),
     )
     return json_response(200 if result.replayed else 201, result)
 

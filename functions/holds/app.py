@@ -3,12 +3,10 @@ or release it unused. Each is one DynamoDB TransactWriteItems (budget_service.ho
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path
-
 from budget_service import budgets, holds
 from budget_service.http import ProjectId, UserId, create_app, json_response, lambda_entry
 from budget_service.models import CostRequest, HoldRequest, HoldResponse, ReleaseResponse, SettleResponse
+from budget_service.routing import Header, Path, Response
 from budget_service.store import default_store
 
 app = create_app()

@@ -2,12 +2,10 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from budget_service import budgets, levels
 from budget_service.http import ProjectId, create_app, json_response, lambda_entry
 from budget_service.models import LevelRecord, LevelRequest, TeamList
+from budget_service.routing import Query, Response
 from budget_service.store import default_store
 
 app = create_app()

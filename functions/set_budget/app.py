@@ -20,7 +20,7 @@ def set_budget(request: SetBudgetRequest) -> SetBudgetResponse:
         request.user_dict,
         budgets.utc_now(),
         keep_going=lambda: app.lambda_context.get_remaining_time_in_millis() > RESERVE_MS,
-        key_id=key_id_of(app.current_event.raw_event),
+        key_id=key_id_of(app.event),
     )
     return SetBudgetResponse(
         status="success",

@@ -2,8 +2,6 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Header
-
 from budget_service import budgets, costs
 from budget_service.http import ProjectId, UserId, create_app, lambda_entry
 from budget_service.models import (
@@ -12,6 +10,7 @@ from budget_service.models import (
     ProjectedCostRequest,
     ProjectedCostResponse,
 )
+from budget_service.routing import Header
 from budget_service.store import default_store
 
 app = create_app()

@@ -26,25 +26,20 @@ import binascii
 import json
 import os
 import re
-import threading
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from http import HTTPStatus
 from itertools import chain
 from typing import Annotated
-from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import AfterValidator, BaseModel
 
 from budget_service import auth
 from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
-from budget_service.models import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
+from budget_service.limits import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
 from budget_service.observability import logger, metrics, tracer
+from budget_service.routing import JSON, Path, RequestInvalid, Response, RouteNotFound, Router, serialize
 from budget_service.store import NOT_WRITTEN, STORE_ERRORS, UNKNOWN, unavailable, write_outcome
 
 MAX_BODY_BYTES = 1_048_576
@@ -71,8 +66,8 @@ ProjectId = Annotated[
         max_length=ID_MAX_LENGTH,
         pattern=ID_PATTERN,
         description="1 to 256 bytes of UTF-8 (percent-encoded in the path), no control characters",
+        check=fits_id_bytes,
     ),
-    AfterValidator(fits_id_bytes),
 ]
 UserId = ProjectId
 
@@ -211,10 +206,7 @@ def error_response(
     status: int, code: str, message: str, details=None, headers: dict | None = None
 ) -> Response:
     return Response(
-        status_code=int(status),
-        content_type=content_types.APPLICATION_JSON,
-        body=error_body(code, message, details),
-        headers=headers,
+        status_code=int(status), content_type=JSON, body=error_body(code, message, details), headers=headers
     )
 
 
@@ -222,7 +214,7 @@ def _proxy_error(status: int, code: str, message: str, headers: dict | None = No
     """An error as a Lambda proxy result, for answers given before the resolver runs."""
     return {
         "statusCode": int(status),
-        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "headers": {"Content-Type": JSON, **(headers or {})},
         "body": error_body(code, message),
         "isBase64Encoded": False,
     }
@@ -272,16 +264,15 @@ def _project_of(route_args: dict) -> str | None:
     return None
 
 
-def _enforce_scope(app, next_middleware):
-    """Runs after validation, on the values the handler will get: the key must cover the project."""
+def _enforce_scope(event: dict, arguments: dict) -> None:
+    """After validation, on the values the handler will get: the key must cover the project.
+    Raises Unauthorized or Forbidden."""
     if auth_enforced():
-        event = app.current_event.raw_event
         scope = _scope(event)
         if scope is None:
             raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
         permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
-        auth.check(scope, permission, _project_of(app.context.get("_route_args") or {}))
-    return next_middleware(app)
+        auth.check(scope, permission, _project_of(arguments))
 
 
 def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
@@ -296,90 +287,51 @@ def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
     return message, details[:50]
 
 
-def json_response(status: int, model: BaseModel) -> Response:
-    """A response with a status other than 200 and a model body (validated, then serialized)."""
-    return Response(
-        status_code=int(status),
-        content_type=content_types.APPLICATION_JSON,
-        body=model,
-    )
+def json_response(status: int, model) -> Response:
+    """A response with a status other than 200 and a model body (serialized as JSON)."""
+    return Response(status_code=int(status), content_type=JSON, body=model)
 
 
-class _RestResolver(APIGatewayRestResolver):
-    """API Gateway (REST) sends ``path`` percent-encoded, as the client sent it, and Powertools
-    takes route arguments from it: decode them, so validation and handlers see the real ids
-    (``a%20b`` is the project ``a b``; ``%23`` and ``%2F`` are ``#`` and ``/``)."""
+class App(Router):
+    """One function's routes and how they answer: errors as ``{"error": {...}}`` (400 for a body
+    that is not JSON, 422 for one out of shape, the domain's own statuses, 503 for a store that
+    is unavailable, 500 for anything else, logged), bodies as JSON with plain numbers."""
 
-    def _call_route(self, route, route_arguments):
-        decoded = {name: unquote(value) for name, value in route_arguments.items()}
-        return super()._call_route(route, decoded)
-
-    # Powertools keeps the event being handled and the Lambda context on the BaseRouter class,
-    # one for the whole process. Lambda hands a process one event at a time, but the tests invoke
-    # handlers from several threads at once (each thread with its own copy of the handler
-    # module, as a Lambda container has): kept per thread, one request's body can never reach
-    # another's handler.
-    _handling = threading.local()
-
-    @property
-    def current_event(self):
-        return self._handling.event
-
-    @current_event.setter
-    def current_event(self, event) -> None:
+    def resolve(self, event: dict, context) -> dict:
         self._handling.event = event
-
-    @property
-    def lambda_context(self):
-        return self._handling.context
-
-    @lambda_context.setter
-    def lambda_context(self, context) -> None:
         self._handling.context = context
+        try:
+            response = self._answer(event)
+        except Exception as exc:  # every failure still answers with the API's error shape
+            response = self._error(exc)
+        return _proxy_result(response)
 
-    def _to_proxy_event(self, event: dict):
-        proxy = super()._to_proxy_event(event)
-        self._handling.event = proxy
-        return proxy
+    def _answer(self, event: dict) -> Response:
+        route, path_args = self.match(event)
+        arguments = self.arguments(route, path_args, event, lambda: _body_of(event))
+        _enforce_scope(event, arguments)
+        result = route.handler(**arguments)
+        return result if isinstance(result, Response) else Response(status_code=200, body=result)
 
-    def resolve(self, event, context):
-        self._handling.context = context
-        return super().resolve(event, context)
-
-
-def create_app() -> APIGatewayRestResolver:
-    app = _RestResolver(
-        enable_validation=True,
-        json_body_deserializer=parse_json,
-        serializer=dumps,
-        # Never the debug mode (POWERTOOLS_DEV): it prints every event, Authorization included.
-        debug=False,
-    )
-    app.use(middlewares=[_enforce_scope])
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(exc: RequestValidationError) -> Response:
-        errors = list(exc.errors())
-        if isinstance(exc.__cause__, BodyRejected):
-            return error_response(HTTPStatus.BAD_REQUEST, BodyRejected.code, exc.__cause__.message)
-        if any(err.get("type") == "json_invalid" for err in errors):
-            return error_response(
-                HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON"
-            )
-        message, details = _describe(errors)
-        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details)
-
-    @app.exception_handler(BudgetError)
-    def _domain(exc: BudgetError) -> Response:
-        metrics.add_metric(name=f"Error_{exc.code}", unit=MetricUnit.Count, value=1)
-        headers = None
-        if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
-            headers = {"Retry-After": str(getattr(exc, "retry_after_seconds", RETRY_AFTER_SECONDS))}
-        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
-
-    @app.exception_handler(list(STORE_ERRORS))
-    def _store_failed(exc: Exception) -> Response:
-        if unavailable(exc):
+    def _error(self, exc: Exception) -> Response:
+        if isinstance(exc, RouteNotFound):
+            return error_response(HTTPStatus.NOT_FOUND, "not_found", "no such route")
+        if isinstance(exc, RequestInvalid):
+            if isinstance(exc.cause, BodyRejected):
+                return error_response(HTTPStatus.BAD_REQUEST, BodyRejected.code, exc.cause.message)
+            if exc.cause is not None:
+                return error_response(
+                    HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON"
+                )
+            message, details = _describe(exc.errors())
+            return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details)
+        if isinstance(exc, BudgetError):
+            metrics.add_metric(name=f"Error_{exc.code}", unit=MetricUnit.Count, value=1)
+            headers = None
+            if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+                headers = {"Retry-After": str(getattr(exc, "retry_after_seconds", RETRY_AFTER_SECONDS))}
+            return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+        if isinstance(exc, STORE_ERRORS) and unavailable(exc):
             # Throttled, timed out or a DynamoDB 5xx, after the client's own retries.
             outcome = write_outcome(exc)
             logger.warning(
@@ -394,20 +346,35 @@ def create_app() -> APIGatewayRestResolver:
                 {"outcome": outcome},
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return _internal_error(exc)
-
-    @app.exception_handler(Exception)
-    def _internal_error(exc: Exception) -> Response:
         # The traceback, not the event: no body or header reaches the log.
         logger.exception("unhandled error", extra={"error": type(exc).__name__})
         metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
-    @app.not_found
-    def _no_route(_exc: Exception) -> Response:
-        return error_response(HTTPStatus.NOT_FOUND, "not_found", "no such route")
 
-    return app
+def create_app() -> App:
+    """The router of one API function (see App)."""
+    return App()
+
+
+def _body_of(event: dict):
+    """The request body as parsed JSON (parse_json), or None when there is none. The API speaks
+    only JSON: every body is read as JSON whatever its Content-Type says (``curl -d`` sends
+    form-urlencoded). Raises json.JSONDecodeError (BodyRejected for one out of bounds)."""
+    body = event.get("body")
+    if not body:
+        return None
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8")  # checked to be UTF-8 before routing
+    return parse_json(body)
+
+
+def _proxy_result(response: Response) -> dict:
+    body, content_type = serialize(response.body, dumps)
+    headers = dict(response.headers)
+    if body and "Content-Type" not in headers:
+        headers["Content-Type"] = response.content_type or content_type or JSON
+    return {"statusCode": response.status_code, "headers": headers, "body": body, "isBase64Encoded": False}
 
 
 def _utf8(base64_body: str) -> bool:
@@ -419,7 +386,7 @@ def _utf8(base64_body: str) -> bool:
     return True
 
 
-def lambda_entry(app: APIGatewayRestResolver) -> Callable:
+def lambda_entry(app: App) -> Callable:
     """The Lambda handler for a resolver: logging with the request id, tracing, metrics."""
 
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry keys and bodies.
@@ -447,21 +414,6 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable:
                 return refused
         if event.get("isBase64Encoded") and body and not _utf8(body):
             return _proxy_error(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON")
-        return app.resolve(_as_json(event), context)
+        return app.resolve(event, context)
 
     return handler
-
-
-def _as_json(event: dict) -> dict:
-    """The API speaks only JSON: read every body as JSON, whatever its Content-Type says.
-
-    Powertools would parse ``curl -d``'s default (form-urlencoded) as a form, turning a JSON body
-    into one bogus field; with this it is read as the JSON it is, or answered 400 if it is not.
-    """
-    if not event.get("body"):
-        return event
-    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
-    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
-    headers["Content-Type"] = content_types.APPLICATION_JSON
-    multi["Content-Type"] = [content_types.APPLICATION_JSON]
-    return {**event, "headers": headers, "multiValueHeaders": multi}
