@@ -23,7 +23,6 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-
 from localdev import template
 
 OUTPUT = template.ROOT / "openapi.json"
@@ -62,7 +61,10 @@ def build_document() -> dict:
         if route.function_id not in schemas_by_function:
             app = template.load_module(route.function_id).app
             from budget_service.routing import openapi_resolver  # the layer is on sys.path now
-            schemas_by_function[route.function_id] = json.loads(openapi_resolver(app).get_openapi_json_schema())
+
+            schemas_by_function[route.function_id] = json.loads(
+                openapi_resolver(app).get_openapi_json_schema()
+            )
         schema = schemas_by_function[route.function_id]
         doc["openapi"] = doc["openapi"] or schema["openapi"]
         source = schema["paths"].get(_normalize(route.path), {})

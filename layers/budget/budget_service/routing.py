@@ -334,7 +334,7 @@ def openapi_resolver(router: Router):
                         out.append(AfterValidator(extra.check))
                 else:
                     out.append(extra)
-            return typing.Annotated[tuple([translate(base), *out])]  # type: ignore[valid-type]
+            return typing.Annotated[tuple([translate(base), *out])]
         if typing.get_origin(annotation) is Response:
             return PowertoolsResponse[typing.get_args(annotation)]  # type: ignore[misc]
         if annotation is Response:

@@ -1,0 +1,60 @@
+"""Budget levels (issue 14): project and team caps and the default user budget."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+)
+
+from budget_service.models.common import (
+    Money,
+    Number,
+    TimezoneName,
+    _Model,
+    _Strict,
+)
+from budget_service.periods import Duration
+
+
+class DefaultUserBudget(_Strict):
+    total_budget: Money
+    duration: Duration | None = None
+    timezone: TimezoneName = None
+
+
+class LevelRequest(_Strict):
+    """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``; for
+    the project, an optional ``default_user_budget`` that the first cost or hold for an unknown
+    user creates that user from."""
+
+    total_budget: Money
+    duration: Duration | None = None
+    timezone: TimezoneName = None
+    default_user_budget: DefaultUserBudget | None = None
+
+
+class LevelRecord(_Model):
+    project: str
+    level: Literal["project", "team"]
+    team: str | None = None
+    total_budget: Number
+    current_cost: Number = Field(description="spend of the level's current period (USD)")
+    remaining: Number
+    held: Number
+    available: Number
+    model_cost: dict[str, Number]
+    users: int = Field(description="user budgets that count toward this level")
+    default_user_budget: dict | None = Field(default=None, description="the project's, if any")
+    duration: str | None
+    timezone: str | None
+    period_start: str | None
+    reset_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class TeamList(_Model):
+    teams: list[LevelRecord]
+    next_cursor: str | None
