@@ -7,15 +7,18 @@ store_levels.LevelWriter.add_cost; a replay costs one GetItem more).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from dataclasses import asdict, dataclass
 from decimal import Decimal, localcontext
 
 from budget_service.budget import Budget
 from budget_service.budgets import read_budget
 from budget_service.errors import IdempotencyKeyReused, InvalidInput
+from budget_service.idempotency import (  # noqa: F401  (re-exported: holds and history use them)
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_TTL_SECONDS,
+    check_idempotency_key,
+    fingerprint_of,
+)
 from budget_service.models import (
     DECIMAL_CONTEXT,
     MONEY_MAX,
@@ -35,9 +38,6 @@ from budget_service.usage_shapes import completion_usage, to_token_usage
 
 # How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
 # days, and until then the key still answers as a replay).
-IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
-IDEMPOTENCY_KEY_MAX = 255
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # visible ASCII but "," (how proxies join copies)
 
 
 @dataclass(frozen=True)
@@ -93,28 +93,12 @@ def project_prices_for(store: BudgetStore, project: str, request: CostRequest) -
     return None if request.form == "cost" else for_project(store, project)
 
 
-def check_idempotency_key(key: str | None) -> str | None:
-    if key is None:
-        return None
-    if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX) or not _IDEMPOTENCY_KEY.match(key):
-        raise InvalidInput(
-            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters other than ','",
-            details=[{"field": "Idempotency-Key", "problem": "invalid header value"}],
-        )
-    return key
-
-
 def fingerprint(request: CostRequest) -> str:
     """What a replay must repeat: the same request (as validated), hashed."""
     body = request.model_dump(mode="json", exclude_none=True)
     if not request.if_within_budget:  # absent and false are the same request (and older keys')
         body.pop("if_within_budget", None)
     return fingerprint_of(body)
-
-
-def fingerprint_of(body: dict) -> str:
-    """A request body (as validated, JSON values), hashed: what a replay must repeat."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _tokens_out(usage: TokenUsage | None) -> TokensUsed | None:

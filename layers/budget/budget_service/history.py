@@ -21,16 +21,16 @@ from collections import defaultdict
 from decimal import Decimal, localcontext
 
 from budget_service.budget import USER_LEVEL, AuditEntry, Budget, iso
-from budget_service.costs import (
-    IDEMPOTENCY_TTL_SECONDS,
-    check_idempotency_key,
-    fingerprint_of,
-)
 from budget_service.errors import (
     BudgetNotFound,
     Contention,
     IdempotencyKeyReused,
     InvalidInput,
+)
+from budget_service.idempotency import (
+    IDEMPOTENCY_TTL_SECONDS,
+    check_idempotency_key,
+    fingerprint_of,
 )
 from budget_service.models import (
     DECIMAL_CONTEXT,
