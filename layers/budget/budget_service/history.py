@@ -285,7 +285,7 @@ def adjust(
             spend = current.current_cost
             if request.model is not None:
                 spend = min(spend, current.model_cost.get(request.model, ZERO))
-            applied = max(request.amount, -spend)
+            applied = max(request.amount, spend.copy_negate())
         result = {
             "amount": request.amount,
             "applied": applied,
@@ -307,7 +307,9 @@ def adjust(
             project, USER_LEVEL, user, "adjustment", now, key_id, {**result, "idempotency_key": key}
         )
         move = Move(
-            spend=applied, model=request.model if applied else None, floor=-applied if applied < 0 else None
+            spend=applied,
+            model=request.model if applied else None,
+            floor=applied.copy_negate() if applied < 0 else None,
         )
         try:
             writer.write(
