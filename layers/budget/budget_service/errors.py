@@ -112,6 +112,22 @@ class SpendLimitExceeded(BudgetError):
             details=refusals,
         )
 
+    @classmethod
+    def in_set_budget(cls, refusals: list[dict]) -> SpendLimitExceeded:
+        """set_budget's refusal: ``refusals`` are ``{"level": "user", "name", "field",
+        "would_store", "limit"}`` for each user whose merged spend would pass the limit."""
+        from budget_service.limits import plain_number
+
+        shown = ", ".join(
+            f"{r['name']!r} ({r['field']} {plain_number(r['would_store'])})" for r in refusals[:5]
+        )
+        more = f" and {len(refusals) - 5} more" if len(refusals) > 5 else ""
+        return cls(
+            f"set_budget would store spend over {plain_number(refusals[0]['limit'])} USD, the most a"
+            f" budget level keeps per period, for user(s) {shown}{more}; nothing was written",
+            details=refusals,
+        )
+
 
 class LevelNotFound(BudgetError):
     """No such project budget or team (issue 14)."""

@@ -32,8 +32,8 @@ from budget_service.errors import (
     IdempotencyKeyReused,
     InvalidInput,
 )
+from budget_service.limits import SUM_CONTEXT
 from budget_service.models import (
-    DECIMAL_CONTEXT,
     AdjustmentRequest,
     AdjustmentResponse,
     Ledger,
@@ -194,7 +194,9 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
     )
     models: dict[str, Decimal] = defaultdict(Decimal)
     total = ZERO
-    with localcontext(DECIMAL_CONTEXT):
+    # Exact: up to MAX_REPORT_PERIODS periods of up to SPEND_MAX each need more than 38 digits
+    # (the sums are answered, never stored).
+    with localcontext(SUM_CONTEXT):
         for item in items:
             row = per_user[item["level_id"]]
             row["spend"] += item["spend"]
