@@ -12,6 +12,10 @@ moto also ignores ``TransactWriteItems``' ``ClientRequestToken``, on which exact
 rely (botocore sends the same token on each of its retries): ``_ClientRequestTokens`` emulates
 DynamoDB's documented idempotency for it (see that class).
 
+moto adds numbers with Python's 28 digits and stores any result; ``exact_numbers`` makes it add
+exactly and refuse a result DynamoDB could not store (over 38 significant digits), with
+DynamoDB's error, so the tests see what a sum past the limit would do on AWS.
+
 Run alone: ``python -m localdev.dynamodb --port 8000 --table budgets`` prints ``READY <url>``.
 """
 
