@@ -288,6 +288,33 @@ def test_credits_cannot_take_a_team_below_minus_the_limit(served_api, table):
     assert spend(table, p, "USER#u") == EXACT.multiply(2, NEAR)  # the refused credit changed nothing
 
 
+def test_a_credit_larger_than_a_37_digit_spend_clamps_to_it_exactly(served_api, table):
+    # Python's default context keeps 28 digits: -spend was rounded to -10^12, whose floor the
+    # spend never reached, and the credit ended in a 409.
+    p = new_project()
+    put_user(served_api, p, "u")
+    assert cost(served_api, p, "u", NEAR).status == 200
+    response = adjust(served_api, p, "u", MONEY_MAX.copy_negate(), "credit", model="m")
+    assert response.status == 201, response
+    assert response.json()["clamped"] is True
+    user = stored(table, p, "USER#u")
+    assert Decimal(user["current_cost"]["N"]) == 0 and Decimal(user["model_cost"]["M"]["m"]["N"]) == 0
+    assert Decimal(user["available"]["N"]) == 10
+
+
+def test_releasing_a_hold_of_29_significant_digits_frees_it_exactly(served_api, table):
+    p = new_project()
+    put_user(served_api, p, "u", total_budget=MONEY_MAX)
+    amount = Decimal("1234.1234567890123456789012345")
+    hold = served_api.call("POST", HOLDS, {"project": p, "user": "u"}, body=dumps({"amount": amount}))
+    assert hold.status == 201, hold
+    assert Decimal(stored(table, p, "USER#u")["held"]["N"]) == amount
+    hold_id = hold.json()["hold_id"]
+    assert served_api.call("DELETE", RELEASE, {"project": p, "user": "u", "hold_id": hold_id}).status == 200
+    user = stored(table, p, "USER#u")
+    assert (Decimal(user["held"]["N"]), Decimal(user["available"]["N"])) == (0, MONEY_MAX)
+
+
 # ---- set_budget -----------------------------------------------------------------------------------
 
 
