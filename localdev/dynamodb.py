@@ -12,6 +12,10 @@ moto also ignores ``TransactWriteItems``' ``ClientRequestToken``, on which exact
 rely (botocore sends the same token on each of its retries): ``_ClientRequestTokens`` emulates
 DynamoDB's documented idempotency for it (see that class).
 
+moto adds numbers with Python's 28 digits and stores any result; ``exact_numbers`` makes it add
+exactly and refuse a result DynamoDB could not store (over 38 significant digits), with
+DynamoDB's error, so the tests see what a sum past the limit would do on AWS.
+
 Run alone: ``python -m localdev.dynamodb --port 8000 --table budgets`` prints ``READY <url>``.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -109,32 +114,139 @@ def _error(start_response, code: str, message: str) -> list[bytes]:
     return [body.encode()]
 
 
-def exact_numbers() -> None:
-    """Make moto's number arithmetic (``SET x = x + :d``, ``ADD``) DynamoDB's: any number notation
-    in (moto parses "1E+2" or "1E-7" only as plain digits, and fails), 38 significant digits (not
-    Python's default 28), and plain notation out. Idempotent; the embedded DynamoDB and the
-    tests' in-process moto both call it."""
-    from decimal import Context, Decimal
+# DynamoDB's Number: at most 38 significant digits, magnitude from 1E-130 to below 1E+126
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
+NUMBER_DIGITS = 38
+NUMBER_MAX_EXPONENT = 125  # adjusted exponent: the largest magnitude is 9.99...9E+125
+NUMBER_MIN_EXPONENT = -130
+# What DynamoDB answers when `SET a = a + :b`, `a - :b` or `ADD a :b` gives a result it cannot
+# store: too many significant digits, too large or too small alike (observed against DynamoDB by
+# ScyllaDB's Alternator tests, test/alternator/test_number.py: "1e50 + 1" gets this message).
+# Botocore's service model lists the same text among TransactionCanceledException's
+# ValidationError reasons: inside a TransactWriteItems the item's reason says it.
+NUMBER_OVERFLOW = "Number overflow. Attempting to store a number with magnitude larger than supported range"
 
+
+def storable(number) -> bool:
+    """Whether DynamoDB can store this Decimal as a Number (see NUMBER_DIGITS)."""
+    if not number.is_finite():
+        return False
+    if not number:
+        return True
+    significant = "".join(map(str, number.as_tuple().digits)).strip("0")
+    return (
+        len(significant) <= NUMBER_DIGITS and NUMBER_MIN_EXPONENT <= number.adjusted() <= NUMBER_MAX_EXPONENT
+    )
+
+
+class _NumberOverflow(Exception):
+    """An arithmetic result DynamoDB could not store; the UpdateItem wrapper answers it."""
+
+
+class ValidationError(Exception):
+    """A TransactWriteItems item's failure whose cancellation reason is DynamoDB's
+    ``ValidationError``: moto names each reason after the exception its item raised."""
+
+
+_transaction = threading.local()  # depth: > 0 while this thread runs a TransactWriteItems
+
+
+def exact_numbers() -> None:
+    """Make moto's number arithmetic (``SET x = x + :d``, ``x - :d``, ``ADD``) DynamoDB's: any
+    number notation in (moto parses "1E+2" or "1E-7" only as plain digits, and fails), exact
+    results in plain notation out, and a result DynamoDB could not store (over 38 significant
+    digits, or out of its magnitude range) refused as DynamoDB refuses it: an UpdateItem gets a
+    ValidationException with NUMBER_OVERFLOW and writes nothing; inside a TransactWriteItems the
+    item's cancellation reason is ``ValidationError`` with that message and the transaction
+    writes nothing (moto alone rounded the sum to 28 digits and stored it). Idempotent; the
+    embedded DynamoDB and the tests' in-process moto both call it."""
+    from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
 
     if getattr(DynamoType, "_exact_numbers", False):
         return
-    context = Context(prec=38)
+    # Operands DynamoDB accepts sum exactly in far fewer digits than this; a rounded (Inexact)
+    # result had more than 38 anyway. The precision bounds the work a wild operand can cause.
+    exact = Context(prec=NUMBER_DIGITS * 10, traps=[Inexact, InvalidOperation, Overflow])
     add, sub = DynamoType.__add__, DynamoType.__sub__
 
     def arithmetic(original, operation):
         def apply(self, other):
             if self.type == DDBType.NUMBER and other.type == DDBType.NUMBER:
-                result = operation(Decimal(self.value), Decimal(other.value))
-                return DynamoType({DDBType.NUMBER: format(result, "f")})
+                try:
+                    result = operation(exact, Decimal(self.value), Decimal(other.value))
+                except (Inexact, InvalidOperation, Overflow):
+                    raise _NumberOverflow(NUMBER_OVERFLOW) from None
+                if not storable(result):
+                    raise _NumberOverflow(NUMBER_OVERFLOW)
+                # As DynamoDB keeps numbers: no trailing zeros ("0", never "0E-7" or "0.00").
+                return DynamoType({DDBType.NUMBER: format(result.normalize(exact), "f")})
             return original(self, other)
 
         return apply
 
-    DynamoType.__add__ = arithmetic(add, context.add)  # type: ignore[method-assign]
-    DynamoType.__sub__ = arithmetic(sub, context.subtract)  # type: ignore[method-assign]
+    DynamoType.__add__ = arithmetic(add, Context.add)  # type: ignore[method-assign]
+    DynamoType.__sub__ = arithmetic(sub, Context.subtract)  # type: ignore[method-assign]
+
+    update_item = DynamoDBBackend.update_item
+
+    @functools.wraps(update_item)
+    def update_item_or_nothing(self, table_name, key, *args, **kwargs):
+        # moto applies an update's actions to the stored item in place: an ADD that overflows
+        # after a SET has run would leave the SET applied. DynamoDB writes nothing.
+        slot = _slot_of(self, table_name, key)
+        before = copy.deepcopy(slot[0].get_item(slot[1], slot[2])) if slot else None
+        try:
+            return update_item(self, table_name, key, *args, **kwargs)
+        except _NumberOverflow as exc:
+            if slot:
+                table, hash_key, range_key = slot
+                _restore(table, hash_key, range_key, before)
+            if getattr(_transaction, "depth", 0):
+                raise ValidationError(str(exc)) from None
+            raise MockValidationException(str(exc)) from None
+
+    transact_write_items = DynamoDBBackend.transact_write_items
+
+    @functools.wraps(transact_write_items)
+    def transact_write_items_marked(self, transact_items):
+        _transaction.depth = getattr(_transaction, "depth", 0) + 1
+        try:
+            return transact_write_items(self, transact_items)
+        finally:
+            _transaction.depth -= 1
+
+    DynamoDBBackend.update_item = update_item_or_nothing  # type: ignore[method-assign]
+    DynamoDBBackend.transact_write_items = transact_write_items_marked  # type: ignore[method-assign]
     DynamoType._exact_numbers = True  # type: ignore[attr-defined]
+
+
+def _slot_of(backend, table_name: str, key: dict):
+    """(table, hash key, range key) of the item `key` names, or None when moto will refuse the
+    request itself (no such table, a key that does not fit the schema)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table = backend.tables.get(table_name)
+    if table is None or not isinstance(key, dict) or table.hash_key_attr not in key:
+        return None
+    if table.range_key_attr is not None and table.range_key_attr not in key:
+        return None
+    hash_key = DynamoType(key[table.hash_key_attr])
+    range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+    return table, hash_key, range_key
+
+
+def _restore(table, hash_key, range_key, item) -> None:
+    """Put `item` (None: no item) back where moto keeps the item with these keys:
+    ``items[hash]`` (no range key) or ``items[hash][range]``."""
+    slot, name = (table.items, hash_key) if range_key is None else (table.items[hash_key], range_key)
+    if item is None:
+        slot.pop(name, None)
+    else:
+        slot[name] = item
 
 
 def _back_up_items_only() -> None:
@@ -181,14 +293,7 @@ def _back_up_items_only() -> None:
             return original(self, transact_items)
         except Exception:
             for table, hash_key, range_key, item in reversed(backups):
-                # Where moto keeps the item: items[hash] (no range key) or items[hash][range].
-                slot, name = (
-                    (table.items, hash_key) if range_key is None else (table.items[hash_key], range_key)
-                )
-                if item is None:
-                    slot.pop(name, None)
-                else:
-                    slot[name] = item
+                _restore(table, hash_key, range_key, item)
             for shard, length in streams.values():
                 del shard.items[length:]
             raise

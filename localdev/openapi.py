@@ -128,7 +128,9 @@ _ERRORS = {
     " for this model (price_not_found).",
     "409": "Too many concurrent writers on one budget (write_contention); retry.",
     "413": "The body is over 1 MiB (payload_too_large).",
-    "422": "The request is out of shape or out of range (validation_error, unknown_model, ...).",
+    "422": "The request is out of shape or out of range (validation_error, unknown_model, ...), or"
+    " would take a budget level's spend or holds past 4x10^12 USD per period"
+    " (spend_limit_exceeded: details name the level and field); nothing was written.",
     "429": "Throttled by API Gateway (the stage's rate limit); retry after Retry-After.",
     "503": "DynamoDB is throttling or failing (service_unavailable); nothing was written, or"
     " details say exactly what was; retry after Retry-After (repeating converges).",

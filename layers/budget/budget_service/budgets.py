@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING
 
 from budget_service import clock
 from budget_service.budget import USER_LEVEL, AuditEntry, Budget, ClosedPeriod, Write, roll
-from budget_service.errors import BudgetNotFound, Contention, InvalidInput, ServiceUnavailable
-from budget_service.limits import MAX_MODELS_PER_USER
+from budget_service.errors import (
+    BudgetNotFound,
+    Contention,
+    InvalidInput,
+    ServiceUnavailable,
+    SpendLimitExceeded,
+)
+from budget_service.limits import MAX_MODELS_PER_USER, SPEND_MAX, SUM_CONTEXT
 from budget_service.store import (
     NOT_WRITTEN,
     STORE_ERRORS,
@@ -90,6 +96,7 @@ def set_budget(
     result = SetBudgetResult()
     stored = {b.user: b for b in store.iter_project(project)} if user_dict else {}
     _check_model_counts(stored, user_dict, now)
+    _check_spend_limit(project, stored, user_dict, now)
     users = list(user_dict.items())
     for index, (user, entry) in enumerate(users):
         if not keep_going():
@@ -104,9 +111,13 @@ def set_budget(
             if current is None:
                 wrote = True
                 created = new_budget_from_entry(project, user, entry, now)
+                if over := _over_spend_limit(created):  # checked above; a concurrent write may differ
+                    raise SpendLimitExceeded.in_set_budget(over)
                 return Write(created, audit=_settings_audit(None, created, now, key_id))
             rolled = roll(current, now)  # an ended period is closed and recorded (issue 17)
             merged = merge_entry(rolled.budget, entry, now)
+            if over := _over_spend_limit(merged.budget):  # a cost since the check above added spend
+                raise SpendLimitExceeded.in_set_budget(over)
             stale, uncertain = merged.stale_spend_ignored, merged.uncertain_spend_kept
             wrote = not same_state(current, merged.budget)
             if not wrote:
@@ -118,6 +129,9 @@ def set_budget(
             store.update(project, user, change, seen=stored.get(user))
         except Contention as exc:
             exc.details = _progress(result, [u for u, _ in users[index:]], [])
+            raise
+        except SpendLimitExceeded as exc:
+            exc.details = {"over_limit": exc.details, **_progress(result, [u for u, _ in users[index:]], [])}
             raise
         except STORE_ERRORS as exc:
             if not unavailable(exc):
@@ -153,6 +167,47 @@ def _check_model_counts(stored: dict[str, Budget], user_dict: dict[str, LitellmE
             f"{len(over)} user(s) would track more than {MAX_MODELS_PER_USER} models: "
             + ", ".join(repr(u) for u in over[:5])
         )
+
+
+def _over_spend_limit(budget: Budget) -> list[dict]:
+    """What of `budget` (about to be stored whole by set_budget) is over SPEND_MAX."""
+    fields = [("current_cost", budget.current_cost)] + [
+        (f"model_cost[{model}]", cost) for model, cost in budget.model_cost.items()
+    ]
+    return [
+        {"level": "user", "name": budget.user, "field": field, "would_store": value, "limit": SPEND_MAX}
+        for field, value in fields
+        if value > SPEND_MAX
+    ]
+
+
+def _check_spend_limit(
+    project: str, stored: dict[str, Budget], user_dict: dict[str, LitellmEntry], now: Decimal
+) -> None:
+    """Refuse, before writing anything, a user_dict whose merge would store spend over SPEND_MAX
+    for some user (SpendLimitExceeded, 422). Each entry's amounts are at most MONEY_MAX, but
+    litellm's ``current_cost`` is at least the sum of the models, of which there may be 1,000
+    (limits.py says why stored spend has a bound). The merge runs only for users whose spend could
+    pass the limit: the larger of the spends and the sum of stored and sent models bounds it."""
+    from budget_service.litellm_compat import merge_entry, new_budget_from_entry
+
+    over: list[dict] = []
+    for user, entry in user_dict.items():
+        current = stored.get(user)
+        models = Decimal(0)
+        for cost in [*(entry.model_cost or {}).values(), *(current.model_cost.values() if current else ())]:
+            models = SUM_CONTEXT.add(models, cost)
+        spends = (entry.current_cost or Decimal(0), current.current_cost if current else Decimal(0))
+        if max(*spends, models) <= SPEND_MAX:
+            continue
+        target = (
+            new_budget_from_entry(project, user, entry, now)
+            if current is None
+            else merge_entry(roll(current, now).budget, entry, now).budget
+        )
+        over += _over_spend_limit(target)
+    if over:
+        raise SpendLimitExceeded.in_set_budget(over)
 
 
 # ---- native API --------------------------------------------------------------------------------

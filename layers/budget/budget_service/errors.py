@@ -83,6 +83,52 @@ class BudgetExceeded(BudgetError):
         return cls(f"the budget cannot cover {needed}: {shown}", details=details)
 
 
+class SpendLimitExceeded(BudgetError):
+    """A write would take a budget level's stored spend (``current_cost`` or a ``model_cost``
+    entry) or its ``held`` past +-SPEND_MAX (USD, per period), the bound that keeps every stored
+    sum within DynamoDB's 38 digits (limits.py); nothing was written. Not "over budget" (402):
+    a larger budget does not help; the period's rollover or a reset does. ``details`` lists each
+    level and field that refused: ``{"level", "name", "field", "stored", "change", "limit"}``
+    (USD, exact)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "spend_limit_exceeded"
+
+    @classmethod
+    def at_levels(cls, refusals: list[dict]) -> SpendLimitExceeded:
+        from budget_service.limits import plain_number
+
+        shown: dict[tuple, str] = {}
+        for r in refusals:  # the first field of each level
+            shown.setdefault(
+                (r["level"], r["name"]),
+                f"{r['level']} {r['name']!r} ({r['field']} {plain_number(r['stored'])}"
+                f" {'+' if r['change'] > 0 else '-'} {plain_number(r['change'].copy_abs())})",
+            )
+        return cls(
+            f"this write would take {', '.join(shown.values())} past {plain_number(refusals[0]['limit'])} USD,"
+            " the most a budget level keeps per period (every stored sum stays exact in DynamoDB);"
+            " nothing was written",
+            details=refusals,
+        )
+
+    @classmethod
+    def in_set_budget(cls, refusals: list[dict]) -> SpendLimitExceeded:
+        """set_budget's refusal: ``refusals`` are ``{"level": "user", "name", "field",
+        "would_store", "limit"}`` for each user whose merged spend would pass the limit."""
+        from budget_service.limits import plain_number
+
+        shown = ", ".join(
+            f"{r['name']!r} ({r['field']} {plain_number(r['would_store'])})" for r in refusals[:5]
+        )
+        more = f" and {len(refusals) - 5} more" if len(refusals) > 5 else ""
+        return cls(
+            f"set_budget would store spend over {plain_number(refusals[0]['limit'])} USD, the most a"
+            f" budget level keeps per period, for user(s) {shown}{more}; nothing was written",
+            details=refusals,
+        )
+
+
 class LevelNotFound(BudgetError):
     """No such project budget or team (issue 14)."""
 

@@ -32,8 +32,8 @@ from budget_service.idempotency import (
     check_idempotency_key,
     fingerprint_of,
 )
+from budget_service.limits import SUM_CONTEXT
 from budget_service.models import (
-    DECIMAL_CONTEXT,
     AdjustmentRequest,
     AdjustmentResponse,
     Ledger,
@@ -194,7 +194,9 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
     )
     models: dict[str, Decimal] = defaultdict(Decimal)
     total = ZERO
-    with localcontext(DECIMAL_CONTEXT):
+    # Exact: up to MAX_REPORT_PERIODS periods of up to SPEND_MAX each need more than 38 digits
+    # (the sums are answered, never stored).
+    with localcontext(SUM_CONTEXT):
         for item in items:
             row = per_user[item["level_id"]]
             row["spend"] += item["spend"]
@@ -285,7 +287,7 @@ def adjust(
             spend = current.current_cost
             if request.model is not None:
                 spend = min(spend, current.model_cost.get(request.model, ZERO))
-            applied = max(request.amount, -spend)
+            applied = max(request.amount, spend.copy_negate())
         result = {
             "amount": request.amount,
             "applied": applied,
@@ -307,7 +309,9 @@ def adjust(
             project, USER_LEVEL, user, "adjustment", now, key_id, {**result, "idempotency_key": key}
         )
         move = Move(
-            spend=applied, model=request.model if applied else None, floor=-applied if applied < 0 else None
+            spend=applied,
+            model=request.model if applied else None,
+            floor=applied.copy_negate() if applied < 0 else None,
         )
         try:
             writer.write(

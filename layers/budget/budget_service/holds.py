@@ -17,6 +17,7 @@ from budget_service import costs
 from budget_service.budget import iso
 from budget_service.errors import BudgetExceeded, IdempotencyKeyReused, InvalidInput
 from budget_service.models import (
+    DECIMAL_CONTEXT,
     CostRequest,
     HoldRequest,
     HoldResponse,
@@ -175,7 +176,11 @@ def settle_hold(
     stored, replayed = HoldStore(store).settle(project, user, hold_id, event.cost, event.model, now, result)
     tokens = stored.get("tokens")
     cost = stored["cost"]
-    freed = max(amount - cost, Decimal(0)) if stored.get("settled_from") == HELD else Decimal(0)
+    freed = (
+        max(DECIMAL_CONTEXT.subtract(amount, cost), Decimal(0))
+        if stored.get("settled_from") == HELD
+        else Decimal(0)
+    )
     return SettleResponse(
         hold_id=hold_id,
         project=project,

@@ -3,7 +3,7 @@ reset job read them, and must not import pydantic (``budget_service.models``) to
 cold start pays for every import (``make bench``). models.py re-exports them.
 """
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
 
 # Identifiers: project, user, team and model names. No control characters (they break logs and
 # keys), and at most ID_MAX_BYTES bytes of UTF-8, the unit DynamoDB counts key and item sizes in
@@ -44,10 +44,43 @@ def fits_id_bytes(value: str) -> str:
 MAX_USERS_PER_SET_BUDGET = 2_000
 MAX_MODELS_PER_USER = 1_000
 
-# Money: below 10^12 dollars, kept to 25 decimal places: 12 + 25 digits fit DynamoDB's 38, and
-# every float litellm sends from 1e-9 up (17 significant digits) is kept exactly.
+# Money: each amount (a cost, a hold, an adjustment, a total_budget, a price) at most 10^12
+# dollars, kept to 25 decimal places: every float litellm sends from 1e-9 up (17 significant
+# digits) is kept exactly.
 MONEY_MAX = Decimal("1e12")
 MONEY_QUANTUM = Decimal("1e-25")
+
+# Stored sums (issue 11). A DynamoDB Number holds at most 38 significant digits. Every amount is
+# a multiple of MONEY_QUANTUM, and so is every sum of them, so a stored number fits exactly when
+# its magnitude is below STORED_MAX = 10^13 (13 integer digits + 25 decimals = 38). An amount
+# does; a sum that atomic writes grow (``SET current_cost = current_cost + :spend``) does not by
+# itself: ten costs near MONEY_MAX fill a budget's current_cost, and the next write's result
+# would be a DynamoDB ValidationException (a 500). So each budget level item (user, team,
+# project) keeps, per period:
+#   current_cost, each model_cost entry, held   within [-SPEND_MAX, SPEND_MAX]   enforced
+#   total_budget                                within [0, MONEY_MAX]             input bound
+#   available = total_budget - current_cost - held
+#                                               within [-2 SPEND_MAX, MONEY_MAX + 2 SPEND_MAX]
+#                                               = [-8 x 10^12, 9 x 10^12]          follows
+# all below STORED_MAX. Every write that adds to one of the three is conditional on its result
+# staying within the bound (store_levels.level_update: ``current_cost <= :bound`` with
+# ``:bound = SPEND_MAX - spend``, in the same request, no read); one that would not is refused
+# with a 422 ``spend_limit_exceeded`` that writes nothing. Whole-item writes (PUT, set_budget,
+# a rollover) store only values within the bounds (set_budget checks its merged spend), closed
+# periods and audit entries copy them, and sums that are not stored (a report over up to 10,000
+# periods, the sum of a litellm entry's models) are computed with SUM_CONTEXT, exactly.
+# Spend is >= 0 on a user; a team or project can go below 0 only by a credit of spend made
+# before the user joined it, and held only by a hold released against a level re-created since:
+# hence the symmetric bound. 4 x MONEY_MAX is the largest whole multiple of it that keeps
+# MONEY_MAX + 2 SPEND_MAX below 10^13: four charges of the largest amount per level and period.
+#
+# A coarser MONEY_QUANTUM would not remove the need: 10^-18 leaves 20 integer digits, which
+# 10^8 charges of MONEY_MAX still fill, and it would round the per-token prices and costs
+# litellm sends (a float like 3.4567890123456789e-07 needs 23 decimal places). Exactness is the
+# service's promise; a ceiling of 4 x 10^12 USD of spend per level and period costs no real user
+# anything. So the quantum stays and the ceiling bounds the sums.
+STORED_MAX = Decimal("1e13")
+SPEND_MAX = 4 * MONEY_MAX
 # Epoch seconds, to the nanosecond (a float time.time() keeps all its digits), up to year 5138.
 EPOCH_MAX = Decimal("1e11")
 EPOCH_QUANTUM = Decimal("1e-9")
@@ -57,8 +90,12 @@ DAYS_QUANTUM = Decimal("1e-12")
 
 
 # Arithmetic on stored numbers uses DynamoDB's own precision (38 digits), not Python's default 28,
-# so that a quantized amount (up to 13 + 24 digits) is never rounded.
+# so that a stored number (below STORED_MAX, at most 13 + 25 digits) is never rounded.
 DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
+# Sums that are not stored (reports over many periods, the sum of an entry's models before it is
+# checked against SPEND_MAX): exact. 10,000 periods of SPEND_MAX need 17 + 25 digits; a result
+# that would still round raises decimal.Inexact rather than lose a digit.
+SUM_CONTEXT = Context(prec=2 * 38, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation])
 
 
 def plain_number(value: Decimal | float | int) -> str:

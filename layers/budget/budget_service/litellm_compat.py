@@ -34,7 +34,8 @@ from decimal import Decimal
 from functools import lru_cache
 
 from budget_service.budget import ZERO, Budget, ClosedPeriod
-from budget_service.models import DECIMAL_CONTEXT, LitellmEntry
+from budget_service.limits import SUM_CONTEXT
+from budget_service.models import LitellmEntry
 from budget_service.periods import (
     SECONDS_PER_DAY,
     Duration,
@@ -78,9 +79,11 @@ def _entry_spend(entry: LitellmEntry) -> tuple[Decimal, dict[str, Decimal]]:
 
 
 def _sum(models: dict[str, Decimal]) -> Decimal:
+    """The exact sum (1,000 models of up to SPEND_MAX need more than 38 digits: set_budget
+    refuses a sum over SPEND_MAX before storing it, budgets._check_spend_limit)."""
     total = ZERO
     for cost in models.values():
-        total = DECIMAL_CONTEXT.add(total, cost)
+        total = SUM_CONTEXT.add(total, cost)
     return total
 
 

@@ -253,7 +253,7 @@ class HoldStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             }
-            move = Move(spend=cost, model=model, held=-amount if frees else Decimal(0))
+            move = Move(spend=cost, model=model, held=amount.copy_negate() if frees else Decimal(0))
             try:
                 # The spend goes to the levels the hold reserved from (those it was authorized by).
                 self.levels.write(project, user, move, now, extra=lambda moved: [update], levels=levels)  # noqa: B023
@@ -318,7 +318,7 @@ class HoldStore:
                     self.levels.write(
                         project,
                         user,
-                        Move(held=-amount, open_period=False),
+                        Move(held=amount.copy_negate(), open_period=False),
                         now,
                         extra=lambda moved: [finishing(True)],
                         levels=levels,

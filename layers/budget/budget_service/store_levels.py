@@ -33,7 +33,14 @@ from decimal import Decimal, localcontext
 from botocore.exceptions import ClientError
 
 from budget_service.budget import ClosedPeriod, roll, rule_period
-from budget_service.errors import BudgetExceeded, BudgetNotFound, Contention, InvalidInput
+from budget_service.errors import (
+    BudgetExceeded,
+    BudgetNotFound,
+    Contention,
+    InvalidInput,
+    SpendLimitExceeded,
+)
+from budget_service.limits import SPEND_MAX
 from budget_service.models import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
 from budget_service.periods import Duration
 from budget_service.store import (
@@ -76,6 +83,40 @@ class Move:
             return -(self.spend + self.held)
 
 
+def limit_bound(delta: Decimal) -> Decimal:
+    """The stored value a field may have for `delta` (USD) to be added and its result stay
+    within +-SPEND_MAX: at most ``SPEND_MAX - delta`` when adding, at least ``-SPEND_MAX - delta``
+    when taking away (limits.py says why)."""
+    with localcontext(DECIMAL_CONTEXT):
+        return SPEND_MAX - delta if delta > 0 else -SPEND_MAX - delta
+
+
+def _within_limit(path: str, delta: Decimal, bound: str) -> str:
+    """The condition that adding `delta` to `path` keeps it within +-SPEND_MAX (an absent
+    `path` counts as 0, as the update's ``if_not_exists`` does)."""
+    return f"(attribute_not_exists({path}) OR {path} {'<=' if delta > 0 else '>='} {bound})"
+
+
+def over_limit(old: dict, move: Move) -> list[dict]:
+    """The fields of a level item (`old`, Python values, as a failed condition returned it) that
+    `move` would take past +-SPEND_MAX: ``{"field", "stored", "change", "limit"}`` each."""
+    fields = []
+    if move.spend:
+        fields.append(("current_cost", old.get("current_cost", ZERO), move.spend))
+        models = old.get("model_cost") or {}
+        if move.model is not None and move.model in models:
+            fields.append((f"model_cost[{move.model}]", models[move.model], move.spend))
+    if move.held:
+        fields.append(("held", old.get("held", ZERO), move.held))
+    over = []
+    for name, stored, delta in fields:
+        bound = limit_bound(delta)
+        if (delta > 0 and Decimal(stored) > bound) or (delta < 0 and Decimal(stored) < bound):
+            limit = SPEND_MAX if delta > 0 else -SPEND_MAX
+            over.append({"field": name, "stored": Decimal(stored), "change": delta, "limit": limit})
+    return over
+
+
 PROJECT_SK = "PROJECT"
 TEAM_PREFIX = "TEAM#"
 
@@ -106,7 +147,9 @@ def level_update(
     PROJECT) for `move` (see Move).
 
     Conditional on the item existing and carrying ``available`` (user items written before holds
-    get it at their next rewrite, see ``LevelWriter``), plus what `move` asks. `pin_team` (user
+    get it at their next rewrite, see ``LevelWriter``), on every field it adds to staying within
+    +-SPEND_MAX (``current_cost``, ``model_cost[model]``, ``held``: so no sum outgrows DynamoDB's
+    38 digits, limits.py), plus what `move` asks. `pin_team` (user
     items): the write lands only while the user is in that team (None: in none), so the levels a
     charge moves are the ones the user belongs to at that instant. A failed condition answers
     the old item (``ReturnValuesOnConditionCheckFailure``), so the reason costs no read.
@@ -123,15 +166,20 @@ def level_update(
     if move.spend:
         values[":spend"] = {"N": format(move.spend, "f")}
         sets.append("current_cost = if_not_exists(current_cost, :zero) + :spend")
+        values[":spend_bound"] = {"N": format(limit_bound(move.spend), "f")}
+        conditions.append(_within_limit("current_cost", move.spend, ":spend_bound"))
         if move.model is not None:
             names["#model"] = move.model
             sets.append("model_cost.#model = if_not_exists(model_cost.#model, :zero) + :spend")
             # A new model only while the item tracks fewer than the limit (items stay < 400 KB).
             values[":max_models"] = {"N": str(MAX_MODELS_PER_USER)}
             conditions.append("(attribute_exists(model_cost.#model) OR size(model_cost) < :max_models)")
+            conditions.append(_within_limit("model_cost.#model", move.spend, ":spend_bound"))
     if move.held:
         values[":held"] = {"N": format(move.held, "f")}
         sets.append("held = if_not_exists(held, :zero) + :held")
+        values[":held_bound"] = {"N": format(limit_bound(move.held), "f")}
+        conditions.append(_within_limit("held", move.held, ":held_bound"))
     if move.available_delta:
         values[":available"] = {"N": format(move.available_delta, "f")}
         sets.append("available = available + :available")
@@ -242,8 +290,9 @@ class LevelWriter:
     then one Update per level. Repairs what a level's failed condition shows and tries again:
     a period that has ended is rolled over (version-conditional, ``BudgetStore.update``) and an
     item written before holds existed gets its ``available``. Raises BudgetNotFound (no user),
-    BudgetExceeded (402: ``need`` is over a level's ``available``; details name the level),
-    InvalidInput (the per-user model cap), Cancelled (an extra item's condition failed: the
+    SpendLimitExceeded (422: a level's spend or holds would pass +-SPEND_MAX; details name the
+    level), BudgetExceeded (402: ``need`` is over a level's ``available``; details name the
+    level), InvalidInput (the per-user model cap), Cancelled (an extra item's condition failed: the
     caller decides), Contention (DynamoDB kept reporting conflicts).
     """
 
@@ -308,6 +357,11 @@ class LevelWriter:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 reasons = _reasons(exc)
+                if any(code == "ValidationError" for code, _ in reasons):
+                    # DynamoDB could not apply an item (a number it cannot store, an item over
+                    # 400 KB). The limits are there so that no input gets here: a bug, not a
+                    # conflict to retry.
+                    raise
             extra_reasons = reasons[:n_extra]
             user_code, user_old = reasons[n_extra] if len(reasons) > n_extra else (None, None)
             level_reasons = dict(zip(checked, reasons[n_extra + 1 :], strict=False))
@@ -369,6 +423,7 @@ class LevelWriter:
             ):
                 raise SpendBelowCredit(user_old or {})
             refusals = []
+            limited = []
             stuck = False
             for sk, old in [
                 (user_key(user), user_old if user_code == failed else None),
@@ -378,6 +433,9 @@ class LevelWriter:
                     continue
                 if self._repair(project, sk, old, move, now):
                     changed = True
+                elif over := over_limit(old, move):
+                    kind, name = level_name(project, sk)
+                    limited += [{"level": kind, "name": name, **field} for field in over]
                 elif move.need is not None and Decimal(old["available"]) < move.need:
                     kind, name = level_name(project, sk)
                     refusals.append(
@@ -393,6 +451,8 @@ class LevelWriter:
             if changed:
                 repaired += 1
                 continue
+            if limited:  # before "over budget": a larger budget would not make it fit
+                raise SpendLimitExceeded.at_levels(limited)
             if refusals:
                 raise BudgetExceeded.at_levels(refusals)
             if stuck:
