@@ -45,7 +45,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from budget_service.budget import iso
-from budget_service.models import DECIMAL_CONTEXT
+from budget_service.limits import DECIMAL_CONTEXT
 
 EVENT_SOURCE = "llm-budget"
 DETAIL_TYPE = "Budget Threshold Crossed"

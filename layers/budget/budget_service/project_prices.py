@@ -23,10 +23,10 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from budget_service.budget import iso
 from budget_service.errors import PriceNotFound
-from budget_service.models import PriceIn, PriceRecord
 from budget_service.pricing import (
     ModelPrice,
     PriceTable,
@@ -34,6 +34,9 @@ from budget_service.pricing import (
     price_from_entry,
 )
 from budget_service.store_prices import PriceStore
+
+if TYPE_CHECKING:  # the cost routes read project prices without the price routes' models
+    from budget_service.models import PriceIn, PriceRecord
 
 PRICE_CACHE_SECONDS = float(os.environ.get("PRICE_CACHE_SECONDS", "60"))
 PROJECT_PRICE_PREFIX = "project:"
@@ -101,6 +104,8 @@ def _forget(store, project: str) -> None:
 
 
 def _record(item: dict) -> PriceRecord:
+    from budget_service.models import PriceRecord
+
     return PriceRecord(
         project=item["project"],
         model=item["model"],

@@ -41,7 +41,7 @@ from budget_service.errors import (
     SpendLimitExceeded,
 )
 from budget_service.limits import SPEND_MAX
-from budget_service.models import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
+from budget_service.limits import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
 from budget_service.periods import Duration
 from budget_service.store import (
     MAX_WRITE_ATTEMPTS,
