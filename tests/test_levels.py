@@ -364,3 +364,23 @@ def test_a_charge_that_arrives_after_a_level_rolled_past_its_time_counts_in_the_
     assert spend_of(aws) == ((2, 2, 2) if late_in_new else (0, 0, 0))
     user, team, project = levels(aws)
     assert user.period_start == team["period_start"] == project["period_start"] == month_end
+
+
+def test_a_list_of_teams_counts_their_users_in_one_pass(api, clock, aws, requests_made):
+    """Each team's `users` is right, and the page costs one pass over the project's users
+    whatever the number of teams (not one COUNT Query, reading every user, per team)."""
+    teams = {"t0": 3, "t1": 0, "t2": 2, "t3": 1}
+    for team, n in teams.items():
+        api.call("PUT", TEAM, {"project": "acme", "team": team}, body={"total_budget": 10})
+        for i in range(n):
+            user = {"project": "acme", "user": f"{team}-u{i}"}
+            assert api.call("PUT", USER, user, body={"total_budget": 1, "team": team}).status == 201
+    api.call("PUT", USER, {"project": "acme", "user": "loner"}, body={"total_budget": 1})
+    api.call(
+        "PUT", USER, {"project": "acme", "user": "t0-u0"}, body={"total_budget": 1, "team": "t2"}
+    )  # moved
+    requests_made.clear()
+    listed = api.call("GET", TEAMS, {"project": "acme"}).json()
+    assert {t["team"]: t["users"] for t in listed["teams"]} == {"t0": 2, "t1": 0, "t2": 3, "t3": 1}
+    assert requests_made.count("Query") == 2  # the teams, then the users' teams (one page each)
+    assert api.call("GET", TEAM, {"project": "acme", "team": "t2"}).json()["users"] == 3

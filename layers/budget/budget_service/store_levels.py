@@ -725,6 +725,26 @@ def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> 
     return total
 
 
+def count_users_by_team(budgets: BudgetStore, project: str) -> dict[str | None, int]:
+    """How many user budgets of the project each team has (None: in no team), in one pass over
+    the project's user items (one Query page per MB, only ``team`` returned). A list of teams
+    counts its page from this one pass: a COUNT Query per team would read every user item of
+    the project once per team (a FilterExpression filters after reading)."""
+    kwargs: dict = {
+        "TableName": budgets.table_name,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :user)",
+        "ExpressionAttributeValues": {":pk": {"S": project_key(project)}, ":user": {"S": USER_PREFIX}},
+        "ProjectionExpression": "#team",
+        "ExpressionAttributeNames": {"#team": "team"},
+    }
+    counts: dict[str | None, int] = {}
+    for page in budgets.client.get_paginator("query").paginate(**kwargs):
+        for item in page.get("Items", []):
+            team = item["team"]["S"] if "team" in item else None
+            counts[team] = counts.get(team, 0) + 1
+    return counts
+
+
 LEVEL_SHARD_PREFIX = "LEVELS#"
 
 
