@@ -12,6 +12,12 @@ and take effect on the next matching requests:
   forwarding: nothing is applied, and the client is told so.
 - ``Fault.CUT``: close the connection without forwarding: nothing is applied, but to the client
   this looks exactly like ``DROP``.
+- ``Fault.DELAY``: forward and answer as usual, but run the rule's ``before`` first (the request
+  is held on its way to DynamoDB) and its ``then`` after it was applied (the answer is held):
+  hooks that wait on a condition make interleavings happen for sure, whatever the machine's speed.
+
+A rule's ``when`` (a predicate on the request's JSON body) narrows it to chosen requests, e.g. the
+TransactWriteItems that moves one user's budget.
 
 Requests are forwarded one at a time, so a retry reaches DynamoDB only after the attempt it
 retries was applied, whatever the timing. ``requests`` records every request and its fault.
@@ -44,11 +50,12 @@ class Fault(enum.Enum):
     DROP = "drop"
     REFUSE = "refuse"
     CUT = "cut"
+    DELAY = "delay"
 
     @property
     def applied(self) -> bool:
         """Whether DynamoDB applies a request that meets this fault."""
-        return self in (Fault.LATE, Fault.DROP)
+        return self in (Fault.LATE, Fault.DROP, Fault.DELAY)
 
 
 @dataclass
@@ -56,8 +63,11 @@ class Rule:
     """Fault the next `times` requests for `operation` ("*": any), after letting `skip` through.
 
     `times=None` faults every match. REFUSE answers `error_code` with HTTP `status`. `then`, for
-    LATE and DROP, runs once the request was applied and before its answer is lost: what happens
-    "meanwhile" (another writer's request, say) happens between an attempt and its retry.
+    LATE, DROP and DELAY, runs once the request was applied and before its answer is lost (or,
+    for DELAY, sent): what happens "meanwhile" (another writer's request, say) happens between an
+    attempt and its retry. `before` (any fault that forwards) runs before the request is
+    forwarded; other requests pass meanwhile. `when`, given, must accept the request's JSON
+    body (a dict) for the rule to match; a request it rejects does not count toward `skip`.
     """
 
     operation: str
@@ -67,10 +77,14 @@ class Rule:
     error_code: str = "InternalServerError"
     status: int = 500
     then: Callable[[], object] | None = None
+    before: Callable[[], object] | None = None
+    when: Callable[[dict], bool] | None = None
     matched: int = 0
 
-    def take(self, operation: str) -> bool:
+    def take(self, operation: str, body: dict | None = None) -> bool:
         if self.operation not in ("*", operation):
+            return False
+        if self.when is not None and not self.when(body or {}):
             return False
         self.matched += 1
         if self.matched <= self.skip:
@@ -101,7 +115,7 @@ class FaultyDynamoDB:
         self.max_hold_s = max_hold_s
         self.rules: list[Rule] = []
         self.requests: list[Seen] = []
-        self.errors: list[Exception] = []  # what rules' `then` raised
+        self.errors: list[Exception] = []  # what rules' `before` and `then` raised
         self._lock = threading.Lock()  # rules and requests
         self._forward_lock = threading.Lock()  # one request at DynamoDB at a time
         self._stopping = threading.Event()
@@ -136,9 +150,11 @@ class FaultyDynamoDB:
         error_code: str = "InternalServerError",
         status: int = 500,
         then: Callable[[], object] | None = None,
+        before: Callable[[], object] | None = None,
+        when: Callable[[dict], bool] | None = None,
     ) -> Rule:
         """Add a rule (see Rule); rules are tried in the order added."""
-        rule = Rule(operation, fault, times, skip, error_code, status, then)
+        rule = Rule(operation, fault, times, skip, error_code, status, then, before, when)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -153,9 +169,9 @@ class FaultyDynamoDB:
         with self._lock:
             return [seen.fault for seen in self.requests if seen.operation == operation]
 
-    def _fault_for(self, operation: str) -> Rule | None:
+    def _fault_for(self, operation: str, body: dict | None = None) -> Rule | None:
         with self._lock:
-            rule = next((r for r in self.rules if r.take(operation)), None)
+            rule = next((r for r in self.rules if r.take(operation, body)), None)
             self.requests.append(Seen(operation, rule.fault if rule else None))
             return rule
 
@@ -170,8 +186,26 @@ class FaultyDynamoDB:
                 conn.close()
 
 
+def _json(body: bytes) -> dict | None:
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _run_hook(proxy: FaultyDynamoDB, hook: Callable[[], object]) -> None:
+    try:
+        hook()
+    except Exception as exc:  # noqa: BLE001 - kept for the test to see
+        proxy.errors.append(exc)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    # An answer is written as headers, then body: with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK of the headers (~40 ms per request).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -180,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: FaultyDynamoDB = self.server.proxy  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         operation = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
-        rule = proxy._fault_for(operation)
+        rule = proxy._fault_for(operation, _json(body))
         fault = rule.fault if rule else None
         if fault is Fault.CUT:
             self.close_connection = True
@@ -196,12 +230,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(rule.status, [("Content-Type", "application/x-amz-json-1.0")], error)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if rule is not None and rule.before is not None:
+            _run_hook(proxy, rule.before)
         status, answer_headers, answer = proxy._forward("POST", self.path, headers, body)
         if rule is not None and rule.then is not None:
-            try:
-                rule.then()
-            except Exception as exc:  # noqa: BLE001 - kept for the test to see
-                proxy.errors.append(exc)
+            _run_hook(proxy, rule.then)
         if fault is Fault.DROP:
             self.close_connection = True
             return

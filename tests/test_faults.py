@@ -93,3 +93,46 @@ def test_a_late_answer_is_held_until_the_client_gives_up_and_its_retry_lands_aft
     item = client_for(dynamodb_server).get_item(TableName=TABLE_NAME, Key=key, ConsistentRead=True)["Item"]
     assert item["n"] == {"N": "2"}
     assert faulty_dynamodb.faults("UpdateItem") == [Fault.LATE, None]
+
+
+def test_delay_holds_a_chosen_request_and_its_answer_while_others_pass(faulty_dynamodb, clients):
+    """DELAY with `when` picks one request by its body; `before` holds it on its way (other
+    requests pass meanwhile), `then` holds its answer after it was applied."""
+    import threading
+
+    from conftest import wait_until
+
+    through, direct = clients
+    patient = client_for(faulty_dynamodb.url, ONE_ATTEMPT.merge(Config(read_timeout=60)))  # held at will
+    slow, fast = uuid.uuid4().hex, uuid.uuid4().hex
+    seen: list[tuple[str, bool, bool]] = []
+    answered = threading.Event()
+
+    def before() -> None:
+        seen.append(("before", _stored(direct, slow), _stored(direct, fast)))
+        wait_until(lambda: _stored(direct, fast))  # held until the other request landed
+
+    def then() -> None:
+        seen.append(("then", _stored(direct, slow), answered.is_set()))
+
+    rule = faulty_dynamodb.add(
+        "PutItem",
+        Fault.DELAY,
+        when=lambda body: body["Item"]["pk"]["S"] == f"FAULTS#{slow}",
+        before=before,
+        then=then,
+    )
+
+    def put_slow() -> None:
+        _put(patient, slow)
+        answered.set()
+
+    thread = threading.Thread(target=put_slow)
+    thread.start()
+    wait_until(lambda: seen)  # the chosen request reached the proxy and is held there
+    _put(through, fast)  # not chosen: passes at once
+    thread.join(timeout=30)
+    assert answered.is_set()
+    # Held before it was applied; applied, and not yet answered, when `then` ran.
+    assert seen == [("before", False, False), ("then", True, False)]
+    assert rule.matched == 1 and faulty_dynamodb.faults("PutItem") == [Fault.DELAY, None]

@@ -320,3 +320,67 @@ def test_the_job_and_a_charge_roll_each_level_over_once_whichever_comes_first(ac
     # One rollover and one charge each since: the period rolled over exactly once.
     assert (team["version"], project["version"]) == (versions[0] + 2, versions[1] + 2)
     assert project["period_start"] == clock.now - 5
+
+
+@pytest.mark.parametrize("rolled_first", ["none", "user", "project"])
+def test_a_charge_that_arrives_after_a_level_rolled_past_its_time_counts_in_the_new_period_everywhere(
+    api, clock, aws, rolled_first
+):
+    """A charge timed just before a month end reaches DynamoDB after one of its levels has rolled
+    over (by the job or another charge): every level counts it in the new period, none in a
+    period another level has already closed and recorded. Nobody rolled over yet: the old
+    periods, at its own time."""
+    from test_periods import utc
+
+    from budget_service.budget import roll
+    from budget_service.resets import update_budget_all_users
+    from budget_service.store_history import HistoryStore
+    from budget_service.store_levels import LevelWriter, roll_level
+
+    month_end = utc("2027-02-01T00:00:00")
+    clock.now = month_end - 3600
+    for resource, params, body in (
+        (PROJECT, {"project": "acme"}, {"total_budget": 100, "duration": "monthly"}),
+        (TEAM, {"project": "acme", "team": "research"}, {"total_budget": 30, "duration": "monthly"}),
+        (USER, ALICE, {"total_budget": 10, "duration": "daily", "team": "research"}),
+    ):
+        assert api.call("PUT", resource, params, body=body).status == 201
+    assert api.call("POST", COST, ALICE, body={"model": "m", "cost": 1}).status == 200
+    store = store_module.BudgetStore("budgets-test", client=aws)
+    after = month_end + 5
+    if rolled_first == "user":
+        store.update("acme", "alice", lambda current: roll(current, after))
+    elif rolled_first == "project":
+        assert roll_level(
+            aws, "budgets-test", "acme", PROJECT_SK, get_level(store, "acme", PROJECT_SK), after
+        )
+    LevelWriter(store).add_cost("acme", "alice", "m", Decimal(2), month_end - 1)  # timed before it
+    update_budget_all_users(after, store)  # rolls over whatever is left
+    late_in_new = rolled_first != "none"
+    history = HistoryStore(store)
+    for kind, level_id in (("USER", "alice"), ("TEAM", "research"), ("PROJECT", "")):
+        (closed,), _ = history.periods_page("acme", kind, level_id, limit=10)
+        assert (closed["period_end"], closed["spend"]) == (month_end, 1 if late_in_new else 3), kind
+    assert spend_of(aws) == ((2, 2, 2) if late_in_new else (0, 0, 0))
+    user, team, project = levels(aws)
+    assert user.period_start == team["period_start"] == project["period_start"] == month_end
+
+
+def test_a_list_of_teams_counts_their_users_in_one_pass(api, clock, aws, requests_made):
+    """Each team's `users` is right, and the page costs one pass over the project's users
+    whatever the number of teams (not one COUNT Query, reading every user, per team)."""
+    teams = {"t0": 3, "t1": 0, "t2": 2, "t3": 1}
+    for team, n in teams.items():
+        api.call("PUT", TEAM, {"project": "acme", "team": team}, body={"total_budget": 10})
+        for i in range(n):
+            user = {"project": "acme", "user": f"{team}-u{i}"}
+            assert api.call("PUT", USER, user, body={"total_budget": 1, "team": team}).status == 201
+    api.call("PUT", USER, {"project": "acme", "user": "loner"}, body={"total_budget": 1})
+    api.call(
+        "PUT", USER, {"project": "acme", "user": "t0-u0"}, body={"total_budget": 1, "team": "t2"}
+    )  # moved
+    requests_made.clear()
+    listed = api.call("GET", TEAMS, {"project": "acme"}).json()
+    assert {t["team"]: t["users"] for t in listed["teams"]} == {"t0": 2, "t1": 0, "t2": 3, "t3": 1}
+    assert requests_made.count("Query") == 2  # the teams, then the users' teams (one page each)
+    assert api.call("GET", TEAM, {"project": "acme", "team": "t2"}).json()["users"] == 3

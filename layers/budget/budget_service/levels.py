@@ -22,6 +22,7 @@ from budget_service.store import MAX_WRITE_ATTEMPTS, BudgetStore, StaleWrite, de
 from budget_service.store_levels import (
     PROJECT_SK,
     count_users,
+    count_users_by_team,
     delete_level,
     get_level,
     level_shard,
@@ -137,9 +138,15 @@ def read(store: BudgetStore, project: str, level: str, team: str | None, now: De
     return _record(store, project, item, now)
 
 
-def _record(store: BudgetStore, project: str, item: dict, now: Decimal) -> LevelRecord:
+def _record(
+    store: BudgetStore, project: str, item: dict, now: Decimal, users: int | None = None
+) -> LevelRecord:
+    """The level's record; `users` when already counted, else one COUNT Query of the project's
+    user items (see README, "Budget levels": its cost grows with the project's users)."""
     b = _as_budget(project, item).as_of(now)
     level = item["level"]
+    if users is None:
+        users = count_users(store, project, item.get("team") if level == "team" else None)
     return LevelRecord(
         project=project,
         level=level,
@@ -150,7 +157,7 @@ def _record(store: BudgetStore, project: str, item: dict, now: Decimal) -> Level
         held=b.held,
         available=max(b.available, Decimal(0)),
         model_cost=dict(b.model_cost),
-        users=count_users(store, project, item.get("team") if level == "team" else None),
+        users=users,
         default_user_budget=item.get("default_user_budget"),
         duration=b.duration.value if b.duration else None,
         timezone=b.timezone,
@@ -172,7 +179,10 @@ def teams(
 ) -> tuple[list[LevelRecord], str | None]:
     after = decode_cursor(cursor) if cursor else None
     items, last = list_teams(store, project, limit=limit, after=after)
-    return [_record(store, project, i, now) for i in items], (encode_cursor(last) if last else None)
+    counts = count_users_by_team(store, project) if items else {}  # one pass for the whole page
+    return [_record(store, project, i, now, counts.get(i.get("team"), 0)) for i in items], (
+        encode_cursor(last) if last else None
+    )
 
 
 __all__ = ["InvalidInput", "LevelNotFound", "delete", "put", "read", "teams"]

@@ -65,7 +65,10 @@ class Move:
     ``held``: USD added to ``held`` (negative frees a hold); ``available`` moves by
     ``-(spend + held)``. ``need``: the write lands only while ``available >= need`` (a hold, a
     cost with ``if_within_budget``). ``open_period``: the write lands only while the level's
-    period has not ended, so spend is never added to a finished period (it is rolled over first).
+    period contains the write's time (``period_start <= now < reset_at``), so spend is never
+    added to a finished period (it is rolled over first), nor, when the write arrives after a
+    level already started a period later than its time, to a period other levels have closed
+    (it is re-timed; see LevelWriter.write).
     """
 
     spend: Decimal = ZERO
@@ -185,6 +188,7 @@ def level_update(
         sets.append("available = available + :available")
     if move.open_period:
         conditions.append("(attribute_not_exists(reset_at) OR reset_at > :now)")
+        conditions.append("(attribute_not_exists(period_start) OR period_start <= :now)")
     if move.need is not None:
         values[":need"] = {"N": format(move.need, "f")}
         conditions.append("available >= :need")
@@ -320,6 +324,12 @@ class LevelWriter:
         cancellation when the hint was wrong (an unknown user or team costs up to two more
         attempts, each writing nothing). `levels` given (settling or freeing a hold): exactly
         those (sks; a level deleted since is skipped). Returns the sks of the levels moved.
+
+        A write timed `now` that arrives after one of its levels started a later period (the
+        request was slow; the job or another charge rolled that level over meanwhile) is
+        re-timed to the latest such period start and sent again, so every level counts it in
+        the period containing that one instant: without it, a level not rolled over yet would
+        count it in the period another level has already closed and recorded.
         """
         fixed = levels is not None
         plan = Plan(None, set(levels or [])) if fixed else _hint(self.table_name, project, user)
@@ -422,6 +432,16 @@ class LevelWriter:
                 )
             ):
                 raise SpendBelowCredit(user_old or {})
+            # Arrived late (see above): re-time it; the next attempt rolls over what that ends.
+            started = [
+                Decimal(old["period_start"])
+                for code, old in [(user_code, user_old), *level_reasons.values()]
+                if code == failed and old is not None and old.get("period_start") is not None
+            ]
+            if move.open_period and started and max(started) > now:
+                now = max(started)
+                repaired += 1
+                continue
             refusals = []
             limited = []
             stuck = False
@@ -763,6 +783,26 @@ def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> 
     for page in budgets.client.get_paginator("query").paginate(**kwargs):
         total += page["Count"]
     return total
+
+
+def count_users_by_team(budgets: BudgetStore, project: str) -> dict[str | None, int]:
+    """How many user budgets of the project each team has (None: in no team), in one pass over
+    the project's user items (one Query page per MB, only ``team`` returned). A list of teams
+    counts its page from this one pass: a COUNT Query per team would read every user item of
+    the project once per team (a FilterExpression filters after reading)."""
+    kwargs: dict = {
+        "TableName": budgets.table_name,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :user)",
+        "ExpressionAttributeValues": {":pk": {"S": project_key(project)}, ":user": {"S": USER_PREFIX}},
+        "ProjectionExpression": "#team",
+        "ExpressionAttributeNames": {"#team": "team"},
+    }
+    counts: dict[str | None, int] = {}
+    for page in budgets.client.get_paginator("query").paginate(**kwargs):
+        for item in page.get("Items", []):
+            team = item["team"]["S"] if "team" in item else None
+            counts[team] = counts.get(team, 0) + 1
+    return counts
 
 
 LEVEL_SHARD_PREFIX = "LEVELS#"
