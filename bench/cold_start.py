@@ -282,7 +282,9 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
             "function, tracing on (X-Ray)",
             "ratio",
             "X-Ray segments sent",
-            "reference: floor + Powertools resolver + pydantic, no service code",
+            "reference: floor + Powertools' validating resolver + pydantic, no service code",
+            "ratio",
+            "counting floor: floor + tiktoken loading the encodings the call loaded",
             "ratio",
             "status",
         ]
@@ -314,11 +316,23 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                     calls = json.load(f)
                 bare_env = {"BENCH_BARE_CALLS": calls_file}
                 is_api = any(r.function_id == function_id for r in template.api_routes())
-                floor, plain, traced, datagrams, stack = [], [], [], [], []
+                encodings = recorded.get("encodings") or []
+                counting_env = {
+                    **bare_env,
+                    "BENCH_BARE_ENCODINGS": ",".join(encodings),
+                    "TIKTOKEN_CACHE_DIR": str(template.LAYER_DIR / "budget_service" / "tiktoken_cache"),
+                }
+                floor, plain, traced, datagrams, stack, counting = [], [], [], [], [], []
                 for _ in range(repeats):
                     floor.append(
                         run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=bare_env)[0]
                     )
+                    if encodings:
+                        counting.append(
+                            run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=counting_env)[
+                                0
+                            ]
+                        )
                     if is_api:
                         stack.append(
                             run_child(rt, function_id, table_name, bare_dir=STACK_DIR, extra_env=bare_env)[0]
@@ -330,7 +344,17 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                     )
                     datagrams.append(sink.drain())
                 section.data[function_id] = _figures(
-                    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack
+                    function_id,
+                    repeats,
+                    recorded,
+                    stderr,
+                    calls,
+                    floor,
+                    plain,
+                    traced,
+                    datagrams,
+                    stack,
+                    counting,
                 )
                 _rows(table, detail, function_id, section.data[function_id])
     finally:
@@ -350,7 +374,9 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     return section
 
 
-def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack) -> dict:
+def _figures(
+    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack, counting
+) -> dict:
     profile = import_profile(stderr)
     everything = sum(profile.values()) or 1.0
     top = sorted(profile.items(), key=lambda kv: -kv[1])[:5]
@@ -389,6 +415,9 @@ def _figures(function_id, repeats, recorded, stderr, calls, floor, plain, traced
             if stack
             else None
         ),
+        "encodings": recorded.get("encodings") or [],
+        "counting_whole_s": Stat.of(r["whole_s"] for r in counting).as_dict() if counting else None,
+        "counting_ratio": whole.median / Stat.of(r["whole_s"] for r in counting).median if counting else None,
         "importtime_total_s": everything,
         "importtime_top": [[name, secs] for name, secs in top],
     }
@@ -410,6 +439,10 @@ def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
         else str(d["xray_datagrams"][0]),
         s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
         f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
+        f"{s('counting_whole_s').fmt(digits=0)} ({', '.join(d['encodings'])})"
+        if d.get("counting_whole_s")
+        else "— (counted no tokens)",
+        f"**{d['counting_ratio']:.2f}×**" if d.get("counting_ratio") else "—",
         ", ".join(d["statuses"]),
     )
     requests = {}

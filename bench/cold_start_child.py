@@ -86,6 +86,9 @@ def main(argv: list[str]) -> None:
         else:
             result["invoke_s"] = time.perf_counter() - start
             result["status"] = answer.get("statusCode", "ok") if isinstance(answer, dict) else "ok"
+    tokens = sys.modules.get("budget_service.tokens")
+    if tokens is not None:  # the tiktoken encodings the first invocation loaded (to count tokens)
+        result["encodings"] = tokens.loaded_encodings()
     result["peak_rss_bytes"] = _peak_rss_bytes()
     usage = resource.getrusage(resource.RUSAGE_SELF)  # the whole process since exec: CPU it used
     result["cpu_s"] = usage.ru_utime + usage.ru_stime

@@ -3,7 +3,7 @@ or release it unused. Each is one DynamoDB TransactWriteItems (budget_service.ho
 
 from typing import Annotated
 
-from budget_service import budgets, holds
+from budget_service import budgets, holds, tokens
 from budget_service.http import ProjectId, UserId, create_app, json_response, lambda_entry
 from budget_service.models import CostRequest, HoldRequest, HoldResponse, ReleaseResponse, SettleResponse
 from budget_service.routing import Header, Path, Response
@@ -36,4 +36,5 @@ def release_hold(project: ProjectId, user: UserId, hold_id: HoldId) -> ReleaseRe
     return holds.release_hold(default_store(), project, user, hold_id, budgets.utc_now())
 
 
-lambda_handler = lambda_entry(app)
+# Both encodings: which one a call needs depends on its model (budget_service.tokens).
+lambda_handler = lambda_entry(app, prime_encodings=tokens.ENCODINGS)

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from budget_service import budgets, costs
+from budget_service import budgets, costs, tokens
 from budget_service.http import ProjectId, UserId, create_app, lambda_entry
 from budget_service.models import (
     CostRequest,
@@ -31,4 +31,5 @@ def projected_cost(project: ProjectId, user: UserId, request: ProjectedCostReque
     return costs.projected_cost(default_store(), project, user, request, budgets.utc_now())
 
 
-lambda_handler = lambda_entry(app)
+# Both encodings: which one a call needs depends on its model (budget_service.tokens).
+lambda_handler = lambda_entry(app, prime_encodings=tokens.ENCODINGS)

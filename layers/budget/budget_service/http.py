@@ -1,9 +1,10 @@
-"""HTTP plumbing shared by the API functions: the resolver, error mapping, the Lambda entry.
+"""HTTP plumbing shared by the API functions: the router, error mapping, the Lambda entry.
 
-Bodies are parsed with ``parse_float=Decimal`` so money arrives exact, and must be JSON objects
-within bounds of nesting and number length (``parse_json``: else a 400 ``invalid_body``); headers
-that may appear once and appear twice are a 400 ``duplicate_header``. pydantic (Powertools'
-validation) rejects anything out of shape with a 422 before a handler runs, so nothing is written.
+Routes are declared and matched by ``budget_service.routing`` (why not Powertools' resolver: see
+there). Bodies are parsed with ``parse_float=Decimal`` so money arrives exact, and must be JSON
+objects within bounds of nesting and number length (``parse_json``: else a 400 ``invalid_body``);
+headers that may appear once and appear twice are a 400 ``duplicate_header``. pydantic rejects
+anything out of shape with a 422 before a handler runs, so nothing is written.
 Every error leaves as ``{"error": {"code", "message", "details"?}}``.
 
 Authorization (issue 6), for every route, here and nowhere else: the API's Lambda authorizer puts
@@ -77,8 +78,8 @@ def auth_enforced() -> bool:
     return os.environ.get(AUTH_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
 
 
-# Bounds on what a body may hold, checked as it is parsed (every body is parsed here, by the
-# resolver's deserializer): deeper nesting or longer numbers than any request needs are a 400
+# Bounds on what a body may hold, checked as it is parsed (every body is parsed here, by
+# parse_json): deeper nesting or longer numbers than any request needs are a 400
 # before validation runs, never a RecursionError or Python's int-from-str limit (a 500).
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 100
@@ -90,7 +91,7 @@ _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 class BodyRejected(json.JSONDecodeError):
     """A body that is not JSON the API takes: not an object, nested deeper than MAX_JSON_DEPTH, a
     number longer than MAX_NUMBER_CHARS, or a string that is not Unicode text. HTTP 400
-    ``invalid_body``. A JSONDecodeError, so Powertools reports it as a body that did not parse."""
+    ``invalid_body``. A JSONDecodeError, so the router reports it as a body that did not parse."""
 
     code = "invalid_body"
 
@@ -160,8 +161,8 @@ def _duplicated_header(event: dict) -> str | None:
 def dumps(value) -> str:
     """JSON text with every number in plain notation (``0.00001``, never ``1e-05``).
 
-    The resolver's serializer: responses reach it as plain Python values (Powertools has already
-    encoded models, Decimals as floats). ``json.dumps`` writes small and large floats in
+    The router's serializer: responses reach it as plain Python values (models already dumped
+    in JSON mode, Decimals as floats). ``json.dumps`` writes small and large floats in
     exponent form; this writes each float's shortest round-trip digits in plain notation, so the
     same float parses back. Strings are escaped by ``json.dumps``.
     """
@@ -211,7 +212,7 @@ def error_response(
 
 
 def _proxy_error(status: int, code: str, message: str, headers: dict | None = None) -> dict:
-    """An error as a Lambda proxy result, for answers given before the resolver runs."""
+    """An error as a Lambda proxy result, for answers given before the router runs."""
     return {
         "statusCode": int(status),
         "headers": {"Content-Type": JSON, **(headers or {})},
@@ -386,8 +387,45 @@ def _utf8(base64_body: str) -> bool:
     return True
 
 
-def lambda_entry(app: App) -> Callable:
-    """The Lambda handler for a resolver: logging with the request id, tracing, metrics."""
+def prime(app: App, encodings: tuple[str, ...] = ()) -> None:
+    """The first call's work that depends on no request: the validators and serializers of every
+    route's body and response models (pydantic builds them on first use), and, for routes that
+    count tokens or price usage, the tiktoken `encodings` and the price table."""
+    import typing
+
+    for route in app.routes:
+        hints = typing.get_type_hints(route.handler, include_extras=True)
+        returned = hints.get("return")
+        if typing.get_origin(returned) is Response:
+            returned = typing.get_args(returned)[0]
+        models = [b.model for b in route.bindings() if b.model is not None] + [returned]
+        for model in models:
+            if hasattr(model, "model_rebuild"):
+                model.model_rebuild()
+    if encodings:
+        from budget_service import pricing, tokens
+
+        pricing.default_table()
+        for name in encodings:
+            tokens.get_encoding(name)
+
+
+def register_priming(app: App, encodings: tuple[str, ...]) -> bool:
+    """Under SnapStart (template.yaml), run `prime` before Lambda takes the snapshot, so every
+    environment restored from it starts with that work done (AWS calls this priming). The hook
+    module is part of Lambda's python3.12+ runtime; elsewhere nothing is registered (False)."""
+    try:
+        from snapshot_restore_py import register_before_snapshot  # type: ignore[import-not-found]
+    except ImportError:  # not on Lambda
+        return False
+    register_before_snapshot(lambda: prime(app, encodings))
+    return True
+
+
+def lambda_entry(app: App, prime_encodings: tuple[str, ...] = ()) -> Callable:
+    """The Lambda handler for a router: logging with the request id, tracing, metrics. Registers
+    SnapStart priming (`register_priming`), with the tiktoken encodings the routes count with."""
+    register_priming(app, prime_encodings)
 
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry keys and bodies.
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
