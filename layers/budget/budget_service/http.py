@@ -375,7 +375,14 @@ def _proxy_result(response: Response) -> dict:
     headers = dict(response.headers)
     if body and "Content-Type" not in headers:
         headers["Content-Type"] = response.content_type or content_type or JSON
-    return {"statusCode": response.status_code, "headers": headers, "body": body, "isBase64Encoded": False}
+    # REST API proxy results carry headers as lists (as Powertools' resolver answered before).
+    multi = {name: [value] for name, value in headers.items()}
+    return {
+        "statusCode": response.status_code,
+        "multiValueHeaders": multi,
+        "body": body,
+        "isBase64Encoded": False,
+    }
 
 
 def _utf8(base64_body: str) -> bool:
