@@ -321,8 +321,13 @@ class BenchRuntime:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
+        from localdev import server, template
+
+        # The functions' environment (Powertools' service name and metrics namespace...) before
+        # the layer is imported here: Powertools reads it when Logger and Metrics are created.
+        for name, value in template.function_environment(self.TABLE).items():
+            os.environ.setdefault(name, value)
         from budget_service import store as store_module
-        from localdev import server
 
         self._store_module = store_module
         store_module.default_store.cache_clear()
