@@ -166,7 +166,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, sizes: tuple[int, ...] | None 
     section.notes += [
         "(a) grows with the project: every save sends every user, and the service must read the"
         " whole project (Query pages) to merge it without lowering anyone's spend; it writes only"
-        " the users whose entry changed. (b) is one UpdateItem whatever the project size.",
+        " the users whose entry changed. (b) is one TransactWriteItems whatever the project size.",
         "Client, gateway, handlers and the embedded DynamoDB (moto) share one process here, so"
         " absolute times are those of this machine and of moto, not of AWS; the ratios and the"
         " counts are the point. (The bench gives the handlers' DynamoDB client a 120 s read"
