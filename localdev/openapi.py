@@ -1,7 +1,8 @@
 """One OpenAPI document for the whole API, merged from each function's Powertools resolver.
 
-Each API function's module has an ``app`` (Powertools ``APIGatewayRestResolver`` with validation)
-that generates the schema of its own routes from the pydantic models. The template decides which
+Each API function's module has an ``app`` (``budget_service.routing``'s router); its routes,
+registered on a Powertools ``APIGatewayRestResolver`` with validation
+(``routing.openapi_resolver``), generate the schema from the same annotations and pydantic models. The template decides which
 of those routes are exposed, so the document lists exactly the template's routes, under the
 template's (API Gateway) paths.
 
