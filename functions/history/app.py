@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from budget_service import budgets, history
+from budget_service.errors import InvalidInput
 from budget_service.http import (
     ProjectId,
     UserId,
@@ -30,11 +31,17 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
-def _epoch(moment: datetime | None, default: Decimal) -> Decimal:
+def _epoch(moment: datetime | None, default: Decimal, name: str) -> Decimal:
+    """`moment` in epoch seconds (`default` when absent). InvalidInput (a 422) for one outside
+    years 1-9999 once in UTC (``9999-12-31T23:59:59-14:00``), which the report cannot write back."""
     if moment is None:
         return default
     if moment.tzinfo is None:  # a time without an offset is UTC
         moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"'{name}' is outside years 1 to 9999 in UTC") from None
     return Decimal(str(moment.timestamp()))
 
 
@@ -72,7 +79,10 @@ def spend_report(
 ) -> Response[str]:
     # The body is already serialized (JSON or CSV); the route's `responses` documents both.
     report = history.spend_report(
-        default_store(), project, _epoch(range_from, Decimal(0)), _epoch(range_to, budgets.utc_now())
+        default_store(),
+        project,
+        _epoch(range_from, Decimal(0), "from"),
+        _epoch(range_to, budgets.utc_now(), "to"),
     )
     if accept and "text/csv" in accept.lower():
         return Response(

@@ -440,7 +440,11 @@ def lambda_entry(app: App, prime_encodings: tuple[str, ...] = ()) -> Callable:
     @metrics.log_metrics
     def handler(event: dict, context) -> dict:
         body = event.get("body") or ""
-        if len(body.encode()) > MAX_BODY_BYTES:
+        try:
+            size = len(body.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates: an event written by hand (sam local invoke -e)
+            return _proxy_error(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON")
+        if size > MAX_BODY_BYTES:
             return _proxy_error(
                 PayloadTooLarge.status,
                 PayloadTooLarge.code,

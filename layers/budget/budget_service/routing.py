@@ -28,6 +28,7 @@ annotations.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import threading
@@ -176,14 +177,29 @@ def _bind(route: Route) -> list[_Binding]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _pattern(pattern: str) -> re.Pattern:
+    """`pattern` (a pydantic / JSON Schema pattern) compiled for Python's ``re`` with the meaning
+    pydantic gives it: an unescaped ``$`` matches only at the very end (``\\Z``). In Python's ``re``
+    it also matches before a final newline, which let a path id ending in ``%0A`` pass the id
+    pattern that refuses control characters."""
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
 def check_path_value(value: str, marker: _Param | None) -> str | None:
-    """The problem with a path parameter's value under its marker's rules, or None."""
+    """The problem with a path parameter's value under its marker's rules, or None. The value is
+    decoded with ``surrogateescape``: bytes that are not UTF-8 (``%FF``, overlong forms, encoded
+    surrogates) are refused here, never replaced (two such ids would name one record)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be percent-encoded UTF-8 text"
     rules = marker.constraints if marker else {}
     if len(value) < rules.get("min_length", 0):
         return f"String should have at least {rules['min_length']} character"
     if "max_length" in rules and len(value) > rules["max_length"]:
         return f"String should have at most {rules['max_length']} characters"
-    if "pattern" in rules and not re.search(rules["pattern"], value):
+    if "pattern" in rules and not _pattern(rules["pattern"]).search(value):
         return f"String should match pattern '{rules['pattern']}'"
     if marker is not None and marker.check is not None:
         try:
@@ -243,7 +259,8 @@ class Router:
             if route.method == method:
                 found = route.pattern.match(path)
                 if found:
-                    return route, {k: unquote(v) for k, v in found.groupdict().items()}
+                    args = found.groupdict().items()
+                    return route, {k: unquote(v, errors="surrogateescape") for k, v in args}
         raise RouteNotFound(f"{method} {path}")
 
     def arguments(

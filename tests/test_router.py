@@ -1,0 +1,92 @@
+"""The router (budget_service.routing, http.py) under hostile input: every answer is a 4xx JSON
+error that writes nothing, never a 5xx, an exception out of the handler, or a silently changed id."""
+
+import pytest
+from conftest import Response, lambda_context
+
+from budget_service.http import ProjectId
+from budget_service.routing import check_path_value
+from localdev import template
+from localdev.events import api_gateway_event
+
+USER = "/projects/{project}/users/{user}"
+
+
+def items(aws) -> int:
+    return aws.scan(TableName="budgets-test", Select="COUNT")["Count"]
+
+
+def invoke(method: str, resource: str, event: dict) -> Response:
+    route = next(r for r in template.api_routes() if (r.method, r.path) == (method, resource))
+    return Response(template.load_handler(route.function_id)(event, lambda_context(route.function_id)))
+
+
+def put_user_at(raw_path: str) -> dict:
+    """A PUT of a user budget whose `path` is `raw_path`, as the client sent it."""
+    event = api_gateway_event("PUT", USER, {"project": "p", "user": "u"}, body={"total_budget": 1})
+    event["path"] = raw_path
+    return event
+
+
+def assert_invalid(response: Response, status: int = 422) -> dict:
+    assert response.status == status, response
+    error = response.json()["error"]
+    assert error["code"] and error["message"], error
+    return error
+
+
+@pytest.mark.parametrize("value", ["alice\n", "\n", "a\nb", "alice\r\n"])
+def test_a_path_id_ending_in_a_newline_breaks_the_id_pattern(value):
+    # Python's `$` also matches before a final newline; pydantic's (the body's rule) does not.
+    assert check_path_value(value, ProjectId.__metadata__[0]) is not None
+
+
+@pytest.mark.parametrize("encoded", ["alice%0A", "alice%0a", "%0A"])
+def test_an_encoded_newline_in_a_path_id_is_refused_and_nothing_written(aws, encoded):
+    response = invoke("PUT", USER, put_user_at(f"/projects/p/users/{encoded}"))
+    assert "path.user" in assert_invalid(response)["message"]
+    assert items(aws) == 0
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "%FF",  # not UTF-8 at all
+        "a%FEb",
+        "%C0%AF",  # overlong "/"
+        "%ED%A0%80",  # a UTF-16 surrogate encoded as UTF-8
+        "%E2%82",  # truncated sequence
+    ],
+)
+def test_a_path_id_that_is_not_utf8_is_refused_not_replaced(aws, encoded):
+    # Decoded leniently, %FF and %FE would both be the user "\ufffd": one budget, two names.
+    response = invoke("PUT", USER, put_user_at(f"/projects/p/users/{encoded}"))
+    error = assert_invalid(response)
+    assert "path.user" in error["message"] and "UTF-8" in error["message"], error
+    assert items(aws) == 0
+
+
+def test_a_path_id_that_is_utf8_still_decodes(aws):
+    response = invoke("PUT", USER, put_user_at("/projects/p/users/%C3%A9t%C3%A9%2Fx"))
+    assert response.status == 201, response
+    assert response.json()["user"] == "été/x"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"to": "9999-12-31T23:59:59-14:00"},  # year 10000 in UTC
+        {"from": "0001-01-01T00:00:00+14:00"},  # year 0 in UTC
+    ],
+)
+def test_a_report_range_beyond_the_calendar_in_utc_is_a_422(aws, query):
+    event = api_gateway_event("GET", "/projects/{project}/spend", {"project": "p"}, query=query)
+    assert_invalid(invoke("GET", "/projects/{project}/spend", event))
+
+
+def test_a_body_with_a_raw_lone_surrogate_is_a_400(aws):
+    # `sam local invoke -e` with "\ud800" in the event's body: the string holds a lone surrogate.
+    event = put_user_at("/projects/p/users/u")
+    event["body"] = '{"total_budget": 1, "timezone": "\ud800"}'
+    assert_invalid(invoke("PUT", USER, event), 400)
+    assert items(aws) == 0
