@@ -90,3 +90,56 @@ def test_a_body_with_a_raw_lone_surrogate_is_a_400(aws):
     event["body"] = '{"total_budget": 1, "timezone": "\ud800"}'
     assert_invalid(invoke("PUT", USER, event), 400)
     assert items(aws) == 0
+
+
+def twice(event: dict, where: str, name: str, values: list[str]) -> dict:
+    """`event` with `name` sent once per value, as API Gateway passes a repeated query parameter
+    or header (every copy in the multi-value map, the last in the single-value one)."""
+    single, multi = (
+        ("queryStringParameters", "multiValueQueryStringParameters")
+        if where == "query"
+        else ("headers", "multiValueHeaders")
+    )
+    event[single] = {**(event[single] or {}), name: values[-1]}
+    event[multi] = {**(event[multi] or {}), name: values}
+    return event
+
+
+def test_a_repeated_query_parameter_is_a_422_not_the_last_copy(aws):
+    # As under Powertools' validating resolver: which copy counts is a guess; for purge, a
+    # destructive one (?purge=false&purge=true).
+    put = api_gateway_event("PUT", USER, {"project": "p", "user": "u"}, body={"total_budget": 1})
+    assert invoke("PUT", USER, put).status == 201
+    before = items(aws)
+    delete = api_gateway_event("DELETE", USER, {"project": "p", "user": "u"})
+    error = assert_invalid(invoke("DELETE", USER, twice(delete, "query", "purge", ["false", "true"])))
+    assert "query.purge" in error["message"], error
+    assert items(aws) == before
+    users = "/projects/{project}/users"
+    listing = twice(api_gateway_event("GET", users, {"project": "p"}), "query", "limit", ["abc", "5"])
+    assert "query.limit" in assert_invalid(invoke("GET", users, listing))["message"]
+
+
+def test_a_repeated_header_is_a_422_not_the_last_copy(aws):
+    spend = "/projects/{project}/spend"
+    event = api_gateway_event("GET", spend, {"project": "p"})
+    event = twice(event, "header", "Accept", ["text/csv", "application/json"])
+    assert "header.Accept" in assert_invalid(invoke("GET", spend, event))["message"]
+    # Copies under names that differ in case are copies too.
+    event = api_gateway_event("GET", spend, {"project": "p"})
+    event["multiValueHeaders"] = {
+        **event["multiValueHeaders"],
+        "accept": ["text/csv"],
+        "Accept": ["text/csv"],
+    }
+    assert_invalid(invoke("GET", spend, event))
+
+
+def test_a_single_query_parameter_and_header_still_bind(aws):
+    spend = "/projects/{project}/spend"
+    event = api_gateway_event(
+        "GET", spend, {"project": "p"}, query={"from": "2026-01-01"}, headers={"accept": "text/csv"}
+    )
+    response = invoke("GET", spend, event)
+    assert response.status == 200, response
+    assert response.text.startswith("user,model,spend,periods")

@@ -273,6 +273,7 @@ class Router:
         kwargs: dict[str, Any] = {}
         headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
         query = event.get("queryStringParameters") or {}
+        copies = _copies(event)
         for b in route.bindings():
             if b.source == "path":
                 value = path_args[b.key]
@@ -282,6 +283,11 @@ class Router:
                 kwargs[b.name] = value
             elif b.source in ("query", "header"):
                 raw = query.get(b.key) if b.source == "query" else headers.get(b.key.lower())
+                sent = copies.get((b.source, b.key if b.source == "query" else b.key.lower()), 1)
+                if sent > 1:  # which copy counts would be a guess (Powertools: a 422 too)
+                    msg = f"Sent {sent} times; send it once"
+                    errors.append({"loc": (b.source, b.key), "msg": msg, "type": "multiple_values"})
+                    continue
                 if raw is None:
                     if b.required:
                         errors.append({"loc": (b.source, b.key), "msg": "Field required", "type": "missing"})
@@ -314,6 +320,18 @@ class Router:
         if errors:
             raise RequestInvalid(errors)
         return kwargs
+
+
+def _copies(event: dict) -> dict[tuple[str, str], int]:
+    """How many times each query parameter (by name) and header (by lower-case name: header names
+    are case-insensitive) was sent: API Gateway keeps every copy in the multi-value maps and only
+    the last in ``queryStringParameters``/``headers``."""
+    counts: dict[tuple[str, str], int] = {}
+    for source, field_name in (("query", "multiValueQueryStringParameters"), ("header", "multiValueHeaders")):
+        for name, values in (event.get(field_name) or {}).items():
+            key = (source, str(name) if source == "query" else str(name).lower())
+            counts[key] = counts.get(key, 0) + len(values or ())
+    return counts
 
 
 def serialize(value: Any, dumps: Callable[[Any], str]) -> tuple[str, str | None]:
