@@ -143,3 +143,22 @@ def test_a_single_query_parameter_and_header_still_bind(aws):
     response = invoke("GET", spend, event)
     assert response.status == 200, response
     assert response.text.startswith("user,model,spend,periods")
+
+
+@pytest.mark.parametrize(
+    "body, kind",
+    [
+        ("null", "null"),
+        ("[]", "an array"),
+        ('"x"', "a string"),
+        ("1.5", "a number"),
+        ("true", "a boolean"),
+        ("NaN", "a number"),
+    ],
+)
+def test_a_body_that_is_not_an_object_is_named_in_json_terms(aws, body, kind):
+    event = put_user_at("/projects/p/users/u")
+    event["body"] = body
+    error = assert_invalid(invoke("PUT", USER, event), 400)
+    assert error["message"] == f"the body must be a JSON object, not {kind}", error
+    assert items(aws) == 0

@@ -121,9 +121,20 @@ def parse_json(text: str) -> dict:
     except RecursionError:  # json's C scanner recurses once per level: far past MAX_JSON_DEPTH
         raise BodyRejected(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(value, dict):
-        raise BodyRejected(f"the body must be a JSON object, not {type(value).__name__}")
+        raise BodyRejected(f"the body must be a JSON object, not {_json_kind(value)}")
     _check_nodes(value, check_text=_ESCAPED_SURROGATE.search(text) is not None)
     return value
+
+
+def _json_kind(value) -> str:
+    """What a parsed JSON value is, in JSON's terms (an error message's, not Python's ``NoneType``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):  # float: NaN, Infinity
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
 
 
 def _check_nodes(value: dict, *, check_text: bool) -> None:
