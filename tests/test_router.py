@@ -162,3 +162,17 @@ def test_a_body_that_is_not_an_object_is_named_in_json_terms(aws, body, kind):
     error = assert_invalid(invoke("PUT", USER, event), 400)
     assert error["message"] == f"the body must be a JSON object, not {kind}", error
     assert items(aws) == 0
+
+
+def test_an_error_does_not_echo_long_input_once_per_problem(aws):
+    # Each problem's field names the (too long) user id: 50 of them echoed a 100 KB body 50
+    # times, a 5 MB answer; past Lambda's 6 MB response limit the caller gets a 502.
+    entry = {"total_budget": "x", "model_cost": {f"m{i}": "x" for i in range(60)}}
+    body = {"project_name": "p", "user_dict": {"K" * 100_000: entry}}
+    event = api_gateway_event("POST", "/set_budget", body=body)
+    response = invoke("POST", "/set_budget", event)
+    error = assert_invalid(response)
+    assert len(response.text) < 64_000, len(response.text)
+    assert len(error["details"]) == 50
+    assert error["details"][1]["field"].endswith(".total_budget"), error["details"][1]
+    assert items(aws) == 0

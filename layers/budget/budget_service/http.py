@@ -287,16 +287,29 @@ def _enforce_scope(event: dict, arguments: dict) -> None:
         auth.check(scope, permission, _project_of(arguments))
 
 
+# An error names each field and problem, clipped: a field's path holds the request's own dict keys
+# (user ids, model names) and up to MAX_ERROR_DETAILS problems can name the same long key, so
+# unclipped, a 100 KB body answered 5 MB (past Lambda's 6 MB response limit: a 502).
+MAX_ERROR_DETAILS = 50
+MAX_ERROR_PART_CHARS = 80
+
+
+def _clip(text: str, limit: int = MAX_ERROR_PART_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
+    """A validation error's message and details: at most MAX_ERROR_DETAILS, each part of a field's
+    path clipped to MAX_ERROR_PART_CHARS characters and each problem to 500."""
     details = []
-    for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part != "body"] or ["body"]
-        details.append({"field": ".".join(loc), "problem": str(err.get("msg", "invalid"))})
+    for err in errors[:MAX_ERROR_DETAILS]:
+        loc = [_clip(str(part)) for part in err.get("loc", ()) if part != "body"] or ["body"]
+        details.append({"field": ".".join(loc), "problem": _clip(str(err.get("msg", "invalid")), 500)})
     first = details[0] if details else {"field": "body", "problem": "invalid"}
     message = f"{first['field']}: {first['problem']}"
-    if len(details) > 1:
-        message += f" (and {len(details) - 1} more)"
-    return message, details[:50]
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return message, details
 
 
 def json_response(status: int, model) -> Response:
