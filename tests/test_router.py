@@ -176,3 +176,14 @@ def test_an_error_does_not_echo_long_input_once_per_problem(aws):
     assert len(error["details"]) == 50
     assert error["details"][1]["field"].endswith(".total_budget"), error["details"][1]
     assert items(aws) == 0
+
+
+@pytest.mark.parametrize("trailing", ["/", "//"])
+def test_trailing_slashes_match_the_route_as_under_powertools(aws, trailing):
+    # Powertools' REST resolver matched ^rule/*$; a route must not turn into a 404 by a slash.
+    assert invoke("PUT", USER, put_user_at("/projects/p/users/u")).status == 201
+    event = api_gateway_event("GET", USER, {"project": "p", "user": "u"})
+    event["path"] += trailing
+    response = invoke("GET", USER, event)
+    assert response.status == 200, response
+    assert response.json()["user"] == "u"

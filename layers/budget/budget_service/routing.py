@@ -146,7 +146,7 @@ class Route:
 
     def __post_init__(self) -> None:
         regex = re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", self.rule)
-        self.pattern = re.compile(f"^{regex}/?$")
+        self.pattern = re.compile(f"^{regex}/*$")  # any trailing slashes, as Powertools' REST resolver
 
     def bindings(self) -> list[_Binding]:
         """What each handler parameter is bound from, read from its annotations on first use."""
