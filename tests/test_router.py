@@ -187,3 +187,23 @@ def test_trailing_slashes_match_the_route_as_under_powertools(aws, trailing):
     response = invoke("GET", USER, event)
     assert response.status == 200, response
     assert response.json()["user"] == "u"
+
+
+def test_a_hand_written_event_with_only_the_multi_value_maps_binds_them(aws):
+    # `sam local invoke -e`: as Powertools read them, the multi-value maps count on their own.
+    assert invoke("PUT", USER, put_user_at("/projects/p/users/u")).status == 201
+    users = "/projects/{project}/users"
+    event = api_gateway_event("GET", users, {"project": "p"})
+    event["queryStringParameters"] = None
+    event["multiValueQueryStringParameters"] = {"limit": ["abc"]}
+    assert "query.limit" in assert_invalid(invoke("GET", users, event))["message"]
+    spend = "/projects/{project}/spend"
+    event = api_gateway_event("GET", spend, {"project": "p"})
+    event["headers"] = None
+    event["multiValueHeaders"] = {"accept": ["text/csv"]}
+    assert invoke("GET", spend, event).text.startswith("user,model,spend,periods")
+    # Only the single-value maps, two names differing in case: two copies, as in multiValueHeaders.
+    event = api_gateway_event("GET", spend, {"project": "p"})
+    event["multiValueHeaders"] = None
+    event["headers"] = {"accept": "text/csv", "Accept": "application/json"}
+    assert_invalid(invoke("GET", spend, event))

@@ -271,9 +271,7 @@ class Router:
         Raises RequestInvalid."""
         errors: list[dict] = []
         kwargs: dict[str, Any] = {}
-        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-        query = event.get("queryStringParameters") or {}
-        copies = _copies(event)
+        sent = _sent(event)
         for b in route.bindings():
             if b.source == "path":
                 value = path_args[b.key]
@@ -282,12 +280,12 @@ class Router:
                     errors.append({"loc": ("path", b.key), "msg": problem, "type": "value_error"})
                 kwargs[b.name] = value
             elif b.source in ("query", "header"):
-                raw = query.get(b.key) if b.source == "query" else headers.get(b.key.lower())
-                sent = copies.get((b.source, b.key if b.source == "query" else b.key.lower()), 1)
-                if sent > 1:  # which copy counts would be a guess (Powertools: a 422 too)
-                    msg = f"Sent {sent} times; send it once"
+                values = sent.get((b.source, b.key if b.source == "query" else b.key.lower()), [])
+                if len(values) > 1:  # which copy counts would be a guess (Powertools: a 422 too)
+                    msg = f"Sent {len(values)} times; send it once"
                     errors.append({"loc": (b.source, b.key), "msg": msg, "type": "multiple_values"})
                     continue
+                raw = values[0] if values else None
                 if raw is None:
                     if b.required:
                         errors.append({"loc": (b.source, b.key), "msg": "Field required", "type": "missing"})
@@ -322,16 +320,27 @@ class Router:
         return kwargs
 
 
-def _copies(event: dict) -> dict[tuple[str, str], int]:
-    """How many times each query parameter (by name) and header (by lower-case name: header names
-    are case-insensitive) was sent: API Gateway keeps every copy in the multi-value maps and only
-    the last in ``queryStringParameters``/``headers``."""
-    counts: dict[tuple[str, str], int] = {}
-    for source, field_name in (("query", "multiValueQueryStringParameters"), ("header", "multiValueHeaders")):
-        for name, values in (event.get(field_name) or {}).items():
-            key = (source, str(name) if source == "query" else str(name).lower())
-            counts[key] = counts.get(key, 0) + len(values or ())
-    return counts
+def _sent(event: dict) -> dict[tuple[str, str], list]:
+    """Every value sent for each query parameter (by name) and header (by lower-case name: header
+    names are case-insensitive). API Gateway keeps every copy in the multi-value maps and the last
+    in ``queryStringParameters``/``headers``; as in Powertools, a name in a multi-value map takes
+    its values from there, and the single-value map fills in names it lacks (hand-written events)."""
+    sent: dict[tuple[str, str], list] = {}
+    maps = (
+        ("query", "multiValueQueryStringParameters", "queryStringParameters"),
+        ("header", "multiValueHeaders", "headers"),
+    )
+    for source, multi_field, single_field in maps:
+        fold = str if source == "query" else (lambda name: str(name).lower())
+        multi: dict[str, list] = {}
+        for name, values in (event.get(multi_field) or {}).items():
+            multi.setdefault(fold(name), []).extend(values or ())
+        in_multi = set(multi)
+        for name, value in (event.get(single_field) or {}).items():
+            if fold(name) not in in_multi and value is not None:
+                multi.setdefault(fold(name), []).append(value)
+        sent.update({(source, name): values for name, values in multi.items()})
+    return sent
 
 
 def serialize(value: Any, dumps: Callable[[Any], str]) -> tuple[str, str | None]:
