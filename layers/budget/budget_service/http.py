@@ -40,7 +40,16 @@ from budget_service import auth
 from budget_service.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
 from budget_service.limits import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
 from budget_service.observability import logger, metrics, tracer
-from budget_service.routing import JSON, Path, RequestInvalid, Response, RouteNotFound, Router, serialize
+from budget_service.routing import (
+    JSON,
+    Path,
+    RequestInvalid,
+    Response,
+    RouteNotFound,
+    Router,
+    serialize,
+    values_sent,
+)
 from budget_service.store import NOT_WRITTEN, STORE_ERRORS, UNKNOWN, unavailable, write_outcome
 
 MAX_BODY_BYTES = 1_048_576
@@ -161,12 +170,9 @@ def _check_nodes(value: dict, *, check_text: bool) -> None:
 
 def _duplicated_header(event: dict) -> str | None:
     """The first of SINGLE_HEADERS the request carries more than once (names are case-insensitive;
-    API Gateway keeps every copy in multiValueHeaders), or None."""
-    counts: dict[str, int] = {}
-    for name, values in (event.get("multiValueHeaders") or {}).items():
-        if isinstance(name, str):
-            counts[name.lower()] = counts.get(name.lower(), 0) + len(values or ())
-    return next((h for h in SINGLE_HEADERS if counts.get(h.lower(), 0) > 1), None)
+    API Gateway keeps every copy in multiValueHeaders; counted as the router counts them), or None."""
+    sent = values_sent(event)
+    return next((h for h in SINGLE_HEADERS if len(sent.get(("header", h.lower()), ())) > 1), None)
 
 
 def dumps(value) -> str:

@@ -271,7 +271,7 @@ class Router:
         Raises RequestInvalid."""
         errors: list[dict] = []
         kwargs: dict[str, Any] = {}
-        sent = _sent(event)
+        sent = values_sent(event)
         for b in route.bindings():
             if b.source == "path":
                 value = path_args[b.key]
@@ -320,7 +320,7 @@ class Router:
         return kwargs
 
 
-def _sent(event: dict) -> dict[tuple[str, str], list]:
+def values_sent(event: dict) -> dict[tuple[str, str], list]:
     """Every value sent for each query parameter (by name) and header (by lower-case name: header
     names are case-insensitive). API Gateway keeps every copy in the multi-value maps and the last
     in ``queryStringParameters``/``headers``; as in Powertools, a name in a multi-value map takes
