@@ -350,8 +350,6 @@ def serialize(value: Any, dumps: Callable[[Any], str]) -> tuple[str, str | None]
         return "", None
     if isinstance(value, str):
         return value, None
-    if isinstance(value, (dict, list)):
-        return dumps(value), JSON
     return dumps(value.model_dump(mode="json", by_alias=True)), JSON
 
 
