@@ -241,6 +241,7 @@ def prepare(rt: BenchRuntime) -> str:
 
 
 def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = None) -> Section:
+    from budget_service import tokens
     from localdev import template
 
     table_name = prepare(rt)
@@ -320,7 +321,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                 counting_env = {
                     **bare_env,
                     "BENCH_BARE_ENCODINGS": ",".join(encodings),
-                    "TIKTOKEN_CACHE_DIR": str(template.LAYER_DIR / "budget_service" / "tiktoken_cache"),
+                    "TIKTOKEN_CACHE_DIR": str(tokens.ENCODING_DIR),  # the layer's files, as the function
                 }
                 floor, plain, traced, datagrams, stack, counting = [], [], [], [], [], []
                 for _ in range(repeats):
