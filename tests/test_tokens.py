@@ -190,12 +190,21 @@ LAZY_CHILD = textwrap.dedent(
     costs.price(CostRequest(completion={"model": "gpt-4o", "usage": {"prompt_tokens": 1}}))
     before = {"tiktoken_imported": "tiktoken" in sys.modules, "loaded": tokens.loaded_encodings()}
     costs.price(CostRequest(model="gpt-4o", input_text="hello", output_text="hi"))
-    print(json.dumps({"before": before, "after": tokens.loaded_encodings()}))
+    indexed = {
+        "tiktoken_imported": "tiktoken" in sys.modules,
+        "loaded": tokens.loaded_encodings(),
+        "chars": tokens.counted_with_index(),
+    }
+    long_text = "word " * (tokens.INDEX_BUDGET_CHARS // 5 + 1)
+    costs.price(CostRequest(model="gpt-4o", input_text=long_text, output_text="hi"))
+    costs.price(CostRequest(model="gpt-4o", input_text="hello", output_text="hi"))
+    print(json.dumps({"before": before, "indexed": indexed, "after": tokens.loaded_encodings(),
+                      "chars": tokens.counted_with_index()}))
     """
 )
 
 
-def test_encodings_load_lazily():
+def test_encodings_load_lazily_after_the_index_has_counted_its_share():
     env = {**os.environ, "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"}
     out = subprocess.run(
         [sys.executable, "-c", LAZY_CHILD],
@@ -208,4 +217,10 @@ def test_encodings_load_lazily():
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["before"] == {"tiktoken_imported": False, "loaded": []}
+    # The first counts go through the rank index: tiktoken is not even imported.
+    assert result["indexed"] == {"tiktoken_imported": False, "loaded": [], "chars": len("hello") + len("hi")}
+    # Past the index's share of work, tiktoken loads the encoding and counts from then on.
     assert result["after"] == ["o200k_base"]
+    # The long text itself was still the index's (its share was not yet spent when it began).
+    long_text_chars = len("word ") * (tokens.INDEX_BUDGET_CHARS // 5 + 1)
+    assert result["chars"] == len("hello") + len("hi") + long_text_chars
