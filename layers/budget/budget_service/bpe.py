@@ -6,7 +6,7 @@ a dict, then builds Rust hash maps from them. A Lambda's first counted request p
 This module counts the same tokens with nothing to build: ``<encoding>.ranks`` beside the
 encodings (written by scripts/vendor_tiktoken.py from the hash-checked files) holds every token's
 bytes in rank order and an open-addressing hash table over them, read into memory as it is and
-probed in place. Its cost is a 2-4 MB file read.
+probed in place (memory-mapped: only the pages a count touches are read).
 
 The algorithm is tiktoken's ``encode_ordinary`` (tiktoken/src/lib.rs, ``_byte_pair_merge``):
 split the text with the encoding's pattern, take a piece whole when it is a token, else merge its
@@ -28,6 +28,7 @@ from __future__ import annotations
 import binascii
 import itertools
 import json
+import mmap
 import re
 import struct
 import sys
@@ -96,7 +97,7 @@ class RankIndex:
     or EMPTY; a token's home slot is crc32(bytes) mod 2**bits, collisions probe linearly), blob.
     """
 
-    def __init__(self, name: str, data: bytes) -> None:
+    def __init__(self, name: str, data: bytes | mmap.mmap) -> None:
         magic, tokens, bits, blob_bytes = _HEADER.unpack_from(data)
         if magic != MAGIC or sys.byteorder != "little":
             raise ValueError(f"{name}: not a rank index this build can read")
@@ -106,21 +107,31 @@ class RankIndex:
         start += 4 * (tokens + 1)
         self.slots = view[start : start + 4 * (1 << bits)].cast("I")
         start += 4 * (1 << bits)
-        self.blob = data[start : start + blob_bytes]
+        self.blob_start = start
+        self.data = data  # a token's bytes: data[blob_start + offsets[r] : blob_start + offsets[r+1]]
+        if len(data) != start + blob_bytes:
+            raise ValueError(
+                f"{name}: the rank index is {len(data)} bytes, its header says {start + blob_bytes}"
+            )
         self.mask = (1 << bits) - 1
         self.name = name
         self.tokens = tokens
 
+    @classmethod
+    def open(cls, name: str, path: Path) -> RankIndex:
+        """The index in a file, mapped read-only: pages are read as probes touch them."""
+        with path.open("rb") as file:
+            return cls(name, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+
     def rank(self, token: bytes) -> int | None:
         """The rank (token id) of these bytes, or None when they are not a token."""
-        slots, offsets, blob, mask = self.slots, self.offsets, self.blob, self.mask
+        slots, offsets, data, base, mask = self.slots, self.offsets, self.data, self.blob_start, self.mask
         home = binascii.crc32(token) & mask
         while True:
             found = slots[home]
             if found == EMPTY:
                 return None
-            start = offsets[found]
-            if blob[start : offsets[found + 1]] == token:
+            if data[base + offsets[found] : base + offsets[found + 1]] == token:
                 return found
             home = (home + 1) & mask
 
@@ -242,6 +253,11 @@ def counter(name: str) -> Counter:
             found = _counters.get(name)
             if found is None:
                 newer = json.loads(NEWER_UNICODE.read_text())["ranges"]
-                found = Counter(RankIndex(name, index_path(name).read_bytes()), newer)
+                found = Counter(RankIndex.open(name, index_path(name)), newer)
                 _counters[name] = found
     return found
+
+
+def loaded() -> list[str]:
+    """The encodings whose rank index this process has read."""
+    return sorted(_counters)
