@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -292,8 +291,7 @@ def put_budget(
             settings.timezone,
             None,
         )
-        updated = dataclasses.replace(
-            base,
+        updated = base._replace(
             total_budget=settings.total_budget,
             duration=settings.duration,
             duration_days=None,
@@ -347,12 +345,12 @@ def reset_budget(
         base = rolled.budget
         closed = ClosedPeriod.of(base, end=now, closed_at=now, closed_by="reset")
         # last_reset_at: alerts start a new alert period at a manual reset (alerts.py).
-        zeroed = dataclasses.replace(base.with_spend_zeroed(), updated_at=now, last_reset_at=now)
+        zeroed = base.with_spend_zeroed()._replace(updated_at=now, last_reset_at=now)
         if base.duration is not None:
-            target = dataclasses.replace(zeroed, period_start=now, previous_period_start=base.period_start)
+            target = zeroed._replace(period_start=now, previous_period_start=base.period_start)
         elif base.duration_days is not None:
-            target = dataclasses.replace(
-                zeroed, period_start=now, previous_period_start=base.period_start
+            target = zeroed._replace(
+                period_start=now, previous_period_start=base.period_start
             ).with_period_from(now)
         else:
             target = zeroed

@@ -21,7 +21,6 @@ from __future__ import annotations  # noqa: I001
 
 from types import EllipsisType
 
-import dataclasses
 import random
 import threading
 import time
@@ -504,8 +503,7 @@ class LevelWriter:
         ).with_period_from(now)
         if move.need is not None and budget.available < move.need:
             raise BudgetExceeded.at_level("user", user, available=budget.available, needed=move.need)
-        budget = dataclasses.replace(
-            budget,
+        budget = budget._replace(
             current_cost=move.spend,
             held=move.held,
             model_cost={move.model: move.spend} if move.model and move.spend else {},
@@ -535,7 +533,7 @@ class LevelWriter:
                 # The period's rollover: spend zeroed, live holds kept, the closed period recorded
                 # in the same write (issue 17).
                 write = roll(current, now)
-                return dataclasses.replace(write, budget=dataclasses.replace(write.budget, updated_at=now))
+                return write._replace(budget=write.budget._replace(updated_at=now))
             # Rewriting the item stores held and available (budget_to_item).
             return current if legacy else None
 
