@@ -28,9 +28,9 @@ change a budget's rule by sending back what it was given. Per user:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from budget_service.budget import ZERO, Budget, ClosedPeriod
 from budget_service.limits import SUM_CONTEXT
@@ -50,8 +50,7 @@ TOLERANCE_SECONDS = Decimal(1)
 YEARS_BACK, YEARS_AHEAD = 5, 1
 
 
-@dataclass(frozen=True)
-class Merge:
+class Merge(NamedTuple):
     """The budget to store, and what became of the entry's spend (at most one flag is set)."""
 
     budget: Budget

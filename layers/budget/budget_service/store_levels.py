@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -56,8 +57,7 @@ from budget_service.store import (
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(NamedTuple):
     """What one write does to every level it touches.
 
     ``spend``: USD added to ``current_cost`` (and to ``model_cost[model]`` when ``model`` is set);
