@@ -226,14 +226,13 @@ def level_absent(table_name: str, project: str, sk: str) -> dict:
     }
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     """Which levels above the user a charge moves: the user's team (None: none) and which of
     the team and project items exist. A hint, never trusted: the transaction pins the user's team
     and checks the absence of every level it does not move, and a cancellation corrects it."""
 
-    team: str | None = None
-    present: set[str] = field(default_factory=set)  # sks of the levels that exist
+    team: str | None
+    present: set[str]  # sks of the levels that exist (no default: each plan needs its own set)
 
     def candidates(self) -> list[str]:
         return ([team_sk(self.team)] if self.team is not None else []) + [PROJECT_SK]
@@ -247,7 +246,7 @@ _HINTS_LOCK = threading.Lock()
 def _hint(table: str, project: str, user: str) -> Plan:
     with _HINTS_LOCK:
         plan = _HINTS.get((table, project, user))
-        return Plan(plan.team, set(plan.present)) if plan else Plan()
+        return Plan(plan.team, set(plan.present)) if plan else Plan(None, set())
 
 
 def _remember(table: str, project: str, user: str, plan: Plan) -> None:
