@@ -9,7 +9,6 @@ back as due before every run. Items read are the items DynamoDB returned to the 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from decimal import Decimal
@@ -54,10 +53,10 @@ def make_budgets(total: int, now: Decimal):
         )
         rule = rules[i % len(rules)]
         if i % 100 == 0:  # due: its period ended before `now`
-            b = dataclasses.replace(base, **rule)
+            b = base._replace(**rule)
             if b.duration_days is not None:
                 start = now - b.duration_days * DAY - 3600
-                b = dataclasses.replace(b, period_start=start).with_period_from(start)
+                b = b._replace(period_start=start).with_period_from(start)
             else:
                 b = b.with_period_from(now - 1)
                 if b.reset_at > now:
@@ -67,9 +66,9 @@ def make_budgets(total: int, now: Decimal):
         elif i % 5 == 1:  # no period: not in the index at all
             b = base
         else:  # in its current period
-            b = dataclasses.replace(base, **rule)
+            b = base._replace(**rule)
             if b.duration_days is not None:
-                b = dataclasses.replace(b, period_start=now - 1800)
+                b = b._replace(period_start=now - 1800)
             b = b.with_period_from(now)
             assert b.reset_at > now
         budgets.append(b)

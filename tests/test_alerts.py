@@ -2,7 +2,6 @@
 failures (property tests), the AlertsFunction handler with Powertools' partial batch failures,
 and thresholds on the budget API."""
 
-import dataclasses
 import json
 from decimal import Decimal
 
@@ -164,14 +163,14 @@ def test_alert_id_is_stable_and_changes_with_period_threshold_total_and_level():
     (b,) = alerts_for_change(item(spend="7.5"), item(spend="9"), T0 + 99, lambda _p: DEFAULTS)
     assert a.alert_id == b.alert_id  # same level, period, threshold, total: the same alert
     others = [
-        dataclasses.replace(a, period_start=T0 + DAY),
-        dataclasses.replace(a, threshold=D("0.5")),
-        dataclasses.replace(a, total_budget=D("10.01")),
-        dataclasses.replace(a, level="team"),
-        dataclasses.replace(a, project="acme2"),
+        a._replace(period_start=T0 + DAY),
+        a._replace(threshold=D("0.5")),
+        a._replace(total_budget=D("10.01")),
+        a._replace(level="team"),
+        a._replace(project="acme2"),
     ]
     assert len({o.alert_id for o in others} | {a.alert_id}) == 6
-    assert dataclasses.replace(a, total_budget=D("10.00")).alert_id == a.alert_id  # 10 == 10.00
+    assert a._replace(total_budget=D("10.00")).alert_id == a.alert_id  # 10 == 10.00
     detail = a.detail()
     assert detail == {
         "alert_id": a.alert_id,

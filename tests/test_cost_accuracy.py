@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-from dataclasses import asdict, replace
 from decimal import Decimal
 
 import pytest
@@ -190,7 +189,7 @@ def check_against_litellm(name: str, usage: TokenUsage, context: UsageContext, o
     A refusal agrees when LiteLLM charges the unpriced web search nothing (it has no price either)."""
     theirs = litellm_cost(name, usage, context)
     if isinstance(ours, UnpricedUsage):
-        without = litellm_cost(name, replace(usage, web_search_requests=0), context)
+        without = litellm_cost(name, usage._replace(web_search_requests=0), context)
         if usage.web_search_requests and abs(theirs - without) <= TOLERANCE:
             return None
         return f"refused ({ours.message}) where LiteLLM charges {theirs}"
@@ -253,7 +252,7 @@ def project(shape: str, u: TokenUsage) -> TokenUsage:
             web_search_requests=u.web_search_requests,
         )
     if shape == "gemini":  # no cache writes in usageMetadata
-        return replace(u, cache_creation_tokens=0, cache_creation_1h_tokens=0, cache_creation_12h_tokens=0)
+        return u._replace(cache_creation_tokens=0, cache_creation_1h_tokens=0, cache_creation_12h_tokens=0)
     assert shape == "bedrock"  # cache reads, writes by 5m/1h; nothing else
     return TokenUsage(
         prompt_tokens=u.prompt_tokens,
@@ -415,12 +414,12 @@ def test_every_usage_shape_costs_what_litellm_says(call):
     name, usage, context = call
     for shape in SHAPES:
         expected = project(shape, usage)
-        shape_context = context if shape == "anthropic" else replace(context, inference_geo=None, speed=None)
+        shape_context = context if shape == "anthropic" else context._replace(inference_geo=None, speed=None)
         if shape in ("anthropic", "gemini"):
-            shape_context = replace(shape_context, search_context_size=None)
+            shape_context = shape_context._replace(search_context_size=None)
         block = render(shape, expected, shape_context)
         tokens, parsed_context = to_token_usage(UsageIn.model_validate(block))
-        assert tokens == expected, (shape, asdict(tokens), asdict(expected))
+        assert tokens == expected, (shape, tokens._asdict(), expected._asdict())
         request = CostRequest.model_validate({"model": name, "usage": block})
         try:
             ours = price_request(request).cost

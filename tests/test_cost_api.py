@@ -2,7 +2,6 @@
 per update in both paths, idempotent replays, period rollover, projected cost, and bad input that
 gets a 4xx and writes nothing."""
 
-import dataclasses
 import json
 from decimal import Decimal
 
@@ -215,8 +214,7 @@ def test_ledger_item_has_a_ttl(budget, aws):
 def _end_the_period(store, aws):
     """A daily budget whose period ended a day ago, with spend in it."""
     current = stored(store)
-    ended = dataclasses.replace(
-        current,
+    ended = current._replace(
         duration=None,
         duration_days=Decimal(1),
         current_cost=Decimal("0.7"),

@@ -13,7 +13,6 @@ embedded DynamoDB.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from decimal import Decimal
 
@@ -77,7 +76,7 @@ def test_put_that_replaces_with_another_write_in_between(faulty_api, faulty_dyna
     version = _seed(faulty_api, project)
 
     def another_put() -> None:  # a concurrent PUT lands between our attempt and its retry
-        server_store.update(project, "alice", lambda b: dataclasses.replace(b, total_budget=Decimal(99)))
+        server_store.update(project, "alice", lambda b: b._replace(total_budget=Decimal(99)))
 
     faulty_dynamodb.add("TransactWriteItems", fault, then=another_put)
     response = faulty_api.call("PUT", USER, _path(project), body={"total_budget": 50})

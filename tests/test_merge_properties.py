@@ -1,6 +1,5 @@
 """The set_budget merge rules, as properties of the pure merge (litellm_compat)."""
 
-import dataclasses
 from decimal import Decimal
 
 from hypothesis import assume, given, settings
@@ -43,8 +42,7 @@ def stored_calendar(draw):
     """A native calendar budget with some spend, and an instant `now` after it was written."""
     start = NOW - draw(offset)
     budget = new_budget_from_entry("p", "u", entry(draw(money), draw(models)), start)
-    budget = dataclasses.replace(
-        budget,
+    budget = budget._replace(
         duration=draw(st.sampled_from(list(Duration))),
         timezone=draw(st.sampled_from([None, "Europe/Paris", "America/New_York", "Asia/Kolkata"])),
     ).with_period_from(start)
@@ -217,7 +215,7 @@ def test_after_any_merge_current_cost_is_at_least_the_sum_of_model_cost(stored_n
     stored, now = stored_now
     # A stored total below its models (e.g. written by an older version) and an entry whose
     # current_cost is anything, e.g. two stale clients that each added to a different model.
-    stored = dataclasses.replace(stored, current_cost=data.draw(money), model_cost=data.draw(models))
+    stored = stored._replace(current_cost=data.draw(money), model_cost=data.draw(models))
     current = stored.as_of(now)
     shape = current.to_litellm_entry()
     stamp = data.draw(st.sampled_from([None, shape.get("last_updated_at"), now]))
@@ -246,9 +244,11 @@ def test_a_client_loaded_before_a_manual_reset_does_not_bring_the_spend_back():
     start = NOW - 1000
     stored = new_budget_from_entry("p", "u", entry(Decimal(10), {"a": Decimal(5)}, Decimal(7), start), start)
     handed_out = stored.to_litellm_entry()
-    reset = dataclasses.replace(
-        stored.with_spend_zeroed(), period_start=NOW - 10, previous_period_start=stored.period_start
-    ).with_period_from(NOW - 10)
+    reset = (
+        stored.with_spend_zeroed()
+        ._replace(period_start=NOW - 10, previous_period_start=stored.period_start)
+        .with_period_from(NOW - 10)
+    )
     merged = merge_entry(
         reset,
         entry(Decimal(10), {"a": Decimal(6)}, handed_out["duration"], handed_out["last_updated_at"]),

@@ -7,7 +7,6 @@ requests it makes and the items DynamoDB returns to it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import uuid
@@ -107,7 +106,7 @@ def due_budget(project: str, user: str, i: int, *, spend: str = "3.5") -> Budget
     if "duration_days" in rule:
         # litellm's rolling period: started more than `days` ago.
         start = NOW - rule["duration_days"] * DAY - 3600 - i
-        b = dataclasses.replace(b, period_start=start).with_period_from(start)
+        b = b._replace(period_start=start).with_period_from(start)
     else:
         b = b.with_period_from(NOW - 1)  # the period that ended at midnight (or earlier)
         if b.reset_at > NOW:  # this rule's current period has not ended: use the one before
@@ -119,7 +118,7 @@ def due_budget(project: str, user: str, i: int, *, spend: str = "3.5") -> Budget
 def not_due_budget(project: str, user: str, i: int) -> Budget:
     b = budget(project, user, **RULES[i % len(RULES)])
     if b.duration_days is not None:
-        b = dataclasses.replace(b, period_start=NOW - 1800)
+        b = b._replace(period_start=NOW - 1800)
     b = b.with_period_from(NOW)
     assert b.reset_at > NOW
     return b
@@ -233,7 +232,7 @@ def test_reset_zeroes_spend_moves_the_period_and_bumps_version(store):
 
 def test_late_run_moves_to_the_period_containing_now_skipping_none(store):
     daily = due_budget("p", "late", 0)  # daily UTC, ended at midnight
-    store.save(dataclasses.replace(daily, period_start=NOW - 10 * DAY, reset_at=utc("2026-02-20T00:00:00")))
+    store.save(daily._replace(period_start=NOW - 10 * DAY, reset_at=utc("2026-02-20T00:00:00")))
     update_budget_all_users(NOW, store)
     after = stored(store, "p", "late")
     assert (after.period_start, after.reset_at) == (utc("2026-03-01T00:00:00"), utc("2026-03-02T00:00:00"))
@@ -242,7 +241,7 @@ def test_late_run_moves_to_the_period_containing_now_skipping_none(store):
 def test_rolling_budget_keeps_litellms_grid(store):
     start = NOW - 30 * DAY - 100
     b = budget("p", "roll", duration_days=Decimal(28))
-    b = dataclasses.replace(b, period_start=start).with_period_from(start)
+    b = b._replace(period_start=start).with_period_from(start)
     store.save(b)
     update_budget_all_users(NOW, store)
     after = stored(store, "p", "roll")
@@ -254,8 +253,7 @@ def test_a_rule_changed_after_the_index_was_read_is_not_reset_with_the_old_rule(
     # Monthly in UTC; in February its owner moves it to London: February's period is the same
     # in both, March's is not (London's ends at 23:00 UTC on 31 March, BST).
     b = store.save(
-        dataclasses.replace(
-            budget("p", "tz", duration=Duration.MONTHLY),
+        budget("p", "tz", duration=Duration.MONTHLY)._replace(
             period_start=utc("2026-02-01T00:00:00"),
             reset_at=utc("2026-03-01T00:00:00"),
         )
@@ -467,8 +465,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
 
 def test_an_untouched_ended_period_reads_as_reset_on_the_native_api_and_get_budget(api, store):
     now = budgets.utc_now()
-    ended = dataclasses.replace(
-        budget("reads", "idle", spend="12.5", duration=Duration.DAILY),
+    ended = budget("reads", "idle", spend="12.5", duration=Duration.DAILY)._replace(
         period_start=now - 3 * DAY,
         reset_at=now - 2 * DAY,
     )
@@ -510,7 +507,7 @@ def test_handler_with_the_sample_event_resets_due_budgets_and_emits_metrics(stor
     now = budgets.utc_now()
     for i in range(5):
         b = budget("fn", f"u{i}", duration=Duration.DAILY)
-        store.save(dataclasses.replace(b, period_start=now - 2 * DAY, reset_at=now - DAY))
+        store.save(b._replace(period_start=now - 2 * DAY, reset_at=now - DAY))
     store.save(budget("fn", "later", duration=Duration.DAILY).with_period_from(now))
     capsys.readouterr()
 
@@ -548,7 +545,7 @@ def test_handler_with_little_time_left_leaves_everything_for_the_next_run(store)
     now = budgets.utc_now()
     for i in range(3):
         b = budget("fn", f"u{i}", duration=Duration.DAILY)
-        store.save(dataclasses.replace(b, period_start=now - 2 * DAY, reset_at=now - DAY))
+        store.save(b._replace(period_start=now - 2 * DAY, reset_at=now - DAY))
     result = invoke(LambdaContext("ResetBudgetsFunction", timeout_s=5))  # below the reserve
     assert (result["reset"], result["left"], result["complete"]) == (0, 3, False)
     assert invoke(lambda_context("ResetBudgetsFunction"))["reset"] == 3
@@ -558,9 +555,9 @@ def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store
     now = budgets.utc_now()
     for i in range(4):
         b = budget("fn", f"u{i}", duration=Duration.DAILY)
-        store.save(dataclasses.replace(b, period_start=now - 2 * DAY, reset_at=now - DAY))
+        store.save(b._replace(period_start=now - 2 * DAY, reset_at=now - DAY))
     # A damaged item: in the reset index, but with no rule to compute its next period from.
-    broken = budget_to_item(dataclasses.replace(budget("fn", "broken"), reset_at=now - DAY))
+    broken = budget_to_item(budget("fn", "broken")._replace(reset_at=now - DAY))
     assert "reset_shard" in broken and "duration" not in broken and "duration_days" not in broken
     aws.put_item(TableName=TABLE_NAME, Item=broken)
 

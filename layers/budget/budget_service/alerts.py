@@ -40,9 +40,8 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from budget_service.budget import iso
 from budget_service.limits import DECIMAL_CONTEXT
@@ -80,8 +79,7 @@ def service_default_thresholds() -> tuple[Decimal, ...]:
     return FALLBACK_THRESHOLDS if text is None else parse_thresholds(text)
 
 
-@dataclass(frozen=True)
-class LevelState:
+class LevelState(NamedTuple):
     """One budget level as a stream image shows it. Money in USD, times in epoch seconds."""
 
     project: str
@@ -148,8 +146,7 @@ def _json_number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-@dataclass(frozen=True)
-class Alert:
+class Alert(NamedTuple):
     """One threshold crossed by one level in one alert period."""
 
     project: str

@@ -21,10 +21,10 @@ import hashlib
 import json
 import re
 import secrets
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 from budget_service.errors import Forbidden, InvalidInput, Unauthorized
 
@@ -104,8 +104,7 @@ def key_id_of(digest: str) -> str:
     return digest[:KEY_ID_HEX]
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """What a key may do: its role, on these projects."""
 
     key_id: str
@@ -163,8 +162,7 @@ def _project_id():
     return TypeAdapter(Identifier)
 
 
-@dataclass(frozen=True)
-class MintedKey:
+class MintedKey(NamedTuple):
     key: str  # shown once, never stored
     key_id: str
     role: Role

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from decimal import Decimal, localcontext
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from budget_service.limits import DECIMAL_CONTEXT, plain_number
 from budget_service.periods import Duration, Period, calendar_period, rolling_period, to_datetime
 
 ZERO = Decimal(0)
+# The default of a mapping field: read-only, so the one instance every default shares stays empty.
+NO_ENTRIES: Mapping[str, Any] = MappingProxyType({})
 
 
 def iso(epoch: Decimal | None) -> str | None:
@@ -34,15 +37,14 @@ def rule_period(
     return None
 
 
-@dataclass(frozen=True)
-class Budget:
+class Budget(NamedTuple):
     project: str
     user: str
     total_budget: Decimal
     created_at: Decimal
     updated_at: Decimal
     current_cost: Decimal = ZERO
-    model_cost: dict[str, Decimal] = field(default_factory=dict)
+    model_cost: Mapping[str, Decimal] = NO_ENTRIES
     # Sum of the amounts of this budget's live holds (USD); kept across period rollovers.
     held: Decimal = ZERO
     # The team (a budget level of the project, issue 14) the user's spend also counts toward.
@@ -82,8 +84,7 @@ class Budget:
             return self
         period = self.period_at(now)
         assert period is not None  # reset_at is only set on budgets with a period
-        return dataclasses.replace(
-            self.with_spend_zeroed(),
+        return self.with_spend_zeroed()._replace(
             period_start=period.start,
             reset_at=period.end,
             previous_period_start=self.period_start,
@@ -93,11 +94,11 @@ class Budget:
         """Set period_start/reset_at from the rule: the period containing `now`."""
         period = self.period_at(now)
         if period is None:
-            return dataclasses.replace(self, period_start=None, reset_at=None)
-        return dataclasses.replace(self, period_start=period.start, reset_at=period.end)
+            return self._replace(period_start=None, reset_at=None)
+        return self._replace(period_start=period.start, reset_at=period.end)
 
     def with_spend_zeroed(self) -> Budget:
-        return dataclasses.replace(self, current_cost=ZERO, model_cost={})
+        return self._replace(current_cost=ZERO, model_cost={})
 
     @property
     def remaining(self) -> Decimal:
@@ -165,8 +166,7 @@ class Budget:
         return entry
 
 
-@dataclass(frozen=True)
-class DueReset:
+class DueReset(NamedTuple):
     """A budget as the due-for-reset index shows it: its key, the ``reset_at`` it is due at, and
     the rule attributes the index projects, which are all the next period needs."""
 
@@ -191,8 +191,7 @@ class DueReset:
 USER_LEVEL = "USER"
 
 
-@dataclass(frozen=True)
-class ClosedPeriod:
+class ClosedPeriod(NamedTuple):
     """A period (or the part of one a manual reset ended) as it closed: kept as its own item.
 
     ``start``/``end``: epoch seconds (``end`` is the period's ``reset_at`` for a rollover, the
@@ -237,8 +236,7 @@ class ClosedPeriod:
         )
 
 
-@dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
     """One change to a budget other than spend, for its audit ledger: ``action`` (``create``,
     ``settings``, ``reset``, ``delete``, ``adjustment``), when (epoch seconds), the API key id that
     made it (None when API keys are off, e.g. ``make dev``), and ``details`` (for settings: ``old``
@@ -250,11 +248,10 @@ class AuditEntry:
     action: str
     at: Decimal
     key_id: str | None
-    details: dict = field(default_factory=dict)
+    details: Mapping[str, Any] = NO_ENTRIES
 
 
-@dataclass(frozen=True)
-class Write:
+class Write(NamedTuple):
     """What a change to a budget stores in one conditional write: the budget, the periods it
     closes and its audit entries (store.BudgetStore.update writes them in one transaction)."""
 

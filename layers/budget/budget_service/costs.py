@@ -7,8 +7,8 @@ store_levels.LevelWriter.add_cost; a replay costs one GetItem more).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from decimal import Decimal, localcontext
+from typing import NamedTuple
 
 from budget_service.budget import Budget
 from budget_service.budgets import read_budget
@@ -40,8 +40,7 @@ from budget_service.usage_shapes import completion_usage, to_token_usage
 # days, and until then the key still answers as a replay).
 
 
-@dataclass(frozen=True)
-class PricedEvent:
+class PricedEvent(NamedTuple):
     model: str  # as the caller named it (the key in model_cost)
     cost: Decimal
     priced_as: str | None = None
@@ -104,7 +103,7 @@ def fingerprint(request: CostRequest) -> str:
 def _tokens_out(usage: TokenUsage | None) -> TokensUsed | None:
     if usage is None:
         return None
-    return TokensUsed(**asdict(usage))
+    return TokensUsed(**usage._asdict())
 
 
 def _tokens_record(usage: TokenUsage | None) -> dict | None:

@@ -12,7 +12,6 @@ level created mid-period starts at zero: spend made before it existed is not cou
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 
 from budget_service.budget import Budget, iso
@@ -104,8 +103,7 @@ def put(
         else:
             base = _as_budget(project, old).as_of(now)
         rule_changed = (base.duration, base.timezone) != (settings.duration, settings.timezone)
-        updated = dataclasses.replace(
-            base,
+        updated = base._replace(
             total_budget=settings.total_budget,
             duration=settings.duration,
             timezone=settings.timezone,

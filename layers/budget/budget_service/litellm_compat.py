@@ -28,10 +28,9 @@ change a budget's rule by sending back what it was given. Per user:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from budget_service.budget import ZERO, Budget, ClosedPeriod
 from budget_service.limits import SUM_CONTEXT
@@ -51,8 +50,7 @@ TOLERANCE_SECONDS = Decimal(1)
 YEARS_BACK, YEARS_AHEAD = 5, 1
 
 
-@dataclass(frozen=True)
-class Merge:
+class Merge(NamedTuple):
     """The budget to store, and what became of the entry's spend (at most one flag is set)."""
 
     budget: Budget
@@ -178,7 +176,7 @@ def new_budget_from_entry(project: str, user: str, entry: LitellmEntry, now: Dec
     if entry.duration is None:
         return budget
     start = min(entry.last_updated_at, now) if entry.last_updated_at is not None else now
-    budget = dataclasses.replace(budget, period_start=start, reset_at=None).with_period_from(start)
+    budget = budget._replace(period_start=start, reset_at=None).with_period_from(start)
     # An entry whose own period has already ended brings no spend into the current one.
     return budget.as_of(now)
 
@@ -194,8 +192,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
 
     # Settings: the entry's replace the stored ones, unless it sends back what the rule gave it.
     if entry.duration is None:
-        settings = dataclasses.replace(
-            current,
+        settings = current._replace(
             duration=None,
             duration_days=None,
             timezone=None,
@@ -207,15 +204,14 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
         settings = current
     else:  # a new rolling rule; its period runs from the client's period start
         anchor = client_start if client_start is not None else current.period_start or now
-        settings = dataclasses.replace(
-            current,
+        settings = current._replace(
             duration=None,
             duration_days=entry.duration,
             timezone=None,
             period_start=anchor,
             previous_period_start=None,
         ).with_period_from(now)
-    settings = dataclasses.replace(settings, total_budget=entry.total_budget)
+    settings = settings._replace(total_budget=entry.total_budget)
 
     # Spend: where does the entry's own period lie against the server's current one?
     stale = uncertain = False
@@ -232,7 +228,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
         # keeps what others recorded since `start` (never dropped; at most the few seconds
         # between the server's rollover and the client's reset are counted in the new period).
         if settings.duration is None and client_start > start:
-            settings = dataclasses.replace(settings, period_start=client_start).with_period_from(client_start)
+            settings = settings._replace(period_start=client_start).with_period_from(client_start)
         spend = _max_spend(settings, entry)
     elif client_start + entry.duration * SECONDS_PER_DAY <= start + TOLERANCE_SECONDS or _handed_out(
         settings, client_start, entry.duration * SECONDS_PER_DAY
@@ -241,13 +237,11 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
     else:
         uncertain, spend = True, _max_spend(settings, entry)
 
-    merged = dataclasses.replace(settings, current_cost=spend[0], model_cost=spend[1], updated_at=now)
+    merged = settings._replace(current_cost=spend[0], model_cost=spend[1], updated_at=now)
     return Merge(merged, stale_spend_ignored=stale, uncertain_spend_kept=uncertain, replaced=replaced)
 
 
 def same_state(a: Budget, b: Budget) -> bool:
     """True when storing `b` over `a` would change nothing a reader can see."""
     ignore = {"updated_at", "version", "write_ids"}
-    return all(
-        getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(Budget) if f.name not in ignore
-    )
+    return all(getattr(a, name) == getattr(b, name) for name in Budget._fields if name not in ignore)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SECONDS_PER_DAY = Decimal(86400)
@@ -31,8 +31,7 @@ class Duration(enum.StrEnum):
     YEARLY = "yearly"
 
 
-@dataclass(frozen=True)
-class Period:
+class Period(NamedTuple):
     start: Decimal
     end: Decimal
 

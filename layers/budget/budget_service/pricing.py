@@ -38,11 +38,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from decimal import Decimal, localcontext
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 from budget_service.errors import UnknownModel, UnpricedUsage
 from budget_service.limits import DECIMAL_CONTEXT
@@ -50,6 +50,8 @@ from budget_service.limits import DECIMAL_CONTEXT
 TABLE_PATH = Path(__file__).with_name("prices.json")
 ZERO = Decimal(0)
 ONE = Decimal(1)
+# The default of a ModelPrice's rate maps: read-only, so the one instance every default shares stays empty.
+NO_RATES: Mapping[str, Decimal] = MappingProxyType({})
 # Providers whose long-context tier starts AT the threshold rather than above it (as in LiteLLM).
 INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
 
@@ -146,8 +148,7 @@ AWS_REGIONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Tier:
+class Tier(NamedTuple):
     above: int
     input: Decimal | None = None
     output: Decimal | None = None
@@ -158,8 +159,7 @@ class Tier:
     input_audio: Decimal | None = None
 
 
-@dataclass(frozen=True)
-class ModelPrice:
+class ModelPrice(NamedTuple):
     """One model's prices (USD per token; web search USD per request).
 
     ``name`` is what ``priced_as`` shows: the table's key, or ``project:<model>`` for a project's
@@ -170,11 +170,11 @@ class ModelPrice:
     provider: str | None
     input: Decimal
     output: Decimal
-    rates: Mapping[str, Decimal] = field(default_factory=dict)
+    rates: Mapping[str, Decimal] = NO_RATES
     tiers: tuple[Tier, ...] = ()
-    web_search: Mapping[str, Decimal] = field(default_factory=dict)
+    web_search: Mapping[str, Decimal] = NO_RATES
     web_search_unit: str | None = None
-    multipliers: Mapping[str, Decimal] = field(default_factory=dict)
+    multipliers: Mapping[str, Decimal] = NO_RATES
     free: str | None = None
 
     def rate(self, name: str) -> Decimal | None:
@@ -193,8 +193,7 @@ class ModelPrice:
         return self.rates.get("reasoning")
 
 
-@dataclass(frozen=True)
-class TokenUsage:
+class TokenUsage(NamedTuple):
     """Token counts of one call, in OpenAI's convention (every count a whole number of tokens).
 
     Prompt side, all parts of ``prompt_tokens``: ``cached_tokens`` (cache reads, of which
@@ -256,8 +255,7 @@ class TokenUsage:
         return out
 
 
-@dataclass(frozen=True)
-class UsageContext:
+class UsageContext(NamedTuple):
     """What a usage says besides token counts that can change the price: the search context size
     of a web search (OpenAI: low/medium/high), the service tier, Anthropic's inference_geo and speed."""
 
@@ -267,8 +265,7 @@ class UsageContext:
     speed: str | None = None
 
 
-@dataclass(frozen=True)
-class Rates:
+class Rates(NamedTuple):
     input: Decimal
     output: Decimal
     cache_read: Decimal
@@ -286,8 +283,7 @@ class Rates:
     output_video: Decimal
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(NamedTuple):
     prompt: Decimal
     completion: Decimal
     tools: Decimal = ZERO
@@ -704,4 +700,4 @@ def _perplexity_cost(price: ModelPrice, rates: Rates, usage: TokenUsage) -> Cost
 
 
 def token_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(TokenUsage))
+    return TokenUsage._fields

@@ -21,9 +21,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from budget_service.budget import iso
 from budget_service.errors import PriceNotFound
@@ -61,8 +60,7 @@ def _entry(price: dict, model: str, table: PriceTable) -> dict:
     return entry
 
 
-@dataclass(frozen=True)
-class ProjectPrices:
+class ProjectPrices(NamedTuple):
     """A project's prices over the shipped table: ``price(model)`` as ``PriceTable.price``."""
 
     prices: dict[str, dict]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import os
 import random
@@ -711,7 +710,7 @@ class BudgetStore:
                 # The rule changed since the index was read: the next run sees the new one.
                 return None
             landed = True
-            return Write(dataclasses.replace(write.budget, updated_at=now), write.closed)
+            return Write(write.budget._replace(updated_at=now), write.closed)
 
         self.update(due.project, due.user, change)
         return landed
@@ -745,7 +744,7 @@ def _check_recorded(current: Budget | None, write: Write) -> None:
 
 
 def _with_version(budget: Budget, version: int) -> Budget:
-    return dataclasses.replace(budget, version=version)
+    return budget._replace(version=version)
 
 
 @lru_cache(maxsize=1)

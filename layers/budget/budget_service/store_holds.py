@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -88,8 +88,7 @@ def parse_hold_sk(sk: str) -> tuple[str, str]:
     return rest[:n], rest[n + 1 :]
 
 
-@dataclass(frozen=True)
-class DueHold:
+class DueHold(NamedTuple):
     """An expired hold as the due-for-reset index lists it (its keys say all the job needs)."""
 
     project: str

@@ -21,7 +21,6 @@ from __future__ import annotations  # noqa: I001
 
 from types import EllipsisType
 
-import dataclasses
 import random
 import threading
 import time
@@ -29,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -57,8 +57,7 @@ from budget_service.store import (
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(NamedTuple):
     """What one write does to every level it touches.
 
     ``spend``: USD added to ``current_cost`` (and to ``model_cost[model]`` when ``model`` is set);
@@ -227,14 +226,13 @@ def level_absent(table_name: str, project: str, sk: str) -> dict:
     }
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     """Which levels above the user a charge moves: the user's team (None: none) and which of
     the team and project items exist. A hint, never trusted: the transaction pins the user's team
     and checks the absence of every level it does not move, and a cancellation corrects it."""
 
-    team: str | None = None
-    present: set[str] = field(default_factory=set)  # sks of the levels that exist
+    team: str | None
+    present: set[str]  # sks of the levels that exist (no default: each plan needs its own set)
 
     def candidates(self) -> list[str]:
         return ([team_sk(self.team)] if self.team is not None else []) + [PROJECT_SK]
@@ -248,7 +246,7 @@ _HINTS_LOCK = threading.Lock()
 def _hint(table: str, project: str, user: str) -> Plan:
     with _HINTS_LOCK:
         plan = _HINTS.get((table, project, user))
-        return Plan(plan.team, set(plan.present)) if plan else Plan()
+        return Plan(plan.team, set(plan.present)) if plan else Plan(None, set())
 
 
 def _remember(table: str, project: str, user: str, plan: Plan) -> None:
@@ -504,8 +502,7 @@ class LevelWriter:
         ).with_period_from(now)
         if move.need is not None and budget.available < move.need:
             raise BudgetExceeded.at_level("user", user, available=budget.available, needed=move.need)
-        budget = dataclasses.replace(
-            budget,
+        budget = budget._replace(
             current_cost=move.spend,
             held=move.held,
             model_cost={move.model: move.spend} if move.model and move.spend else {},
@@ -535,7 +532,7 @@ class LevelWriter:
                 # The period's rollover: spend zeroed, live holds kept, the closed period recorded
                 # in the same write (issue 17).
                 write = roll(current, now)
-                return dataclasses.replace(write, budget=dataclasses.replace(write.budget, updated_at=now))
+                return write._replace(budget=write.budget._replace(updated_at=now))
             # Rewriting the item stores held and available (budget_to_item).
             return current if legacy else None
 

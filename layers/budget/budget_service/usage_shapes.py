@@ -301,7 +301,7 @@ def completion_usage(c: CompletionIn) -> tuple[TokenUsage, UsageContext]:
     tokens, context = to_token_usage(c.usage_block, grounding_queries=_grounding_queries(c.candidates))
     calls = _count_web_search_calls(c.output)
     if calls and not tokens.web_search_requests:
-        tokens = TokenUsage(**{**tokens.__dict__, "web_search_requests": calls})
+        tokens = tokens._replace(web_search_requests=calls)
     if c.service_tier is not None and context.service_tier is None:
         context = UsageContext(
             context.search_context_size, c.service_tier, context.inference_geo, context.speed
