@@ -1,0 +1,61 @@
+"""Inputs chosen to hurt the rank index (budget_service.bpe) and the way tokens uses it.
+
+Speed is measured in rank lookups, not seconds: the index's work is about 3 lookups per UTF-8 byte
+of the pieces it merges at most (one for the whole piece, one per adjacent pair, two per merge),
+at ~1-1.5 µs each here, while tiktoken's load is a fixed ~150-320 ms.
+"""
+
+import os
+
+import pytest
+
+from budget_service import bpe, tokens
+
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tokens.ENCODING_DIR))
+import tiktoken  # noqa: E402  (after the cache dir is set: offline)
+
+# About what one tiktoken load costs, in the index's rank lookups (~0.3 s at ~1.2 µs a lookup).
+MOST_LOOKUPS = 250_000
+
+# Texts the index is slowest on per character or per byte (each piece just under MAX_PIECE_BYTES
+# and merged byte by byte): space runs, 3-byte punctuation, 4-byte characters.
+SLOW_UNITS = [" " * 127 + "1", "\u2026" * 42 + "1", "\U00020000\U00020001\U00020003" * 10 + "1"]
+
+
+def tiktoken_count(text: str, model: str) -> int:
+    encoding = tiktoken.get_encoding(tokens.encoding_name_for(model))
+    chunks = range(0, len(text), tokens.CHUNK_CHARS)
+    return sum(len(encoding.encode_ordinary(text[i : i + tokens.CHUNK_CHARS])) for i in chunks)
+
+
+@pytest.fixture
+def cold(monkeypatch):
+    """tokens as a fresh process has it (no encoding loaded, nothing counted through the index);
+    yields a list whose one item is the number of rank lookups the index has made."""
+    monkeypatch.setattr(tokens, "_loaded", {})
+    monkeypatch.setattr(tokens, "_index_bytes", 0)
+    lookups = [0]
+    rank = bpe.RankIndex.rank
+
+    def counted(self, token):
+        lookups[0] += 1
+        return rank(self, token)
+
+    monkeypatch.setattr(bpe.RankIndex, "rank", counted)
+    return lookups
+
+
+@pytest.mark.parametrize("unit", SLOW_UNITS)
+def test_one_long_text_cannot_keep_a_cold_process_on_the_index(cold, unit):
+    # A request body may carry megabytes of text; before, the index counted all of it when it came
+    # first (~4 µs a byte on these: 6 MB ~ 25 s, where tiktoken loads in ~0.3 s and counts ~1 s).
+    text = unit * (600_000 // len(unit.encode()))
+    assert tokens.count_text(text, "gpt-4o") == tiktoken_count(text, "gpt-4o")
+    assert 0 < cold[0] <= MOST_LOOKUPS
+    assert tokens.loaded_encodings() == ["o200k_base"]
+
+
+def test_many_texts_spend_one_budget_between_them(cold):
+    texts = [unit * (3000 // len(unit.encode())) for unit in SLOW_UNITS] * 60
+    assert [tokens.count_text(t, "gpt-4o") for t in texts] == [tiktoken_count(t, "gpt-4o") for t in texts]
+    assert 0 < cold[0] <= MOST_LOOKUPS
