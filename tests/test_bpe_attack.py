@@ -5,11 +5,14 @@ of the pieces it merges at most (one for the whole piece, one per adjacent pair,
 at ~1-1.5 µs each here, while tiktoken's load is a fixed ~150-320 ms.
 """
 
+import json
 import os
+import shutil
 
 import pytest
 
 from budget_service import bpe, tokens
+from scripts import vendor_tiktoken
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tokens.ENCODING_DIR))
 import tiktoken  # noqa: E402  (after the cache dir is set: offline)
@@ -59,3 +62,39 @@ def test_many_texts_spend_one_budget_between_them(cold):
     texts = [unit * (3000 // len(unit.encode())) for unit in SLOW_UNITS] * 60
     assert [tokens.count_text(t, "gpt-4o") for t in texts] == [tiktoken_count(t, "gpt-4o") for t in texts]
     assert 0 < cold[0] <= MOST_LOOKUPS
+
+
+@pytest.fixture
+def vendored_copy(tmp_path, monkeypatch):
+    """vendor_tiktoken pointed at a copy of the layer's tiktoken_cache (links to its big files)."""
+    target = tmp_path / "tiktoken_cache"
+    target.mkdir()
+    for path in tokens.ENCODING_DIR.iterdir():
+        if path.suffix == ".json":
+            shutil.copy(path, target / path.name)
+        else:
+            (target / path.name).symlink_to(path)
+    monkeypatch.setattr(vendor_tiktoken, "ROOT", tmp_path)
+    monkeypatch.setattr(vendor_tiktoken, "TARGET", target)
+    return target / bpe.NEWER_UNICODE.name
+
+
+def edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda d: d["ranges"].pop(3), id="a range missing"),
+        pytest.param(lambda d: d.update(regex="2024.1.1"), id="made from another regex"),
+    ],
+)
+def test_check_finds_a_stale_list_of_newer_characters(vendored_copy, change, capsys):
+    # Counted by the index, a character missing from the list is split with the regex module's
+    # Unicode tables where tiktoken's differ: counts that are not tiktoken's.
+    edit_json(vendored_copy, change)
+    assert vendor_tiktoken.main(["--check"]) == 1
+    assert "newer_unicode.json STALE" in capsys.readouterr().out
