@@ -98,3 +98,47 @@ def test_check_finds_a_stale_list_of_newer_characters(vendored_copy, change, cap
     edit_json(vendored_copy, change)
     assert vendor_tiktoken.main(["--check"]) == 1
     assert "newer_unicode.json STALE" in capsys.readouterr().out
+
+
+def index_bytes(name="o200k_base"):
+    return bpe.index_path(name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:-1], id="last byte cut"),
+        pytest.param(lambda data: data[:-1000], id="end of the blob cut"),
+        pytest.param(lambda data: data + b"\0", id="a byte more"),
+        pytest.param(lambda data: data[:12], id="shorter than its header"),
+        pytest.param(lambda data: b"BPEIDX2\n" + data[8:], id="another format"),
+    ],
+)
+def test_a_damaged_index_is_refused(damage):
+    # Cut short, the index still answered: its last tokens were not found, so " cocos" (one token,
+    # rank 199,9xx) was counted as 2 (3 with " x", where tiktoken says 2).
+    with pytest.raises(ValueError):
+        bpe.RankIndex("o200k_base", damage(index_bytes()))
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(lambda tmp: tmp / "missing.ranks", id="missing"),
+        pytest.param(lambda tmp: tmp / "short.ranks", id="cut short"),
+    ],
+)
+def test_an_index_that_cannot_be_read_leaves_the_count_to_tiktoken(cold, monkeypatch, tmp_path, index):
+    (tmp_path / "short.ranks").write_bytes(index_bytes()[:-1000])
+    monkeypatch.setattr(bpe, "_counters", {})
+    monkeypatch.setattr(bpe, "index_path", lambda name: index(tmp_path))
+    text = "hello cocos x"
+    assert tokens.count_text(text, "gpt-4o") == tiktoken_count(text, "gpt-4o") == 3
+    assert tokens.loaded_encodings() == ["o200k_base"]
+
+
+def test_a_big_endian_machine_counts_with_tiktoken(cold, monkeypatch):
+    monkeypatch.setattr(bpe, "_counters", {})
+    monkeypatch.setattr(bpe.sys, "byteorder", "big")
+    assert tokens.count_text("hello world", "gpt-4o") == 2
+    assert tokens.loaded_encodings() == ["o200k_base"]

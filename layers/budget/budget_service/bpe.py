@@ -97,16 +97,22 @@ class RankIndex:
     """
 
     def __init__(self, name: str, data: bytes) -> None:
+        if len(data) < _HEADER.size or sys.byteorder != "little":
+            raise ValueError(f"{name}: not a rank index this build can read")
         magic, tokens, bits, blob_bytes = _HEADER.unpack_from(data)
-        if magic != MAGIC or sys.byteorder != "little":
+        start = _HEADER.size
+        # A file cut short (or with bytes more) must not be read: a token missing from it is
+        # not found, and its count is not tiktoken's.
+        if magic != MAGIC or len(data) != start + 4 * (tokens + 1) + 4 * (1 << bits) + blob_bytes:
             raise ValueError(f"{name}: not a rank index this build can read")
         view = memoryview(data)
-        start = _HEADER.size
         self.offsets = view[start : start + 4 * (tokens + 1)].cast("I")
         start += 4 * (tokens + 1)
         self.slots = view[start : start + 4 * (1 << bits)].cast("I")
         start += 4 * (1 << bits)
         self.blob = data[start : start + blob_bytes]
+        if self.offsets[0] != 0 or self.offsets[tokens] != blob_bytes:
+            raise ValueError(f"{name}: not a rank index this build can read")
         self.mask = (1 << bits) - 1
         self.name = name
         self.tokens = tokens

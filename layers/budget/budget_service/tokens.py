@@ -125,7 +125,10 @@ def _count_with_index(name: str, text: str) -> tuple[int, int]:
     global _index_bytes
     from budget_service import bpe
 
-    counter = bpe.counter(name)
+    try:
+        counter = bpe.counter(name)
+    except (OSError, ValueError):  # the index missing or unreadable (bpe.RankIndex): tiktoken counts
+        return 0, 0
     total = 0
     start = 0
     while start < len(text) and _index_bytes < INDEX_BUDGET_BYTES:
