@@ -142,3 +142,16 @@ def test_a_big_endian_machine_counts_with_tiktoken(cold, monkeypatch):
     monkeypatch.setattr(bpe.sys, "byteorder", "big")
     assert tokens.count_text("hello world", "gpt-4o") == 2
     assert tokens.loaded_encodings() == ["o200k_base"]
+
+
+def test_a_regex_module_other_than_the_lists_own_leaves_non_ascii_text_to_tiktoken(monkeypatch, tmp_path):
+    # newer_unicode.json lists what one regex release knows beyond Unicode 14.0; another release
+    # (a newer Unicode) may know characters it does not list, and split them as tiktoken does not.
+    newer = tmp_path / "newer_unicode.json"
+    newer.write_text(bpe.NEWER_UNICODE.read_text())
+    edit_json(newer, lambda d: d.update(regex="2024.1.1"))
+    monkeypatch.setattr(bpe, "NEWER_UNICODE", newer)
+    monkeypatch.setattr(bpe, "_counters", {})
+    counter = bpe.counter("o200k_base")
+    assert counter.count("h\u00e9llo w\u00f6rld") is None
+    assert counter.count("hello world") == 2  # ASCII is split with re, not the regex module
