@@ -8,6 +8,7 @@ at ~1-1.5 µs each here, while tiktoken's load is a fixed ~150-320 ms.
 import json
 import os
 import shutil
+import threading
 
 import pytest
 
@@ -48,7 +49,7 @@ def cold(monkeypatch):
     return lookups
 
 
-@pytest.mark.parametrize("unit", SLOW_UNITS)
+@pytest.mark.parametrize("unit", SLOW_UNITS, ids=["spaces", "3-byte punctuation", "4-byte characters"])
 def test_one_long_text_cannot_keep_a_cold_process_on_the_index(cold, unit):
     # A request body may carry megabytes of text; before, the index counted all of it when it came
     # first (~4 µs a byte on these: 6 MB ~ 25 s, where tiktoken loads in ~0.3 s and counts ~1 s).
@@ -155,3 +156,41 @@ def test_a_regex_module_other_than_the_lists_own_leaves_non_ascii_text_to_tiktok
     counter = bpe.counter("o200k_base")
     assert counter.count("h\u00e9llo w\u00f6rld") is None
     assert counter.count("hello world") == 2  # ASCII is split with re, not the regex module
+
+
+def test_a_declined_chunk_sends_the_rest_of_its_text_to_tiktoken(cold):
+    # The chunks before it stay counted by the index; the one with a character newer than Unicode
+    # 14.0 and those after it are tiktoken's.
+    first = "counted by the index, " * 47  # 1034 characters: the first chunk, and 10 of the second
+    text = first + "then \U0001fae9 is not" + " and the rest" * 100
+    assert tokens.count_text(text, "gpt-4o") == tiktoken_count(text, "gpt-4o")
+    assert tokens.counted_with_index() == tokens.CHUNK_CHARS
+    assert tokens.loaded_encodings() == ["o200k_base"]
+
+
+def test_threads_counting_at_once_in_a_cold_process(cold, monkeypatch):
+    monkeypatch.setattr(bpe, "_counters", {})
+    texts = [
+        "Hello, world! It's 2024.\r\n",
+        "h\u00e9llo \u4e16\u754c \U0001f30d \u0663\u0664 \u017f's",
+        "\u0416\u0443\u043a  \t\n\n  x" * 50,
+        " " * 127 + "1",
+        "x" * 200,
+        "\U0001fae9 newer",
+        "lone \ud800 surrogate",
+    ] * 3
+    models = ["gpt-4o", "gpt-4"]
+    barrier = threading.Barrier(8)
+    results: dict[int, list[int]] = {}
+
+    def count(k):
+        barrier.wait()
+        results[k] = [tokens.count_text(text, models[k % 2]) for text in texts]
+
+    threads = [threading.Thread(target=count, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k in range(8):
+        assert results[k] == [tiktoken_count(text, models[k % 2]) for text in texts]
