@@ -36,7 +36,7 @@ ENCODING_DIR = Path(__file__).with_name("tiktoken_cache")
 ENCODINGS = ("cl100k_base", "o200k_base")
 CHUNK_CHARS = 1024  # LiteLLM's TIKTOKEN_ENCODE_CHUNK_SIZE_CHARS default
 # The index's cost is about linear in the UTF-8 bytes it counts (its pieces are at most
-# bpe.MAX_PIECE_BYTES): ~0.2 µs a byte for ASCII prose, ~3-4.5 µs for its worst inputs (runs of
+# bpe.MAX_PIECE_BYTES): ~0.2 µs a byte for ASCII prose, ~3-5 µs for its worst inputs (runs of
 # spaces, of 3-byte punctuation or CJK, of 4-byte characters, merged byte by byte), where a
 # character can cost ~10 µs. 64 KiB is then at most ~0.3 s, about one load of o200k_base.
 INDEX_BUDGET_BYTES = 64 * 1024
