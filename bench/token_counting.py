@@ -190,7 +190,7 @@ def run(*, quick: bool = False) -> Section:
             " Texts are generated deterministically (bench/token_counting.py)."
             " **rank index** is the cold container's path (budget_service.bpe: tiktoken's algorithm"
             " over a rank index read without building tables, in 1024-character chunks), used until"
-            " a container has counted tokens.INDEX_BUDGET_CHARS characters, then tiktoken is loaded."
+            " a container has counted tokens.INDEX_BUDGET_BYTES (64 KiB) of text, then tiktoken is loaded."
         ),
     )
     speed = Table(

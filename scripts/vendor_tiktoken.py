@@ -123,6 +123,20 @@ def newer_unicode() -> dict:
     }
 
 
+def _points(ranges: list[list[int]]) -> set[int]:
+    return {point for lo, hi in ranges for point in range(lo, hi + 1)}
+
+
+def newer_unicode_is_current(committed: dict, fresh: dict) -> bool:
+    """The committed list is what this regex module gives: the same, or, on an interpreter whose
+    Unicode is newer than the one it was made with (which assigns more), a superset of it."""
+    if committed.get("regex") != fresh["regex"]:
+        return False
+    if committed.get("unicodedata") == fresh["unicodedata"]:
+        return committed.get("ranges") == fresh["ranges"]
+    return _points(fresh["ranges"]) <= _points(committed.get("ranges", []))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -157,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{encoding}: {target.relative_to(ROOT)} sha256 {actual} (pinned by tiktoken)")
         index.write_bytes(rank_index(target.read_bytes()))
         print(f"{encoding}: {index.relative_to(ROOT)} written")
-    if not args.check:
-        guard = TARGET / "newer_unicode.json"
+    guard = TARGET / "newer_unicode.json"
+    if args.check:
+        fresh = guard.is_file() and newer_unicode_is_current(json.loads(guard.read_text()), newer_unicode())
+        print(f"{guard.relative_to(ROOT)} {'ok' if fresh else 'STALE or missing'}")
+        bad += not fresh
+    else:
         guard.write_text(json.dumps(newer_unicode(), indent=1) + "\n")
         print(f"{guard.relative_to(ROOT)} written")
     return 1 if bad else 0

@@ -193,13 +193,13 @@ LAZY_CHILD = textwrap.dedent(
     indexed = {
         "tiktoken_imported": "tiktoken" in sys.modules,
         "loaded": tokens.loaded_encodings(),
-        "chars": tokens.counted_with_index(),
+        "bytes": tokens.counted_with_index(),
     }
-    long_text = "word " * (tokens.INDEX_BUDGET_CHARS // 5 + 1)
+    long_text = "word " * (2 * tokens.INDEX_BUDGET_BYTES // 5)
     costs.price(CostRequest(model="gpt-4o", input_text=long_text, output_text="hi"))
     costs.price(CostRequest(model="gpt-4o", input_text="hello", output_text="hi"))
     print(json.dumps({"before": before, "indexed": indexed, "after": tokens.loaded_encodings(),
-                      "chars": tokens.counted_with_index()}))
+                      "bytes": tokens.counted_with_index()}))
     """
 )
 
@@ -218,9 +218,11 @@ def test_encodings_load_lazily_after_the_index_has_counted_its_share():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["before"] == {"tiktoken_imported": False, "loaded": []}
     # The first counts go through the rank index: tiktoken is not even imported.
-    assert result["indexed"] == {"tiktoken_imported": False, "loaded": [], "chars": len("hello") + len("hi")}
+    assert result["indexed"] == {"tiktoken_imported": False, "loaded": [], "bytes": len("hello") + len("hi")}
     # Past the index's share of work, tiktoken loads the encoding and counts from then on.
     assert result["after"] == ["o200k_base"]
-    # The long text itself was still the index's (its share was not yet spent when it began).
-    long_text_chars = len("word ") * (tokens.INDEX_BUDGET_CHARS // 5 + 1)
-    assert result["chars"] == len("hello") + len("hi") + long_text_chars
+    # The long text's first chunks were the index's, until its share was spent; tiktoken counted
+    # the rest of the text (twice the share), not the index.
+    before_long_text = len("hello") + len("hi")
+    chunks = -(-(tokens.INDEX_BUDGET_BYTES - before_long_text) // tokens.CHUNK_CHARS)
+    assert result["bytes"] == before_long_text + chunks * tokens.CHUNK_CHARS

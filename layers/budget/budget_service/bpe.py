@@ -16,7 +16,8 @@ adjacent parts lowest rank first (leftmost on ties) until no pair is a token. Sp
   is Unicode White_Space within ASCII: tab, LF, VT, FF, CR, space);
 - otherwise the ``regex`` module (tiktoken's own dependency) with tiktoken's pattern, except for
   characters that module's Unicode tables know and tiktoken's may not (assigned after Unicode
-  14.0; listed in ``newer_unicode.json``), which it hands back to tiktoken.
+  14.0; listed in ``newer_unicode.json``), which it hands back to tiktoken; with a regex release
+  other than the one the list was made from, every non-ASCII text goes back to tiktoken.
 
 `count` answers None where it cannot vouch for the count (those characters, lone surrogates,
 a piece longer than MAX_PIECE_BYTES, whose merge is quadratic here); the caller then asks tiktoken.
@@ -98,21 +99,23 @@ class RankIndex:
     """
 
     def __init__(self, name: str, data: bytes | mmap.mmap) -> None:
+        if len(data) < _HEADER.size or sys.byteorder != "little":
+            raise ValueError(f"{name}: not a rank index this build can read")
         magic, tokens, bits, blob_bytes = _HEADER.unpack_from(data)
-        if magic != MAGIC or sys.byteorder != "little":
+        start = _HEADER.size
+        # A file cut short (or with bytes more) must not be read: a token missing from it is
+        # not found, and its count is not tiktoken's.
+        if magic != MAGIC or len(data) != start + 4 * (tokens + 1) + 4 * (1 << bits) + blob_bytes:
             raise ValueError(f"{name}: not a rank index this build can read")
         view = memoryview(data)
-        start = _HEADER.size
         self.offsets = view[start : start + 4 * (tokens + 1)].cast("I")
         start += 4 * (tokens + 1)
         self.slots = view[start : start + 4 * (1 << bits)].cast("I")
         start += 4 * (1 << bits)
         self.blob_start = start
         self.data = data  # a token's bytes: data[blob_start + offsets[r] : blob_start + offsets[r+1]]
-        if len(data) != start + blob_bytes:
-            raise ValueError(
-                f"{name}: the rank index is {len(data)} bytes, its header says {start + blob_bytes}"
-            )
+        if self.offsets[0] != 0 or self.offsets[tokens] != blob_bytes:
+            raise ValueError(f"{name}: not a rank index this build can read")
         self.mask = (1 << bits) - 1
         self.name = name
         self.tokens = tokens
@@ -177,11 +180,12 @@ class RankIndex:
 class Counter:
     """Counts one encoding's tokens of a text as tiktoken's ``encode_ordinary`` does."""
 
-    def __init__(self, index: RankIndex, newer_unicode: list[list[int]]) -> None:
+    def __init__(self, index: RankIndex, newer_unicode: list[list[int]], regex_version: str) -> None:
         self.index = index
         self.name = index.name
         self._ascii_split = re.compile(ASCII_PATTERNS[index.name]).findall
         self._newer_ranges = newer_unicode
+        self._regex_version = regex_version  # the regex release newer_unicode was made with
         # (refuse, split) for non-ASCII text: built on first use, with the regex module.
         self._unicode: tuple[Callable[[str], object], Callable[[str], list[str]]] | None = None
 
@@ -199,10 +203,12 @@ class Counter:
 
         pattern = PATTERNS[self.name].replace("$", r"\Z")  # Rust's $ is end of text only
         ranges = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in self._newer_ranges)
-        self._unicode = (
-            regex.compile(f"[{ranges}\\ud800-\\udfff]").search,
-            regex.compile(pattern).findall,
-        )
+        refuse: Callable[[str], object] = regex.compile(f"[{ranges}\\ud800-\\udfff]").search
+        if regex.__version__ != self._regex_version:
+            # Another release's Unicode tables may know characters the list does not name:
+            # refuse every text asked about (non-ASCII, so never empty).
+            refuse = bool
+        self._unicode = (refuse, regex.compile(pattern).findall)
         return self._unicode
 
     def count(self, text: str) -> int | None:
@@ -252,8 +258,9 @@ def counter(name: str) -> Counter:
         with _lock:
             found = _counters.get(name)
             if found is None:
-                newer = json.loads(NEWER_UNICODE.read_text())["ranges"]
-                found = Counter(RankIndex.open(name, index_path(name)), newer)
+                newer = json.loads(NEWER_UNICODE.read_text())
+                index = RankIndex.open(name, index_path(name))
+                found = Counter(index, newer["ranges"], newer["regex"])
                 _counters[name] = found
     return found
 
