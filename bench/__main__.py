@@ -154,7 +154,8 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
             f"Cold start (whole process: import + first invocation) over a bare boto3 handler making"
             f" the same DynamoDB requests: at most {worst[1]['ratio']:.2f}× ({worst[0]},"
             f" {worst[1]['whole_s']['median'] * 1000:,.0f} ms vs {worst[1]['floor_whole_s']['median'] * 1000:,.0f} ms),"
-            f" tracing off; {len(within)} of {len(cold.data)} functions within 1.5×."
+            f" tracing off (median of the rounds' ratios); {len(within)} of {len(cold.data)} functions"
+            " within 1.5×."
         )
         counting = {f: d["counting_ratio"] for f, d in cold.data.items() if d.get("counting_ratio")}
         for function_id, ratio in counting.items():
@@ -226,7 +227,7 @@ def render(sections: dict[str, Section], header: Table, seconds: float, quick: b
         "",
         f"Written by `make bench` (`python -m bench{' --quick' if quick else ''}`); the whole run took"
         f" {seconds / 60:.1f} minutes ({seconds:.0f} s). Medians, with (min–max) over the repeated"
-        " runs each section states; ratios are of medians. Nothing here is asserted; a smoke run"
+        " runs each section states; ratios are of medians unless a section says otherwise. Nothing here is asserted; a smoke run"
         " of every benchmark at its smallest size is part of `make test`"
         " (tests/test_bench_smoke.py).",
         "",

@@ -102,6 +102,7 @@ def test_cold_start_imports_and_invokes(quick_run):
     for key in ("whole_s", "floor_whole_s", "traced_whole_s", "stack_whole_s", "cpu_s", "floor_cpu_s"):
         assert measured(figures[key]), key
     assert figures["ratio"] > 0 and figures["traced_ratio"] > 0 and figures["stack_ratio"] > 0
+    assert figures["ratio_of_medians"] > 0 and figures["traced_ratio_of_medians"] > 0
     assert figures["importtime_top"] and all(secs > 0 for _, secs in figures["importtime_top"])
     # The floor replays the requests the function made: the same DynamoDB work on both sides.
     # (a cold container first reads the project's own prices, then writes the cost)
