@@ -5,8 +5,8 @@ tiktoken answers every count once its encoding is loaded, but loading one costs 
 a dict, then builds Rust hash maps from them. A Lambda's first counted request pays all of it.
 This module counts the same tokens with nothing to build: ``<encoding>.ranks`` beside the
 encodings (written by scripts/vendor_tiktoken.py from the hash-checked files) holds every token's
-bytes in rank order and an open-addressing hash table over them, read into memory as it is and
-probed in place (memory-mapped: only the pages a count touches are read).
+bytes in rank order and an open-addressing hash table over them, memory-mapped as it is and
+probed in place (only the pages a count touches are read).
 
 The algorithm is tiktoken's ``encode_ordinary`` (tiktoken/src/lib.rs, ``_byte_pair_merge``):
 split the text with the encoding's pattern, take a piece whole when it is a token, else merge its
