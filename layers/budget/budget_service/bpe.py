@@ -211,32 +211,29 @@ class Counter:
         self._unicode = (refuse, regex.compile(pattern).findall)
         return self._unicode
 
-    def count(self, text: str) -> int | None:
-        """tiktoken's ``len(encoding.encode_ordinary(text))``, or None (see the module doc)."""
+    def _encoded_pieces(self, text: str) -> list[bytes] | None:
+        """The pieces of text as UTF-8, or None where a split is declined or a piece is too long."""
         pieces = self.pieces(text)
         if pieces is None:
             return None
-        index = self.index
-        total = 0
-        for piece in pieces:
-            data = piece.encode()
-            if len(data) > MAX_PIECE_BYTES:
-                return None
-            total += index.count_piece(data)
-        return total
+        encoded = [piece.encode() for piece in pieces]
+        if any(len(piece) > MAX_PIECE_BYTES for piece in encoded):
+            return None
+        return encoded
+
+    def count(self, text: str) -> int | None:
+        """tiktoken's ``len(encoding.encode_ordinary(text))``, or None (see the module doc)."""
+        pieces = self._encoded_pieces(text)
+        if pieces is None:
+            return None
+        return sum(map(self.index.count_piece, pieces))
 
     def encode(self, text: str) -> list[int] | None:
         """tiktoken's ``encode_ordinary(text)`` token ids, or None (for tests and checks)."""
-        pieces = self.pieces(text)
+        pieces = self._encoded_pieces(text)
         if pieces is None:
             return None
-        out: list[int] = []
-        for piece in pieces:
-            data = piece.encode()
-            if len(data) > MAX_PIECE_BYTES:
-                return None
-            out.extend(self.index.encode_piece(data))
-        return out
+        return [token for piece in pieces for token in self.index.encode_piece(piece)]
 
 
 def index_path(name: str) -> Path:
