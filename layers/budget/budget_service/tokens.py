@@ -7,7 +7,7 @@ sets it for the function; when unset, this module sets it on first use). Nothing
 
 Loading is lazy: tiktoken is imported and an encoding read only when something is counted, once
 per encoding per container. Before that, a cold container counts through budget_service.bpe, which
-gives tiktoken's counts from a rank index with nothing to build (a 2-4 MB read against ~150-320 ms
+gives tiktoken's counts from a rank index with nothing to build (a memory-mapped 2-4 MB file against ~150-320 ms
 and ~90 MiB for tiktoken's load). It does so until it has counted INDEX_BUDGET_BYTES bytes of text
 (UTF-8), about what one load of tiktoken costs at the index's slowest rate, and then loads tiktoken:
 the rule of ski rental, which never spends much more than twice the better choice made in hindsight.
