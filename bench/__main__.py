@@ -163,7 +163,7 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
             how = "through the rank index" if d.get("indexed") and not d["encodings"] else "with tiktoken"
             lines.append(
                 f"{function_id}'s first call counts tokens ({how}): {ratio:.2f}× a floor that also"
-                f" loads tiktoken's {', '.join(sorted({*d['encodings'], *d.get('indexed', [])}))}."
+                f" loads tiktoken's {', '.join(d['counted'])}."
             )
         stacks = [d["stack_ratio"] for d in cold.data.values() if d.get("stack_ratio")]
         if stacks:

@@ -323,7 +323,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                     calls = json.load(f)
                 bare_env = {"BENCH_BARE_CALLS": calls_file}
                 is_api = any(r.function_id == function_id for r in template.api_routes())
-                encodings = sorted({*(recorded.get("encodings") or []), *(recorded.get("indexed") or [])})
+                encodings = counted_encodings(recorded)
                 counting_env = {
                     **bare_env,
                     "BENCH_BARE_ENCODINGS": ",".join(encodings),
@@ -386,6 +386,11 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     return section
 
 
+def counted_encodings(recorded: dict) -> list[str]:
+    """The encodings a first invocation counted tokens with: tiktoken's loaded, or the rank index's."""
+    return sorted({*(recorded.get("encodings") or []), *(recorded.get("indexed") or [])})
+
+
 def _paired(runs: list[dict], floors: list[dict]) -> float:
     """The median over rounds of run / floor (whole-process times of the same round)."""
     return Stat.of(r["whole_s"] / f["whole_s"] for r, f in zip(runs, floors, strict=True)).median
@@ -437,6 +442,7 @@ def _figures(
         ),
         "encodings": recorded.get("encodings") or [],
         "indexed": recorded.get("indexed") or [],
+        "counted": counted_encodings(recorded),
         "counting_whole_s": Stat.of(r["whole_s"] for r in counting).as_dict() if counting else None,
         "counting_ratio": whole.median / Stat.of(r["whole_s"] for r in counting).median if counting else None,
         "importtime_total_s": everything,
@@ -461,7 +467,7 @@ def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
         else str(d["xray_datagrams"][0]),
         s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
         f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
-        f"{s('counting_whole_s').fmt(digits=0)} ({', '.join(sorted({*d['encodings'], *d['indexed']}))})"
+        f"{s('counting_whole_s').fmt(digits=0)} ({', '.join(d['counted'])})"
         if d.get("counting_whole_s")
         else "— (counted no tokens)",
         f"**{d['counting_ratio']:.2f}×**" if d.get("counting_ratio") else "—",
