@@ -29,11 +29,14 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "layers" / "budget" / "budget_service" / "tiktoken_cache"
 ENCODINGS = ("cl100k_base", "o200k_base")
 LAYER = ROOT / "layers" / "budget"
 if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))  # budget_service.bpe defines the index format
+    sys.path.insert(0, str(LAYER))  # budget_service.bpe defines the index format and its place
+
+from budget_service import bpe  # noqa: E402  (after the layer is on sys.path)
+
+TARGET = bpe.INDEX_DIR  # the layer's tiktoken_cache/, where tokens points TIKTOKEN_CACHE_DIR
 
 
 def pinned() -> dict[str, tuple[str, str]]:
@@ -71,8 +74,6 @@ def sha256(path: Path) -> str:
 
 def rank_index(encoding_file: bytes) -> bytes:
     """The budget_service.bpe rank index of a .tiktoken file ("<base64 token> <rank>" lines)."""
-    from budget_service import bpe
-
     tokens: list[bytes] = []
     for number, line in enumerate(encoding_file.splitlines()):
         encoded, rank = line.split()
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for encoding, (url, expected) in pinned().items():
         name = cache_name(url)
         target = TARGET / name
-        index = TARGET / f"{encoding}.ranks"
+        index = TARGET / bpe.index_path(encoding).name
         if args.check:
             ok = target.is_file() and sha256(target) == expected
             print(f"{encoding}: {target.relative_to(ROOT)} {'ok' if ok else 'MISMATCH or missing'}")
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{encoding}: {target.relative_to(ROOT)} sha256 {actual} (pinned by tiktoken)")
         index.write_bytes(rank_index(target.read_bytes()))
         print(f"{encoding}: {index.relative_to(ROOT)} written")
-    guard = TARGET / "newer_unicode.json"
+    guard = TARGET / bpe.NEWER_UNICODE.name
     if args.check:
         fresh = guard.is_file() and newer_unicode_is_current(json.loads(guard.read_text()), newer_unicode())
         print(f"{guard.relative_to(ROOT)} {'ok' if fresh else 'STALE or missing'}")
