@@ -165,6 +165,12 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
                 f"{function_id}'s first call counts tokens ({how}): {ratio:.2f}× a floor that also"
                 f" loads tiktoken's {', '.join(d['counted'])}."
             )
+        shares = [d["pydantic_ratio"] for d in cold.data.values() if d.get("pydantic_ratio")]
+        if shares:
+            lines.append(
+                f"pydantic alone (import, one body model validated) beside the same requests costs"
+                f" {min(shares):.2f}–{max(shares):.2f}× the floor."
+            )
         stacks = [d["stack_ratio"] for d in cold.data.values() if d.get("stack_ratio")]
         if stacks:
             lines.append(

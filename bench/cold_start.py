@@ -38,6 +38,9 @@ CHILD = ROOT / "bench" / "cold_start_child.py"
 BARE_DIR = ROOT / "bench" / "bare"  # the floor handler: bench/bare/app.py
 # The floor plus Powertools' resolver, pydantic validation, Logger and Metrics; no service code.
 STACK_DIR = ROOT / "bench" / "bare_powertools"
+# The floor plus pydantic alone (one body model validated, one answer serialized): the share of a
+# ratio that belongs to the validation library itself.
+PYDANTIC_DIR = ROOT / "bench" / "bare_pydantic"
 # A sampled trace header, as Lambda sets _X_AMZN_TRACE_ID for each invocation under active tracing.
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 # The sample event each function's first invocation gets (events/<name>.json). Functions not
@@ -276,6 +279,10 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
             " (POWERTOOLS_TRACE_DISABLED); **tracing on** is the function as Lambda runs it under"
             " the template's `Tracing: Active` (LAMBDA_TASK_ROOT and a sampled _X_AMZN_TRACE_ID"
             " set; the X-Ray SDK sends its segments to a UDP socket the bench reads and counts)."
+            " The references add libraries to the floor, and no service code: **pydantic alone**"
+            " (bench/bare_pydantic: one body model validated, one answer serialized; its ratio is"
+            " paired as the function's) is the part of an API function's ratio owed to the"
+            " validation library itself."
         ),
     )
     table = Table(
@@ -289,6 +296,8 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
             "function, tracing on (X-Ray)",
             "ratio",
             "X-Ray segments sent",
+            "reference: floor + pydantic alone (one body model validated), no service code",
+            "ratio",
             "reference: floor + Powertools' validating resolver + pydantic, no service code",
             "ratio",
             "reference: floor + tiktoken's load of the encodings the call counted with",
@@ -329,7 +338,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                     "BENCH_BARE_ENCODINGS": ",".join(encodings),
                     "TIKTOKEN_CACHE_DIR": str(tokens.ENCODING_DIR),  # the layer's files, as the function
                 }
-                floor, plain, traced, datagrams, stack, counting = [], [], [], [], [], []
+                floor, plain, traced, datagrams, stack, counting, pydantic = [], [], [], [], [], [], []
                 for _ in range(repeats):
                     # The floor, then the function at once: a burst of load on the machine (they
                     # last seconds here) then slows both of a round alike, and the round's ratio
@@ -350,6 +359,11 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                             ]
                         )
                     if is_api:
+                        pydantic.append(
+                            run_child(rt, function_id, table_name, bare_dir=PYDANTIC_DIR, extra_env=bare_env)[
+                                0
+                            ]
+                        )
                         stack.append(
                             run_child(rt, function_id, table_name, bare_dir=STACK_DIR, extra_env=bare_env)[0]
                         )
@@ -365,6 +379,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                     datagrams,
                     stack,
                     counting,
+                    pydantic,
                 )
                 _rows(table, detail, function_id, section.data[function_id])
     finally:
@@ -376,6 +391,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
         f" {max(traced_ratios):.2f}× with tracing on (medians of the rounds' ratios of whole processes);"
         f" as ratios of medians, {max(d['ratio_of_medians'] for d in section.data.values()):.2f}× and"
         f" {max(d['traced_ratio_of_medians'] for d in section.data.values()):.2f}×.",
+        *_pydantic_note(section.data),
         'Reproduce: `make bench BENCH_ARGS="--only cold_start"` (or `python -m bench --only cold_start`).',
         "Times are this machine's CPython "
         f"{sys.version.split()[0]} with bytecode caches present (as pip installs packages);"
@@ -384,6 +400,18 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
         " interpreter's start, which both pay.",
     ]
     return section
+
+
+def _pydantic_note(data: dict) -> list[str]:
+    shares = [d["pydantic_ratio"] for d in data.values() if d.get("pydantic_ratio")]
+    if not shares:
+        return []
+    return [
+        f"pydantic alone, imported and validating one small body beside the floor's requests, is"
+        f" {min(shares):.2f}–{max(shares):.2f}× the floor (median of the rounds' ratios): of the"
+        " 0.5× that 1.5× allows over the floor, that much is spent before any of the service's"
+        " code, Powertools' Logger and Metrics, or its models load."
+    ]
 
 
 def counted_encodings(recorded: dict) -> list[str]:
@@ -397,7 +425,7 @@ def _paired(runs: list[dict], floors: list[dict]) -> float:
 
 
 def _figures(
-    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack, counting
+    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack, counting, pydantic
 ) -> dict:
     profile = import_profile(stderr)
     everything = sum(profile.values()) or 1.0
@@ -433,6 +461,8 @@ def _figures(
         "xray_datagrams": datagrams,
         "statuses": sorted({str(r.get("status")) for r in plain + traced}),
         "floor_statuses": sorted({str(r.get("status")) for r in floor}),
+        "pydantic_whole_s": Stat.of(r["whole_s"] for r in pydantic).as_dict() if pydantic else None,
+        "pydantic_ratio": _paired(pydantic, floor) if pydantic else None,
         "stack_whole_s": Stat.of(r["whole_s"] for r in stack).as_dict() if stack else None,
         "stack_ratio": Stat.of(r["whole_s"] for r in stack).median / floor_whole.median if stack else None,
         "stack_cpu_ratio": (
@@ -465,6 +495,8 @@ def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
         f"{min(d['xray_datagrams'])}–{max(d['xray_datagrams'])}"
         if min(d["xray_datagrams"]) != max(d["xray_datagrams"])
         else str(d["xray_datagrams"][0]),
+        s("pydantic_whole_s").fmt(digits=0) if d.get("pydantic_whole_s") else "— (not an API function)",
+        f"{d['pydantic_ratio']:.2f}×" if d.get("pydantic_ratio") else "—",
         s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
         f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
         f"{s('counting_whole_s').fmt(digits=0)} ({', '.join(d['counted'])})"

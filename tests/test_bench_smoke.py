@@ -99,9 +99,18 @@ def test_cold_start_imports_and_invokes(quick_run):
     assert function in template.functions()
     assert figures["statuses"] == ["200"] and figures["floor_statuses"] == ["200"]
     assert measured(figures["import_s"]) and measured(figures["invoke_s"])
-    for key in ("whole_s", "floor_whole_s", "traced_whole_s", "stack_whole_s", "cpu_s", "floor_cpu_s"):
+    for key in (
+        "whole_s",
+        "floor_whole_s",
+        "traced_whole_s",
+        "stack_whole_s",
+        "pydantic_whole_s",
+        "cpu_s",
+        "floor_cpu_s",
+    ):
         assert measured(figures[key]), key
     assert figures["ratio"] > 0 and figures["traced_ratio"] > 0 and figures["stack_ratio"] > 0
+    assert figures["pydantic_ratio"] > 0
     assert figures["ratio_of_medians"] > 0 and figures["traced_ratio_of_medians"] > 0
     assert figures["importtime_top"] and all(secs > 0 for _, secs in figures["importtime_top"])
     # The floor replays the requests the function made: the same DynamoDB work on both sides.
@@ -118,7 +127,8 @@ def test_cold_start_covers_every_template_function():
     for function_id in template.functions():
         command = cold_start.child_command(function_id)
         assert command[-4] == function_id  # every function gets a run (new ones included)
-    assert (cold_start.BARE_DIR / "app.py").exists() and (cold_start.STACK_DIR / "app.py").exists()
+    for reference in (cold_start.BARE_DIR, cold_start.STACK_DIR, cold_start.PYDANTIC_DIR):
+        assert (reference / "app.py").exists(), reference
 
 
 def test_no_xray_sdk_where_tracing_is_off():
