@@ -1,0 +1,108 @@
+"""Instructions executed by a cold start, beside the floor's: the load-independent view of
+section 3 (``python -m bench.instructions [FUNCTION_ID,...]``; needs valgrind on PATH).
+
+Whole-process times on a shared 2-core machine move by ±0.1–0.2× between identical runs (section 3
+of bench/RESULTS.md, README "Cold starts"). Instruction counts do not: each process below runs once
+under valgrind's callgrind (about 50× slower than native) with a fixed PYTHONHASHSEED, and the
+count of instructions it executed is compared with the floor's. The processes are section 3's
+own: the function (tracing off), the floor (bench/bare: boto3 and the function's recorded
+DynamoDB requests) and the floor plus pydantic alone (bench/bare_pydantic), against the same
+embedded DynamoDB. Instructions are not time (a cache miss costs more than an add), so these
+ratios are a second opinion on section 3, not a replacement: it is what issue 19 asks about.
+
+Not part of ``make bench`` (11 functions × 3 processes under valgrind is ~10 minutes more) nor of
+``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from bench import cold_start
+from bench.common import ROOT, BenchRuntime, Table
+
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def instructions(command: list[str], env: dict[str, str]) -> int:
+    """Instructions the process executed (callgrind's ``Collected`` total). Raises RuntimeError if
+    the run failed or printed no BENCH-RESULT line."""
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        env={**env, "PYTHONHASHSEED": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    found = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or not found or "BENCH-RESULT " not in proc.stdout:
+        raise RuntimeError(
+            f"{command[2:6]} under valgrind failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
+    return int(found.group(1))
+
+
+def run(rt: BenchRuntime, functions: list[str]) -> Table:
+    """One row per function: instructions of the floor, of the floor plus pydantic (API functions)
+    and of the function, and the two ratios over the floor."""
+    import compileall
+
+    from localdev import template
+
+    table_name = cold_start.prepare(rt)
+    for directory in (template.LAYER_DIR, ROOT / "functions", cold_start.BARE_DIR, cold_start.PYDANTIC_DIR):
+        compileall.compile_dir(str(directory), quiet=1)
+    api = {r.function_id for r in template.api_routes()}
+    table = Table(["function", "floor", "floor + pydantic alone", "ratio", "function (tracing off)", "ratio"])
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
+        for function_id in functions:
+            calls = os.path.join(tmp, f"{function_id}.json")
+            env = cold_start.child_env(rt, function_id, table_name)
+            # The recording run writes the requests the floor replays (its own count is not used).
+            cold_start.run_child(rt, function_id, table_name, extra_env={"BENCH_RECORD_CALLS": calls})
+            bare = {**env, "BENCH_BARE_CALLS": calls}
+            floor = instructions(cold_start.child_command(function_id, bare_dir=cold_start.BARE_DIR), bare)
+            function = instructions(cold_start.child_command(function_id), env)
+            pydantic = None
+            if function_id in api:
+                pydantic = instructions(
+                    cold_start.child_command(function_id, bare_dir=cold_start.PYDANTIC_DIR), bare
+                )
+            table.add(
+                function_id,
+                f"{floor / 1e6:,.0f} M",
+                f"{pydantic / 1e6:,.0f} M" if pydantic else "— (not an API function)",
+                f"{pydantic / floor:.2f}×" if pydantic else "—",
+                f"{function / 1e6:,.0f} M",
+                f"**{function / floor:.2f}×**",
+            )
+            print(f"[instructions] {function_id} done", file=sys.stderr, flush=True)
+    return table
+
+
+def main(argv: list[str]) -> int:
+    from localdev import template
+
+    if shutil.which("valgrind") is None:
+        print("valgrind is not on PATH (Debian/Ubuntu: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    functions = argv[0].split(",") if argv else list(template.functions())
+    unknown = sorted(set(functions) - set(template.functions()))
+    if unknown:
+        print(f"not functions of template.yaml: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    with BenchRuntime() as rt:
+        table = run(rt, functions)
+    print(table.markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
