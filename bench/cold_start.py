@@ -253,7 +253,7 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     # never write any): otherwise every process would compile the layer afresh.
     import compileall
 
-    for directory in (template.LAYER_DIR, ROOT / "functions", BARE_DIR):
+    for directory in (template.LAYER_DIR, ROOT / "functions", BARE_DIR, PYDANTIC_DIR, STACK_DIR):
         compileall.compile_dir(str(directory), quiet=1)
     all_functions = list(template.functions())  # every function the template declares
     functions = functions or (["UpdateCostFunction"] if quick else all_functions)
@@ -281,7 +281,8 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
             " set; the X-Ray SDK sends its segments to a UDP socket the bench reads and counts)."
             " The references add libraries to the floor, and no service code: **pydantic alone**"
             " (bench/bare_pydantic: one body model validated, one answer serialized; its ratio is"
-            " paired as the function's) is the part of an API function's ratio owed to the"
+            " the median of the rounds' ratios, over the same round's floor) is the part of an API"
+            " function's ratio owed to the"
             " validation library itself."
         ),
     )
@@ -367,6 +368,9 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                         stack.append(
                             run_child(rt, function_id, table_name, bare_dir=STACK_DIR, extra_env=bare_env)[0]
                         )
+                answered = {str(r.get("status")) for r in pydantic} - {"200"}
+                if answered:  # a reference that did not replay the requests is no reference
+                    raise RuntimeError(f"the pydantic reference beside {function_id} answered {answered}")
                 section.data[function_id] = _figures(
                     function_id,
                     repeats,

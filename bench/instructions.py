@@ -10,8 +10,10 @@ DynamoDB requests) and the floor plus pydantic alone (bench/bare_pydantic), agai
 embedded DynamoDB. Instructions are not time (a cache miss costs more than an add), so these
 ratios are a second opinion on section 3, not a replacement: it is what issue 19 asks about.
 
-Not part of ``make bench`` (11 functions × 3 processes under valgrind is ~10 minutes more) nor of
-``make test``.
+Usage: ``python -m bench.instructions [FunctionId[,FunctionId...] ...]`` (every function of
+template.yaml when none is named). Like section 3, it compiles the layer's, the functions' and the
+reference handlers' bytecode first. Not part of ``make bench`` (11 functions × 3 processes under
+valgrind is ~10 minutes more) nor of ``make test``.
 """
 
 from __future__ import annotations
@@ -92,10 +94,18 @@ def main(argv: list[str]) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not on PATH (Debian/Ubuntu: apt-get install valgrind)", file=sys.stderr)
         return 2
-    functions = argv[0].split(",") if argv else list(template.functions())
-    unknown = sorted(set(functions) - set(template.functions()))
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    known = list(template.functions())
+    names = [name.strip() for arg in argv for name in arg.split(",") if name.strip()]
+    functions = names or known
+    unknown = sorted(set(functions) - set(known))
     if unknown:
-        print(f"not functions of template.yaml: {', '.join(unknown)}", file=sys.stderr)
+        print(
+            f"not functions of template.yaml: {', '.join(unknown)} (choose from: {', '.join(known)})",
+            file=sys.stderr,
+        )
         return 2
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     with BenchRuntime() as rt:
