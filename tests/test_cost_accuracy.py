@@ -755,6 +755,39 @@ def test_a_free_project_model_costs_nothing_when_it_says_why(budget):
     assert answer["cost"] == 0 and answer["priced_as"] == "project:my-local-llm"
 
 
+def test_a_cost_priced_past_the_money_limit_is_a_422_on_every_route_not_a_500(budget, aws):
+    """A project price may be up to MONEY_MAX per token, so usage can price a call at 10^17 USD,
+    whose 25 decimal places do not fit the 38-digit context: a 422 that writes nothing, on each
+    route that prices (cost, settle, hold by messages, projected cost)."""
+    assert put_price(budget, "pricey", {"input": 1e12, "output": 1e12}).status == 201
+    before = aws.scan(TableName="budgets-test")["Items"]
+    usage = {"prompt_tokens": 100000, "completion_tokens": 0}
+    messages = [{"role": "user", "content": "word " * 20000}]
+    hold = "/projects/{project}/users/{user}/holds"
+    calls = [
+        ("POST", COST, WHO, {"model": "pricey", "usage": usage}),
+        ("POST", COST, WHO, {"model": "pricey", "input_text": "word " * 20000}),
+        (
+            "POST",
+            hold + "/{hold_id}/settle",
+            {**WHO, "hold_id": "0" * 32 + "-1"},
+            {"model": "pricey", "usage": usage},
+        ),
+        ("POST", hold, WHO, {"model": "pricey", "messages": messages}),
+        (
+            "POST",
+            "/projects/{project}/users/{user}/projected-cost",
+            WHO,
+            {"model": "pricey", "messages": messages},
+        ),
+    ]
+    for method, path, who, body in calls:
+        response = budget.call(method, path, who, body=json.dumps(body))
+        assert response.status == 422, (path, response)
+        assert "over the limit" in response.json()["error"]["message"]
+    assert aws.scan(TableName="budgets-test")["Items"] == before
+
+
 def test_other_containers_see_a_new_price_within_the_stated_staleness(store, monkeypatch):
     """Prices are cached per container for PRICE_CACHE_SECONDS; the writer's own container forgets
     its copy at once, another one (another client here) after the cache time."""
