@@ -150,6 +150,20 @@ def test_a_hold_over_the_headroom_is_a_402_naming_what_was_available_and_writes_
     assert hold(budget, Decimal("0.25")).status == 201  # exactly what is left
 
 
+def test_a_402_states_amounts_exactly_and_in_plain_notation(budget):
+    """The message and details of a refusal: every amount in plain notation (never 1E+1 or 9E-7,
+    README "Every number in a label or a JSON answer is in plain notation"), and exact (a Decimal
+    of 25 places is not rounded to a float's 17 digits)."""
+    assert hold(budget, Decimal("0.9999991")).status == 201
+    refused = hold(budget, Decimal("10")).json()["error"]
+    assert refused["message"] == "the budget cannot cover 10: user 'alice' has 0.0000009 available"
+    needed = Decimal("0.0000009000000000000000001")
+    details = hold(budget, needed).json()["error"]["details"]
+    assert details == [
+        {"level": "user", "name": "alice", "available": Decimal("0.0000009"), "needed": needed}
+    ]
+
+
 def test_an_expired_hold_never_blocks_a_new_one_even_before_the_job_runs(budget, clock):
     stale = hold(budget, Decimal("0.9"), ttl_seconds=60).json()
     assert hold(budget, Decimal("0.5")).status == 402

@@ -73,14 +73,15 @@ class BudgetExceeded(BudgetError):
 
     @classmethod
     def at_levels(cls, refusals: list[dict]) -> BudgetExceeded:
+        from budget_service.limits import plain_number
+
+        # Amounts as exact Decimals (the JSON answer writes them in plain notation) and in plain
+        # notation in the message: str(Decimal) would say 1E+1 or 9E-7, a float would round.
+        details = [{**r, "available": max(r["available"], 0), "needed": r["needed"]} for r in refusals]
         shown = "; ".join(
-            f"{r['level']} {r['name']!r} has {max(r['available'], 0)} available" for r in refusals
+            f"{r['level']} {r['name']!r} has {plain_number(r['available'])} available" for r in details
         )
-        needed = refusals[0]["needed"]
-        details = [
-            {**r, "available": float(max(r["available"], 0)), "needed": float(r["needed"])} for r in refusals
-        ]
-        return cls(f"the budget cannot cover {needed}: {shown}", details=details)
+        return cls(f"the budget cannot cover {plain_number(refusals[0]['needed'])}: {shown}", details=details)
 
 
 class SpendLimitExceeded(BudgetError):
