@@ -278,6 +278,19 @@ def test_concurrent_first_requests_under_a_default_budget_create_the_user_once(s
     assert unknown.status == 404
 
 
+def test_the_default_user_budget_is_shown_with_its_amount_as_a_json_number(api, clock):
+    """Money in an answer is a JSON number, exact: the project record showed the default budget's
+    total_budget as a string ("0.5"), which a JSON client adds to as text."""
+    body = {"total_budget": 100, "default_user_budget": {"total_budget": 0.5, "duration": "daily"}}
+    for answer in (
+        api.call("PUT", PROJECT, {"project": "acme"}, body=body),
+        api.call("GET", PROJECT, {"project": "acme"}),
+    ):
+        shown = json.loads(answer.text)["default_user_budget"]
+        assert shown["total_budget"] == 0.5 and shown["duration"] == "daily", answer
+        assert answer.json()["default_user_budget"]["total_budget"] == Decimal("0.5")
+
+
 def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
     bad = [
         (

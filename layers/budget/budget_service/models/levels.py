@@ -35,6 +35,14 @@ class LevelRequest(_Strict):
     default_user_budget: DefaultUserBudget | None = None
 
 
+class DefaultUserBudgetRecord(_Model):
+    """The project's default user budget as a record shows it (its amount a JSON number)."""
+
+    total_budget: Number
+    duration: str | None = None
+    timezone: str | None = None
+
+
 class LevelRecord(_Model):
     project: str
     level: Literal["project", "team"]
@@ -46,7 +54,9 @@ class LevelRecord(_Model):
     available: Number
     model_cost: dict[str, Number]
     users: int = Field(description="user budgets that count toward this level")
-    default_user_budget: dict | None = Field(default=None, description="the project's, if any")
+    default_user_budget: DefaultUserBudgetRecord | None = Field(
+        default=None, description="the project's, if any"
+    )
     duration: str | None
     timezone: str | None
     period_start: str | None
