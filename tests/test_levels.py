@@ -291,6 +291,34 @@ def test_the_default_user_budget_is_shown_with_its_amount_as_a_json_number(api, 
         assert answer.json()["default_user_budget"]["total_budget"] == Decimal("0.5")
 
 
+def test_the_project_budget_sets_the_projects_default_alert_thresholds(api, clock, aws):
+    """README, Alerts: the project's default thresholds are the project budget item's
+    default_alert_thresholds, which PUT /projects/{p}/budget sets (it answered 422, extra input)."""
+    from budget_service.store_alerts import AlertLedgerStore
+
+    defaults = AlertLedgerStore("budgets-test")
+    body = {"total_budget": 100, "default_alert_thresholds": [0.9, 0.5, 0.9]}
+    put = api.call("PUT", PROJECT, {"project": "acme"}, body=body)
+    assert put.status == 201, put
+    assert put.json()["default_alert_thresholds"] == [Decimal("0.5"), Decimal("0.9")]
+    assert defaults.project_default_thresholds("acme") == (Decimal("0.5"), Decimal("0.9"))
+    off = api.call(
+        "PUT", PROJECT, {"project": "acme"}, body={"total_budget": 100, "default_alert_thresholds": []}
+    )
+    assert off.status == 200 and off.json()["default_alert_thresholds"] == []
+    assert defaults.project_default_thresholds("acme") == ()
+    inherit = api.call("PUT", PROJECT, {"project": "acme"}, body={"total_budget": 100})
+    assert inherit.status == 200 and inherit.json()["default_alert_thresholds"] is None
+    assert defaults.project_default_thresholds("acme") is None
+    before = table_items(aws)
+    for params, resource, bad in (
+        ({"project": "acme", "team": "t"}, TEAM, {"total_budget": 1, "default_alert_thresholds": [0.5]}),
+        ({"project": "acme"}, PROJECT, {"total_budget": 1, "default_alert_thresholds": [0]}),
+    ):
+        assert api.call("PUT", resource, params, body=bad).status == 422
+    assert table_items(aws) == before
+
+
 def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
     bad = [
         (

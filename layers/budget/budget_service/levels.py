@@ -111,16 +111,19 @@ def put(
         )
         if rule_changed or old is None:
             updated = updated.with_period_from(now)
-        if settings.default_user_budget is not None and level != "project":
-            raise InvalidInput(
-                "default_user_budget belongs to the project budget, not a team",
-                details=[{"field": "default_user_budget", "problem": "only on the project"}],
-            )
+        for field in ("default_user_budget", "default_alert_thresholds"):
+            if getattr(settings, field) is not None and level != "project":
+                raise InvalidInput(
+                    f"{field} belongs to the project budget, not a team",
+                    details=[{"field": field, "problem": "only on the project"}],
+                )
         item = _item(level, team, updated)
         if settings.default_user_budget is not None:
             item["default_user_budget"] = settings.default_user_budget.model_dump(
                 mode="json", exclude_none=True
             ) | {"total_budget": settings.default_user_budget.total_budget}
+        if settings.default_alert_thresholds is not None:  # read by the alerts function
+            item["default_alert_thresholds"] = list(settings.default_alert_thresholds)
         try:
             put_level(store, project, sk, item, int(old["version"]) if old else 0)
         except StaleWrite:
@@ -157,6 +160,7 @@ def _record(
         model_cost=dict(b.model_cost),
         users=users,
         default_user_budget=item.get("default_user_budget"),
+        default_alert_thresholds=item.get("default_alert_thresholds"),
         duration=b.duration.value if b.duration else None,
         timezone=b.timezone,
         period_start=iso(b.period_start),

@@ -9,6 +9,7 @@ from pydantic import (
 )
 
 from budget_service.models.common import (
+    AlertThresholds,
     Money,
     Number,
     TimezoneName,
@@ -27,12 +28,14 @@ class DefaultUserBudget(_Strict):
 class LevelRequest(_Strict):
     """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``; for
     the project, an optional ``default_user_budget`` that the first cost or hold for an unknown
-    user creates that user from."""
+    user creates that user from, and optional ``default_alert_thresholds`` for its budgets that
+    have none of their own (README, Alerts)."""
 
     total_budget: Money
     duration: Duration | None = None
     timezone: TimezoneName = None
     default_user_budget: DefaultUserBudget | None = None
+    default_alert_thresholds: AlertThresholds = None
 
 
 class DefaultUserBudgetRecord(_Model):
@@ -56,6 +59,11 @@ class LevelRecord(_Model):
     users: int = Field(description="user budgets that count toward this level")
     default_user_budget: DefaultUserBudgetRecord | None = Field(
         default=None, description="the project's, if any"
+    )
+    default_alert_thresholds: list[Number] | None = Field(
+        default=None,
+        description="the project's default alert thresholds for its budgets without their own"
+        " (null: the deployment's default; [] turns them off)",
     )
     duration: str | None
     timezone: str | None
