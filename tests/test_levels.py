@@ -147,6 +147,33 @@ def test_hold_settle_release_move_every_level(acme, aws):
     assert (team["available"], project["available"]) == (Decimal("28.5"), Decimal("98.5"))
 
 
+def test_holds_of_a_deleted_user_free_the_team_and_project_when_released_or_expired(acme, aws, clock):
+    """Deleting a user leaves its live holds; releasing one (DELETE) or its expiry (the job) must
+    still free what it reserved on the team and the project, or their held stays up for good
+    and blocks everyone else's holds. A team deleted since is skipped."""
+    from budget_service.resets import update_budget_all_users
+
+    released = acme.call("POST", HOLDS, ALICE, body={"amount": 4}).json()["hold_id"]
+    expiring = acme.call("POST", HOLDS, ALICE, body={"amount": 3, "ttl_seconds": 60}).json()["hold_id"]
+    kept = acme.call("POST", HOLDS, ALICE, body={"amount": 2}).json()["hold_id"]
+    assert acme.call("DELETE", USER, ALICE).status == 204
+    answer = acme.call("DELETE", RELEASE, {**ALICE, "hold_id": released})
+    assert answer.status == 200 and answer.json()["released"] is True, answer
+    _, team, project = levels(aws)
+    assert (team["held"], project["held"]) == (5, 5)
+    assert (team["available"], project["available"]) == (25, 95)
+    assert acme.call("DELETE", RELEASE, {**ALICE, "hold_id": released}).json()["released"] is False
+    clock.now += 61
+    assert update_budget_all_users(clock.now).holds_expired == 1
+    _, team, project = levels(aws)
+    assert (team["held"], project["held"]) == (2, 2)
+    assert acme.call("DELETE", RELEASE, {**ALICE, "hold_id": expiring}).json()["state"] == "expired"
+    assert acme.call("DELETE", TEAM, {"project": "acme", "team": "research"}).status == 204
+    assert acme.call("DELETE", RELEASE, {**ALICE, "hold_id": kept}).json()["released"] is True
+    project = get_level(store_module.BudgetStore("budgets-test", client=aws), "acme", PROJECT_SK)
+    assert (project["held"], project["available"]) == (0, 100)
+
+
 def test_a_settle_frees_the_levels_its_hold_reserved_even_after_the_user_moved(acme, aws):
     acme.call("PUT", TEAM, {"project": "acme", "team": "ops"}, body={"total_budget": 50})
     h = acme.call("POST", HOLDS, ALICE, body={"amount": 3}).json()

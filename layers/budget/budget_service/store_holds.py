@@ -41,7 +41,7 @@ from budget_service.store import (
     _serialize,
     project_key,
 )
-from budget_service.store_levels import Cancelled, LevelWriter, Move, _hint
+from budget_service.store_levels import Cancelled, LevelWriter, Move, _hint, _reasons, level_update
 
 HOLD_PREFIX = "HOLD#"
 HOLD_SHARD_PREFIX = "HOLDS#"
@@ -309,7 +309,6 @@ class HoldStore:
                 }
             }
 
-        update = finishing(False)
         try:
             for _ in range(3):
                 try:
@@ -332,17 +331,44 @@ class HoldStore:
                 levels = list(old.get("levels") or [])  # the levels it really reserved from
             raise Contention(f"hold {hold_id!r} is changing too fast; retry")
         except BudgetNotFound:
-            # The budget was deleted: nothing to free; take the hold out of the due index.
-            try:
-                self.client.transact_write_items(TransactItems=[update])
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                item = (exc.response.get("CancellationReasons") or [{}])[0].get("Item")
-                if item is None:
-                    raise HoldNotFound(f"no hold {hold_id!r} for user {user!r}") from None
-                return _plain(item), False
-            return None, True
+            # The budget was deleted: the user's own held went with it, but the team and project
+            # levels above it still hold the amount. Free them with the hold (those deleted since
+            # are skipped), and take the hold out of the due index.
+            return self._finish_orphan(project, user, hold_id, amount, now, finishing)
+
+    def _finish_orphan(
+        self, project: str, user: str, hold_id: str, amount: Decimal, now: Decimal, finishing
+    ) -> tuple[dict | None, bool]:
+        """`finish` for a hold whose budget was deleted: one TransactWriteItems of the hold (pinned
+        to the levels it reserved from) and an Update of each of those levels that still exists
+        (held ``-amount``). The levels come from the hold item (one GetItem)."""
+        move = Move(held=amount.copy_negate(), open_period=False)
+        for _ in range(4):
+            item = self.get(project, user, hold_id)
+            if item is None:
+                raise HoldNotFound(f"no hold {hold_id!r} for user {user!r} in project {project!r}")
+            if item.get("state") != HELD:
+                return item, False
+            pinned = list(item.get("levels") or [])
+            present = list(pinned)
+            for _ in range(len(pinned) + 1):
+                hold_update = finishing(True)
+                hold_update["Update"]["ExpressionAttributeValues"][":levels"] = _serialize(pinned)
+                levels = [{"Update": level_update(self.table_name, project, sk, move, now)} for sk in present]
+                try:
+                    self.client.transact_write_items(TransactItems=[hold_update, *levels])
+                    return None, True
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                        raise
+                    reasons = _reasons(exc)
+                gone = {
+                    sk for sk, (code, old) in zip(present, reasons[1:], strict=False) if code and old is None
+                }
+                if reasons[0][0] or not gone:
+                    break  # the hold changed (read it again), or a level refused for another reason
+                present = [sk for sk in present if sk not in gone]  # a level deleted since
+        raise Contention(f"hold {hold_id!r} is changing too fast; retry")
 
     # ---- finding expired holds -----------------------------------------------------------------
 
