@@ -127,6 +127,11 @@ BAD_PUT_BODIES = {
     "non-numeric budget": {"total_budget": "lots"},
     "missing budget": {"duration": "daily"},
     "unknown timezone": {"total_budget": 1, "duration": "daily", "timezone": "Mars/Olympus"},
+    # The host's own zoneinfo files, which ZoneInfo opens too: their meaning depends on the machine.
+    "host's localtime": {"total_budget": 1, "duration": "daily", "timezone": "localtime"},
+    "host's posixrules": {"total_budget": 1, "duration": "daily", "timezone": "posixrules"},
+    "leap-second variant": {"total_budget": 1, "duration": "daily", "timezone": "right/UTC"},
+    "posix/ copy": {"total_budget": 1, "duration": "monthly", "timezone": "posix/Europe/Paris"},
     "unknown field": {"total_budget": 1, "budget": 2},
 }
 

@@ -40,6 +40,27 @@ class Period(NamedTuple):
         return (self.end - self.start) / SECONDS_PER_DAY
 
 
+@lru_cache(maxsize=1)
+def iana_names() -> frozenset[str]:
+    """The names a budget's timezone may take: the IANA time zone database's, as the pinned
+    ``tzdata`` package lists them (its ``zones`` file, 598 names in 2026.6, links such as
+    ``US/Eastern`` included). ``ZoneInfo`` also opens the host's own files (``localtime``,
+    ``posixrules``, ``right/...``, ``posix/...``), whose meaning depends on the machine the
+    function runs on; a budget's calendar must not."""
+    from importlib.resources import files
+
+    return frozenset(files("tzdata").joinpath("zones").read_text(encoding="utf-8").split())
+
+
+def check_timezone_name(name: str) -> None:
+    """Raises ValueError unless `name` is an IANA timezone (``iana_names``) that loads."""
+    if name not in iana_names():
+        raise ValueError(
+            f"unknown IANA timezone {name!r} (a name of the IANA time zone database, e.g. Europe/Paris)"
+        )
+    zone(name)
+
+
 @lru_cache(maxsize=256)
 def zone(name: str | None) -> dt.tzinfo:
     """The tzinfo for an IANA name (UTC when None). Raises ValueError for an unknown name."""

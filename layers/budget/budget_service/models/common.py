@@ -34,7 +34,7 @@ from budget_service.limits import (  # noqa: F401  (defined without pydantic; re
     plain_number,
     utf8_size,
 )
-from budget_service.periods import zone
+from budget_service.periods import check_timezone_name
 
 Identifier = Annotated[
     str,
@@ -95,7 +95,7 @@ Number = Annotated[Decimal, PlainSerializer(_json_number, return_type=int | floa
 
 def _check_timezone(name: str | None) -> str | None:
     if name is not None:
-        zone(name)  # raises ValueError, which pydantic reports as a validation error
+        check_timezone_name(name)  # raises ValueError, which pydantic reports as a validation error
     return name
 
 
