@@ -92,6 +92,10 @@ def test_scope_roles_and_revocation_over_http(secured, keys):
     url = f"{secured.url}/projects/{project}/users/alice"
     assert requests.put(url, json={"total_budget": 5}, headers=bearer(admin), timeout=10).status_code == 201
     assert requests.get(url, headers=bearer(reader), timeout=10).status_code == 200
+    # The scheme is case-insensitive (RFC 9110 11.1): the gateway's expression lets it through too.
+    for scheme in ("bearer", "BEARER"):
+        cased = {"Authorization": f"{scheme} {reader}"}
+        assert requests.get(url, headers=cased, timeout=10).status_code == 200, scheme
     refused = requests.put(url, json={"total_budget": 6}, headers=bearer(reader), timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
     elsewhere = requests.get(
