@@ -377,3 +377,24 @@ def test_settle_reads_an_openai_response_object_and_a_litellm_usage():
     usage = settle_form(Usage(prompt_tokens=3, completion_tokens=4), model="gpt-4o-mini")
     assert usage["model"] == "gpt-4o-mini"
     assert (usage["usage"]["prompt_tokens"], usage["usage"]["completion_tokens"]) == (3, 4)
+
+
+@pytest.mark.parametrize("response_id", ["chatcmpl-1", "resp 1", "rés-1", "a,b", "x" * 300])
+def test_update_cost_keys_a_completion_of_any_id_with_a_valid_idempotency_key(response_id):
+    # The service takes 1 to 255 visible ASCII characters other than ","; litellm's own manager
+    # charges a completion whatever its id, so ours must send a key the service accepts (the id
+    # itself when it fits, else its hash), the same key each time.
+    import re
+
+    from llm_budget import BudgetManager
+    from llm_budget.litellm import idempotency_key
+
+    recorder = Recorder(*[httpx.Response(200, json=COST_ANSWER) for _ in range(2)])
+    manager = BudgetManager("acme", client=client_with(recorder))
+    completion = {"id": response_id, "model": "gpt-4o-mini", "usage": {"prompt_tokens": 3}}
+    assert manager.update_cost(user="u", completion_obj=completion)["user"]["cost"] == Decimal("0.1")
+    manager.update_cost(user="u", completion_obj=completion)
+    keys = [request.headers["Idempotency-Key"] for request in recorder.requests]
+    assert keys[0] == keys[1] and re.fullmatch(r"[\x21-\x2b\x2d-\x7e]{1,255}", keys[0])
+    assert (keys[0] == f"completion:{response_id}") == (response_id == "chatcmpl-1")
+    assert re.fullmatch(r"[\x21-\x2b\x2d-\x7e]{1,255}", idempotency_key("litellm-response", response_id))

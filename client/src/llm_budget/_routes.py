@@ -7,6 +7,8 @@ here once per call, so the client's own retries reuse it and are charged once.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -72,6 +74,19 @@ def segment(value: str) -> str:
 def new_key() -> str:
     """A fresh Idempotency-Key (uuid4)."""
     return str(uuid.uuid4())
+
+
+# What the service accepts in an Idempotency-Key is 1 to 255 visible ASCII characters other
+# than "," (how proxies join repeated headers); a value is kept as is up to 200 of them.
+_KEY_VALUE = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,200}$")
+
+
+def idempotency_key(prefix: str, value: str) -> str:
+    """``prefix:value`` when that is a valid Idempotency-Key (visible ASCII but ",", short),
+    else ``prefix:sha256:<hex of value>``: a response id of any form keys its charge."""
+    if _KEY_VALUE.match(value):
+        return f"{prefix}:{value}"
+    return f"{prefix}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def plain(value: object) -> Any:

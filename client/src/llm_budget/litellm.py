@@ -27,9 +27,7 @@ key); only the pre-call hook refuses.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -38,7 +36,7 @@ from typing import Any, Literal
 from litellm.exceptions import BudgetExceededError
 from litellm.integrations.custom_logger import CustomLogger
 
-from llm_budget._routes import Amount, completion_parts, money
+from llm_budget._routes import Amount, completion_parts, idempotency_key, money
 from llm_budget._transport import RetryPolicy
 from llm_budget.client import AsyncBudgetClient, BudgetClient
 from llm_budget.errors import BudgetError, BudgetExceeded, BudgetNotFound, Unavailable
@@ -50,17 +48,7 @@ HOLD_METADATA_KEY = "llm_budget_hold"
 USER_METADATA_KEY = "budget_user"
 """``metadata={"budget_user": "alice"}`` names the user to charge explicitly."""
 
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")
-
 UserResolver = Callable[[Mapping[str, Any]], "str | None"]
-
-
-def idempotency_key(prefix: str, value: str) -> str:
-    """``prefix:value`` when that is a valid Idempotency-Key (visible ASCII, short), else
-    ``prefix:sha256(value)``."""
-    if _KEY_CHARS.match(value):
-        return f"{prefix}:{value}"
-    return f"{prefix}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def _metadata(kwargs: Mapping[str, Any]) -> dict[str, Any]:

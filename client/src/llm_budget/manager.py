@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from llm_budget._routes import Amount, completion_parts
+from llm_budget._routes import Amount, completion_parts, idempotency_key
 from llm_budget.client import BudgetClient
 from llm_budget.errors import BudgetNotFound
 from llm_budget.models import Budget
@@ -133,7 +133,7 @@ class BudgetManager:
             )
         elif completion_obj:
             _, _, response_id = completion_parts(completion_obj)
-            key = f"completion:{response_id}" if response_id else None
+            key = idempotency_key("completion", response_id) if response_id else None
             result = self.client.record_cost(user, completion=completion_obj, idempotency_key=key)
         else:
             raise ValueError("Either a chat completion object or the text response needs to be passed in.")
