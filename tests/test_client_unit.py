@@ -398,3 +398,62 @@ def test_update_cost_keys_a_completion_of_any_id_with_a_valid_idempotency_key(re
     assert keys[0] == keys[1] and re.fullmatch(r"[\x21-\x2b\x2d-\x7e]{1,255}", keys[0])
     assert (keys[0] == f"completion:{response_id}") == (response_id == "chatcmpl-1")
     assert re.fullmatch(r"[\x21-\x2b\x2d-\x7e]{1,255}", idempotency_key("litellm-response", response_id))
+
+
+HOLD_ANSWER = {"hold_id": "h1", "amount": 0.1, "state": "held"}
+
+
+def test_a_guard_holds_once_a_second_block_raises_before_holding():
+    # Its exit returns at once when settled, so a second block's hold was never settled nor
+    # released: it reserved the budget until its TTL.
+    recorder = Recorder(
+        httpx.Response(201, json=HOLD_ANSWER),
+        httpx.Response(200, json={"hold_id": "h1", "cost": 0.05, "amount": 0.1, "released": 0.05}),
+    )
+    guard = client_with(recorder).guard("u", amount="0.1")
+    with guard:
+        guard.settle(model="m", cost="0.05")
+    with pytest.raises(RuntimeError, match="holds once"):
+        with guard:
+            pass
+    assert [r.method for r in recorder.requests] == ["POST", "POST"]
+
+
+def test_an_async_guard_cancelled_while_holding_releases_the_hold_when_it_answers():
+    # A task cancelled during __aenter__ (a client gone, a wait_for timeout) never saw its hold,
+    # which the service still made: the guard releases it once the answer comes, at once.
+    import asyncio
+
+    from llm_budget import AsyncBudgetClient
+
+    requests: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.method == "POST":
+            await asyncio.sleep(0.2)
+            return httpx.Response(201, json=HOLD_ANSWER)
+        return httpx.Response(200, json={"released": True, "state": "released"})
+
+    async def main() -> None:
+        http = httpx.AsyncClient(base_url="http://budget.test", transport=httpx.MockTransport(handler))
+        client = AsyncBudgetClient("http://budget.test", project="acme", http_client=http, retry=FAST)
+
+        async def guarded() -> None:
+            async with client.guard("u", amount="0.1"):
+                raise AssertionError("the block must not run")
+
+        task = asyncio.create_task(guarded())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert asyncio.get_running_loop().time() - started < 0.1  # the cancel is not delayed
+        await asyncio.sleep(0.3)
+        assert [(r.method, r.url.path) for r in requests] == [
+            ("POST", "/projects/acme/users/u/holds"),
+            ("DELETE", "/projects/acme/users/u/holds/h1"),
+        ]
+
+    asyncio.run(main())

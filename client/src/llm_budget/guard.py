@@ -12,11 +12,14 @@ of output, or holds ``amount``) against every level of the user's budget, and ra
 call cost (from a litellm ``ModelResponse``, an OpenAI response or its dict, or a bare usage) and
 frees the rest. An exception in the block releases the hold and propagates. A block that ends
 without ``settle`` is charged the amount held: the call may have been made, and the hold is the
-most it could have cost, so spend is never under-counted.
+most it could have cost, so spend is never under-counted. A guard serves one block. An async
+guard cancelled while asking for its hold releases the hold once the service answers (in the
+background: the cancel is not delayed), rather than leave it reserving the budget to its TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -34,6 +37,9 @@ log = logging.getLogger("llm_budget")
 
 UNSETTLED_MODEL = "unsettled-guard"
 """The model name a block that ended without ``settle`` is charged under (with its hold)."""
+
+# Releases of holds whose guard was cancelled while asking for them (kept until they finish).
+_LATE_RELEASES: set[asyncio.Task[Any]] = set()
 
 
 class _GuardBase:
@@ -63,6 +69,11 @@ class _GuardBase:
         if self.hold is None:
             raise RuntimeError("the guard holds nothing yet: use it in a with block")
         return self.hold.hold_id
+
+    def _unused(self) -> None:
+        # A second block on one guard would take a hold its exit never settles nor releases.
+        if self.hold is not None:
+            raise RuntimeError("a guard holds once: make a new one with client.guard(...)")
 
     def _hold_args(self) -> dict[str, Any]:
         if self.amount is not None:
@@ -95,6 +106,7 @@ class Guard(_GuardBase):
         self.client = client
 
     def __enter__(self) -> Self:
+        self._unused()
         self.hold = self.client.hold(self.user, **self._hold_args())
         return self
 
@@ -137,8 +149,24 @@ class AsyncGuard(_GuardBase):
         self.client = client
 
     async def __aenter__(self) -> Self:
-        self.hold = await self.client.hold(self.user, **self._hold_args())
+        self._unused()
+        pending = asyncio.ensure_future(self.client.hold(self.user, **self._hold_args()))
+        try:
+            self.hold = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            # Cancelled while the hold was asked for: the service may still make it. Release it
+            # when it answers, in the background (the cancel is not delayed), rather than leave
+            # it reserving the budget until its TTL.
+            pending.add_done_callback(self._release_late)
+            raise
         return self
+
+    def _release_late(self, pending: asyncio.Future[Hold]) -> None:
+        if pending.cancelled() or pending.exception() is not None:
+            return
+        release = pending.get_loop().create_task(self.client.release(self.user, pending.result().hold_id))
+        _LATE_RELEASES.add(release)
+        release.add_done_callback(_released_late)
 
     async def settle(
         self,
@@ -168,3 +196,11 @@ class AsyncGuard(_GuardBase):
                 log.warning("could not release hold %s; it expires at its TTL", self.hold_id)
             return
         await self.settle(model=self.model or UNSETTLED_MODEL, cost=self._unsettled_cost())
+
+
+def _released_late(release: asyncio.Task[Any]) -> None:
+    _LATE_RELEASES.discard(release)
+    if not release.cancelled() and release.exception() is not None:
+        log.warning(
+            "could not release the hold of a cancelled guard; it expires at its TTL: %s", release.exception()
+        )
