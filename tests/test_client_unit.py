@@ -457,3 +457,13 @@ def test_an_async_guard_cancelled_while_holding_releases_the_hold_when_it_answer
         ]
 
     asyncio.run(main())
+
+
+def test_an_answer_that_cannot_be_decoded_is_a_budget_error_not_an_httpx_one():
+    # A gateway that labels a plain body gzip: httpx raises DecodingError (not a TransportError)
+    # while reading it; the README promises errors under BudgetError.
+    def garbled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip"))
+
+    with pytest.raises(llm_budget.BudgetError, match="unexpected answer"):
+        client_with(garbled).get_user("u")

@@ -152,6 +152,10 @@ def _no_answer(call: Call[Any], exc: httpx.TransportError) -> Unavailable:
     return Unavailable(f"{call.method} {call.path}: no answer from the service ({exc!r})", status=0)
 
 
+def _unreadable(call: Call[Any], exc: httpx.RequestError) -> BudgetError:
+    return BudgetError(f"{call.method} {call.path}: unexpected answer ({exc!r})")
+
+
 def _result(call: Call[T], response: httpx.Response) -> T:
     if response.status_code >= 400:
         raise error_from(response)
@@ -178,6 +182,8 @@ def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
             lost = True
             time.sleep(delay)
             continue
+        except httpx.RequestError as exc:  # an answer that could not be read (a bad encoding)
+            raise _unreadable(call, exc) from exc
         if lost and call.gone_ok and response.status_code == 404:
             return call.parse(response)
         if response.status_code >= 400:
@@ -205,6 +211,8 @@ async def send_async(client: httpx.AsyncClient, call: Call[T], policy: RetryPoli
             lost = True
             await asyncio.sleep(delay)
             continue
+        except httpx.RequestError as exc:  # an answer that could not be read (a bad encoding)
+            raise _unreadable(call, exc) from exc
         if lost and call.gone_ok and response.status_code == 404:
             return call.parse(response)
         if response.status_code >= 400:
