@@ -101,8 +101,10 @@ class BudgetManager:
         return self._entry(budget, include_spend=False)
 
     def projected_cost(self, model: str, messages: Sequence[Mapping[str, Any]], user: str) -> Decimal:
-        """The user's current spend plus the prompt's cost (USD), as litellm computes it (no
-        output tokens)."""
+        """The user's current spend plus the prompt's cost (USD), no output tokens, as litellm's
+        sum. The prompt is counted as the service counts chat messages (OpenAI's per-message
+        overhead included), where litellm counts the contents joined as one text: a few tokens
+        more here, the number the call will really be billed."""
         projection = self.client.projected_cost(user, model=model, messages=messages)
         # Without max_tokens the projection is the prompt alone: projected_total is litellm's sum.
         if projection.projected_total is not None:
