@@ -419,42 +419,83 @@ def test_a_guard_holds_once_a_second_block_raises_before_holding():
     assert [r.method for r in recorder.requests] == ["POST", "POST"]
 
 
-def test_an_async_guard_cancelled_while_holding_releases_the_hold_when_it_answers():
-    # A task cancelled during __aenter__ (a client gone, a wait_for timeout) never saw its hold,
-    # which the service still made: the guard releases it once the answer comes, at once.
-    import asyncio
+class SlowHoldService:
+    """A MockTransport handler whose hold answer waits for the test's word (``answer``): a hold
+    the service makes after its caller was cancelled. Release requests are kept in order."""
 
-    from llm_budget import AsyncBudgetClient
+    def __init__(self) -> None:
+        import asyncio
 
-    requests: list[httpx.Request] = []
+        self.requests: list[tuple[str, str]] = []
+        self.asked = asyncio.Event()  # the hold request has reached the service
+        self.answer = asyncio.Event()  # the test lets the service answer it
+        self.released = asyncio.Event()
 
-    async def handler(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
         if request.method == "POST":
-            await asyncio.sleep(0.2)
+            self.asked.set()
+            await self.answer.wait()
             return httpx.Response(201, json=HOLD_ANSWER)
+        self.released.set()
         return httpx.Response(200, json={"released": True, "state": "released"})
 
+    def client(self):
+        from llm_budget import AsyncBudgetClient
+
+        http = httpx.AsyncClient(base_url="http://budget.test", transport=httpx.MockTransport(self))
+        return AsyncBudgetClient("http://budget.test", project="acme", http_client=http, retry=FAST)
+
+
+async def cancel_while_holding(service: SlowHoldService, holding) -> None:
+    """Cancel `holding` (a coroutine that asks for a hold) once its hold request reached the
+    service, see the cancel finish before the service answers (it is not delayed by it), then
+    let the service answer and wait until the hold it made is released."""
+    import asyncio
+
+    task = asyncio.create_task(holding)
+    await asyncio.wait_for(service.asked.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    assert not service.answer.is_set() and len(service.requests) == 1  # cancelled before the answer
+    service.answer.set()
+    await asyncio.wait_for(service.released.wait(), 30)
+    assert service.requests == [
+        ("POST", "/projects/acme/users/u/holds"),
+        ("DELETE", "/projects/acme/users/u/holds/h1"),
+    ]
+
+
+def test_an_async_guard_cancelled_while_holding_releases_the_hold_when_it_answers():
+    # A task cancelled during __aenter__ (a client gone, a wait_for timeout) never saw its hold,
+    # which the service still made: the guard releases it once the answer comes.
+    import asyncio
+
     async def main() -> None:
-        http = httpx.AsyncClient(base_url="http://budget.test", transport=httpx.MockTransport(handler))
-        client = AsyncBudgetClient("http://budget.test", project="acme", http_client=http, retry=FAST)
+        service = SlowHoldService()
 
         async def guarded() -> None:
-            async with client.guard("u", amount="0.1"):
+            async with service.client().guard("u", amount="0.1"):
                 raise AssertionError("the block must not run")
 
-        task = asyncio.create_task(guarded())
-        await asyncio.sleep(0.05)
-        task.cancel()
-        started = asyncio.get_running_loop().time()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert asyncio.get_running_loop().time() - started < 0.1  # the cancel is not delayed
-        await asyncio.sleep(0.3)
-        assert [(r.method, r.url.path) for r in requests] == [
-            ("POST", "/projects/acme/users/u/holds"),
-            ("DELETE", "/projects/acme/users/u/holds/h1"),
-        ]
+        await cancel_while_holding(service, guarded())
+
+    asyncio.run(main())
+
+
+def test_a_proxy_request_cancelled_while_holding_releases_the_hold_when_it_answers():
+    # LiteLLM Proxy cancels the request's task when its caller hangs up, possibly during the
+    # pre-call hook's hold: the hold is released once the service answers, not left to its TTL.
+    import asyncio
+
+    from llm_budget.litellm import BudgetCallback
+
+    async def main() -> None:
+        service = SlowHoldService()
+        callback = BudgetCallback(project="acme", async_client=service.client(), hold_amount="0.1")
+        data = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "user": "u"}
+        await cancel_while_holding(service, callback.async_pre_call_hook(None, None, data, "completion"))
 
     asyncio.run(main())
 
@@ -467,3 +508,13 @@ def test_an_answer_that_cannot_be_decoded_is_a_budget_error_not_an_httpx_one():
 
     with pytest.raises(llm_budget.BudgetError, match="unexpected answer"):
         client_with(garbled).get_user("u")
+
+
+@pytest.mark.parametrize("api_base", ["127.0.0.1:3000", "localhost", "ftp://budget.test", "http://"])
+def test_an_api_base_that_is_not_an_http_url_is_refused_at_once(api_base):
+    # Not a URL httpx can send to: every call was retried, then "no answer from the service".
+    from llm_budget import AsyncBudgetClient
+
+    for make in (BudgetClient, AsyncBudgetClient):
+        with pytest.raises(ValueError, match="http"):
+            make(api_base, project="acme")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,6 +52,13 @@ class _Base:
     def __init__(self, api_base: str, project: str, retry: RetryPolicy | None) -> None:
         if not api_base:
             raise ValueError("api_base is required, e.g. http://127.0.0.1:3000 or the stack's ApiUrl")
+        parts = urlsplit(api_base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            # Else every call is retried and ends as "no answer from the service", which misleads.
+            raise ValueError(
+                f"api_base must be an http(s) URL, e.g. http://127.0.0.1:3000 or the stack's ApiUrl;"
+                f" got {api_base!r}"
+            )
         self.api_base = api_base
         self.project = project
         self.retry = retry or RetryPolicy()

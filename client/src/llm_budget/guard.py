@@ -150,23 +150,8 @@ class AsyncGuard(_GuardBase):
 
     async def __aenter__(self) -> Self:
         self._unused()
-        pending = asyncio.ensure_future(self.client.hold(self.user, **self._hold_args()))
-        try:
-            self.hold = await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            # Cancelled while the hold was asked for: the service may still make it. Release it
-            # when it answers, in the background (the cancel is not delayed), rather than leave
-            # it reserving the budget until its TTL.
-            pending.add_done_callback(self._release_late)
-            raise
+        self.hold = await hold_or_release_late(self.client, self.user, **self._hold_args())
         return self
-
-    def _release_late(self, pending: asyncio.Future[Hold]) -> None:
-        if pending.cancelled() or pending.exception() is not None:
-            return
-        release = pending.get_loop().create_task(self.client.release(self.user, pending.result().hold_id))
-        _LATE_RELEASES.add(release)
-        release.add_done_callback(_released_late)
 
     async def settle(
         self,
@@ -198,9 +183,31 @@ class AsyncGuard(_GuardBase):
         await self.settle(model=self.model or UNSETTLED_MODEL, cost=self._unsettled_cost())
 
 
+async def hold_or_release_late(client: AsyncBudgetClient, user: str, **hold_args: Any) -> Hold:
+    """``await client.hold(user, **hold_args)``, safe to cancel. A task cancelled while the hold
+    is asked for (a caller gone, a ``wait_for`` timeout) never sees the hold the service may
+    still make; it is released as soon as the service answers, in the background (the cancel is
+    not delayed), rather than left reserving the budget until its TTL. Used by ``AsyncGuard`` and
+    the LiteLLM Proxy pre-call hook. Raises what ``hold`` raises."""
+    pending = asyncio.ensure_future(client.hold(user, **hold_args))
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        pending.add_done_callback(lambda answered: _release_late(client, user, answered))
+        raise
+
+
+def _release_late(client: AsyncBudgetClient, user: str, answered: asyncio.Future[Hold]) -> None:
+    if answered.cancelled() or answered.exception() is not None:
+        return  # no hold was made
+    release = answered.get_loop().create_task(client.release(user, answered.result().hold_id))
+    _LATE_RELEASES.add(release)  # the loop keeps only a weak reference to a task
+    release.add_done_callback(_released_late)
+
+
 def _released_late(release: asyncio.Task[Any]) -> None:
     _LATE_RELEASES.discard(release)
     if not release.cancelled() and release.exception() is not None:
         log.warning(
-            "could not release the hold of a cancelled guard; it expires at its TTL: %s", release.exception()
+            "could not release the hold of a cancelled call; it expires at its TTL: %s", release.exception()
         )

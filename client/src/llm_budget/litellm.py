@@ -40,6 +40,7 @@ from llm_budget._routes import Amount, completion_parts, idempotency_key, money
 from llm_budget._transport import RetryPolicy
 from llm_budget.client import AsyncBudgetClient, BudgetClient
 from llm_budget.errors import BudgetError, BudgetExceeded, BudgetNotFound, Unavailable
+from llm_budget.guard import hold_or_release_late
 
 log = logging.getLogger("llm_budget.litellm")
 
@@ -345,12 +346,15 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         key = idempotency_key("litellm-hold", str(call_id)) if call_id else None
         client = self.async_client()
         try:
+            # A request cancelled while its hold is asked for (the caller hung up) releases the
+            # hold once the service answers, rather than leave it reserving the budget to its TTL.
             if self.hold_amount is not None:
-                hold = await client.hold(
-                    user, amount=self.hold_amount, ttl_seconds=self.ttl_seconds, idempotency_key=key
+                hold = await hold_or_release_late(
+                    client, user, amount=self.hold_amount, ttl_seconds=self.ttl_seconds, idempotency_key=key
                 )
             else:
-                hold = await client.hold(
+                hold = await hold_or_release_late(
+                    client,
                     user,
                     model=str(data.get("model")),
                     messages=data["messages"],
