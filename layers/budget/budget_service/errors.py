@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from budget_service.limits import plain_number
+
 
 class BudgetError(Exception):
     status: HTTPStatus = HTTPStatus.BAD_REQUEST
@@ -73,11 +75,9 @@ class BudgetExceeded(BudgetError):
 
     @classmethod
     def at_levels(cls, refusals: list[dict]) -> BudgetExceeded:
-        from budget_service.limits import plain_number
-
         # Amounts as exact Decimals (the JSON answer writes them in plain notation) and in plain
         # notation in the message: str(Decimal) would say 1E+1 or 9E-7, a float would round.
-        details = [{**r, "available": max(r["available"], 0), "needed": r["needed"]} for r in refusals]
+        details = [{**r, "available": max(r["available"], 0)} for r in refusals]
         shown = "; ".join(
             f"{r['level']} {r['name']!r} has {plain_number(r['available'])} available" for r in details
         )
