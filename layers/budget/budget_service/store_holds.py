@@ -282,19 +282,17 @@ class HoldStore:
         amount = amount_of(hold_id)
         levels = self._levels_hint(project, user)
 
-        def finishing(pinned: bool) -> dict:
-            condition = "attribute_exists(pk) AND #state = :held"
-            names = {"#state": "state"}
+        def finishing(pinned: list) -> dict:
+            # The hold leaves held only while it still names the levels `pinned` (those freed).
+            condition = "attribute_exists(pk) AND #state = :held AND " + _PIN_LEVELS
+            names = {"#state": "state", "#levels": "levels"}
             values = {
                 ":to": {"S": state},
                 ":held": {"S": HELD},
                 ":now": _serialize(now),
                 ":ttl": _serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
+                ":levels": _serialize(pinned),
             }
-            if pinned:
-                condition += " AND " + _PIN_LEVELS
-                names["#levels"] = "levels"
-                values[":levels"] = _serialize(levels)
             return {
                 "Update": {
                     "TableName": self.table_name,
@@ -318,7 +316,7 @@ class HoldStore:
                         user,
                         Move(held=amount.copy_negate(), open_period=False),
                         now,
-                        extra=lambda moved: [finishing(True)],
+                        extra=lambda moved: [finishing(levels)],  # noqa: B023
                         levels=levels,
                     )
                     return None, True
@@ -352,8 +350,7 @@ class HoldStore:
             pinned = list(item.get("levels") or [])
             present = list(pinned)
             for _ in range(len(pinned) + 1):
-                hold_update = finishing(True)
-                hold_update["Update"]["ExpressionAttributeValues"][":levels"] = _serialize(pinned)
+                hold_update = finishing(pinned)
                 levels = [{"Update": level_update(self.table_name, project, sk, move, now)} for sk in present]
                 try:
                     self.client.transact_write_items(TransactItems=[hold_update, *levels])
