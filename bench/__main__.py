@@ -165,7 +165,9 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
                 f"{function_id}'s first call counts tokens ({how}): {ratio:.2f}× a floor that also"
                 f" loads tiktoken's {', '.join(d['counted'])}."
             )
-        shares = [d["pydantic_ratio"] for d in cold.data.values() if d.get("pydantic_ratio")]
+        from bench.cold_start import pydantic_shares
+
+        shares = pydantic_shares(cold.data)
         if shares:
             lines.append(
                 f"pydantic alone (import, one body model validated) beside the same requests costs"

@@ -406,8 +406,13 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     return section
 
 
+def pydantic_shares(data: dict) -> list[float]:
+    """The pydantic-alone reference's ratio over the floor, for each API function measured."""
+    return [d["pydantic_ratio"] for d in data.values() if d.get("pydantic_ratio")]
+
+
 def _pydantic_note(data: dict) -> list[str]:
-    shares = [d["pydantic_ratio"] for d in data.values() if d.get("pydantic_ratio")]
+    shares = pydantic_shares(data)
     if not shares:
         return []
     return [
