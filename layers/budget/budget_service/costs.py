@@ -50,17 +50,12 @@ class PricedEvent(NamedTuple):
 def _money(value: Decimal) -> Decimal:
     # Compared before quantizing: a cost of 10^13 USD or more has no room for 25 decimal places in
     # the 38-digit context (quantize raises InvalidOperation, a 500), and a project price of up to
-    # MONEY_MAX per token can reach that.
+    # MONEY_MAX per token can reach that. A value within it cannot round past it.
     if value > MONEY_MAX:
         raise InvalidInput(
             f"the priced cost {plain_number(value)} is over the limit of {plain_number(MONEY_MAX)}"
         )
-    amount = quantize_money(value)
-    if amount > MONEY_MAX:
-        raise InvalidInput(
-            f"the priced cost {plain_number(amount)} is over the limit of {plain_number(MONEY_MAX)}"
-        )
-    return amount
+    return quantize_money(value)
 
 
 def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> PricedEvent:
