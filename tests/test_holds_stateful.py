@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -153,3 +154,32 @@ def test_holds_in_any_interleaving_keep_held_and_spend_exact(faulty_dynamodb, fa
     )
     lost = faulty_dynamodb.faults("TransactWriteItems")
     assert Fault.DROP in lost and Fault.REFUSE in lost  # the runs did meet lost answers
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP, Fault.LATE, Fault.REFUSE])
+def test_a_deleted_users_hold_frees_the_project_once_when_its_answer_is_lost(
+    faulty_dynamodb, faulty_store, server_store, fault
+):
+    # The hold of a deleted user is finished by its own transaction (the hold and each level
+    # still there); a lost or late answer is retried with the same token, a refused attempt wrote
+    # nothing: either way the project's held goes back exactly once, never below zero.
+    from budget_service import levels
+    from budget_service.budgets import delete_budget
+    from budget_service.models import LevelRequest
+    from budget_service.store_levels import PROJECT_SK, get_level
+
+    project = f"orphan-{uuid.uuid4().hex[:8]}"
+    levels.put(server_store, project, "project", None, LevelRequest(total_budget=Decimal(10)), T0)
+    put_budget(server_store, project, "u", PutBudgetRequest(total_budget=TOTAL), T0)
+    hold_id = holds.create_hold(server_store, project, "u", HoldRequest(amount=Decimal(4)), T0).hold_id
+    assert get_level(server_store, project, PROJECT_SK)["held"] == 4
+    delete_budget(server_store, project, "u", T0)
+
+    faulty_dynamodb.add("TransactWriteItems", fault)
+    answer = holds.release_hold(faulty_store, project, "u", hold_id, T0)
+    assert answer.released is True
+    assert fault in faulty_dynamodb.faults("TransactWriteItems")
+    project_level = get_level(server_store, project, PROJECT_SK)
+    assert (project_level["held"], project_level["available"]) == (0, 10)
+    assert holds.release_hold(faulty_store, project, "u", hold_id, T0).released is False
+    assert get_level(server_store, project, PROJECT_SK)["held"] == 0
