@@ -51,7 +51,7 @@ bench: $(TEST_STAMP)
 # needs no AWS configuration).
 #   make key PROJECT=team-a[,team-b] ROLE=admin|writer|reader [LABEL=...]   prints the key once
 #   make revoke-key KEY_ID=<id>      make keys   (lists ids, roles, projects; never a key)
-KEYS := PYTHONPATH=layers/budget $(BIN)/python -m budget_service.keys
+KEYS := PYTHONPATH=layers/budget $(BIN)/python -m budget_service.api.keys
 key: $(DEV_STAMP)
 	@test -n "$(PROJECT)" -a -n "$(ROLE)" || { echo "usage: make key PROJECT=<project[,project]> ROLE=admin|writer|reader" >&2; exit 2; }
 	@$(KEYS) mint --project "$(PROJECT)" --role "$(ROLE)" $(if $(LABEL),--label "$(LABEL)")

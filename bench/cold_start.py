@@ -213,9 +213,9 @@ def prepare(rt: BenchRuntime) -> str:
     import uuid
 
     from bench.common import seed_items
-    from budget_service.budget import Budget
-    from budget_service.periods import Duration
-    from budget_service.store import budget_to_item
+    from budget_service.core.periods import Duration
+    from budget_service.core.records import Budget
+    from budget_service.store.base import budget_to_item
     from localdev import template
 
     name = f"bench-cold-start-{uuid.uuid4().hex[:6]}"
@@ -245,7 +245,7 @@ def prepare(rt: BenchRuntime) -> str:
 
 
 def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = None) -> Section:
-    from budget_service import tokens
+    from budget_service.pricing import tokens
     from localdev import template
 
     table_name = prepare(rt)

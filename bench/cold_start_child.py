@@ -86,10 +86,10 @@ def main(argv: list[str]) -> None:
         else:
             result["invoke_s"] = time.perf_counter() - start
             result["status"] = answer.get("statusCode", "ok") if isinstance(answer, dict) else "ok"
-    tokens = sys.modules.get("budget_service.tokens")
+    tokens = sys.modules.get("budget_service.pricing.tokens")
     if tokens is not None:  # the tiktoken encodings the first invocation loaded (to count tokens)
         result["encodings"] = tokens.loaded_encodings()
-    bpe = sys.modules.get("budget_service.bpe")
+    bpe = sys.modules.get("budget_service.pricing.bpe")
     if bpe is not None:  # the encodings it counted through the rank index instead
         result["indexed"] = bpe.loaded()
     result["peak_rss_bytes"] = _peak_rss_bytes()

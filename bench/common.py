@@ -327,7 +327,7 @@ class BenchRuntime:
         # the layer is imported here: Powertools reads it when Logger and Metrics are created.
         for name, value in template.function_environment(self.TABLE).items():
             os.environ.setdefault(name, value)
-        from budget_service import store as store_module
+        from budget_service.store import base as store_module
 
         self._store_module = store_module
         store_module.default_store.cache_clear()

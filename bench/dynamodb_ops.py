@@ -295,9 +295,9 @@ USAGE = {"prompt_tokens": 1200, "completion_tokens": 350, "prompt_tokens_details
 def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
     import requests
 
-    from budget_service.budget import Budget
-    from budget_service.periods import Duration
-    from budget_service.store import budget_to_item
+    from budget_service.core.periods import Duration
+    from budget_service.core.records import Budget
+    from budget_service.store.base import budget_to_item
 
     session = requests.Session()
     reader = rt.client()

@@ -82,9 +82,9 @@ class HandlerClock:
 
 
 def seed(rt: BenchRuntime, users: int, table: str) -> None:
-    from budget_service.budget import Budget
-    from budget_service.periods import Duration
-    from budget_service.store import budget_to_item
+    from budget_service.core.periods import Duration
+    from budget_service.core.records import Budget
+    from budget_service.store.base import budget_to_item
 
     now = Decimal(int(time.time()))
     items = []

@@ -21,7 +21,7 @@ PROJECTS = 10
 
 
 def _rules():
-    from budget_service.periods import Duration
+    from budget_service.core.periods import Duration
 
     return [
         dict(duration=Duration.DAILY),
@@ -37,7 +37,7 @@ def _rules():
 
 def make_budgets(total: int, now: Decimal):
     """(all budgets, the due ones): 1% due, 20% without a period, the rest not due yet."""
-    from budget_service.budget import Budget
+    from budget_service.core.records import Budget
 
     rules = _rules()
     budgets, due = [], []
@@ -77,8 +77,8 @@ def make_budgets(total: int, now: Decimal):
 
 def run(rt: BenchRuntime, *, quick: bool = False, sizes: tuple[int, ...] | None = None) -> Section:
     from bench.scan_baseline import scan_and_reset
-    from budget_service.resets import update_budget_all_users
-    from budget_service.store import BudgetStore, budget_to_item
+    from budget_service.domain.resets import update_budget_all_users
+    from budget_service.store.base import BudgetStore, budget_to_item
     from localdev import template
     from localdev.dynamodb import client_for
 

@@ -3,7 +3,7 @@
 This is what a reset job looks like without the sparse due-for-reset index: read every item in the
 table, keep the budgets whose ``reset_at`` has passed, and reset each with the same conditional
 write the service uses (``BudgetStore.reset_period``) on the same thread pool. Only the reading
-differs from ``budget_service.resets.update_budget_all_users``, so the benchmark compares the cost
+differs from ``budget_service.domain.resets.update_budget_all_users``, so the benchmark compares the cost
 of finding the due budgets. It exists for bench/resets.py and nothing else imports it.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from budget_service.budget import DueReset
-from budget_service.resets import WORKERS
-from budget_service.store import USER_PREFIX, BudgetStore, item_to_budget
+from budget_service.core.records import DueReset
+from budget_service.domain.resets import WORKERS
+from budget_service.store.base import USER_PREFIX, BudgetStore, item_to_budget
 
 
 def scan_and_reset(store: BudgetStore, now: Decimal, *, workers: int = WORKERS) -> dict:

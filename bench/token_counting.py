@@ -1,4 +1,4 @@
-"""4. Token counting: the service's counter (budget_service.tokens) against litellm.token_counter.
+"""4. Token counting: the service's counter (budget_service.pricing.tokens) against litellm.token_counter.
 
 Throughput on the same texts and message lists (tokens per second, median over five timed
 batches of at least 0.1 s each), with both counts shown so a difference in work would show; and
@@ -165,14 +165,14 @@ def run(*, quick: bool = False) -> Section:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
-    from budget_service import bpe, tokens
+    from budget_service.pricing import bpe, tokens
 
     for name in tokens.ENCODINGS:  # steady state: count_text uses tiktoken once it is loaded
         tokens.get_encoding(name)
     batches = 2 if quick else BATCHES
     section = Section(
         "tokens",
-        "4. Token counting: budget_service.tokens vs litellm.token_counter",
+        "4. Token counting: budget_service.pricing.tokens vs litellm.token_counter",
         intro=(
             "Throughput on the same inputs in this process, tiktoken's encodings already loaded (as"
             " in a warm container): tokens per"
@@ -183,7 +183,7 @@ def run(*, quick: bool = False) -> Section:
             " Texts go to `tokens.count_text` and `litellm.token_counter(model, text=...)`;"
             " message lists to `tokens.count_messages` and `litellm.token_counter(model, messages=...)`."
             " Texts are generated deterministically (bench/token_counting.py)."
-            " **rank index** is the cold container's path (budget_service.bpe: tiktoken's algorithm"
+            " **rank index** is the cold container's path (budget_service.pricing.bpe: tiktoken's algorithm"
             " over a rank index read without building tables, in 1024-character chunks), used until"
             " a container has counted tokens.INDEX_BUDGET_BYTES (64 KiB) of text, then tiktoken is loaded."
         ),
@@ -274,10 +274,10 @@ def run(*, quick: bool = False) -> Section:
     )
     section.tables.append(first)
     for who, label, module in (
-        ("service", "budget_service.tokens (rank index)", "`from budget_service import tokens`"),
+        ("service", "budget_service.pricing.tokens (rank index)", "`from budget_service import tokens`"),
         (
             "service_tiktoken",
-            "budget_service.tokens, loading tiktoken first",
+            "budget_service.pricing.tokens, loading tiktoken first",
             "`from budget_service import tokens`",
         ),
         ("litellm", "litellm.token_counter (loads tiktoken)", "`import litellm`"),

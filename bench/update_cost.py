@@ -39,8 +39,8 @@ def rounds_for(users: int, quick: bool) -> int:
 
 def seed_project(rt: BenchRuntime, project: str, users: int, now: int) -> None:
     """`users` budgets as litellm's client would have created them (28-day rolling, some spend)."""
-    from budget_service.budget import Budget
-    from budget_service.store import budget_to_item
+    from budget_service.core.records import Budget
+    from budget_service.store.base import budget_to_item
 
     start = Decimal(now - 86_400)
     items = []
@@ -268,8 +268,8 @@ def _run_sizes(rt, sizes, quick, now, section, main, detail, litellm_update, nat
 
 def _limit_notes(data: dict) -> list[str]:
     """Where the whole-dict protocol meets the service's limits, from the measured sizes."""
-    from budget_service import models
-    from budget_service.http import MAX_BODY_BYTES
+    from budget_service import schemas as models
+    from budget_service.api.http import MAX_BODY_BYTES
 
     max_users = getattr(models, "MAX_USERS_PER_SET_BUDGET", None)
     ok = [(int(u), d) for u, d in data.items() if d["litellm_save_statuses"] == [200]]
@@ -280,11 +280,12 @@ def _limit_notes(data: dict) -> list[str]:
         per_save = d["litellm"]["bytes_sent"]["median"] / max(1, d["litellm"]["http_requests"]["median"])
         per_user = per_save / users
         by_body = MAX_BODY_BYTES / per_user
-        limits = f"a {MAX_BODY_BYTES / 1048576:g} MiB body (budget_service.http.MAX_BODY_BYTES), ~{by_body:,.0f} users at this size"
+        limits = f"a {MAX_BODY_BYTES / 1048576:g} MiB body (budget_service.api.http.MAX_BODY_BYTES), ~{by_body:,.0f} users at this size"
         ceiling = by_body
         if max_users:
             limits = (
-                f"{max_users:,} users per save (budget_service.models.MAX_USERS_PER_SET_BUDGET) and " + limits
+                f"{max_users:,} users per save (budget_service.schemas.MAX_USERS_PER_SET_BUDGET) and "
+                + limits
             )
             ceiling = min(ceiling, max_users)
         notes.append(

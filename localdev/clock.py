@@ -1,6 +1,6 @@
 """The local runtime's clock: the wall clock, or one shifted to another instant.
 
-``make dev`` installs it as the service's clock (``budget_service.clock.use``), so handlers, lazy
+``make dev`` installs it as the service's clock (``budget_service.core.clock.use``), so handlers, lazy
 rollovers and the local scheduler all read it. ``LOCAL_CLOCK_START=2027-01-31T23:59:00Z`` starts
 it at that instant, running forward in real time from there; ``POST /_local/clock`` moves it
 (``{"now": iso}`` or ``{"advance_seconds": n}``, optionally ``"frozen": true`` to stop it where

@@ -1,6 +1,6 @@
 """One OpenAPI document for the whole API, merged from each function's Powertools resolver.
 
-Each API function's module has an ``app`` (``budget_service.routing``'s router); its routes,
+Each API function's module has an ``app`` (``budget_service.api.routing``'s router); its routes,
 registered on a Powertools ``APIGatewayRestResolver`` with validation
 (``routing.openapi_resolver``), generate the schema from the same annotations and pydantic models. The template decides which
 of those routes are exposed, so the document lists exactly the template's routes, under the
@@ -61,7 +61,7 @@ def build_document() -> dict:
     for route in routes:
         if route.function_id not in schemas_by_function:
             app = template.load_module(route.function_id).app
-            from budget_service.routing import openapi_resolver  # the layer is on sys.path now
+            from budget_service.api.routing import openapi_resolver  # the layer is on sys.path now
 
             schemas_by_function[route.function_id] = json.loads(
                 openapi_resolver(app).get_openapi_json_schema()

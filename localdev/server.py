@@ -551,7 +551,7 @@ class LocalRuntime:
         invoker.load_all()  # import errors show now, and the first request is not slow
 
         # One clock for handlers, lazy rollovers and schedules (the layer is imported by now).
-        from budget_service import clock as service_clock
+        from budget_service.core import clock as service_clock
         from localdev import clock as local_clock
 
         clock = self.clock = local_clock.from_environ(env)
@@ -685,7 +685,7 @@ class LocalRuntime:
         if self.event_bus:
             self.event_bus.stop()
         if self.clock is not None:
-            from budget_service import clock as service_clock
+            from budget_service.core import clock as service_clock
 
             service_clock.use(None)
         if self.scheduler:

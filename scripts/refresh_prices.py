@@ -1,6 +1,6 @@
 """Regenerate the layer's price table from the installed litellm's model price map, and show the diff.
 
-    python scripts/refresh_prices.py            # write layers/budget/budget_service/prices.json
+    python scripts/refresh_prices.py            # write layers/budget/budget_service/pricing/prices.json
     python scripts/refresh_prices.py --check    # exit 1 if the committed table is out of date
     python scripts/refresh_prices.py --source FILE_OR_URL
 
@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLE = ROOT / "layers" / "budget" / "budget_service" / "prices.json"
+TABLE = ROOT / "layers" / "budget" / "budget_service" / "pricing" / "prices.json"
 SOURCE_NAME = "model_prices_and_context_window_backup.json"
 
 TEXT_MODES = {"chat", "completion", "responses"}

@@ -1,6 +1,6 @@
 """Copy the tiktoken encodings the layer needs into it, verified against tiktoken's pinned SHA-256.
 
-    python scripts/vendor_tiktoken.py          # (re)write layers/budget/budget_service/tiktoken_cache/
+    python scripts/vendor_tiktoken.py          # (re)write layers/budget/budget_service/pricing/tiktoken_cache/
     python scripts/vendor_tiktoken.py --check  # verify what is committed; exit 1 on any mismatch
 
 The files come from the installed litellm wheel (litellm/litellm_core_utils/tokenizers/, which
@@ -8,7 +8,7 @@ ships them under tiktoken's cache file names), with no network. Each is accepted
 SHA-256 equals the ``expected_hash`` tiktoken pins for that encoding in tiktoken_ext/openai_public.py,
 and is stored under the name tiktoken's cache looks for: the SHA-1 of the encoding's URL.
 
-Beside each it writes ``<encoding>.ranks``, the rank index budget_service.bpe probes in place
+Beside each it writes ``<encoding>.ranks``, the rank index budget_service.pricing.bpe probes in place
 (a cold process counts tokens without building tiktoken's tables), and ``newer_unicode.json``, the
 characters the ``regex`` module's Unicode tables assign and this interpreter's (Unicode 14.0 on
 CPython 3.11) do not, which bpe hands back to tiktoken. ``--check`` verifies both.
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ENCODINGS = ("cl100k_base", "o200k_base")
 LAYER = ROOT / "layers" / "budget"
 if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))  # budget_service.bpe defines the index format and its place
+    sys.path.insert(0, str(LAYER))  # budget_service.pricing.bpe defines the index format and its place
 
-from budget_service import bpe  # noqa: E402  (after the layer is on sys.path)
+from budget_service.pricing import bpe  # noqa: E402  (after the layer is on sys.path)
 
 TARGET = bpe.INDEX_DIR  # the layer's tiktoken_cache/, where tokens points TIKTOKEN_CACHE_DIR
 
@@ -73,7 +73,7 @@ def sha256(path: Path) -> str:
 
 
 def rank_index(encoding_file: bytes) -> bytes:
-    """The budget_service.bpe rank index of a .tiktoken file ("<base64 token> <rank>" lines)."""
+    """The budget_service.pricing.bpe rank index of a .tiktoken file ("<base64 token> <rank>" lines)."""
     tokens: list[bytes] = []
     for number, line in enumerate(encoding_file.splitlines()):
         encoded, rank = line.split()

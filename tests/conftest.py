@@ -35,7 +35,7 @@ import pytest  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from budget_service import store as store_module  # noqa: E402
+from budget_service.store import base as store_module
 from localdev import template  # noqa: E402
 from localdev.dynamodb import client_for, exact_numbers  # noqa: E402
 from localdev.events import api_gateway_event  # noqa: E402
@@ -260,7 +260,7 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    from budget_service import budgets
+    from budget_service.domain import budgets
 
     clock = Clock()
     monkeypatch.setattr(budgets, "utc_now", clock)

@@ -11,10 +11,10 @@ from conftest import TABLE_NAME
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from budget_service import alerts
-from budget_service.alerts import AlertDeliveryFailed, alerts_for_change, handle_change, level_state
-from budget_service.store import budget_to_item
-from budget_service.store_alerts import AlertLedgerStore, EventBridgeBus
+from budget_service.core import alerts
+from budget_service.core.alerts import AlertDeliveryFailed, alerts_for_change, handle_change, level_state
+from budget_service.store.alerts import AlertLedgerStore, EventBridgeBus
+from budget_service.store.base import budget_to_item
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext
@@ -401,7 +401,7 @@ def stream_record(seq, old, new):
 
 @pytest.fixture
 def alerts_env(aws, monkeypatch):
-    from budget_service import store_alerts
+    from budget_service.store import alerts as store_alerts
 
     events = boto3.client("events")
     events.create_event_bus(Name="test-alerts")
@@ -558,7 +558,7 @@ def test_a_manual_reset_records_when_it_happened(api, store):
 
 
 def _plain_item(budget):
-    from budget_service.store import _plain
+    from budget_service.store.base import _plain
 
     return _plain(budget_to_item(budget))
 

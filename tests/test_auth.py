@@ -19,8 +19,8 @@ from decimal import Decimal
 import pytest
 from conftest import TABLE_NAME, Response, lambda_context
 
-from budget_service import auth
-from budget_service.store import API_KEY_SK, ApiKeyStore, api_key_pk
+from budget_service.domain import auth
+from budget_service.store.base import API_KEY_SK, ApiKeyStore, api_key_pk
 from localdev import template
 from localdev.auth import Denied, LocalAuthorizer, from_template
 from localdev.dynamodb import client_for
@@ -331,7 +331,7 @@ def test_only_the_hash_is_stored(authed, aws):
 
 def test_mint_rejects_bad_input(authed):
     _, _, _, keys = authed
-    from budget_service.errors import InvalidInput
+    from budget_service.core.errors import InvalidInput
 
     for projects, role in [
         ([], "admin"),
@@ -367,7 +367,7 @@ def run_keys(dynamodb_server, *args):
         "PYTHONPATH": str(template.LAYER_DIR),
     }
     return subprocess.run(
-        [sys.executable, "-m", "budget_service.keys", *args],
+        [sys.executable, "-m", "budget_service.api.keys", *args],
         env=env,
         capture_output=True,
         text=True,

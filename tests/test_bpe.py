@@ -1,4 +1,4 @@
-"""The rank index (budget_service.bpe) gives tiktoken's tokens, or declines and tiktoken answers."""
+"""The rank index (budget_service.pricing.bpe) gives tiktoken's tokens, or declines and tiktoken answers."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from budget_service import bpe, tokens
+from budget_service.pricing import bpe, tokens
 from scripts import vendor_tiktoken
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tokens.ENCODING_DIR))

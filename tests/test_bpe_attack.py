@@ -1,4 +1,4 @@
-"""Inputs chosen to hurt the rank index (budget_service.bpe) and the way tokens uses it.
+"""Inputs chosen to hurt the rank index (budget_service.pricing.bpe) and the way tokens uses it.
 
 Speed is measured in rank lookups, not seconds: the index's work is about 3 lookups per UTF-8 byte
 of the pieces it merges at most (one for the whole piece, one per adjacent pair, two per merge),
@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from budget_service import bpe, tokens
+from budget_service.pricing import bpe, tokens
 from scripts import vendor_tiktoken
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tokens.ENCODING_DIR))

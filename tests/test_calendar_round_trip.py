@@ -1,4 +1,4 @@
-"""Issue 12's findings, replayed through the handlers on a controlled clock (budget_service.clock)."""
+"""Issue 12's findings, replayed through the handlers on a controlled clock (budget_service.core.clock)."""
 
 import datetime as dt
 import json
@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from budget_service import clock
+from budget_service.core import clock
 
 USER = "/projects/{project}/users/{user}"
 

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litellm_reference import litellm, litellm_cost
 
-from budget_service import project_prices
-from budget_service.costs import price as price_request
-from budget_service.errors import UnknownModel, UnpricedUsage
-from budget_service.models import CostRequest, UsageIn
-from budget_service.pricing import TokenUsage, UsageContext, cost_of, default_table
-from budget_service.usage_shapes import to_token_usage
+from budget_service.core.errors import UnknownModel, UnpricedUsage
+from budget_service.domain.costs import price as price_request
+from budget_service.pricing import project as project_prices
+from budget_service.pricing.prices import TokenUsage, UsageContext, cost_of, default_table
+from budget_service.pricing.usage import to_token_usage
+from budget_service.schemas import CostRequest, UsageIn
 from scripts import refresh_prices
 
 COST = "/projects/{project}/users/{user}/cost"
@@ -793,8 +793,8 @@ def test_other_containers_see_a_new_price_within_the_stated_staleness(store, mon
     its copy at once, another one (another client here) after the cache time."""
     import boto3
 
-    from budget_service.models import PriceIn
-    from budget_service.store import BudgetStore
+    from budget_service.schemas import PriceIn
+    from budget_service.store.base import BudgetStore
 
     clock = [1000.0]
     monkeypatch.setattr(project_prices.time, "monotonic", lambda: clock[0])

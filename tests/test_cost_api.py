@@ -8,9 +8,9 @@ from decimal import Decimal
 import litellm
 import pytest
 
-from budget_service import store as store_module
-from budget_service.pricing import TokenUsage, cost_of, default_table
-from budget_service.store_levels import LevelWriter
+from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.store import base as store_module
+from budget_service.store.levels import LevelWriter
 
 COST = "/projects/{project}/users/{user}/cost"
 PROJECTED = "/projects/{project}/users/{user}/projected-cost"
@@ -190,7 +190,7 @@ def test_a_key_reused_for_a_different_request_is_refused(budget, store):
 def test_ledger_keys_are_unambiguous_when_ids_contain_hash(store):
     """EVENT#a#b#c could be user "a#b" with key "c" or user "a" with key "b#c"; the length prefix
     keeps them apart. (User ids with '#' arrive through litellm's set_budget user_dict.)"""
-    from budget_service.budget import Budget
+    from budget_service.core.records import Budget
 
     now = Decimal(1_800_000_000)
     for user in ("a#b", "a"):

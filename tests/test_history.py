@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_periods import utc
 
-from budget_service import budgets, history
-from budget_service.auth import Role, Scope
-from budget_service.budget import iso
-from budget_service.models import LitellmEntry, PutBudgetRequest
-from budget_service.periods import Duration
-from budget_service.resets import update_budget_all_users
-from budget_service.store import BudgetStore
-from budget_service.store_history import HistoryStore, period_sk
-from budget_service.store_levels import LevelWriter
+from budget_service.core.periods import Duration
+from budget_service.core.records import iso
+from budget_service.domain import budgets, history
+from budget_service.domain.auth import Role, Scope
+from budget_service.domain.resets import update_budget_all_users
+from budget_service.schemas import LitellmEntry, PutBudgetRequest
+from budget_service.store.base import BudgetStore
+from budget_service.store.history import HistoryStore, period_sk
+from budget_service.store.levels import LevelWriter
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext, api_gateway_event
@@ -161,7 +161,7 @@ def test_put_and_set_budget_record_the_period_they_roll_over(api, store):
 
 
 def test_a_rollover_without_its_record_is_refused(store):
-    from budget_service.budget import Budget
+    from budget_service.core.records import Budget
 
     b = store.save(
         Budget(
@@ -488,7 +488,7 @@ def test_a_cost_update_is_still_one_request(api, aws, store):
     def count(model, **_):
         sent[model.name] += 1
 
-    from budget_service import store as store_module
+    from budget_service.store import base as store_module
 
     client = store_module.default_store().client
     client.meta.events.register("before-call.dynamodb", count)

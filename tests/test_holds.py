@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from conftest import CLOCK_START
 
-from budget_service import store as store_module
-from budget_service.resets import update_budget_all_users
-from budget_service.store_holds import hold_sk
+from budget_service.domain.resets import update_budget_all_users
+from budget_service.store import base as store_module
+from budget_service.store.holds import hold_sk
 
 PUT = "/projects/{project}/users/{user}"
 COST = "/projects/{project}/users/{user}/cost"

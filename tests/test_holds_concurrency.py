@@ -13,7 +13,7 @@ import pytest
 import requests
 from conftest import run_threads
 
-from budget_service.store_holds import EXPIRED, HoldStore
+from budget_service.store.holds import EXPIRED, HoldStore
 from localdev.ready_time import ServerProcess
 
 PUT = "/projects/{project}/users/{user}"

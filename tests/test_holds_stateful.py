@@ -20,12 +20,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from budget_service import holds
-from budget_service.budgets import put_budget
-from budget_service.costs import record_cost
-from budget_service.errors import BudgetExceeded
-from budget_service.models import CostRequest, HoldRequest, PutBudgetRequest
-from budget_service.store_holds import EXPIRED, HoldStore
+from budget_service.core.errors import BudgetExceeded
+from budget_service.domain import holds
+from budget_service.domain.budgets import put_budget
+from budget_service.domain.costs import record_cost
+from budget_service.schemas import CostRequest, HoldRequest, PutBudgetRequest
+from budget_service.store.holds import EXPIRED, HoldStore
 from localdev.faults import Fault
 
 TOTAL = Decimal(5)
@@ -163,10 +163,10 @@ def test_a_deleted_users_hold_frees_the_project_once_when_its_answer_is_lost(
     # The hold of a deleted user is finished by its own transaction (the hold and each level
     # still there); a lost or late answer is retried with the same token, a refused attempt wrote
     # nothing: either way the project's held goes back exactly once, never below zero.
-    from budget_service import levels
-    from budget_service.budgets import delete_budget
-    from budget_service.models import LevelRequest
-    from budget_service.store_levels import PROJECT_SK, get_level
+    from budget_service.domain import levels
+    from budget_service.domain.budgets import delete_budget
+    from budget_service.schemas import LevelRequest
+    from budget_service.store.levels import PROJECT_SK, get_level
 
     project = f"orphan-{uuid.uuid4().hex[:8]}"
     levels.put(server_store, project, "project", None, LevelRequest(total_budget=Decimal(10)), T0)

@@ -10,10 +10,10 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 from conftest import TABLE_NAME, Response
 
-from budget_service import store as store_module
-from budget_service.errors import InvalidInput
-from budget_service.http import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
-from budget_service.models import ID_MAX_BYTES, MAX_MODELS_PER_USER, MONEY_MAX
+from budget_service.api.http import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
+from budget_service.core.errors import InvalidInput
+from budget_service.schemas import ID_MAX_BYTES, MAX_MODELS_PER_USER, MONEY_MAX
+from budget_service.store import base as store_module
 from localdev.events import api_gateway_event
 
 USER = "/projects/{project}/users/{user}"

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import requests
 
-from budget_service.keys import local_endpoint
+from budget_service.api.keys import local_endpoint
 from localdev import template
 from localdev.ready_time import ServerProcess
 

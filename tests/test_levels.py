@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from conftest import CLOCK_START
 
-from budget_service import store as store_module
-from budget_service.store_levels import PROJECT_SK, get_level, team_sk
+from budget_service.store import base as store_module
+from budget_service.store.levels import PROJECT_SK, get_level, team_sk
 
 USER = "/projects/{project}/users/{user}"
 PROJECT = "/projects/{project}/budget"
@@ -151,7 +151,7 @@ def test_holds_of_a_deleted_user_free_the_team_and_project_when_released_or_expi
     """Deleting a user leaves its live holds; releasing one (DELETE) or its expiry (the job) must
     still free what it reserved on the team and the project, or their held stays up for good
     and blocks everyone else's holds. A team deleted since is skipped."""
-    from budget_service.resets import update_budget_all_users
+    from budget_service.domain.resets import update_budget_all_users
 
     released = acme.call("POST", HOLDS, ALICE, body={"amount": 4}).json()["hold_id"]
     expiring = acme.call("POST", HOLDS, ALICE, body={"amount": 3, "ttl_seconds": 60}).json()["hold_id"]
@@ -321,7 +321,7 @@ def test_the_default_user_budget_is_shown_with_its_amount_as_a_json_number(api, 
 def test_the_project_budget_sets_the_projects_default_alert_thresholds(api, clock, aws):
     """README, Alerts: the project's default thresholds are the project budget item's
     default_alert_thresholds, which PUT /projects/{p}/budget sets (it answered 422, extra input)."""
-    from budget_service.store_alerts import AlertLedgerStore
+    from budget_service.store.alerts import AlertLedgerStore
 
     defaults = AlertLedgerStore("budgets-test")
     body = {"total_budget": 100, "default_alert_thresholds": [0.9, 0.5, 0.9]}
@@ -368,7 +368,7 @@ def test_a_default_budget_on_a_team_or_a_bad_one_is_a_422(api, aws):
 def test_the_job_and_a_charge_roll_each_level_over_once_whichever_comes_first(acme, clock, aws, first):
     """A monthly project and team over a daily user: at the month's end the scheduled job and a
     charge's lazy rollover race; each level's period rolls over exactly once."""
-    from budget_service.resets import update_budget_all_users
+    from budget_service.domain.resets import update_budget_all_users
 
     acme.call("POST", COST, ALICE, body={"model": "m", "cost": 1})
     _, team, project = levels(aws)
@@ -400,10 +400,10 @@ def test_a_charge_that_arrives_after_a_level_rolled_past_its_time_counts_in_the_
     periods, at its own time."""
     from test_periods import utc
 
-    from budget_service.budget import roll
-    from budget_service.resets import update_budget_all_users
-    from budget_service.store_history import HistoryStore
-    from budget_service.store_levels import LevelWriter, roll_level
+    from budget_service.core.records import roll
+    from budget_service.domain.resets import update_budget_all_users
+    from budget_service.store.history import HistoryStore
+    from budget_service.store.levels import LevelWriter, roll_level
 
     month_end = utc("2027-02-01T00:00:00")
     clock.now = month_end - 3600

@@ -41,11 +41,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import SERVED_CLIENT_CONFIG, Api, lambda_context, run_threads, wait_until
 
-from budget_service import clock as service_clock
-from budget_service import store as store_module
-from budget_service.store import RESET_INDEX, BudgetStore
-from budget_service.store_history import HistoryStore
-from budget_service.store_levels import PROJECT_SK, get_level, team_sk
+from budget_service.core import clock as service_clock
+from budget_service.store import base as store_module
+from budget_service.store.base import RESET_INDEX, BudgetStore
+from budget_service.store.history import HistoryStore
+from budget_service.store.levels import PROJECT_SK, get_level, team_sk
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.faults import Fault
@@ -134,7 +134,7 @@ class Charge:
 
 
 class FrozenClock:
-    """The service's clock (budget_service.clock.use), frozen where the test puts it."""
+    """The service's clock (budget_service.core.clock.use), frozen where the test puts it."""
 
     def __init__(self) -> None:
         self.now = Decimal(0)

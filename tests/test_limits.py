@@ -2,8 +2,8 @@
 
 import json
 
-from budget_service.http import MAX_BODY_BYTES
-from budget_service.models import ID_MAX_LENGTH, MAX_MODELS_PER_USER, MAX_USERS_PER_SET_BUDGET
+from budget_service.api.http import MAX_BODY_BYTES
+from budget_service.schemas import ID_MAX_LENGTH, MAX_MODELS_PER_USER, MAX_USERS_PER_SET_BUDGET
 
 P, U = "{project}", "{user}"
 
@@ -78,7 +78,7 @@ def test_numeric_ranges(api, store):
 
 def test_models_per_budget_are_capped_on_every_path(api, aws):
     """Items must stay under DynamoDB's 400 KB: a budget tracks at most MAX_MODELS_PER_USER models."""
-    from budget_service.models import MAX_MODELS_PER_USER
+    from budget_service.schemas import MAX_MODELS_PER_USER
 
     full = {f"model-{i:04d}": 0.001 for i in range(MAX_MODELS_PER_USER)}
     assert api.set_budget("cap", {"u": {"total_budget": 100, "model_cost": full}}).status == 200

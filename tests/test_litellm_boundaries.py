@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litellm import BudgetManager
 
-from budget_service.periods import Duration, calendar_period
+from budget_service.core.periods import Duration, calendar_period
 from localdev.ready_time import ServerProcess
 
 MODELS = ("gpt-4o-mini", "gpt-4o")

@@ -17,8 +17,8 @@ import requests
 from conftest import TABLE_NAME
 from litellm import BudgetManager
 
-from budget_service import auth
-from budget_service.store import ApiKeyStore
+from budget_service.domain import auth
+from budget_service.store.base import ApiKeyStore
 from localdev.dynamodb import client_for
 from localdev.ready_time import ServerProcess
 

@@ -7,8 +7,8 @@ import pytest
 import requests
 from conftest import wait_until
 
-from budget_service import budgets
-from budget_service import clock as service_clock
+from budget_service.core import clock as service_clock
+from budget_service.domain import budgets
 from localdev import schedules
 from localdev.clock import ClockError, LocalClock, from_environ, parse_instant
 from localdev.ready_time import ServerProcess

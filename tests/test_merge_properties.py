@@ -5,9 +5,9 @@ from decimal import Decimal
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from budget_service.litellm_compat import merge_entry, new_budget_from_entry, rule_lengths
-from budget_service.models import LitellmEntry
-from budget_service.periods import SECONDS_PER_DAY, Duration
+from budget_service.core.periods import SECONDS_PER_DAY, Duration
+from budget_service.litellm.merge import merge_entry, new_budget_from_entry, rule_lengths
+from budget_service.schemas import LitellmEntry
 
 NOW = Decimal("1795900000.123456789")
 money = st.decimals(min_value=0, max_value=10**6, places=9, allow_nan=False, allow_infinity=False)

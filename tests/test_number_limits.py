@@ -24,9 +24,9 @@ from conftest import TABLE_NAME
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from budget_service import store_levels
-from budget_service.limits import MONEY_MAX, MONEY_QUANTUM, SPEND_MAX, STORED_MAX
-from budget_service.store_levels import Move, over_limit
+from budget_service.core.numbers import MONEY_MAX, MONEY_QUANTUM, SPEND_MAX, STORED_MAX
+from budget_service.store import levels as store_levels
+from budget_service.store.levels import Move, over_limit
 from localdev.dynamodb import client_for, storable
 from localdev.ready_time import ServerProcess
 

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budget_service.budget import Budget
-from budget_service.periods import (
+from budget_service.core.periods import (
     SECONDS_PER_DAY,
     Duration,
     Period,
@@ -25,6 +24,7 @@ from budget_service.periods import (
     rolling_period,
     to_datetime,
 )
+from budget_service.core.records import Budget
 
 UTC = dt.UTC
 

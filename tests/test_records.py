@@ -13,10 +13,10 @@ from localdev import template
 
 ALLOWED = {
     # An exception (store_levels.LevelWriter raises it): a NamedTuple cannot subclass Exception.
-    "budget_service.store_levels:Cancelled",
+    "budget_service.store.levels:Cancelled",
     # The scheduled reset job's counters, incremented in place (setattr) and dumped with asdict;
     # no API function imports it.
-    "budget_service.resets:ResetSummary",
+    "budget_service.domain.resets:ResetSummary",
 }
 
 PROBE = r"""

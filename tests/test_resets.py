@@ -17,19 +17,20 @@ import pytest
 from conftest import TABLE_NAME, lambda_context, run_threads
 from test_periods import at, utc
 
-from budget_service import budgets, models
-from budget_service.budget import Budget, iso
-from budget_service.periods import SECONDS_PER_DAY, Duration
-from budget_service.resets import ResetSummary, update_budget_all_users
-from budget_service.store import (
+from budget_service import schemas as models
+from budget_service.core.periods import SECONDS_PER_DAY, Duration
+from budget_service.core.records import Budget, iso
+from budget_service.domain import budgets
+from budget_service.domain.resets import ResetSummary, update_budget_all_users
+from budget_service.store.base import (
     RESET_SHARDS,
     BudgetStore,
     budget_to_item,
     item_to_budget,
     reset_shard,
 )
-from budget_service.store_history import HistoryStore
-from budget_service.store_levels import LevelWriter
+from budget_service.store.history import HistoryStore
+from budget_service.store.levels import LevelWriter
 from localdev import template
 from localdev.dynamodb import client_for
 from localdev.events import LambdaContext

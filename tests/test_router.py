@@ -1,11 +1,11 @@
-"""The router (budget_service.routing, http.py) under hostile input: every answer is a 4xx JSON
+"""The router (budget_service.api.routing, http.py) under hostile input: every answer is a 4xx JSON
 error that writes nothing, never a 5xx, an exception out of the handler, or a silently changed id."""
 
 import pytest
 from conftest import Response, lambda_context
 
-from budget_service.http import ProjectId
-from budget_service.routing import check_path_value
+from budget_service.api.http import ProjectId
+from budget_service.api.routing import check_path_value
 from localdev import template
 from localdev.events import api_gateway_event
 

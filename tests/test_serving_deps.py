@@ -51,7 +51,7 @@ CHILD = textwrap.dedent("""
         assert status == 200 and json.loads(body)["cost"] > 0, body
         assert call("GET", "/docs")[0] == 200
         assert call("GET", "/docs/static/swagger-ui-bundle.js")[0] == 200
-        import budget_service.keys  # the key CLI's module
+        import budget_service.api.keys  # the key CLI's module
         print("SERVED")
     finally:
         runtime.stop()

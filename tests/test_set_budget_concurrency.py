@@ -4,9 +4,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from budget_service.budgets import set_budget, utc_now
-from budget_service.litellm_compat import merge_entry
-from budget_service.models import LitellmEntry
+from budget_service.domain.budgets import set_budget, utc_now
+from budget_service.litellm.merge import merge_entry
+from budget_service.schemas import LitellmEntry
 
 WRITERS, ROUNDS, USERS = 8, 6, ["alice", "bob", "carol"]
 

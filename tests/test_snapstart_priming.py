@@ -20,7 +20,7 @@ sys.modules["snapshot_restore_py"] = types.SimpleNamespace(
 )
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import app
-from budget_service import tokens
+from budget_service.pricing import tokens
 
 def complete():
     out = {}

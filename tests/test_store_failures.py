@@ -19,8 +19,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from budget_service import store as store_module
-from budget_service.store import CLIENT_CONFIG
+from budget_service.store import base as store_module
+from budget_service.store.base import CLIENT_CONFIG
 
 P, U = "{project}", "{user}"
 ATTEMPTS = 3  # the first try and two retries

@@ -10,9 +10,9 @@ import textwrap
 import litellm
 import pytest
 
-from budget_service import tokens
-from budget_service.errors import InvalidInput
-from budget_service.pricing import default_table
+from budget_service.core.errors import InvalidInput
+from budget_service.pricing import tokens
+from budget_service.pricing.prices import default_table
 from localdev import template
 from scripts import vendor_tiktoken
 
@@ -148,7 +148,7 @@ CHILD = textwrap.dedent(
     socket.getaddrinfo = refuse
     sys.path.insert(0, "layers/budget")
     sys.path.insert(0, ".")
-    from budget_service import tokens
+    from budget_service.pricing import tokens
     counts = {m: [tokens.count_text(t, m) for t in json.loads(sys.argv[1])] for m in ("gpt-4o", "gpt-4")}
     print(json.dumps({"counts": counts, "dir": os.environ["TIKTOKEN_CACHE_DIR"],
                       "loaded": tokens.loaded_encodings()}))
@@ -183,8 +183,9 @@ LAZY_CHILD = textwrap.dedent(
     from localdev import template
     for function_id in template.functions():
         template.load_module(function_id)   # every handler imported, as a cold start does
-    from budget_service import costs, tokens
-    from budget_service.models import CostRequest
+    from budget_service.domain import costs
+    from budget_service.pricing import tokens
+    from budget_service.schemas import CostRequest
     costs.price(CostRequest(model="gpt-4o", usage={"prompt_tokens": 10, "completion_tokens": 5}))
     costs.price(CostRequest(model="gpt-4o", cost=Decimal("0.25")))
     costs.price(CostRequest(completion={"model": "gpt-4o", "usage": {"prompt_tokens": 1}}))

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from budget_service.store import (
+from budget_service.store.base import (
     CLIENT_CONFIG,
     NOT_WRITTEN,
     STORE_ERRORS,

@@ -1,5 +1,5 @@
 """DynamoDB stream of the budget table -> one ``Budget Threshold Crossed`` event per threshold a
-budget level crosses in a period, on the alerts bus (budget_service/alerts.py has the rule).
+budget level crosses in a period, on the alerts bus (budget_service/core/alerts.py has the rule).
 
 Powertools' BatchProcessor reports partial batch failures (ReportBatchItemFailures): Lambda
 retries from the first failed record. Records after a failed one are failed too, unprocessed,
@@ -12,10 +12,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from budget_service import alerts
-from budget_service.budgets import utc_now
+from budget_service.core import alerts
+from budget_service.domain.budgets import utc_now
 from budget_service.observability import logger, metrics, tracer
-from budget_service.store_alerts import default_bus, default_ledger
+from budget_service.store.alerts import default_bus, default_ledger
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 

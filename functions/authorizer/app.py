@@ -6,10 +6,10 @@ An unknown, malformed or revoked key: raise "Unauthorized", which API Gateway tu
 (the only way a TOKEN authorizer can ask for one). Neither the key nor the event is logged.
 """
 
-from budget_service.auth import allow_policy, authenticate
-from budget_service.errors import Unauthorized
+from budget_service.core.errors import Unauthorized
+from budget_service.domain.auth import allow_policy, authenticate
 from budget_service.observability import logger, tracer
-from budget_service.store import default_key_store
+from budget_service.store.base import default_key_store
 
 
 @logger.inject_lambda_context(log_event=False)

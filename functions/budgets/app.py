@@ -2,15 +2,15 @@
 
 from typing import Annotated
 
-from budget_service import budgets
-from budget_service.http import ProjectId, UserId, create_app, json_response, key_id_of, lambda_entry
-from budget_service.models import (
+from budget_service.api.http import ProjectId, UserId, create_app, json_response, key_id_of, lambda_entry
+from budget_service.api.routing import Query, Response
+from budget_service.domain import budgets
+from budget_service.schemas import (
     BudgetList,
     BudgetRecord,
     PutBudgetRequest,
 )
-from budget_service.routing import Query, Response
-from budget_service.store import default_store
+from budget_service.store.base import default_store
 
 app = create_app()
 

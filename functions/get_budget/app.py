@@ -1,9 +1,9 @@
 """POST /get_budget: litellm's hosted BudgetManager loads a project's user dict."""
 
-from budget_service import budgets
-from budget_service.http import create_app, lambda_entry
-from budget_service.models import GetBudgetRequest, GetBudgetResponse
-from budget_service.store import default_store
+from budget_service.api.http import create_app, lambda_entry
+from budget_service.domain import budgets
+from budget_service.schemas import GetBudgetRequest, GetBudgetResponse
+from budget_service.store.base import default_store
 
 app = create_app()
 

@@ -1,13 +1,11 @@
 """The history routes (issue 17): a user's periods, the project's spend report (JSON or CSV),
-the audit ledger, and adjustments (budget_service.history)."""
+the audit ledger, and adjustments (budget_service.domain.history)."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from budget_service import budgets, history
-from budget_service.errors import InvalidInput
-from budget_service.http import (
+from budget_service.api.http import (
     ProjectId,
     UserId,
     create_app,
@@ -15,15 +13,17 @@ from budget_service.http import (
     key_id_of,
     lambda_entry,
 )
-from budget_service.models import (
+from budget_service.api.routing import JSON, Header, Query, Response
+from budget_service.core.errors import InvalidInput
+from budget_service.domain import budgets, history
+from budget_service.schemas import (
     AdjustmentRequest,
     AdjustmentResponse,
     Ledger,
     PeriodList,
     SpendReport,
 )
-from budget_service.routing import JSON, Header, Query, Response
-from budget_service.store import default_store
+from budget_service.store.base import default_store
 
 app = create_app()
 

@@ -1,13 +1,14 @@
 """The hold routes (issue 13): reserve a call's worst-case cost, settle it with the actual cost,
-or release it unused. Each is one DynamoDB TransactWriteItems (budget_service.holds)."""
+or release it unused. Each is one DynamoDB TransactWriteItems (budget_service.domain.holds)."""
 
 from typing import Annotated
 
-from budget_service import budgets, holds, tokens
-from budget_service.http import ProjectId, UserId, create_app, json_response, lambda_entry
-from budget_service.models import CostRequest, HoldRequest, HoldResponse, ReleaseResponse, SettleResponse
-from budget_service.routing import Header, Path, Response
-from budget_service.store import default_store
+from budget_service.api.http import ProjectId, UserId, create_app, json_response, lambda_entry
+from budget_service.api.routing import Header, Path, Response
+from budget_service.domain import budgets, holds
+from budget_service.pricing import tokens
+from budget_service.schemas import CostRequest, HoldRequest, HoldResponse, ReleaseResponse, SettleResponse
+from budget_service.store.base import default_store
 
 app = create_app()
 
@@ -36,5 +37,5 @@ def release_hold(project: ProjectId, user: UserId, hold_id: HoldId) -> ReleaseRe
     return holds.release_hold(default_store(), project, user, hold_id, budgets.utc_now())
 
 
-# Both encodings: which one a call needs depends on its model (budget_service.tokens).
+# Both encodings: which one a call needs depends on its model (budget_service.pricing.tokens).
 lambda_handler = lambda_entry(app, prime_encodings=tokens.ENCODINGS)

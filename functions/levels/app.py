@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from budget_service import budgets, levels
-from budget_service.http import ProjectId, create_app, json_response, lambda_entry
-from budget_service.models import LevelRecord, LevelRequest, TeamList
-from budget_service.routing import Query, Response
-from budget_service.store import default_store
+from budget_service.api.http import ProjectId, create_app, json_response, lambda_entry
+from budget_service.api.routing import Query, Response
+from budget_service.domain import budgets, levels
+from budget_service.schemas import LevelRecord, LevelRequest, TeamList
+from budget_service.store.base import default_store
 
 app = create_app()
 TeamId = ProjectId

@@ -1,10 +1,11 @@
 """Per-project prices (issue 16): set, read, list and delete a project's own price for a model."""
 
-from budget_service import budgets, project_prices
-from budget_service.http import ProjectId, create_app, json_response, lambda_entry
-from budget_service.models import PriceIn, PriceList, PriceRecord
-from budget_service.routing import Response
-from budget_service.store import default_store
+from budget_service.api.http import ProjectId, create_app, json_response, lambda_entry
+from budget_service.api.routing import Response
+from budget_service.domain import budgets
+from budget_service.pricing import project as project_prices
+from budget_service.schemas import PriceIn, PriceList, PriceRecord
+from budget_service.store.base import default_store
 
 app = create_app()
 

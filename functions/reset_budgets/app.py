@@ -9,9 +9,9 @@ budgets stay due and the next run retries them.
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from budget_service.budgets import utc_now
+from budget_service.domain.budgets import utc_now
+from budget_service.domain.resets import update_budget_all_users
 from budget_service.observability import logger, metrics, tracer
-from budget_service.resets import update_budget_all_users
 
 # Stop starting resets with this much time left: enough for in-flight writes (each bounded by the
 # store client's timeouts), the count of what is left, and flushing logs and metrics.

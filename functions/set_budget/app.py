@@ -1,9 +1,9 @@
 """POST /set_budget: litellm's hosted BudgetManager saves its user dict (merged, never erasing)."""
 
-from budget_service import budgets
-from budget_service.http import create_app, key_id_of, lambda_entry
-from budget_service.models import SetBudgetRequest, SetBudgetResponse
-from budget_service.store import default_store
+from budget_service.api.http import create_app, key_id_of, lambda_entry
+from budget_service.domain import budgets
+from budget_service.schemas import SetBudgetRequest, SetBudgetResponse
+from budget_service.store.base import default_store
 
 app = create_app()
 

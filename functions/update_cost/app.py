@@ -2,16 +2,17 @@
 
 from typing import Annotated
 
-from budget_service import budgets, costs, tokens
-from budget_service.http import ProjectId, UserId, create_app, lambda_entry
-from budget_service.models import (
+from budget_service.api.http import ProjectId, UserId, create_app, lambda_entry
+from budget_service.api.routing import Header
+from budget_service.domain import budgets, costs
+from budget_service.pricing import tokens
+from budget_service.schemas import (
     CostRequest,
     CostResponse,
     ProjectedCostRequest,
     ProjectedCostResponse,
 )
-from budget_service.routing import Header
-from budget_service.store import default_store
+from budget_service.store.base import default_store
 
 app = create_app()
 
@@ -31,5 +32,5 @@ def projected_cost(project: ProjectId, user: UserId, request: ProjectedCostReque
     return costs.projected_cost(default_store(), project, user, request, budgets.utc_now())
 
 
-# Both encodings: which one a call needs depends on its model (budget_service.tokens).
+# Both encodings: which one a call needs depends on its model (budget_service.pricing.tokens).
 lambda_handler = lambda_entry(app, prime_encodings=tokens.ENCODINGS)

@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-# An API key (budget_service.auth.KEY_PREFIX) anywhere, and the value of any Bearer credential.
+# An API key (budget_service.domain.auth.KEY_PREFIX) anywhere, and the value of any Bearer credential.
 _SECRETS = re.compile(r"llmb_[A-Za-z0-9_-]+|(?i:(bearer)\s+)[^\s\"',}]+")
 
 

@@ -1,0 +1,265 @@
+"""Project-scoped API keys: minting, checking a key (the Lambda authorizer), and the scope that
+every handler enforces.
+
+A key looks like ``llmb_<43 url-safe characters>`` (256 random bits). Only its SHA-256 is stored
+(store.ApiKeyStore), with the projects it may touch and a role:
+
+- ``reader``: read budgets (GET routes, ``/get_budget``, projected cost);
+- ``writer``: read, and record costs (``POST .../cost``) and hold, settle and release;
+- ``admin``: everything, including creating, replacing, resetting and deleting budgets and
+  litellm's ``/set_budget`` (which replaces budget settings, so litellm's BudgetManager needs an
+  admin key).
+
+API Gateway caches the authorizer's answer per key for the TTL and across routes, so the
+authorizer allows the whole API and hands the scope (projects, role) to the handlers in its
+context; ``http.py`` refuses anything outside it, for every route, in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from typing import NamedTuple
+
+from budget_service.core.errors import Forbidden, InvalidInput, Unauthorized
+
+KEY_PREFIX = "llmb_"
+KEY_RANDOM_BYTES = 32  # token_urlsafe(32): 43 characters
+KEY_PATTERN = re.compile(r"^llmb_[A-Za-z0-9_-]{43}$")
+# API Gateway checks the header against this before invoking the authorizer (template.yaml).
+HEADER_PATTERN = r"^Bearer llmb_[A-Za-z0-9_-]{43}$"
+KEY_ID_HEX = 16  # the key id: this many hex digits of the hash (not secret)
+MAX_PROJECTS_PER_KEY = 100
+
+
+class Role(StrEnum):
+    READER = "reader"
+    WRITER = "writer"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    READ = "read"
+    RECORD_COST = "record_cost"
+    MANAGE = "manage"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.READER: frozenset({Permission.READ}),
+    Role.WRITER: frozenset({Permission.READ, Permission.RECORD_COST}),
+    Role.ADMIN: frozenset(Permission),
+}
+
+# What each API route needs, by its API Gateway resource path. A route missing here needs
+# MANAGE (fail closed); tests check that every template route is listed.
+ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
+    ("POST", "/get_budget"): Permission.READ,
+    ("POST", "/set_budget"): Permission.MANAGE,
+    ("GET", "/projects/{project}/users"): Permission.READ,
+    ("GET", "/projects/{project}/users/{user}"): Permission.READ,
+    ("PUT", "/projects/{project}/users/{user}"): Permission.MANAGE,
+    ("DELETE", "/projects/{project}/users/{user}"): Permission.MANAGE,
+    ("POST", "/projects/{project}/users/{user}/reset"): Permission.MANAGE,
+    ("POST", "/projects/{project}/users/{user}/cost"): Permission.RECORD_COST,
+    ("POST", "/projects/{project}/users/{user}/projected-cost"): Permission.READ,
+    # Per-project prices (issue 16): admin only, reading included (prices can be negotiated terms).
+    ("PUT", "/projects/{project}/prices/{model}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/prices/{model}"): Permission.MANAGE,
+    ("DELETE", "/projects/{project}/prices/{model}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/prices"): Permission.MANAGE,
+    # Holds (issue 13) reserve and charge spend: what a writer key (an app) does per call.
+    ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
+    ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
+    ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
+    # History (issue 17): reading it is a read; an adjustment corrects spend by hand: admin.
+    ("GET", "/projects/{project}/users/{user}/periods"): Permission.READ,
+    ("GET", "/projects/{project}/spend"): Permission.READ,
+    ("GET", "/projects/{project}/users/{user}/ledger"): Permission.READ,
+    ("POST", "/projects/{project}/users/{user}/adjustments"): Permission.MANAGE,
+    # Budget levels (issue 14): an admin creates, changes and deletes them; a reader reads them.
+    ("PUT", "/projects/{project}/budget"): Permission.MANAGE,
+    ("GET", "/projects/{project}/budget"): Permission.READ,
+    ("DELETE", "/projects/{project}/budget"): Permission.MANAGE,
+    ("PUT", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams/{team}"): Permission.READ,
+    ("DELETE", "/projects/{project}/teams/{team}"): Permission.MANAGE,
+    ("GET", "/projects/{project}/teams"): Permission.READ,
+}
+
+
+def route_permission(method: str, resource: str) -> Permission:
+    return ROUTE_PERMISSIONS.get((method.upper(), resource), Permission.MANAGE)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id_of(digest: str) -> str:
+    return digest[:KEY_ID_HEX]
+
+
+class Scope(NamedTuple):
+    """What a key may do: its role, on these projects."""
+
+    key_id: str
+    role: Role
+    projects: frozenset[str]
+
+    def allows(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+    def to_context(self) -> dict[str, str]:
+        """The authorizer context (API Gateway allows only strings, numbers and booleans)."""
+        return {
+            "key_id": self.key_id,
+            "role": self.role.value,
+            "projects": json.dumps(sorted(self.projects)),
+        }
+
+    @classmethod
+    def from_context(cls, context: object) -> Scope | None:
+        """The scope the authorizer handed over; None when absent or malformed."""
+        if not isinstance(context, dict):
+            return None
+        try:
+            projects = json.loads(context["projects"])
+            role = Role(context["role"])
+            key_id = context["key_id"]
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
+            return None
+        if not isinstance(key_id, str):
+            return None
+        return cls(key_id=key_id, role=role, projects=frozenset(projects))
+
+
+def check(scope: Scope, permission: Permission, project: str | None) -> None:
+    """Forbidden unless `scope` may do `permission` on `project` (None: no project, refused)."""
+    if not scope.allows(permission):
+        raise Forbidden(f"a {scope.role.value} key may not do this ({permission.value} is needed)")
+    if project is None or project not in scope.projects:
+        raise Forbidden("this key is not valid for this project")
+
+
+# ---- minting and revoking (the admin CLI, budget_service.api.keys) ----------------------------------
+
+
+@lru_cache(maxsize=1)
+def _project_id():
+    """The project-name validator, built on first use: minting is the admin CLI's, and the
+    authorizer, which imports this module on every cold start, never needs pydantic."""
+    from pydantic import TypeAdapter
+
+    from budget_service.schemas import Identifier
+
+    return TypeAdapter(Identifier)
+
+
+class MintedKey(NamedTuple):
+    key: str  # shown once, never stored
+    key_id: str
+    role: Role
+    projects: tuple[str, ...]
+
+
+def mint(key_store, projects: list[str], role: str, now: Decimal, label: str | None = None) -> MintedKey:
+    """Create a key for `projects` with `role`; store only its hash."""
+    from budget_service.store.base import KeyExists
+
+    try:
+        role_ = Role(role)
+    except ValueError:
+        raise InvalidInput(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    if not projects:
+        raise InvalidInput("give at least one project")
+    if len(projects) > MAX_PROJECTS_PER_KEY:
+        raise InvalidInput(f"at most {MAX_PROJECTS_PER_KEY} projects per key")
+    from pydantic import ValidationError
+
+    try:
+        names = tuple(sorted({_project_id().validate_python(p) for p in projects}))
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid project name: {exc.errors()[0]['msg']}") from None
+    for _ in range(3):  # a repeated id (64 bits) is astronomically unlikely; mint again if so
+        key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+        digest = hash_key(key)
+        attributes = {"role": role_.value, "projects": list(names), "created_at": now, "revoked": False}
+        if label:
+            attributes["label"] = label
+        try:
+            key_store.put(digest, key_id_of(digest), attributes)
+        except KeyExists:
+            continue
+        return MintedKey(key=key, key_id=key_id_of(digest), role=role_, projects=names)
+    raise RuntimeError("could not mint a key with a fresh id")
+
+
+def revoke(key_store, key_or_id: str, now: Decimal) -> dict | None:
+    """Revoke by key id (or by the key itself). None: no such key."""
+    key_id = key_id_of(hash_key(key_or_id)) if key_or_id.startswith(KEY_PREFIX) else key_or_id
+    return key_store.revoke(key_id, now)
+
+
+# ---- the authorizer -------------------------------------------------------------------------------
+
+
+def bearer_key(header: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer <key>`` header, or None if it has none."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not KEY_PATTERN.match(value):
+        return None
+    return value
+
+
+def authenticate(key_store, header: str | None) -> Scope:
+    """The scope of the key in the Authorization header; Unauthorized if there is no valid one."""
+    key = bearer_key(header)
+    if key is None:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>")
+    digest = hash_key(key)
+    record = key_store.get(digest)
+    if record is None or record.get("revoked"):
+        raise Unauthorized("the API key is not valid (unknown or revoked)")
+    try:
+        return Scope(
+            key_id=key_id_of(digest), role=Role(record["role"]), projects=frozenset(record["projects"])
+        )
+    except (KeyError, TypeError, ValueError):
+        raise Unauthorized("the API key is not valid") from None
+
+
+def api_wide_resource(method_arn: str) -> str:
+    """``arn:...:<api>/<stage>/<method>/<path>`` -> ``arn:...:<api>/<stage>/*``: the cached
+    policy must allow every route, since API Gateway reuses it for the key's next requests."""
+    prefix, _, path = method_arn.partition(":execute-api:")
+    parts = path.split("/")
+    if not prefix or len(parts) < 2:
+        raise ValueError("not an execute-api method ARN")
+    return f"{prefix}:execute-api:{parts[0]}/{parts[1]}/*"
+
+
+def allow_policy(scope: Scope, method_arn: str) -> dict:
+    return {
+        "principalId": scope.key_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": api_wide_resource(method_arn),
+                }
+            ],
+        },
+        "context": scope.to_context(),
+    }

@@ -1,0 +1,226 @@
+"""Cost updates and projected cost: what the cost routes do, in terms of pricing, tokens and the store.
+
+A cost update prices the request (one of four forms), then makes one DynamoDB request: a
+TransactWriteItems, which also puts the Idempotency-Key's ledger item when one is given (see
+store_levels.LevelWriter.add_cost; a replay costs one GetItem more).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+from typing import NamedTuple
+
+from budget_service.core.errors import IdempotencyKeyReused, InvalidInput
+from budget_service.core.idempotency import (  # noqa: F401  (re-exported: holds and history use them)
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_TTL_SECONDS,
+    check_idempotency_key,
+    fingerprint_of,
+)
+from budget_service.core.records import Budget
+from budget_service.domain.budgets import read_budget
+from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.pricing.project import ProjectPrices, for_project
+from budget_service.pricing.usage import completion_usage, to_token_usage
+from budget_service.schemas import (
+    DECIMAL_CONTEXT,
+    MONEY_MAX,
+    CostRequest,
+    CostResponse,
+    ProjectedCostRequest,
+    ProjectedCostResponse,
+    TokensUsed,
+    plain_number,
+    quantize_money,
+)
+from budget_service.store.base import BudgetStore
+from budget_service.store.levels import LevelWriter
+
+# How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
+# days, and until then the key still answers as a replay).
+
+
+class PricedEvent(NamedTuple):
+    model: str  # as the caller named it (the key in model_cost)
+    cost: Decimal
+    priced_as: str | None = None
+    tokens: TokenUsage | None = None
+
+
+def _money(value: Decimal) -> Decimal:
+    # Compared before quantizing: a cost of 10^13 USD or more has no room for 25 decimal places in
+    # the 38-digit context (quantize raises InvalidOperation, a 500), and a project price of up to
+    # MONEY_MAX per token can reach that. A value within it cannot round past it.
+    if value > MONEY_MAX:
+        raise InvalidInput(
+            f"the priced cost {plain_number(value)} is over the limit of {plain_number(MONEY_MAX)}"
+        )
+    return quantize_money(value)
+
+
+def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> PricedEvent:
+    """The cost of one request (USD). Unknown model (in a priced form): UnknownModel, 422; a usage
+    naming what the model's price cannot bill: UnpricedUsage, 422. `project_prices` (the project's
+    own prices, issue 16) win over the shipped table."""
+    form = request.form
+    if form == "cost":
+        assert request.model is not None and request.cost is not None
+        return PricedEvent(model=request.model, cost=request.cost)
+    lookup = project_prices.price if project_prices is not None else default_table().price
+    if form == "text":
+        assert request.model is not None
+        model_price = lookup(request.model)  # unknown model fails before counting
+        from budget_service.pricing import tokens
+
+        usage = TokenUsage(
+            prompt_tokens=tokens.count_text(request.input_text or "", request.model),
+            completion_tokens=tokens.count_text(request.output_text or "", request.model),
+        )
+        return PricedEvent(request.model, _money(cost_of(model_price, usage).total), model_price.name, usage)
+    if form == "usage":
+        assert request.model is not None and request.usage is not None
+        model = request.model
+        usage, context = to_token_usage(request.usage)
+    else:
+        assert request.completion is not None
+        model = request.completion.model_name
+        usage, context = completion_usage(request.completion)
+    model_price = lookup(model)
+    return PricedEvent(model, _money(cost_of(model_price, usage, context).total), model_price.name, usage)
+
+
+def project_prices_for(store: BudgetStore, project: str, request: CostRequest) -> ProjectPrices | None:
+    """The project's prices, when the request needs pricing (not for the ``cost`` form)."""
+    return None if request.form == "cost" else for_project(store, project)
+
+
+def fingerprint(request: CostRequest) -> str:
+    """What a replay must repeat: the same request (as validated), hashed."""
+    body = request.model_dump(mode="json", exclude_none=True)
+    if not request.if_within_budget:  # absent and false are the same request (and older keys')
+        body.pop("if_within_budget", None)
+    return fingerprint_of(body)
+
+
+def _tokens_out(usage: TokenUsage | None) -> TokensUsed | None:
+    if usage is None:
+        return None
+    return TokensUsed(**usage._asdict())
+
+
+def _tokens_record(usage: TokenUsage | None) -> dict | None:
+    if usage is None:
+        return None
+    return {k: v for k, v in _tokens_out(usage).model_dump().items() if v}  # type: ignore[union-attr]
+
+
+def record_cost(
+    store: BudgetStore,
+    project: str,
+    user: str,
+    request: CostRequest,
+    now: Decimal,
+    idempotency_key: str | None = None,
+) -> CostResponse:
+    """Price `request` and add it to the user's spend with one DynamoDB request.
+
+    With ``if_within_budget``, only a cost that fits the budget's ``available`` is charged, else
+    BudgetExceeded (402) and nothing is written. The answer carries no balance (a transaction
+    returns no values): GET the budget to read it.
+    """
+    key = check_idempotency_key(idempotency_key)
+    event = price(request, project_prices_for(store, project, request))
+    writer = LevelWriter(store)
+    within = bool(request.if_within_budget)
+    if key is None:
+        writer.add_cost(project, user, event.model, event.cost, now, within_budget=within)
+        return _answer(project, user, event, None)
+
+    digest = fingerprint(request)
+    ledger = {
+        "key": key,
+        "kind": "cost",
+        "model": event.model,
+        "cost": event.cost,
+        "priced_as": event.priced_as,
+        "tokens": _tokens_record(event.tokens),
+        "fingerprint": digest,
+        "created_at": now,
+        "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS,
+    }
+    first = writer.add_cost(project, user, event.model, event.cost, now, ledger=ledger, within_budget=within)
+    if first is None:
+        return _answer(project, user, event, None, key=key)
+    if first.get("fingerprint") != digest:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {key!r} was already used for a different request to this user;"
+            " use a new key for a new cost"
+        )
+    tokens = first.get("tokens")
+    replay = PricedEvent(
+        model=first["model"],
+        cost=first["cost"],
+        priced_as=first.get("priced_as"),
+        tokens=TokenUsage(**{k: int(v) for k, v in tokens.items()}) if tokens else None,
+    )
+    return _answer(project, user, replay, None, key=key, replayed=True)
+
+
+def _answer(
+    project: str,
+    user: str,
+    event: PricedEvent,
+    budget: Budget | None,
+    *,
+    key: str | None = None,
+    replayed: bool = False,
+) -> CostResponse:
+    return CostResponse(
+        project=project,
+        user=user,
+        model=event.model,
+        cost=event.cost,
+        current_cost=budget.current_cost if budget else None,
+        total_budget=budget.total_budget if budget else None,
+        remaining=budget.remaining if budget else None,
+        budget_exceeded=(budget.current_cost > budget.total_budget) if budget else None,
+        tokens=_tokens_out(event.tokens),
+        priced_as=event.priced_as,
+        idempotency_key=key,
+        replayed=replayed,
+    )
+
+
+def projected_cost(
+    store: BudgetStore, project: str, user: str, request: ProjectedCostRequest, now: Decimal
+) -> ProjectedCostResponse:
+    """What the call would cost: prompt tokens of the messages, plus max_tokens of output."""
+    model_price = for_project(store, project).price(request.model)
+    from budget_service.pricing import tokens
+
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    prompt_tokens = tokens.count_messages(messages, request.model)
+    completion_tokens = request.max_tokens or 0
+    cost = cost_of(model_price, TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+    budget = read_budget(store, project, user, now)
+    with localcontext(DECIMAL_CONTEXT):
+        prompt_cost, completion_cost = _money(cost.prompt), _money(cost.completion)
+        projected = prompt_cost + completion_cost
+        total = budget.current_cost + projected
+        remaining_after = max(budget.total_budget - total, Decimal(0))
+    return ProjectedCostResponse(
+        project=project,
+        user=user,
+        model=request.model,
+        priced_as=model_price.name,
+        prompt_tokens=prompt_tokens,
+        prompt_cost=prompt_cost,
+        max_tokens=request.max_tokens,
+        completion_cost=completion_cost,
+        projected_cost=projected,
+        current_cost=budget.current_cost,
+        projected_total=total,
+        total_budget=budget.total_budget,
+        remaining_after=remaining_after,
+        within_budget=total <= budget.total_budget,
+    )

@@ -1,0 +1,212 @@
+"""Holds (issue 13): reserve a call's worst-case cost before the call, settle or release it after.
+
+LiteLLM's own pattern (check ``get_current_cost <= get_total_budget``, call, ``update_cost``)
+admits every caller that checked before the first one paid. A hold is the check and the
+reservation in one conditional write, so concurrent callers can never together reserve more than
+a budget's headroom (``available``). Each operation is one DynamoDB TransactWriteItems
+(store_holds.HoldStore); the hold item's state machine makes settling, releasing and expiring
+each happen once, whoever gets there first. Amounts are USD (Decimal); times epoch seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from budget_service.core.errors import BudgetExceeded, IdempotencyKeyReused, InvalidInput
+from budget_service.core.records import iso
+from budget_service.domain import costs
+from budget_service.pricing.prices import TokenUsage, cost_of
+from budget_service.pricing.project import for_project
+from budget_service.schemas import (
+    DECIMAL_CONTEXT,
+    CostRequest,
+    HoldRequest,
+    HoldResponse,
+    ReleaseResponse,
+    SettleResponse,
+    quantize_money,
+)
+from budget_service.store.base import BudgetStore
+from budget_service.store.holds import EXPIRED, HELD, RELEASED, HoldStore, amount_of, make_hold_id
+
+
+def _priced_amount(
+    store: BudgetStore, project: str, request: HoldRequest
+) -> tuple[Decimal, str | None, int | None]:
+    """The amount to hold (USD), the price entry and the prompt tokens when it was priced."""
+    if request.amount is not None:
+        return request.amount, None, None
+    assert request.model is not None and request.messages is not None
+    # The project's own price wins (issue 16), as for projected cost. UnknownModel (422) before counting.
+    model_price = for_project(store, project).price(request.model)
+    from budget_service.pricing import tokens
+
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    prompt_tokens = tokens.count_messages(messages, request.model)
+    usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=request.max_tokens or 0)
+    amount = costs._money(cost_of(model_price, usage).total)
+    if amount <= 0:
+        raise InvalidInput(f"model {request.model!r} prices this call at 0: nothing to hold; pass amount")
+    return amount, model_price.name, prompt_tokens
+
+
+def create_hold(
+    store: BudgetStore,
+    project: str,
+    user: str,
+    request: HoldRequest,
+    now: Decimal,
+    idempotency_key: str | None = None,
+) -> HoldResponse:
+    """Reserve the amount (or the call's projected cost) on the user's budget for ``ttl_seconds``.
+
+    One TransactWriteItems. Refused (BudgetExceeded, 402, nothing written) when the budget's
+    ``available`` is less than the amount; a refusal first releases the user's holds that have
+    expired (the scheduled job may not have run yet) and tries once more, so an expired hold
+    never blocks a new one. Unknown user: BudgetNotFound (404). With an Idempotency-Key a repeat
+    answers the first hold (``replayed``); the same key for a different request is a 422.
+    """
+    key = costs.check_idempotency_key(idempotency_key)
+    amount, priced_as, prompt_tokens = _priced_amount(store, project, request)
+    # Random even with an Idempotency-Key: the key's ledger item, put in the same transaction,
+    # is what makes a retry find the first hold (and a deleted budget's key start afresh).
+    hold_id = make_hold_id(uuid.uuid4().hex, amount)
+    expires_at = now + request.ttl_seconds
+    holds = HoldStore(store)
+    ledger = None
+    digest = None
+    if key is not None:
+        digest = costs.fingerprint_of(request.model_dump(mode="json", exclude_none=True))
+        ledger = {
+            "key": key,
+            "kind": "hold",
+            "hold_id": hold_id,
+            "fingerprint": digest,
+            "created_at": now,
+            "expires_at": int(now) + costs.IDEMPOTENCY_TTL_SECONDS,
+        }
+    attributes = {"priced_as": priced_as, "prompt_tokens": prompt_tokens, "idempotency_key": key}
+    try:
+        first = holds.create(
+            project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger
+        )
+    except BudgetExceeded:
+        if not release_expired(holds, project, user, now):
+            raise
+        first = holds.create(
+            project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger
+        )
+    if first is not None:
+        if first.get("kind") != "hold" or first.get("fingerprint") != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was already used for a different request to this user;"
+                " use a new key for a new hold"
+            )
+        stored = holds.get(project, user, first["hold_id"]) or {}
+        return _hold_answer(
+            project,
+            user,
+            first["hold_id"],
+            stored
+            or {
+                "amount": amount_of(first["hold_id"]),
+                "state": HELD,
+                "created_at": first["created_at"],
+                "hold_expires_at": first["created_at"],
+            },
+            key=key,
+            replayed=True,
+        )
+    item = {
+        "amount": amount,
+        "state": HELD,
+        "created_at": now,
+        "hold_expires_at": expires_at,
+        "priced_as": priced_as,
+        "prompt_tokens": prompt_tokens,
+    }
+    return _hold_answer(project, user, hold_id, item, key=key)
+
+
+def _hold_answer(
+    project: str, user: str, hold_id: str, item: dict, *, key=None, replayed=False
+) -> HoldResponse:
+    return HoldResponse(
+        hold_id=hold_id,
+        project=project,
+        user=user,
+        amount=item["amount"],
+        state=item["state"],
+        created_at=iso(item["created_at"]) or "",
+        expires_at=iso(item["hold_expires_at"]) or "",
+        priced_as=item.get("priced_as"),
+        prompt_tokens=int(item["prompt_tokens"]) if item.get("prompt_tokens") is not None else None,
+        idempotency_key=key,
+        replayed=replayed,
+    )
+
+
+def release_expired(holds: HoldStore, project: str, user: str, now: Decimal) -> int:
+    """Expire the user's holds that are past their time (one Query, one write each); how many."""
+    expired = 0
+    for hold_id in holds.expired_of_user(project, user, now):
+        _, changed = holds.finish(project, user, hold_id, now, EXPIRED)
+        expired += changed
+    return expired
+
+
+def settle_hold(
+    store: BudgetStore, project: str, user: str, hold_id: str, request: CostRequest, now: Decimal
+) -> SettleResponse:
+    """Charge the actual cost (any cost form of ``/cost``; in full, even above the hold) and free
+    the rest of the hold, once: one TransactWriteItems. A repeat answers the first result with
+    ``replayed: true`` and charges nothing. A hold already released or expired is still charged
+    once (and frees nothing). Unknown hold (or another user's): HoldNotFound (404)."""
+    amount = amount_of(hold_id)  # a malformed id is a 404 before any pricing or write
+    if request.if_within_budget:
+        raise InvalidInput("a settle always charges the actual cost; drop if_within_budget")
+    event = costs.price(request, costs.project_prices_for(store, project, request))
+    result = {
+        "model": event.model,
+        "cost": event.cost,
+        "priced_as": event.priced_as,
+        "tokens": costs._tokens_record(event.tokens),
+    }
+    stored, replayed = HoldStore(store).settle(project, user, hold_id, event.cost, event.model, now, result)
+    tokens = stored.get("tokens")
+    cost = stored["cost"]
+    freed = (
+        max(DECIMAL_CONTEXT.subtract(amount, cost), Decimal(0))
+        if stored.get("settled_from") == HELD
+        else Decimal(0)
+    )
+    return SettleResponse(
+        hold_id=hold_id,
+        project=project,
+        user=user,
+        amount=amount,
+        model=stored["model"],
+        cost=cost,
+        released=quantize_money(freed),
+        settled_from=stored.get("settled_from") or HELD,
+        settled_at=iso(stored["settled_at"]) or "",
+        tokens=costs._tokens_out(TokenUsage(**{k: int(v) for k, v in tokens.items()})) if tokens else None,
+        priced_as=stored.get("priced_as"),
+        replayed=replayed,
+    )
+
+
+def release_hold(store: BudgetStore, project: str, user: str, hold_id: str, now: Decimal) -> ReleaseResponse:
+    """Free a hold unused (``held -> released``): one TransactWriteItems. Repeating, or releasing a
+    hold already settled or expired, changes nothing and says so. Unknown hold: HoldNotFound."""
+    amount = amount_of(hold_id)
+    before, changed = HoldStore(store).finish(project, user, hold_id, now, RELEASED)
+    return ReleaseResponse(
+        hold_id=hold_id,
+        project=project,
+        user=user,
+        amount=amount,
+        state=RELEASED if changed else str((before or {}).get("state", RELEASED)),
+        released=changed,
+    )

@@ -1,0 +1,309 @@
+"""Usage as each major API reports it -> the token counts the price table bills (pricing.TokenUsage).
+
+Each provider documents its own usage block; these are the conversions (and LiteLLM 1.110.2 makes
+the same ones, in its provider transformations, before it prices a call):
+
+- OpenAI Chat Completions: ``prompt_tokens`` includes cached, cache-written, audio and image
+  tokens; ``completion_tokens`` includes reasoning, audio and image tokens. Taken as they are.
+  Where modality counts overlap the cache (OpenAI counts cached audio inside ``audio_tokens`` and
+  reports no split), cache reads come first and the modalities bill what is left, in the order
+  audio, image, video (LiteLLM's ``generic_cost_per_token`` rule).
+- OpenAI Responses: ``input_tokens`` / ``output_tokens`` and their ``*_details`` mean what
+  ``prompt_tokens`` / ``completion_tokens`` mean in Chat Completions.
+- Anthropic Messages: ``input_tokens`` EXCLUDES cache reads (``cache_read_input_tokens``) and cache
+  writes (``cache_creation_input_tokens``, split by TTL in ``cache_creation``), so the prompt is
+  their sum; ``server_tool_use.web_search_requests`` counts web searches.
+- Gemini ``usageMetadata``: ``promptTokenCount`` includes ``cachedContentTokenCount``; output is
+  ``candidatesTokenCount`` plus ``thoughtsTokenCount`` (unless ``totalTokenCount`` shows the
+  candidates already include them); ``toolUsePromptTokenCount`` bills as prompt unless the call
+  was grounded with Google Search (Google does not bill those then); modalities come from
+  ``promptTokensDetails``, ``cacheTokensDetails``, ``candidatesTokensDetails``.
+- Bedrock Converse: ``inputTokens`` EXCLUDES ``cacheReadInputTokens`` and ``cacheWriteInputTokens``;
+  ``cacheDetails`` splits writes by TTL (5m, 1h).
+
+Counts that do not add up (a part larger than its whole) are refused with a ValueError, which the
+request model reports as a 422: a cost is never guessed from an inconsistent usage.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from budget_service.core.errors import UnpricedUsage
+from budget_service.pricing.prices import TokenUsage, UsageContext
+
+if TYPE_CHECKING:
+    from budget_service.schemas import CompletionIn, UsageIn
+
+SHAPE_HELP = (
+    "a usage needs prompt_tokens (OpenAI Chat Completions), input_tokens (OpenAI Responses or"
+    " Anthropic Messages), promptTokenCount (Gemini usageMetadata) or inputTokens (Bedrock Converse)"
+)
+
+
+def shape_of(u: UsageIn) -> str:
+    """chat, responses, anthropic, gemini or bedrock. ValueError when none or several match."""
+    found = []
+    if u.prompt_tokens is not None:
+        found.append("chat")
+    if u.input_tokens is not None or u.output_tokens is not None:
+        anthropic = any(
+            v is not None
+            for v in (
+                u.cache_read_input_tokens,
+                u.cache_creation_input_tokens,
+                u.cache_creation,
+                u.server_tool_use,
+                u.inference_geo,
+                u.speed,
+            )
+        )
+        found.append("anthropic" if anthropic and "chat" not in found else "responses")
+    if u.promptTokenCount is not None or u.candidatesTokenCount is not None:
+        found.append("gemini")
+    if u.inputTokens is not None or u.outputTokens is not None:
+        found.append("bedrock")
+    if not found:
+        raise ValueError(SHAPE_HELP)
+    if len(found) > 1:
+        raise ValueError(f"the usage mixes the shapes of several APIs ({', '.join(found)}); send one")
+    if found == ["anthropic"] and (u.input_tokens_details is not None or u.output_tokens_details is not None):
+        raise ValueError(
+            "the usage mixes Anthropic cache fields with OpenAI Responses details; send one shape"
+        )
+    return found[0]
+
+
+def _web_searches(*counts: int | None) -> int:
+    return next((c for c in counts if c), 0)
+
+
+def _openai(
+    u: UsageIn, prompt: int, completion: int, details, out_details
+) -> tuple[TokenUsage, UsageContext]:
+    d = details
+    cached = (
+        u.cache_read_input_tokens if u.cache_read_input_tokens is not None else (d and d.cached_tokens) or 0
+    )
+    if u.cache_creation_input_tokens is not None:
+        creation = u.cache_creation_input_tokens
+    else:
+        creation = (d and (d.cache_write_tokens or d.cache_creation_tokens)) or 0
+    ttl = d.cache_creation_token_details if d else None
+    cached_split = d.cached_tokens_details if d else None
+    cached_audio = (cached_split and cached_split.audio_tokens) or 0
+    cached_image = (cached_split and cached_split.image_tokens) or 0
+    cached_text = (cached_split and cached_split.text_tokens) or 0
+    audio = (d and d.audio_tokens) or 0
+    image = (d and d.image_tokens) or 0
+    video = (d and d.video_tokens) or 0
+    text = (d and d.text_tokens) or 0
+    if cached_audio > audio or cached_image > image or (text and cached_text > text):
+        raise ValueError("cached_tokens_details exceed the prompt's audio/image/text tokens they are part of")
+    uncached_text = max(text - cached_text, 0)
+    if (cached or creation) and uncached_text + cached + creation + (audio - cached_audio) + (
+        image - cached_image
+    ) + video > prompt:
+        # The modality counts include cached tokens: cache first, then audio, image, video.
+        budget = max(prompt - cached - creation, 0)
+        a = min(audio - cached_audio, budget)
+        i = min(image - cached_image, budget - a)
+        video = min(video, budget - a - i)
+        audio, image = a + cached_audio, i + cached_image
+    elif text:
+        rest = prompt - cached - creation - (audio - cached_audio) - (image - cached_image) - video
+        if uncached_text != rest:
+            raise ValueError(
+                f"prompt text_tokens ({text}) do not add up with the other prompt counts to the"
+                f" prompt's {prompt} tokens"
+            )
+    o = out_details
+    reasoning = (o and o.reasoning_tokens) or 0
+    out_audio = (o and o.audio_tokens) or 0
+    out_image = (o and o.image_tokens) or 0
+    out_video = (o and o.video_tokens) or 0
+    out_text = (o and o.text_tokens) or 0
+    if out_text:
+        others = out_audio + out_image + out_video
+        nested = min(reasoning, out_text, max(out_text + reasoning + others - completion, 0))
+        if out_text - nested != completion - reasoning - others:
+            raise ValueError(
+                f"completion text_tokens ({out_text}) do not add up with the other output counts to the"
+                f" output's {completion} tokens"
+            )
+    tokens = TokenUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_creation_tokens=creation,
+        cache_creation_1h_tokens=(ttl and ttl.ephemeral_1h_input_tokens) or 0,
+        cache_creation_12h_tokens=(ttl and ttl.ephemeral_12h_input_tokens) or 0,
+        cached_audio_tokens=cached_audio,
+        cached_image_tokens=cached_image,
+        audio_tokens=audio,
+        image_tokens=image,
+        video_tokens=video,
+        reasoning_tokens=reasoning,
+        output_audio_tokens=out_audio,
+        output_image_tokens=out_image,
+        output_video_tokens=out_video,
+        web_search_requests=_web_searches(
+            u.web_search_requests,
+            u.server_tool_use.web_search_requests if u.server_tool_use else None,
+            d and d.web_search_requests,
+        ),
+    )
+    return tokens, UsageContext(u.search_context_size, u.service_tier, u.inference_geo, u.speed)
+
+
+def _anthropic(u: UsageIn) -> tuple[TokenUsage, UsageContext]:
+    read = u.cache_read_input_tokens or 0
+    ttl = u.cache_creation
+    ttl_total = sum((getattr(ttl, f) or 0) for f in CacheTTLFields) if ttl else 0
+    write = u.cache_creation_input_tokens if u.cache_creation_input_tokens is not None else ttl_total
+    return TokenUsage(
+        prompt_tokens=(u.input_tokens or 0) + read + write,
+        completion_tokens=u.output_tokens or 0,
+        cached_tokens=read,
+        cache_creation_tokens=write,
+        cache_creation_1h_tokens=(ttl and ttl.ephemeral_1h_input_tokens) or 0,
+        cache_creation_12h_tokens=(ttl and ttl.ephemeral_12h_input_tokens) or 0,
+        web_search_requests=_web_searches(
+            u.web_search_requests, u.server_tool_use.web_search_requests if u.server_tool_use else None
+        ),
+    ), UsageContext(u.search_context_size, u.service_tier, u.inference_geo, u.speed)
+
+
+CacheTTLFields = (
+    "ephemeral_5m_input_tokens",
+    "ephemeral_30m_input_tokens",
+    "ephemeral_1h_input_tokens",
+    "ephemeral_12h_input_tokens",
+)
+
+
+def _by_modality(counts) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts or ():
+        modality = c.modality.upper()
+        modality = "TEXT" if modality == "DOCUMENT" else modality
+        out[modality] = out.get(modality, 0) + c.tokenCount
+    return out
+
+
+def _gemini(u: UsageIn, grounding_queries: int = 0) -> tuple[TokenUsage, UsageContext]:
+    prompt_total = u.promptTokenCount or 0
+    candidates = u.candidatesTokenCount or 0
+    thoughts = u.thoughtsTokenCount or 0
+    tool_use = u.toolUsePromptTokenCount or 0
+    searches = _web_searches(u.web_search_requests, grounding_queries)
+    inclusive = prompt_total + candidates + tool_use == (u.totalTokenCount or 0)
+    prompt_mod = _by_modality(u.promptTokensDetails)
+    cache_mod = _by_modality(u.cacheTokensDetails)
+    out_mod = _by_modality(u.candidatesTokensDetails)
+    billable_tool_use = 0 if searches else tool_use  # Google bills grounding per request instead
+    completion = candidates + (0 if inclusive else thoughts)
+    tier = u.trafficType.lower() if u.trafficType else None
+    return TokenUsage(
+        prompt_tokens=prompt_total + billable_tool_use,
+        completion_tokens=completion,
+        cached_tokens=u.cachedContentTokenCount or 0,
+        cached_audio_tokens=cache_mod.get("AUDIO", 0),
+        cached_image_tokens=cache_mod.get("IMAGE", 0),
+        audio_tokens=prompt_mod.get("AUDIO", 0),
+        image_tokens=prompt_mod.get("IMAGE", 0),
+        video_tokens=max(prompt_mod.get("VIDEO", 0) - cache_mod.get("VIDEO", 0), 0),
+        reasoning_tokens=thoughts,
+        output_audio_tokens=out_mod.get("AUDIO", 0),
+        output_image_tokens=out_mod.get("IMAGE", 0),
+        output_video_tokens=out_mod.get("VIDEO", 0),
+        web_search_requests=searches,
+    ), UsageContext(u.search_context_size, tier)
+
+
+def _bedrock(u: UsageIn) -> tuple[TokenUsage, UsageContext]:
+    read = u.cacheReadInputTokens or 0
+    write = u.cacheWriteInputTokens or 0
+    one_hour = 0
+    if u.cacheDetails:
+        by_ttl = {"5m": 0, "1h": 0}
+        for d in u.cacheDetails:
+            if d.ttl not in by_ttl:
+                raise ValueError(f"cacheDetails names a TTL ({d.ttl!r}) this service cannot price; pass cost")
+            by_ttl[d.ttl] += d.inputTokens
+        if sum(by_ttl.values()) != write:
+            raise ValueError("cacheDetails do not add up to cacheWriteInputTokens")
+        one_hour = by_ttl["1h"]
+    return TokenUsage(
+        prompt_tokens=(u.inputTokens or 0) + read + write,
+        completion_tokens=u.outputTokens or 0,
+        cached_tokens=read,
+        cache_creation_tokens=write,
+        cache_creation_1h_tokens=one_hour,
+        web_search_requests=u.web_search_requests or 0,
+    ), UsageContext(u.search_context_size, u.service_tier)
+
+
+def to_token_usage(u: UsageIn, *, grounding_queries: int = 0) -> tuple[TokenUsage, UsageContext]:
+    """The token counts and pricing context of a usage block. ValueError when it is not one
+    shape or its counts do not add up."""
+    shape = shape_of(u)
+    if shape == "chat":
+        tokens, context = _openai(
+            u,
+            u.prompt_tokens or 0,
+            u.completion_tokens or 0,
+            u.prompt_tokens_details,
+            u.completion_tokens_details,
+        )
+    elif shape == "responses":
+        tokens, context = _openai(
+            u, u.input_tokens or 0, u.output_tokens or 0, u.input_tokens_details, u.output_tokens_details
+        )
+    elif shape == "anthropic":
+        tokens, context = _anthropic(u)
+    elif shape == "gemini":
+        tokens, context = _gemini(u, grounding_queries)
+    else:
+        tokens, context = _bedrock(u)
+    problems = tokens.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return tokens, context
+
+
+def _count_web_search_calls(output: list[dict] | None) -> int:
+    return sum(1 for item in output or () if isinstance(item, dict) and item.get("type") == "web_search_call")
+
+
+def _grounding_queries(candidates: list[dict] | None) -> int:
+    """Google Search grounding queries of a Gemini response. Grounding with Google Maps (chunks
+    with ``maps``) is billed per request at a price this service does not apply: UnpricedUsage."""
+    total = 0
+    for candidate in candidates or ():
+        metadata = candidate.get("groundingMetadata") if isinstance(candidate, dict) else None
+        chunks = metadata.get("groundingChunks") if isinstance(metadata, dict) else None
+        if isinstance(chunks, list) and any(isinstance(c, dict) and c.get("maps") for c in chunks):
+            raise UnpricedUsage(
+                "the response was grounded with Google Maps, which this service does not price:"
+                ' pass the call\'s price as "cost" instead',
+                details=[{"field": "completion.candidates", "problem": "Google Maps grounding; pass cost"}],
+            )
+        queries = metadata.get("webSearchQueries") if isinstance(metadata, dict) else None
+        if isinstance(queries, list):
+            total += len(queries)
+    return total
+
+
+def completion_usage(c: CompletionIn) -> tuple[TokenUsage, UsageContext]:
+    """The token counts of a whole response: its usage block, plus what the response says outside
+    it (Responses ``web_search_call`` items, Gemini grounding queries, the top-level service tier)."""
+    tokens, context = to_token_usage(c.usage_block, grounding_queries=_grounding_queries(c.candidates))
+    calls = _count_web_search_calls(c.output)
+    if calls and not tokens.web_search_requests:
+        tokens = tokens._replace(web_search_requests=calls)
+    if c.service_tier is not None and context.service_tier is None:
+        context = UsageContext(
+            context.search_context_size, c.service_tier, context.inference_geo, context.speed
+        )
+    return tokens, context

@@ -1,0 +1,83 @@
+"""The litellm hosted protocol: /get_budget and /set_budget bodies and answers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    ConfigDict,
+    Field,
+)
+
+from budget_service.core.numbers import (
+    MAX_MODELS_PER_USER,
+    MAX_USERS_PER_SET_BUDGET,
+)
+from budget_service.schemas.common import (
+    Days,
+    Epoch,
+    Identifier,
+    Money,
+    Number,
+    _Model,
+    _OmitsNone,
+)
+
+
+class LitellmEntry(_Model):
+    """One user's entry as litellm's BudgetManager writes it. Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    total_budget: Money
+    current_cost: Money | None = None
+    model_cost: dict[Identifier, Money] | None = Field(default=None, max_length=MAX_MODELS_PER_USER)
+    duration: Days | None = None
+    created_at: Epoch | None = None
+    last_updated_at: Epoch | None = None
+
+
+class GetBudgetRequest(_Model):
+    model_config = ConfigDict(extra="ignore")
+
+    project_name: Identifier
+
+
+class SetBudgetRequest(_Model):
+    model_config = ConfigDict(extra="ignore")
+
+    project_name: Identifier
+    user_dict: dict[Identifier, LitellmEntry] = Field(max_length=MAX_USERS_PER_SET_BUDGET)
+
+
+class LitellmEntryOut(_OmitsNone):
+    total_budget: Number
+    current_cost: Number
+    model_cost: dict[str, Number]
+    duration: Number | None = Field(default=None, description="days (rolling period length)")
+    created_at: Number | None = None
+    last_updated_at: Number | None = Field(default=None, description="start of the period")
+
+
+class GetBudgetResponse(_OmitsNone):
+    status: Literal["success", "error"]
+    data: dict[str, LitellmEntryOut] | None = None
+    message: str | None = None
+
+
+class SetBudgetResponse(_Model):
+    status: Literal["success"]
+    written: list[str] = Field(description="users whose stored entry changed")
+    unchanged: list[str] = Field(description="users whose stored entry already said the same")
+    stale_spend_ignored: list[str] = Field(
+        description="users whose entry carried spend of a period the server has already closed;"
+        " that spend was not applied (settings were)"
+    )
+    uncertain_spend_kept: list[str] = Field(
+        default_factory=list,
+        description="users whose entry's period began before the server's current one without"
+        " being a period the server closed (a client that reset itself at another moment): the"
+        " server cannot tell how much of that spend falls in the current period, so it kept it"
+        " (merged as the larger, per model) rather than drop any; reload the client"
+        " (load_data) to align it with the current period",
+    )
