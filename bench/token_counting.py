@@ -132,10 +132,10 @@ def _fresh_script(load: str, first: str, second: str) -> str:
 _SERVICE_FIRST = "tokens.count_text('How much of my budget is left this month?', 'gpt-4o')"
 _SERVICE_SECOND = "tokens.count_messages([{'role': 'user', 'content': 'hi'}], 'gpt-4o')"
 _FRESH = {
-    "service": _fresh_script("from budget_service import tokens", _SERVICE_FIRST, _SERVICE_SECOND),
+    "service": _fresh_script("from budget_service.pricing import tokens", _SERVICE_FIRST, _SERVICE_SECOND),
     # What the first call cost before the rank index: tiktoken's encoding loaded, then the count.
     "service_tiktoken": _fresh_script(
-        "from budget_service import tokens",
+        "from budget_service.pricing import tokens",
         f"(tokens.get_encoding('o200k_base'), {_SERVICE_FIRST})[1]",
         _SERVICE_SECOND,
     ),
@@ -274,11 +274,11 @@ def run(*, quick: bool = False) -> Section:
     )
     section.tables.append(first)
     for who, label, module in (
-        ("service", "budget_service.pricing.tokens (rank index)", "`from budget_service import tokens`"),
+        ("service", "budget_service.pricing.tokens (rank index)", "`from budget_service.pricing import tokens`"),
         (
             "service_tiktoken",
             "budget_service.pricing.tokens, loading tiktoken first",
-            "`from budget_service import tokens`",
+            "`from budget_service.pricing import tokens`",
         ),
         ("litellm", "litellm.token_counter (loads tiktoken)", "`import litellm`"),
     ):
