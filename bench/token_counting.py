@@ -274,7 +274,11 @@ def run(*, quick: bool = False) -> Section:
     )
     section.tables.append(first)
     for who, label, module in (
-        ("service", "budget_service.pricing.tokens (rank index)", "`from budget_service.pricing import tokens`"),
+        (
+            "service",
+            "budget_service.pricing.tokens (rank index)",
+            "`from budget_service.pricing import tokens`",
+        ),
         (
             "service_tiktoken",
             "budget_service.pricing.tokens, loading tiktoken first",

@@ -212,7 +212,12 @@ def test_each_level_rolls_over_at_its_own_boundary_once(acme, clock, aws):
     user, team, project = levels(aws)
     assert spend_of(aws) == (4, 4, 4)
     assert project["period_start"] == team["period_start"] == month_end
-    assert team["version"] == project["version"] == 5  # created, charged 3 times, rolled over once
+    # Rolled over once: one closed period each, holding the spend it closed.
+    closed = [
+        i for i in map(store_module.plain_item, table_items(aws)) if i.get("level") in ("TEAM", "PROJECT")
+    ]
+    closed = [i for i in closed if "history_pk" in i]
+    assert sorted((i["level"], i["spend"]) for i in closed) == [("PROJECT", 3), ("TEAM", 3)]
 
 
 def test_level_records(acme):
@@ -372,7 +377,7 @@ def test_the_job_and_a_charge_roll_each_level_over_once_whichever_comes_first(ac
 
     acme.call("POST", COST, ALICE, body={"model": "m", "cost": 1})
     _, team, project = levels(aws)
-    versions = (team["version"], project["version"])
+    versions = (sum(team["slice_versions"]), sum(project["slice_versions"]))
     clock.now = project["reset_at"] + 5
     if first == "job":
         summary = update_budget_all_users(clock.now)
@@ -385,8 +390,13 @@ def test_the_job_and_a_charge_roll_each_level_over_once_whichever_comes_first(ac
         assert summary.levels_reset == 0  # the charge rolled them over lazily: nothing due
     _, team, project = levels(aws)
     assert spend_of(aws) == (2, 2, 2)
-    # One rollover and one charge each since: the period rolled over exactly once.
-    assert (team["version"], project["version"]) == (versions[0] + 2, versions[1] + 2)
+    # One rollover (every slice once) and one charge (one slice) each since: the period rolled
+    # over exactly once.
+    slices_of = len(team["slice_versions"])
+    assert (sum(team["slice_versions"]), sum(project["slice_versions"])) == (
+        versions[0] + slices_of + 1,
+        versions[1] + slices_of + 1,
+    )
     assert project["period_start"] == clock.now - 5
 
 

@@ -16,6 +16,8 @@ from budget_service.core import alerts
 from budget_service.domain.budgets import utc_now
 from budget_service.observability import logger, metrics, tracer
 from budget_service.store.alerts import default_bus, default_ledger
+from budget_service.store.base import default_store
+from budget_service.store.levels import level_change
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
@@ -44,9 +46,15 @@ class Batch:
             stream = record.dynamodb
             assert stream is not None  # a DynamoDB stream record always has it
             created = stream.approximate_creation_date_time
+            # A team or project level is dealt over several items (store/slices.py): the rule
+            # reads the level's sums, not the one slice this record wrote.
+            store = default_store()
+            old, new = level_change(
+                store.client, store.table_name, stream.old_image or None, stream.new_image or None
+            )
             sent = alerts.handle_change(
-                stream.old_image or None,
-                stream.new_image or None,
+                old,
+                new,
                 Decimal(created) if created is not None else utc_now(),
                 ledger=default_ledger(),
                 bus=default_bus(),

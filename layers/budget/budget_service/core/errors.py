@@ -148,10 +148,12 @@ class PayloadTooLarge(BudgetError):
 
 
 class Contention(BudgetError):
-    """Too many concurrent writers on one item; the client may retry."""
+    """Too many concurrent writers on one item outlasted the service's own retries; nothing was
+    written. A 503 with Retry-After: the request may be sent again as it was."""
 
-    status = HTTPStatus.CONFLICT
+    status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "write_contention"
+    retry_after_seconds = 1
 
 
 # ---- security and robustness (issue 6) -----------------------------------------------------------

@@ -12,15 +12,16 @@ level created mid-period starts at zero: spend made before it existed is not cou
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
-from budget_service.core.errors import Contention, InvalidInput, LevelNotFound
+from budget_service.core.errors import InvalidInput, LevelNotFound
 from budget_service.core.records import Budget, iso
 from budget_service.schemas import LevelRecord, LevelRequest
 from budget_service.store.base import (
-    MAX_WRITE_ATTEMPTS,
     BudgetStore,
     StaleWrite,
+    conflict_backoff,
     decode_cursor,
     encode_cursor,
 )
@@ -96,7 +97,7 @@ def put(
     """Create or replace a level's settings (version-conditional). Its current spend and holds
     are kept (an ended period rolls over first); a new level starts at zero spend."""
     sk = _sk(level, team)
-    for _ in range(MAX_WRITE_ATTEMPTS):
+    for attempt in itertools.count():
         old = get_level(store, project, sk)
         if old is None:
             base = Budget(
@@ -131,11 +132,12 @@ def put(
         if settings.default_alert_thresholds is not None:  # read by the alerts function
             item["default_alert_thresholds"] = list(settings.default_alert_thresholds)
         try:
-            put_level(store, project, sk, item, int(old["version"]) if old else 0)
+            put_level(store, project, sk, item, old)
         except StaleWrite:
+            conflict_backoff(attempt, f"{level} budget of {project!r}")
             continue
         return read(store, project, level, team, now), old is None
-    raise Contention(f"{level} budget of {project!r} is being changed by too many writers; retry")
+    raise AssertionError("unreachable")
 
 
 def read(store: BudgetStore, project: str, level: str, team: str | None, now: Decimal) -> LevelRecord:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import os
 import random
@@ -58,6 +59,41 @@ else:
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
+serialize = _serialize  # a Python value as a DynamoDB attribute value (numbers from Decimal)
+
+# DynamoDB cancels a transaction that names an item another transaction has in flight, and fails
+# a single-item write on such an item with TransactionConflictException. Both mean "nothing was
+# written, try again": writers back off with full jitter (AWS Architecture Blog, "Exponential
+# Backoff And Jitter") up to CONFLICT_RETRIES times, about 1.5 s in the worst case, before the
+# caller answers 503 with Retry-After.
+CONFLICT_RETRIES = 14
+CONFLICT_BASE_SECONDS = 0.004
+CONFLICT_CAP_SECONDS = 0.15
+
+
+def conflict_backoff(attempt: int, what: str) -> None:
+    """Sleep before retry `attempt` (0-based) of a write DynamoDB cancelled for a conflict on
+    `what` (a name for the message); Contention (HTTP 503 with Retry-After) once the retries
+    are spent."""
+    if attempt >= CONFLICT_RETRIES:
+        raise Contention(f"{what} is being changed by too many writers; retry")
+    time.sleep(random.uniform(0, min(CONFLICT_CAP_SECONDS, CONFLICT_BASE_SECONDS * 2**attempt)))  # noqa: S311
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether a DynamoDB error says another transaction had the item in flight (nothing written):
+    a single-item write's TransactionConflictException, or a transaction cancelled with no reason
+    but TransactionConflict."""
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response["Error"]["Code"]
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    codes = {r.get("Code") for r in exc.response.get("CancellationReasons") or []} - {None, "None"}
+    return bool(codes) and codes <= {"TransactionConflict", "ThrottlingError"}
+
 
 # Bounded retries with timeouts: a slow DynamoDB must not hold a Lambda for its whole timeout.
 # Standard mode retries throttles, timeouts and 5xx with jittered exponential backoff (at most
@@ -84,6 +120,9 @@ UNAVAILABLE_CODES = frozenset(
         "ServiceUnavailableException",
         "LimitExceededException",
         "TransactionInProgressException",
+        # Another transaction had the item in flight: nothing was written (the writers retry
+        # these themselves; one that escapes them is a 503, never a 500).
+        "TransactionConflictException",
     }
 )
 # What a boto3 call can raise; http.py maps these (see `unavailable`).
@@ -97,7 +136,7 @@ def unavailable(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return error.get("Code") in UNAVAILABLE_CODES or status >= 500
+        return error.get("Code") in UNAVAILABLE_CODES or status >= 500 or is_conflict(exc)
     return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
@@ -263,6 +302,9 @@ def budget_key(project: str, user: str) -> dict:
 def _plain(raw: dict) -> dict:
     """A DynamoDB item (typed attribute values) as Python values (numbers as Decimal)."""
     return {k: _deserialize(v) for k, v in raw.items()}
+
+
+plain_item = _plain
 
 
 def _condition_failed(exc: ClientError) -> bool:
@@ -461,9 +503,7 @@ class BudgetStore:
             if code == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons") or []
                 first = reasons[0] if reasons else {}
-                if first.get("Code") == "TransactionConflict" or any(
-                    r.get("Code") == "TransactionConflict" for r in reasons
-                ):
+                if any(r.get("Code") in ("TransactionConflict", "ThrottlingError") for r in reasons):
                     raise StaleWrite() from exc
                 if first.get("Code") != "ConditionalCheckFailed":
                     # The budget's condition held but a history item exists already: two periods
@@ -472,6 +512,8 @@ class BudgetStore:
                 old = first.get("Item")
             elif _condition_failed(exc):
                 old = exc.response.get("Item")
+            elif code == "TransactionConflictException":
+                raise StaleWrite() from exc  # nothing written: read again and retry
             else:
                 raise
             if old is None:
@@ -515,7 +557,7 @@ class BudgetStore:
         A lost race re-reads; botocore's retries carry the transaction's ClientRequestToken."""
         from budget_service.store.history import history_items
 
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+        for attempt in itertools.count():
             current = self.get(project, user)
             if current is None:
                 return False
@@ -537,10 +579,14 @@ class BudgetStore:
                 return True
             except ClientError as exc:
                 codes = _cancellation_codes(exc)
-                if not codes or codes[0] not in ("ConditionalCheckFailed", "TransactionConflict"):
+                if not codes or codes[0] not in (
+                    "ConditionalCheckFailed",
+                    "TransactionConflict",
+                    "ThrottlingError",
+                ):
                     raise
-            time.sleep(random.uniform(0, 0.005 * 2**attempt))
-        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
+            conflict_backoff(attempt, f"budget {project}/{user}")
+        raise AssertionError("unreachable")
 
     def delete(self, project: str, user: str) -> bool:
         """Delete a budget; False when there was none.
@@ -550,7 +596,7 @@ class BudgetStore:
         a delete that landed with its success (for 10 minutes), where a DeleteItem retry would
         fail its condition and report "no budget".
         """
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+        for attempt in itertools.count():
             try:
                 self.client.transact_write_items(
                     TransactItems=[
@@ -568,11 +614,11 @@ class BudgetStore:
                 codes = _cancellation_codes(exc)
                 if codes[:1] == ["ConditionalCheckFailed"]:
                     return False
-                if "TransactionConflict" not in codes:
+                if not {"TransactionConflict", "ThrottlingError"} & set(codes):
                     raise
             # Another transaction holds the item; DynamoDB asks us to retry.
-            time.sleep(random.uniform(0, 0.005 * 2**attempt))
-        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
+            conflict_backoff(attempt, f"budget {project}/{user}")
+        raise AssertionError("unreachable")
 
     def update(
         self,
@@ -589,11 +635,11 @@ class BudgetStore:
         transaction), or None to store nothing. A change that rolls an ended period over must
         return the Write of ``budget.roll`` (a plain Budget over an ended period is refused).
         `seen` is a copy already read, to save the first read. A lost race
-        re-reads and calls `change` again, with jittered backoff; after MAX_WRITE_ATTEMPTS the
-        caller gets Contention (HTTP 409) and may retry.
+        re-reads and calls `change` again, with jittered backoff (``conflict_backoff``); when
+        the retries are spent the caller gets Contention (HTTP 503 with Retry-After).
         """
         current = self.get(project, user) if isinstance(seen, EllipsisType) else seen
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+        for attempt in itertools.count():
             target = change(current)
             if target is None:
                 return current
@@ -602,11 +648,11 @@ class BudgetStore:
             try:
                 return self.save(_with_version(write.budget, current.version if current else 0), write)
             except StaleWrite as stale:
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                conflict_backoff(attempt, f"budget {project}/{user}")
                 current = (
                     self.get(project, user) if isinstance(stale.current, EllipsisType) else stale.current
                 )
-        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
+        raise AssertionError("unreachable")
 
     # ---- cost updates (issue 4; one TransactWriteItems since issue 13: store_levels.py) ----------
 

@@ -32,6 +32,7 @@ from typing import NamedTuple
 from botocore.exceptions import ClientError
 
 from budget_service.core.errors import BudgetNotFound, Contention, HoldNotFound
+from budget_service.store import slices
 from budget_service.store.base import (
     PROJECT_PREFIX,
     RESET_INDEX,
@@ -41,7 +42,7 @@ from budget_service.store.base import (
     _serialize,
     project_key,
 )
-from budget_service.store.levels import Cancelled, LevelWriter, Move, _hint, _reasons, level_update
+from budget_service.store.levels import Cancelled, LevelWriter, Move, hint, level_update, reasons_of
 
 HOLD_PREFIX = "HOLD#"
 HOLD_SHARD_PREFIX = "HOLDS#"
@@ -115,7 +116,7 @@ class HoldStore:
         """The levels above the user its holds most likely reserved from (the hint of
         store_levels); a settle or release pins them on the hold and learns the real ones
         from a cancellation when they differ."""
-        plan = _hint(self.table_name, project, user)
+        plan = hint(self.table_name, project, user)
         return [sk for sk in plan.candidates() if sk in plan.present]
 
     def _key(self, project: str, user: str, hold_id: str) -> dict:
@@ -351,14 +352,21 @@ class HoldStore:
             present = list(pinned)
             for _ in range(len(pinned) + 1):
                 hold_update = finishing(pinned)
-                levels = [{"Update": level_update(self.table_name, project, sk, move, now)} for sk in present]
+                levels = [
+                    {
+                        "Update": level_update(
+                            self.table_name, project, slices.pick(sk, slices.default_slices()), move, now
+                        )
+                    }
+                    for sk in present
+                ]
                 try:
                     self.client.transact_write_items(TransactItems=[hold_update, *levels])
                     return None, True
                 except ClientError as exc:
                     if exc.response["Error"]["Code"] != "TransactionCanceledException":
                         raise
-                    reasons = _reasons(exc)
+                    reasons = reasons_of(exc)
                 gone = {
                     sk for sk, (code, old) in zip(present, reasons[1:], strict=False) if code and old is None
                 }

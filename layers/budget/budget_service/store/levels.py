@@ -21,9 +21,8 @@ from __future__ import annotations  # noqa: I001
 
 from types import EllipsisType
 
-import random
+import itertools
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,9 +42,11 @@ from budget_service.core.errors import (
 from budget_service.core.numbers import SPEND_MAX
 from budget_service.core.numbers import DECIMAL_CONTEXT, MAX_MODELS_PER_USER
 from budget_service.core.periods import Duration
+from budget_service.store import slices
 from budget_service.store.base import (
-    MAX_WRITE_ATTEMPTS,
+    PROJECT_PREFIX,
     USER_PREFIX,
+    conflict_backoff,
     BudgetStore,
     _plain,
     _serialize,
@@ -144,6 +145,7 @@ def level_update(
     now: Decimal,
     *,
     pin_team: str | None | EllipsisType = ...,
+    guard: str | None = None,
 ) -> dict:
     """The TransactWriteItems ``Update`` of one level item (``sk``: USER#<user>, TEAM#<team> or
     PROJECT) for `move` (see Move).
@@ -197,6 +199,15 @@ def level_update(
         if move.model is not None:
             names["#model"] = move.model
             conditions.append("model_cost.#model >= :floor")
+    debit = move.available_delta.copy_negate()
+    if guard is not None and debit > 0:
+        # A slice (store/slices.py) in normal mode never goes below zero, so its share admits
+        # only what the level can cover; the level's own item in tight mode takes any debit.
+        values[":debit"] = {"N": format(debit, "f")}
+        own = "attribute_exists(tight) OR " if guard == slices.HEAD else ""
+        conditions.append(f"({own}available >= :debit)")
+    if guard == slices.OTHER:
+        conditions.append("attribute_not_exists(tight)")  # in tight mode the level's item takes all
     if pin_team is None:
         conditions.append("attribute_not_exists(team)")
     elif pin_team is not ...:
@@ -243,13 +254,15 @@ _HINTS_MAX = 10_000
 _HINTS_LOCK = threading.Lock()
 
 
-def _hint(table: str, project: str, user: str) -> Plan:
+def hint(table: str, project: str, user: str) -> Plan:
+    """This container's last plan for a user's charges (a copy; empty when none)."""
     with _HINTS_LOCK:
         plan = _HINTS.get((table, project, user))
         return Plan(plan.team, set(plan.present)) if plan else Plan(None, set())
 
 
-def _remember(table: str, project: str, user: str, plan: Plan) -> None:
+def remember(table: str, project: str, user: str, plan: Plan) -> None:
+    """Keep the plan a charge landed with, for the user's next charges in this container."""
     with _HINTS_LOCK:
         _HINTS[(table, project, user)] = Plan(plan.team, set(plan.present))
         _HINTS.move_to_end((table, project, user))
@@ -278,7 +291,8 @@ class Cancelled(Exception):
     levels: list[tuple[str | None, dict | None]] = field(default_factory=list)
 
 
-def _reasons(exc: ClientError) -> list[tuple[str | None, dict | None]]:
+def reasons_of(exc: ClientError) -> list[tuple[str | None, dict | None]]:
+    """A cancelled transaction's reasons, one per item: ``(code or None, old item or None)``."""
     out = []
     for reason in exc.response.get("CancellationReasons") or []:
         code = reason.get("Code")
@@ -287,15 +301,100 @@ def _reasons(exc: ClientError) -> list[tuple[str | None, dict | None]]:
     return out
 
 
+MAX_REPAIRS = 12  # attempts that changed the plan, rolled a period or spread a charge
+
+
+@dataclass
+class _WriteState:
+    """One LevelWriter.write in progress: what the next attempt sends."""
+
+    fixed: bool
+    now: Decimal
+    move: Move
+    plan: Plan = field(default_factory=lambda: Plan(None, set()))
+    levels: list[str] = field(default_factory=list)
+    conflicts: int = 0
+    repaired: int = 0
+    creating: dict | None = None
+    # Levels found in tight mode: this charge moves their own item (see store/slices.py).
+    tight: set[str] = field(default_factory=set)
+
+    def placement(self, level_sk: str) -> str:
+        """The item of the level this attempt moves: a slice at random, or in tight mode its own."""
+        return level_sk if level_sk in self.tight else slices.pick(level_sk, slices.default_slices())
+
+
+def below_floor(user_old: dict, move: Move) -> bool:
+    """Whether a credit's floor failed on the user item as DynamoDB saw it (`user_old`)."""
+    assert move.floor is not None
+    if Decimal(user_old.get("current_cost", 0)) < move.floor:
+        return True
+    return move.model is not None and Decimal(user_old.get("model_cost", {}).get(move.model, -1)) < move.floor
+
+
+def _ended(view: dict, state: _WriteState) -> bool:
+    return (
+        state.move.open_period and view.get("reset_at") is not None and Decimal(view["reset_at"]) <= state.now
+    )
+
+
+class Reading(NamedTuple):
+    """DynamoDB's cancellation reasons of one attempt, read by role (see ``read_reasons``).
+
+    ``extra``: ``(code, old)`` of each of the operation's own items; ``user``: the user item's;
+    ``levels``: for each level sk, the ``(counter sk, code, old)`` of its items whose condition
+    failed (old None: the item is absent). ``codes``: every reason code given.
+    """
+
+    extra: list[tuple[str | None, dict | None]]
+    user: tuple[str | None, dict | None]
+    levels: dict[str, list[tuple[str, str, dict | None]]]
+    codes: set[str]
+
+    @property
+    def conflict_only(self) -> bool:
+        """Nothing failed but another transaction's items in flight, or a partition out of
+        write capacity: nothing was written; send it again after a backoff."""
+        return self.codes <= RETRYABLE_REASONS
+
+    @property
+    def user_failed(self) -> bool:
+        return self.user[0] == FAILED
+
+
+FAILED = "ConditionalCheckFailed"
+RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError"})
+
+
+def read_reasons(
+    reasons: list[tuple[str | None, dict | None]], n_extra: int, roles: list[tuple[str, str]]
+) -> Reading:
+    """A pure reading of a cancelled attempt: `reasons` as ``reasons_of`` gives them, for a
+    transaction of `n_extra` own items, the user's item, then one item per entry of `roles`
+    (``(level sk, counter sk)``)."""
+    padded = reasons + [(None, None)] * (n_extra + 1 + len(roles) - len(reasons))
+    levels: dict[str, list[tuple[str, str, dict | None]]] = {}
+    for (level_sk, counter_sk), (code, old) in zip(roles, padded[n_extra + 1 :], strict=False):
+        if code == FAILED:
+            levels.setdefault(level_sk, []).append((counter_sk, code, old))
+    return Reading(
+        extra=padded[:n_extra],
+        user=padded[n_extra],
+        levels=levels,
+        codes={code for code, _ in reasons if code is not None},
+    )
+
+
 class LevelWriter:
     """Runs one operation's TransactWriteItems: its own items (a ledger Put, a hold Put/Update),
-    then one Update per level. Repairs what a level's failed condition shows and tries again:
-    a period that has ended is rolled over (version-conditional, ``BudgetStore.update``) and an
-    item written before holds existed gets its ``available``. Raises BudgetNotFound (no user),
-    SpendLimitExceeded (422: a level's spend or holds would pass +-SPEND_MAX; details name the
-    level), BudgetExceeded (402: ``need`` is over a level's ``available``; details name the
-    level), InvalidInput (the per-user model cap), Cancelled (an extra item's condition failed: the
-    caller decides), Contention (DynamoDB kept reporting conflicts).
+    the user's Update, and for each level above the user an Update of one or more of its slices
+    (store/slices.py). Repairs what a failed condition shows and tries again: a period that has
+    ended is rolled over, an item written before holds gets its ``available``, a slice whose
+    share is too small sends the charge where the level's headroom is. Raises BudgetNotFound (no
+    user), SpendLimitExceeded (422: a level's spend or holds would pass +-SPEND_MAX),
+    BudgetExceeded (402: ``need`` is over a level's whole headroom; details name the level),
+    InvalidInput (the per-user model cap), Cancelled (an extra item's condition failed: the
+    caller decides), Contention (503: conflicts outlasted the retries).
     """
 
     def __init__(self, budgets: BudgetStore) -> None:
@@ -315,170 +414,206 @@ class LevelWriter:
     ) -> list[str]:
         """One TransactWriteItems: ``extra(levels)`` (the operation's own items, told which levels
         above the user this attempt moves), the user's Update, and for each level above it an
-        Update, or a ConditionCheck that it does not exist.
+        Update of a slice (or of several, each taking a part), or a ConditionCheck that it does
+        not exist.
 
         `levels` None (a cost, a hold): the user's levels now: its team (pinned on the user's
         Update) and the project, learned from a per-container hint and corrected from the
-        cancellation when the hint was wrong (an unknown user or team costs up to two more
-        attempts, each writing nothing). `levels` given (settling or freeing a hold): exactly
-        those (sks; a level deleted since is skipped). Returns the sks of the levels moved.
+        cancellation when the hint was wrong. `levels` given (settling or freeing a hold):
+        exactly those (sks; a level deleted since is skipped). Returns the sks of the levels moved.
 
-        A write timed `now` that arrives after one of its levels started a later period (the
-        request was slow; the job or another charge rolled that level over meanwhile) is
+        A write timed `now` that arrives after one of its levels started a later period is
         re-timed to the latest such period start and sent again, so every level counts it in
-        the period containing that one instant: without it, a level not rolled over yet would
-        count it in the period another level has already closed and recorded.
+        the period containing that one instant.
         """
-        fixed = levels is not None
-        plan = Plan(None, set(levels or [])) if fixed else _hint(self.table_name, project, user)
-        repaired = 0
-        conflicts = 0
-        creating: dict | None = None
+        state = _WriteState(fixed=levels is not None, now=now, move=move)
+        state.plan = Plan(None, set(levels or [])) if state.fixed else hint(self.table_name, project, user)
+        state.levels = list(levels or [])
         while True:
-            others = [sk for sk in (list(levels or []) if fixed else plan.candidates())]
-            moved = [sk for sk in others if sk in plan.present]
-            items = [*extra(moved)]
-            n_extra = len(items)
-            pin = ... if fixed else plan.team
-            if creating is not None:  # the project's default_user_budget creates the user here
-                items.append({"Put": creating})
-            else:
-                items.append(
-                    {
-                        "Update": level_update(
-                            self.table_name, project, user_key(user), move, now, pin_team=pin
-                        )
-                    }
-                )
-            for sk in others:
-                if sk in plan.present:
-                    items.append({"Update": level_update(self.table_name, project, sk, move, now)})
-                elif not fixed:
-                    items.append({"ConditionCheck": level_absent(self.table_name, project, sk)})
-            checked = [sk for sk in others if sk in plan.present or not fixed]
+            items, n_extra, roles, moved = self._attempt(project, user, state, extra)
             try:
                 self.client.transact_write_items(TransactItems=items)
-                if not fixed:
-                    _remember(self.table_name, project, user, plan)
-                return moved
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
-                reasons = _reasons(exc)
+                reasons = reasons_of(exc)
                 if any(code == "ValidationError" for code, _ in reasons):
                     # DynamoDB could not apply an item (a number it cannot store, an item over
-                    # 400 KB). The limits are there so that no input gets here: a bug, not a
-                    # conflict to retry.
+                    # 400 KB). The limits are there so that no input gets here: a bug.
                     raise
-            extra_reasons = reasons[:n_extra]
-            user_code, user_old = reasons[n_extra] if len(reasons) > n_extra else (None, None)
-            level_reasons = dict(zip(checked, reasons[n_extra + 1 :], strict=False))
-            codes = {code for code, _ in reasons if code is not None}
-            if codes <= {"TransactionConflict"}:
-                # Another transaction held one of the items; DynamoDB asks us to try again.
-                if conflicts >= MAX_WRITE_ATTEMPTS:
-                    raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
-                time.sleep(random.uniform(0, 0.005 * 2**conflicts))
-                conflicts += 1
+                self._after_cancel(project, user, state, read_reasons(reasons, n_extra, roles))
                 continue
-            failed = "ConditionalCheckFailed"
-            if creating is not None and user_code == failed:
-                creating = None  # a concurrent first request created the user: charge it
-                repaired += 1
-                continue
-            if user_code == failed and user_old is None:
-                creating = None if fixed else self._default_user(project, user, move, now)
-                if creating is None:
-                    raise BudgetNotFound.for_user(project, user)
-                plan = Plan(None, plan.present)
-                repaired += 1
-                continue
-            if any(code == failed for code, _ in extra_reasons):
-                raise Cancelled(extra_reasons, [(user_code, user_old), *level_reasons.values()])
-            if repaired >= 4:
-                raise Contention(f"budget {project}/{user}: its levels keep changing; retry")
-            # Correct the plan: the user's real team, and which levels exist.
-            changed = False
-            seen_user = user_old or {}
-            if user_code == failed and not fixed and seen_user.get("team") != plan.team:
-                plan = Plan(
-                    seen_user.get("team"),
-                    plan.present | ({team_sk(seen_user["team"])} if seen_user.get("team") else set()),
-                )
+            if not state.fixed:
+                remember(self.table_name, project, user, state.plan)
+            return moved
+
+    def _attempt(self, project, user, state: _WriteState, extra) -> tuple[list[dict], int, list, list[str]]:
+        """The items of one attempt, how many are the operation's own, each level item's role
+        ``(level sk, counter sk)``, and the levels it moves."""
+        plan, move, now = state.plan, state.move, state.now
+        others = list(state.levels) if state.fixed else plan.candidates()
+        moved = [sk for sk in others if sk in plan.present]
+        items = [*extra(moved)]
+        n_extra = len(items)
+        if state.creating is not None:  # the project's default_user_budget creates the user here
+            items.append({"Put": state.creating})
+        else:
+            pin = ... if state.fixed else plan.team
+            update = level_update(self.table_name, project, user_key(user), move, now, pin_team=pin)
+            items.append({"Update": update})
+        roles: list[tuple[str, str]] = []
+        for sk in others:
+            if sk in plan.present:
+                counter = state.placement(sk)
+                guard = slices.HEAD if counter == sk else slices.OTHER
+                update = level_update(self.table_name, project, counter, move, now, guard=guard)
+                items.append({"Update": update})
+                roles.append((sk, counter))
+            elif not state.fixed:
+                # A slice at random: a level created meanwhile has every slice, so its absence
+                # proves the level's, without every charge naming one item.
+                counter = slices.pick(sk, slices.default_slices())
+                items.append({"ConditionCheck": level_absent(self.table_name, project, counter)})
+                roles.append((sk, counter))
+        return items, n_extra, roles, moved
+
+    def _after_cancel(self, project: str, user: str, state: _WriteState, reading: Reading) -> None:
+        """Decide the next attempt from a cancelled one (changes `state`), or raise."""
+        if reading.conflict_only:
+            slices.conflict_backoff(state.conflicts, f"budget {project}/{user}")
+            state.conflicts += 1
+            return
+        if state.repaired >= MAX_REPAIRS:
+            raise Contention(f"budget {project}/{user}: its levels keep changing; retry")
+        state.repaired += 1
+        if self._user_changed(project, user, state, reading):
+            return
+        if any(code == FAILED for code, _ in reading.extra):
+            levels = [(c, old) for entries in reading.levels.values() for _, c, old in entries]
+            raise Cancelled(reading.extra, [reading.user, *levels])
+        if self._plan_changed(project, state, reading):
+            return
+        user_old = reading.user[1] if reading.user_failed else None
+        if state.move.floor is not None and user_old is not None and below_floor(user_old, state.move):
+            raise SpendBelowCredit(user_old)
+        if self._retimed(state, reading):
+            return
+        self._repair_or_refuse(project, user, state, reading)
+
+    def _user_changed(self, project: str, user: str, state: _WriteState, reading: Reading) -> bool:
+        """The user was created meanwhile, or is absent (a default budget may create it)."""
+        if state.creating is not None and reading.user_failed:
+            state.creating = None  # a concurrent first request created the user: charge it
+            return True
+        if reading.user_failed and reading.user[1] is None:
+            state.creating = None if state.fixed else self._default_user(project, user, state.move, state.now)
+            if state.creating is None:
+                raise BudgetNotFound.for_user(project, user)
+            state.plan = Plan(None, state.plan.present)
+            return True
+        return False
+
+    def _plan_changed(self, project: str, state: _WriteState, reading: Reading) -> bool:
+        """Correct the plan from what the reasons show: the user's real team, which levels exist."""
+        plan = state.plan
+        changed = False
+        seen_user = reading.user[1] or {}
+        if reading.user_failed and not state.fixed and seen_user.get("team") != plan.team:
+            team = seen_user.get("team")
+            state.plan = plan = Plan(team, plan.present | ({team_sk(team)} if team else set()))
+            changed = True
+        for sk, entries in reading.levels.items():
+            absent = any(old is None for _, _, old in entries)
+            if sk in plan.present and absent and slices.slice_level(entries[0][0]) is None:
+                plan.present.discard(sk)  # the level's own item is gone: deleted
                 changed = True
-            for sk, (code, old) in level_reasons.items():
-                if code != failed:
-                    continue
-                if sk in plan.present and old is None:  # deleted (or never there)
-                    plan.present.discard(sk)
-                    changed = True
-                elif sk not in plan.present:  # the ConditionCheck found it: move it too
-                    plan.present.add(sk)
-                    changed = True
-            if changed:
-                repaired += 1
+            elif sk in plan.present and absent:
+                # A slice is missing: the level was dealt fewer slices than this container
+                # deals (an item from before slices, or LEVEL_SLICES raised). Deal it again.
+                if not rebalance_level(self.client, self.table_name, project, sk):
+                    plan.present.discard(sk)  # no level at all: deleted
+                changed = True
+            elif sk not in plan.present:  # the ConditionCheck found it: move it too
+                plan.present.add(sk)
+                changed = True
+        return changed
+
+    @staticmethod
+    def _retimed(state: _WriteState, reading: Reading) -> bool:
+        """Arrived late (see write): re-time it; the next attempt rolls over what that ends."""
+        olds = [reading.user[1]] if reading.user_failed else []
+        olds += [old for entries in reading.levels.values() for _, _, old in entries]
+        started = [
+            Decimal(old["period_start"]) for old in olds if old and old.get("period_start") is not None
+        ]
+        if state.move.open_period and started and max(started) > state.now:
+            state.now = max(started)
+            return True
+        return False
+
+    def _repair_or_refuse(self, project: str, user: str, state: _WriteState, reading: Reading) -> None:
+        """Roll over what ended, send a charge to where its level's headroom is, or raise what
+        the failed conditions mean (SpendLimitExceeded, BudgetExceeded, InvalidInput)."""
+        move, now = state.move, state.now
+        failed = [(user_key(user), user_key(user), reading.user[1])] if reading.user_failed else []
+        failed += [
+            (sk, counter, old) for sk, entries in reading.levels.items() for counter, _, old in entries
+        ]
+        limited: list[dict] = []
+        refusals: list[dict] = []
+        stuck = changed = False
+        for level_sk, counter, old in failed:
+            if old is None:
                 continue
-            if (
-                move.floor is not None
-                and user_code == failed
-                and (
-                    Decimal((user_old or {}).get("current_cost", 0)) < move.floor
-                    or (
-                        move.model is not None
-                        and Decimal((user_old or {}).get("model_cost", {}).get(move.model, -1)) < move.floor
-                    )
-                )
-            ):
-                raise SpendBelowCredit(user_old or {})
-            # Arrived late (see above): re-time it; the next attempt rolls over what that ends.
-            started = [
-                Decimal(old["period_start"])
-                for code, old in [(user_code, user_old), *level_reasons.values()]
-                if code == failed and old is not None and old.get("period_start") is not None
-            ]
-            if move.open_period and started and max(started) > now:
-                now = max(started)
-                repaired += 1
-                continue
-            refusals = []
-            limited = []
-            stuck = False
-            for sk, old in [
-                (user_key(user), user_old if user_code == failed else None),
-                *((sk, old) for sk, (code, old) in level_reasons.items() if code == failed),
-            ]:
-                if old is None:
-                    continue
-                if self._repair(project, sk, old, move, now):
+            kind, name = level_name(project, level_sk)
+            if self._repair(project, level_sk, old, move, now):
+                changed = True
+            elif over := over_limit(old, move):
+                limited += [{"level": kind, "name": name, **field} for field in over]
+            elif kind != "user" and old.get("tight") and counter != level_sk:
+                state.tight.add(level_sk)  # the level went tight: charge its own item
+                changed = True
+            elif kind != "user" and not old.get("tight"):
+                refusal = self._tighten(project, level_sk, state)
+                if refusal is None:
                     changed = True
-                elif over := over_limit(old, move):
-                    kind, name = level_name(project, sk)
-                    limited += [{"level": kind, "name": name, **field} for field in over]
-                elif move.need is not None and Decimal(old["available"]) < move.need:
-                    kind, name = level_name(project, sk)
-                    refusals.append(
-                        {
-                            "level": kind,
-                            "name": name,
-                            "available": Decimal(old["available"]),
-                            "needed": move.need,
-                        }
-                    )
                 else:
-                    stuck = True
-            if changed:
-                repaired += 1
-                continue
-            if limited:  # before "over budget": a larger budget would not make it fit
-                raise SpendLimitExceeded.at_levels(limited)
-            if refusals:
-                raise BudgetExceeded.at_levels(refusals)
-            if stuck:
-                raise InvalidInput(
-                    f"a budget level of {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
-                    " record this cost under one of them"
-                )
-            raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(codes)}); retry")
+                    refusals.append({"level": kind, "name": name, "available": refusal, "needed": move.need})
+            elif move.need is not None and Decimal(old["available"]) < move.need:
+                available = Decimal(old["available"])
+                refusals.append({"level": kind, "name": name, "available": available, "needed": move.need})
+            else:
+                stuck = True
+        if limited:  # before "over budget": a larger budget would not make it fit
+            raise SpendLimitExceeded.at_levels(limited)
+        if refusals:
+            raise BudgetExceeded.at_levels(refusals)
+        if changed:
+            return
+        if stuck:
+            raise InvalidInput(
+                f"a budget level of {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
+                " record this cost under one of them"
+            )
+        raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(reading.codes)}); retry")
+
+    def _tighten(self, project: str, level_sk: str, state: _WriteState) -> Decimal | None:
+        """A slice's share could not cover this charge: read every slice at one instant. The
+        level's whole headroom (USD) when it cannot cover ``move.need`` (a refusal); else None,
+        after dealing the level in tight mode (everything on its own item, which the next attempt
+        charges), so what fits is still admitted and the cap holds exactly near it."""
+        view = slices.level_view(slices.read_slices(self.client, self.table_name, project, level_sk))
+        if view is None:
+            state.plan.present.discard(level_sk)
+            return None
+        if _ended(view, state):
+            roll_level(self.client, self.table_name, project, level_sk, view, state.now)
+            return None
+        if state.move.need is not None and Decimal(view["available"]) < state.move.need:
+            return Decimal(view["available"])
+        deal_level(self.client, self.table_name, project, level_sk, view, tight=True)
+        state.tight.add(level_sk)
+        return None
 
     def _default_user(self, project: str, user: str, move: Move, now: Decimal) -> dict | None:
         """The Put that creates an unknown user from the project's ``default_user_budget`` with
@@ -597,26 +732,33 @@ class LevelWriter:
 
 
 def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: Decimal) -> bool:
-    """Start a team or project level's current period (spend zeroed, live holds kept,
-    ``available`` recomputed) and record the period that ended (issue 17), in one
-    TransactWriteItems: the Update conditional on the ``version`` seen in `old` (so the record
-    holds exactly the spend it closes) and the closed period's Put. Each period rolls over once
-    whoever gets there first. False: the item changed or someone else rolled it (the caller
-    retries from what its next attempt sees).
+    """Start a team or project level's current period (spend zeroed, live holds kept, the
+    headroom dealt out again over its slices) and record the period that ended, in one
+    TransactWriteItems: every slice's Put conditional on the version read at one instant
+    (TransactGetItems), so the record holds exactly the spend it closes, and the closed period's
+    Put. Each period rolls over once whoever gets there first. `old` is any item of the level
+    (a slice, or the due-for-reset index's entry): only its ``reset_at`` is used. False: not
+    ended, or someone else rolled it (the caller tries again from what it sees next)."""
+    for attempt in itertools.count():
+        view = slices.level_view(slices.read_slices(client, table_name, project, sk))
+        if view is None or view.get("reset_at") is None or Decimal(view["reset_at"]) > now:
+            return False
+        if old.get("reset_at") is not None and Decimal(view["reset_at"]) != Decimal(old["reset_at"]):
+            return False  # rolled over by someone else since `old` was read
+        outcome = _roll_once(client, table_name, project, sk, view, now)
+        if outcome is not None:
+            return outcome
+        conflict_backoff(attempt, f"level {project}/{sk}")
+    raise AssertionError("unreachable")
 
-    `old` may be the due-for-reset index's entry (the scheduled job), which lacks the spend and
-    the version: the item is read first (one GetItem), so the record holds what it closes."""
-    if "version" not in old or "total_budget" not in old:
-        item = client.get_item(
-            TableName=table_name,
-            ConsistentRead=True,
-            Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-        ).get("Item")
-        if item is None or _plain(item).get("reset_at") != old.get("reset_at"):
-            return False  # deleted, or rolled over by someone else since the index was read
-        old = _plain(item)
-    duration = Duration(old["duration"]) if old.get("duration") else None
-    period = rule_period(duration, None, old.get("timezone"), old.get("period_start"), now)
+
+def _roll_once(client, table_name: str, project: str, sk: str, view: dict, now: Decimal) -> bool | None:
+    """One try of roll_level from `view` (slices.level_view): True rolled, False changed, None a
+    conflict (read again and retry)."""
+    from budget_service.store.history import period_put
+
+    duration = Duration(view["duration"]) if view.get("duration") else None
+    period = rule_period(duration, None, view.get("timezone"), view.get("period_start"), now)
     if period is None:
         return False
     kind, name = level_name(project, sk)
@@ -624,59 +766,100 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
         project=project,
         level=kind.upper(),
         level_id="" if kind == "project" else name,
-        start=Decimal(old.get("period_start", old.get("created_at", now))),
-        end=Decimal(old["reset_at"]),
-        total_budget=Decimal(old["total_budget"]),
-        spend=Decimal(old.get("current_cost", 0)),
-        model_cost={k: Decimal(v) for k, v in old.get("model_cost", {}).items()},
-        held=Decimal(old.get("held", 0)),
+        start=Decimal(view.get("period_start", view.get("created_at", now))),
+        end=Decimal(view["reset_at"]),
+        total_budget=Decimal(view["total_budget"]),
+        spend=Decimal(view["current_cost"]),
+        model_cost=dict(view["model_cost"]),
+        held=Decimal(view["held"]),
         closed_by="rollover",
         closed_at=now,
-        budget_created_at=old.get("created_at"),
+        budget_created_at=view.get("created_at"),
+    )
+    head = _head_of(view) | {"period_start": period.start, "reset_at": period.end, "updated_at": now}
+    with localcontext(DECIMAL_CONTEXT):
+        available = Decimal(view["total_budget"]) - Decimal(view["held"])
+    counters = {"current_cost": ZERO, "model_cost": {}, "held": Decimal(view["held"]), "available": available}
+    dealt = slices.deal(
+        table_name, project, sk, head, counters, view["slice_versions"], slices.default_slices()
     )
     for again in (False, True):
         try:
-            _roll_level_once(client, table_name, project, sk, old, now, period, closed, again)
+            client.transact_write_items(TransactItems=[*dealt, period_put(table_name, closed, again=again)])
             return True
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-            if again or codes[:1] not in ([None], ["None"]):
-                return False  # the level changed or rolled over: the caller tries again
-            # A record with this start and end exists (see store_history.history_items).
+            codes = [code for code, _ in reasons_of(exc)]
+        if set(codes) <= {None, *RETRYABLE_REASONS}:
+            return None
+        if again or any(codes[:-1]):
+            return False  # a slice changed: the caller reads again
+        # A record with this start and end exists (see store/history.history_items).
     return False
 
 
-def _roll_level_once(client, table_name, project, sk, old, now, period, closed, again) -> None:
-    from budget_service.store.history import period_put
+def rebalance_level(client, table_name: str, project: str, sk: str) -> bool:
+    """Deal a level out again over this container's number of slices (creating the slices an
+    older item lacks), from what it holds now. False: the level does not exist."""
+    view = slices.level_view(slices.read_slices(client, table_name, project, sk))
+    if view is not None:
+        deal_level(client, table_name, project, sk, view, tight=bool(view.get("tight")))
+    return view is not None
 
-    client.transact_write_items(
-        TransactItems=[
-            {
-                "Update": {
-                    "TableName": table_name,
-                    "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-                    "UpdateExpression": (
-                        "SET current_cost = :zero, model_cost = :no_models, period_start = :start, reset_at = :end,"
-                        " available = total_budget - if_not_exists(held, :zero), updated_at = :now ADD version :one"
-                    ),
-                    "ConditionExpression": "reset_at = :seen AND version = :version",
-                    "ExpressionAttributeValues": {
-                        ":zero": {"N": "0"},
-                        ":no_models": {"M": {}},
-                        ":start": _serialize(period.start),
-                        ":end": _serialize(period.end),
-                        ":now": _serialize(now),
-                        ":one": {"N": "1"},
-                        ":seen": _serialize(old["reset_at"]),
-                        ":version": _serialize(old["version"]),
-                    },
-                }
-            },
-            period_put(table_name, closed, again=again),
-        ]
+
+def deal_level(client, table_name: str, project: str, sk: str, view: dict, *, tight: bool) -> bool:
+    """Deal a level's counters (`view`, slices.level_view) out again, conditional on the versions
+    it was read at; in tight mode everything on its own item. False when a slice changed since
+    (whoever changed it leaves the level consistent; the caller reads again)."""
+    counters = {name: view[name] for name in slices.COUNTERS}
+    dealt = slices.deal(
+        table_name,
+        project,
+        sk,
+        _head_of(view),
+        counters,
+        view["slice_versions"],
+        slices.default_slices(),
+        tight=tight,
     )
+    try:
+        client.transact_write_items(TransactItems=dealt)
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        return False
+
+
+def level_change(
+    client, table_name: str, old_item: dict | None, new_item: dict | None
+) -> tuple[dict | None, dict | None]:
+    """The level a stream record's write moved, as the alerts rule reads levels: for an item of a
+    dealt level (a slice, or the level's own item), ``(level before, level after)`` with the
+    counters summed over its slices now, ``before`` taking back what this write added; any other
+    record's images unchanged. One TransactGetItems per record of a dealt level."""
+    item = new_item or old_item or {}
+    sk, pk = item.get("sk", ""), item.get("pk", "")
+    level_sk = slices.slice_level(sk) or sk
+    dealt = slices.slice_level(sk) is not None or slices.slice_count(item) > 1
+    if not dealt or not pk.startswith(PROJECT_PREFIX) or new_item is None:
+        return old_item, new_item
+    project = pk[len(PROJECT_PREFIX) :]
+    view = slices.level_view(slices.read_slices(client, table_name, project, level_sk))
+    if view is None:
+        return old_item, None
+    after = {k: v for k, v in view.items() if k != "slice_versions"}
+    if old_item is None or old_item.get("period_start") != new_item.get("period_start"):
+        return None, after
+    with localcontext(DECIMAL_CONTEXT):
+        added = Decimal(new_item.get("current_cost", ZERO)) - Decimal(old_item.get("current_cost", ZERO))
+        return {**after, "current_cost": Decimal(after["current_cost"]) - added}, after
+
+
+def _head_of(view: dict) -> dict:
+    """A level's own item without its counters (plain values), for slices.deal."""
+    return {k: v for k, v in view.items() if k not in (*slices.COUNTERS, "slice_versions", "tight")}
 
 
 # ---- team and project levels (issue 14): their own items ----------------------------------------
@@ -688,60 +871,48 @@ def _roll_level_once(client, table_name, project, sk, old, now, period, closed, 
 
 
 def get_level(budgets: BudgetStore, project: str, sk: str) -> dict | None:
-    """A team or project level item as Python values (strongly consistent), or None."""
-    item = budgets.client.get_item(
-        TableName=budgets.table_name,
-        Key={"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-        ConsistentRead=True,
-    ).get("Item")
-    return _plain(item) if item else None
+    """A team or project level as Python values, its counters summed over its slices at one
+    instant (slices.level_view; ``slice_versions`` for put_level and delete_level), or None."""
+    return slices.level_view(slices.read_slices(budgets.client, budgets.table_name, project, sk))
 
 
-def put_level(budgets: BudgetStore, project: str, sk: str, item: dict, seen_version: int) -> None:
-    """Write a level item whole if it is still at `seen_version` (0: absent); StaleWrite if not."""
+def put_level(budgets: BudgetStore, project: str, sk: str, item: dict, old: dict | None) -> None:
+    """Write a level whole (`item`: its settings and counters, plain values), dealing its headroom
+    out over its slices, if it is still as read (`old`, get_level's view; None: absent).
+    StaleWrite if not, or if a transaction had one of its items in flight."""
     from budget_service.store.base import StaleWrite
 
-    condition = (
-        {"ConditionExpression": "attribute_not_exists(pk)"}
-        if seen_version == 0
-        else {
-            "ConditionExpression": "version = :seen",
-            "ExpressionAttributeValues": {":seen": {"N": str(seen_version)}},
-        }
-    )
-    full = {**item, "pk": project_key(project), "sk": sk, "version": seen_version + 1}
+    versions = old["slice_versions"] if old else [0]
+    version = int(old["version"]) if old else 0
+    head = {k: v for k, v in item.items() if k not in slices.COUNTERS and v is not None}
+    head |= {"pk": project_key(project), "sk": sk, "version": version}
+    counters = {name: item[name] for name in slices.COUNTERS}
+    dealt = slices.deal(budgets.table_name, project, sk, head, counters, versions, slices.default_slices())
     try:
-        budgets.client.put_item(
-            TableName=budgets.table_name,
-            Item={k: _serialize(v) for k, v in full.items() if v is not None},
-            **condition,
-        )
+        budgets.client.transact_write_items(TransactItems=dealt)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        if exc.response["Error"]["Code"] == "TransactionCanceledException":
             raise StaleWrite from exc
         raise
 
 
 def delete_level(budgets: BudgetStore, project: str, sk: str) -> bool:
-    """Delete a level item (one TransactWriteItems, for its retry token); False if absent."""
-    try:
-        budgets.client.transact_write_items(
-            TransactItems=[
-                {
-                    "Delete": {
-                        "TableName": budgets.table_name,
-                        "Key": {"pk": {"S": project_key(project)}, "sk": {"S": sk}},
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                }
-            ]
-        )
-    except ClientError as exc:
-        reasons = exc.response.get("CancellationReasons") or []
-        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+    """Delete a level and its slices (one TransactWriteItems, conditional on the versions read);
+    False if absent."""
+    for attempt in itertools.count():
+        view = get_level(budgets, project, sk)
+        if view is None:
             return False
-        raise
-    return True
+        try:
+            budgets.client.transact_write_items(
+                TransactItems=slices.deletions(budgets.table_name, project, sk, view["slice_versions"])
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+        conflict_backoff(attempt, f"level {project}/{sk}")
+    raise AssertionError("unreachable")
 
 
 def list_teams(
