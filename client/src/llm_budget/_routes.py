@@ -12,8 +12,8 @@ an Idempotency-Key: the caller's, or a fresh uuid4 made here once per call, so t
 retries reuse it and are charged once. Helpers for the cost forms, money and prices live here too.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a TypedDict reads Required and NotRequired from
+# evaluated annotations only (not strings), and the bodies' required keys are part of the contract.
 import hashlib
 import re
 import string
@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Generic, NotRequired, TypedDict, TypeVar
+from typing import Any, Generic, NotRequired, Required, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -136,8 +136,8 @@ class PriceBody(TypedDict, total=False):
     """A project's price for a model: rates in USD per token (``web_search`` per request)."""
 
     provider: str
-    input: Decimal
-    output: Decimal
+    input: Required[Decimal]
+    output: Required[Decimal]
     cache_read: Decimal
     cache_creation: Decimal
     cache_creation_1h: Decimal

@@ -160,11 +160,23 @@ class _Pages(Generic[T]):
                 cursor = page.next_cursor
 
         self.methods: dict[bool, Callable[..., Any]] = {False: sync_pages, True: async_pages}
-        for method in self.methods.values():
+        (page,) = typing.get_args(typing.get_type_hints(build)["return"])
+        (item,) = typing.get_args(page)
+        iterators: dict[bool, object] = {False: Iterator[item], True: AsyncIterator[item]}  # type: ignore[valid-type]
+        for asynchronous, method in self.methods.items():
             method.__doc__ = doc
-            parameters = list(inspect.signature(method).parameters.values())
-            parameters[1] = parameters[1].replace(annotation=int | None)
-            method.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+            method.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+                [
+                    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                    inspect.Parameter(
+                        "page_size",
+                        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                        default=None,
+                        annotation=int | None,
+                    ),
+                ],
+                return_annotation=iterators[asynchronous],
+            )
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         for method in self.methods.values():
@@ -568,7 +580,7 @@ class _Client(Generic[H, G]):
 
     @operation
     def list_prices(self) -> Call[list[Price]]:
-        """Every price this project has set."""
+        """Every price this project has set: a list of ``Price`` (rates in USD per token)."""
         return routes.LIST_PRICES.call(project=self.project)
 
     # ---- litellm hosted protocol
