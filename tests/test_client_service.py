@@ -597,3 +597,21 @@ def test_readme_client_snippets_run_against_the_local_server(url):
     assert acme.get_user("bob").current_cost > 0 and acme.get_user("bob").held == 0
     wait_until(lambda: acme.get_user("carol").current_cost > 0)  # the callback's record
     assert BudgetClient(url, project="my-app").get_user("alice@example.com").current_cost > 0
+
+
+def test_the_client_readme_example_runs_against_the_local_server(url):
+    text = (ROOT / "client" / "README.md").read_text()
+    (example,) = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    run = subprocess.run(
+        [sys.executable, "-c", example.replace("http://127.0.0.1:3000", url)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    spend, refusal = run.stdout.splitlines()
+    budget = BudgetClient(url, project="acme").get_user("dana")
+    assert spend.split() == [str(budget.current_cost), str(budget.remaining), str(budget.available)]
+    assert budget.current_cost > 0 and budget.held == 0  # the refused hold wrote nothing
+    assert refusal == str([("user", budget.available)])
