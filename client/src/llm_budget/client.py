@@ -116,6 +116,8 @@ class _Operation(Generic[P, T]):
     def __get__(self, client: AsyncBudgetClient, owner: object) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     def __get__(self, client: object, owner: Any) -> Any:
+        if not hasattr(owner, "_asynchronous"):  # read on _Client itself: the declaration
+            return self
         method = self.methods[owner._asynchronous]
         return method if client is None else MethodType(method, client)
 
@@ -194,6 +196,8 @@ class _Pages(Generic[T]):
     def __get__(self, client: AsyncBudgetClient, owner: object) -> _AsyncPages[T]: ...
 
     def __get__(self, client: object, owner: Any) -> Any:
+        if not hasattr(owner, "_asynchronous"):  # read on _Client itself: the declaration
+            return self
         method = self.methods[owner._asynchronous]
         return method if client is None else MethodType(method, client)
 
