@@ -485,30 +485,9 @@ def test_guard_with_litellm_calls_settles_their_cost_and_releases_on_error(url, 
     assert client.get_user("gwen").current_cost == before + Decimal("0.0001")
 
 
-# ---- routes still landing (issues 14, 16, 17): run once the template has them --------------------
+# ---- levels, prices and history ----------------------------------------------------------------
 
 
-def has_route(method: str, path: str) -> bool:
-    from localdev import template
-
-    return any((r.method, r.path) == (method, path) for r in template.api_routes())
-
-
-needs_levels = pytest.mark.skipif(
-    not has_route("PUT", "/projects/{project}/budget"),
-    reason="budget levels (issue 14) have not landed: PUT /projects/{project}/budget is not in template.yaml",
-)
-needs_prices = pytest.mark.skipif(
-    not has_route("PUT", "/projects/{project}/prices/{model}"),
-    reason="per-project prices (issue 16) have not landed: no /projects/{project}/prices/{model}",
-)
-needs_history = pytest.mark.skipif(
-    not has_route("POST", "/projects/{project}/users/{user}/adjustments"),
-    reason="history and adjustments (issue 17) have not landed: no .../adjustments route",
-)
-
-
-@needs_levels
 def test_levels_refuse_a_hold_naming_the_level_and_move_together(client):
     project = client.put_project_budget(
         "1.00", "monthly", default_user_budget={"total_budget": "0.50", "duration": "daily"}
@@ -537,7 +516,6 @@ def test_levels_refuse_a_hold_naming_the_level_and_move_together(client):
         client.get_project_budget()
 
 
-@needs_prices
 def test_a_project_price_wins_for_its_project_until_deleted(client):
     created = client.put_price("my-finetune", input="0.000002", output="0.000008")
     assert created.created is True and created.price["input"] == Decimal("0.000002")
@@ -552,7 +530,6 @@ def test_a_project_price_wins_for_its_project_until_deleted(client):
         client.record_cost("pat", model="my-finetune", usage={"prompt_tokens": 1})
 
 
-@needs_history
 def test_adjustments_apply_once_and_periods_and_ledger_read_back(client):
     client.put_user("quinn", 10, "monthly")
     client.record_cost("quinn", model="m", cost="1.00")
@@ -597,3 +574,21 @@ def test_readme_client_snippets_run_against_the_local_server(url):
     assert acme.get_user("bob").current_cost > 0 and acme.get_user("bob").held == 0
     wait_until(lambda: acme.get_user("carol").current_cost > 0)  # the callback's record
     assert BudgetClient(url, project="my-app").get_user("alice@example.com").current_cost > 0
+
+
+def test_the_client_readme_example_runs_against_the_local_server(url):
+    text = (ROOT / "client" / "README.md").read_text()
+    (example,) = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    run = subprocess.run(
+        [sys.executable, "-c", example.replace("http://127.0.0.1:3000", url)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    spend, refusal = run.stdout.splitlines()
+    budget = BudgetClient(url, project="acme").get_user("dana")
+    assert spend.split() == [str(budget.current_cost), str(budget.remaining), str(budget.available)]
+    assert budget.current_cost > 0 and budget.held == 0  # the refused hold wrote nothing
+    assert refusal == str([("user", budget.available)])

@@ -87,7 +87,8 @@ def test_a_cost_retried_on_503_and_429_keeps_one_idempotency_key_and_honours_ret
     assert result.cost == Decimal("0.1")
     keys = {r.headers["Idempotency-Key"] for r in handler.requests}
     assert len(handler.requests) == 3 and len(keys) == 1  # one logical write, one key
-    assert no_sleep[0] == 2.0  # the service's Retry-After
+    # the service's Retry-After, never less, plus a jitter bounded by the first backoff
+    assert 2.0 <= no_sleep[0] <= 2.0 + FAST.base
     assert 0 <= no_sleep[1] <= FAST.max_backoff  # backoff, bounded
     # the path keeps the stage prefix and percent-encodes the id
     assert handler.requests[0].url.raw_path == b"/Prod/projects/acme/users/a%20b%2Fc/cost"
@@ -518,3 +519,326 @@ def test_an_api_base_that_is_not_an_http_url_is_refused_at_once(api_base):
     for make in (BudgetClient, AsyncBudgetClient):
         with pytest.raises(ValueError, match="http"):
             make(api_base, project="acme")
+
+
+# ---- one description serves both clients: parity ------------------------------------------------
+
+import asyncio  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import types  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+
+from llm_budget import AsyncBudgetClient  # noqa: E402
+from llm_budget import _routes as routes  # noqa: E402
+
+# Where the two clients differ by design: closing, and the context-manager protocols.
+ASYNC_NAME = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
+NOT_REQUESTS = {"guard", "for_project", "close"}
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+# One call per public request method (several where the method sends different shapes), with
+# every optional part that changes the request.
+CALLS: list[tuple[str, tuple, dict]] = [
+    ("put_user", ("a b/c", "12.5", "monthly"), {"timezone": "Europe/Paris", "team": "t"}),
+    ("put_user", ("u", 3), {}),
+    ("get_user", ("u",), {}),
+    ("delete_user", ("u",), {"purge": True}),
+    ("list_users", (10, "c1"), {}),
+    ("iter_users", (5,), {}),
+    ("reset_user", ("u",), {}),
+    ("record_cost", ("u",), {"model": "m", "usage": {"prompt_tokens": 3}, "if_within_budget": True}),
+    ("record_cost", ("u",), {"model": "m", "cost": "0.1", "idempotency_key": "chatcmpl-1"}),
+    ("record_cost", ("u",), {"model": "m", "input_text": "a", "output_text": "b"}),
+    ("projected_cost", ("u",), {"model": "m", "messages": MESSAGES, "max_tokens": 5}),
+    ("hold", ("u",), {"model": "m", "messages": MESSAGES, "max_tokens": 5, "ttl_seconds": 60}),
+    ("hold", ("u",), {"amount": "0.1"}),
+    ("settle", ("u", "h/1", {"prompt_tokens": 3}), {"model": "m"}),
+    ("release", ("u", "h1"), {}),
+    (
+        "put_project_budget",
+        ("1.00", "monthly"),
+        {"timezone": "UTC", "default_user_budget": {"total_budget": "0.5", "duration": "daily"}},
+    ),
+    ("get_project_budget", (), {}),
+    ("delete_project_budget", (), {}),
+    ("put_team", ("t", "0.3", "weekly"), {"timezone": "UTC"}),
+    ("get_team", ("t",), {}),
+    ("delete_team", ("t",), {}),
+    ("list_teams", (2, "c"), {}),
+    ("list_periods", ("u", 2, "c"), {}),
+    ("spend_report", ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"), {}),
+    ("spend_report_csv", (), {"to": "2026-02-01T00:00:00Z"}),
+    ("adjust", ("u", "-0.25", "refund"), {"model": "m", "idempotency_key": "ticket-1"}),
+    ("ledger", ("u", 3, "c"), {}),
+    ("put_price", ("m/x",), {"input": "0.000002", "output": 0.000008, "tiers": [{"above": 9, "input": "1"}]}),
+    ("get_price", ("m",), {}),
+    ("delete_price", ("m",), {}),
+    ("list_prices", (), {}),
+    ("litellm_get_budget", (), {}),
+    ("litellm_set_budget", ({"alice": {"total_budget": 10, "current_cost": 0.5}},), {}),
+]
+
+RECORD = {
+    "project": "acme",
+    "user": "u",
+    "model": "m",
+    "total_budget": 10,
+    "current_cost": 0.25,
+    "cost": 0.1,
+    "projected_cost": 0.2,
+    "hold_id": "h1",
+    "amount": 0.1,
+    "status": "success",
+    "data": {"u": {"total_budget": 10}},
+}
+PAGES = {"list_users": "users", "list_teams": "teams", "list_periods": "periods", "ledger": "entries"}
+
+
+def public(cls) -> set[str]:
+    """Public methods, and the context-manager protocol the class has."""
+    protocols = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
+    return {name for name in dir(cls) if not name.startswith("_")} | (protocols & set(dir(cls)))
+
+
+def endpoint_of(request: httpx.Request) -> routes.Endpoint:
+    """The description a request was made from (by method, path template and Accept)."""
+    path = request.url.raw_path.decode().split("?")[0].removeprefix("/Prod")
+    found = [
+        e
+        for e in routes.ENDPOINTS
+        if e.method == request.method
+        and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", e.path), path)
+        and ("Accept" in e.headers) == (request.headers.get("Accept") == "text/csv")
+    ]
+    assert len(found) == 1, (request.method, path, [e.name for e in found])
+    return found[0]
+
+
+class Recording:
+    """A MockTransport handler (sync or async) that keeps each request and answers 200 with a
+    body every result type can read."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        name = endpoint_of(request).name
+        if name in PAGES:
+            return httpx.Response(200, json={PAGES[name]: [RECORD], "next_cursor": None})
+        if name == "list_prices":
+            return httpx.Response(200, json={"prices": [RECORD]})
+        return httpx.Response(200, json=RECORD)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        return self.answer(request)
+
+
+class AsyncRecording(Recording):
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        return self.answer(request)
+
+
+def wire(request: httpx.Request) -> tuple:
+    return (request.method, str(request.url), sorted(request.headers.items()), request.content)
+
+
+def test_the_async_client_has_every_public_method_of_the_sync_one_with_the_same_signature():
+    assert {ASYNC_NAME.get(n, n) for n in public(BudgetClient)} == public(AsyncBudgetClient)
+    for name in public(BudgetClient):
+        sync, aio = getattr(BudgetClient, name), getattr(AsyncBudgetClient, ASYNC_NAME.get(name, name))
+        sync_sig, async_sig = inspect.signature(sync), inspect.signature(aio)
+        assert sync_sig.parameters == async_sig.parameters, name
+        assert sync.__doc__ == aio.__doc__ or name in ASYNC_NAME, name
+        if name == "iter_users":  # an async iterator of what the sync one yields
+            assert inspect.isasyncgenfunction(aio) and not inspect.isasyncgenfunction(sync)
+            (item,) = sync_sig.return_annotation.__args__
+            assert sync_sig.return_annotation == Iterator[item]
+            assert async_sig.return_annotation == AsyncIterator[item]
+        elif name in ("guard", "for_project"):  # a guard or a client of the client's own kind
+            assert not inspect.iscoroutinefunction(aio) and sync is aio
+        else:
+            assert inspect.iscoroutinefunction(aio) and not inspect.iscoroutinefunction(sync), name
+            assert sync_sig.return_annotation == async_sig.return_annotation, name
+        if name not in ASYNC_NAME and name != "for_project":
+            assert sync.__doc__ and len(sync.__doc__) > 40, f"{name} needs a docstring"
+
+
+def test_both_clients_send_identical_requests_and_read_identical_results(monkeypatch):
+    monkeypatch.setattr(routes, "new_key", lambda: "generated-key")
+    sync_calls, async_calls = Recording(), AsyncRecording()
+    client = BudgetClient(
+        "http://budget.test/Prod",
+        "llmb_key",
+        project="acme",
+        http_client=httpx.Client(
+            base_url="http://budget.test/Prod", transport=httpx.MockTransport(sync_calls)
+        ),
+    )
+    aclient = AsyncBudgetClient(
+        "http://budget.test/Prod",
+        "llmb_key",
+        project="acme",
+        http_client=httpx.AsyncClient(
+            base_url="http://budget.test/Prod", transport=httpx.MockTransport(async_calls)
+        ),
+    )
+    assert {name for name, _, _ in CALLS} == public(BudgetClient) - NOT_REQUESTS - set(ASYNC_NAME)
+
+    async def run_async(name: str, args: tuple, kwargs: dict):
+        result = getattr(aclient, name)(*args, **kwargs)
+        if isinstance(result, types.AsyncGeneratorType):
+            return [item async for item in result]
+        return await result
+
+    used: dict[str, routes.Endpoint] = {}
+    for name, args, kwargs in CALLS:
+        before = len(sync_calls.requests)
+        result = getattr(client, name)(*args, **kwargs)
+        if isinstance(result, types.GeneratorType):
+            result = list(result)
+        assert asyncio.run(run_async(name, args, kwargs)) == result, name
+        sent = sync_calls.requests[before:]
+        assert [wire(r) for r in sent] == [wire(r) for r in async_calls.requests[before:]], name
+        for request in sent:
+            endpoint = used[name] = endpoint_of(request)
+            # the errors particular to the request are the ones its docstring names
+            for error_class in endpoint.errors:
+                assert error_class.__name__ in getattr(BudgetClient, name).__doc__, (name, error_class)
+    assert len(sync_calls.requests) == len(async_calls.requests)
+    assert {e.name for e in used.values()} == {e.name for e in routes.ENDPOINTS}  # none unused
+    # the wire form of a few, pinned: encoded ids, exact money, the keys
+    first = sync_calls.requests[0]
+    assert first.url.raw_path == b"/Prod/projects/acme/users/a%20b%2Fc"
+    assert json.loads(first.content) == {
+        "total_budget": 12.5,
+        "duration": "monthly",
+        "timezone": "Europe/Paris",
+        "team": "t",
+    }
+    keys = [r.headers.get("Idempotency-Key") for r in sync_calls.requests if r.method == "POST"]
+    assert {"generated-key", "chatcmpl-1", "ticket-1"} <= set(keys)
+
+
+# ---- every description against openapi.json ------------------------------------------------------
+
+OPENAPI = json.loads((ROOT / "openapi.json").read_text())
+# Operations of openapi.json the client deliberately does not describe, with the reason. None
+# today: every operation has a method on both clients.
+EXCLUDED: dict[tuple[str, str], str] = {}
+
+
+def operation(endpoint: routes.Endpoint) -> dict:
+    return OPENAPI["paths"][endpoint.path][endpoint.method.lower()]
+
+
+def resolve(schema: dict) -> dict:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = OPENAPI["components"]["schemas"][name]
+    return schema
+
+
+def parameters(op: dict, where: str) -> set[str]:
+    return {
+        p["name"].lower() if where == "header" else p["name"]
+        for p in op.get("parameters", [])
+        if p["in"] == where
+    }
+
+
+@pytest.mark.parametrize("endpoint", routes.ENDPOINTS, ids=lambda e: e.name)
+def test_each_described_request_is_an_operation_of_openapi_json_as_described(endpoint):
+    assert endpoint.path in OPENAPI["paths"], endpoint.path
+    assert endpoint.method.lower() in OPENAPI["paths"][endpoint.path], (endpoint.method, endpoint.path)
+    op = operation(endpoint)
+    assert parameters(op, "path") == set(endpoint.path_params)
+    assert set(endpoint.query) <= parameters(op, "query")
+    assert {h.lower() for h in endpoint.headers} <= parameters(op, "header")
+    assert endpoint.keyed == ("idempotency-key" in parameters(op, "header"))
+    request = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    if endpoint.body is None:
+        assert request is None
+    else:
+        schema = resolve(request)
+        sent = endpoint.body.__required_keys__ | endpoint.body.__optional_keys__
+        assert sent <= set(schema["properties"]), sent - set(schema["properties"])
+        assert set(schema.get("required", ())) <= endpoint.body.__required_keys__
+    for error_class in endpoint.errors:  # each error it may raise is an answer the operation has
+        assert str(error_class.status) in op["responses"], (endpoint.name, error_class)
+
+
+def test_every_operation_of_openapi_json_is_described_or_excluded_with_a_reason():
+    operations = {
+        (method.upper(), path)
+        for path, item in OPENAPI["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "delete", "patch")
+    }
+    described = {(e.method, e.path) for e in routes.ENDPOINTS}
+    assert operations - described == set(EXCLUDED)
+    assert not described - operations
+    assert all(reason for reason in EXCLUDED.values())
+
+
+def test_a_price_body_names_every_field_of_the_services_price():
+    # put_price passes the caller's fields through; PriceBody is what they may be.
+    schema = resolve(operation(routes.PUT_PRICE)["requestBody"]["content"]["application/json"]["schema"])
+    assert routes.PriceBody.__required_keys__ | routes.PriceBody.__optional_keys__ == set(
+        schema["properties"]
+    )
+
+
+# ---- 503 with Retry-After, as the service answers sustained write contention ------------------------
+
+
+def contention_then_ok() -> list[httpx.Response]:
+    busy = error(503, "write_contention_sustained", details={"outcome": "not_written"})
+    busy.headers["Retry-After"] = "1"
+    return [busy, httpx.Response(200, json=COST_ANSWER)]
+
+
+@pytest.mark.parametrize(("jitter", "expected"), [("low", 1.0), ("high", 1.0 + FAST.base)])
+def test_a_503_with_retry_after_is_retried_after_the_header_plus_a_bounded_jitter(
+    monkeypatch, jitter, expected
+):
+    # The jitter is drawn from [0, backoff]: at its lowest the wait is the header's, never less.
+    monkeypatch.setattr(_transport.random, "uniform", lambda low, high: low if jitter == "low" else high)
+    waits: list[float] = []
+    monkeypatch.setattr(_transport.time, "sleep", waits.append)
+    sync_answers = Recorder(*contention_then_ok())
+    assert client_with(sync_answers).record_cost("u", model="m", cost="0.1").cost == Decimal("0.1")
+
+    async_waits: list[float] = []
+
+    async def record_wait(seconds: float) -> None:
+        async_waits.append(seconds)
+
+    monkeypatch.setattr(_transport, "asyncio", types.SimpleNamespace(sleep=record_wait))
+    async_answers = Recorder(*contention_then_ok())
+
+    async def async_handler(request: httpx.Request) -> httpx.Response:
+        return async_answers(request)
+
+    http = httpx.AsyncClient(base_url="http://budget.test/Prod", transport=httpx.MockTransport(async_handler))
+    aclient = AsyncBudgetClient("http://budget.test/Prod", project="acme", http_client=http, retry=FAST)
+    assert asyncio.run(aclient.record_cost("u", model="m", cost="0.1")).cost == Decimal("0.1")
+
+    assert waits == async_waits == [expected]
+    for answers in (sync_answers, async_answers):
+        first, second = answers.requests
+        assert wire(first) == wire(second)  # the same request, its Idempotency-Key included
+
+
+def test_retry_after_waits_are_bounded_per_wait_and_in_number(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(_transport.time, "sleep", waits.append)
+    busy = [error(503, "service_unavailable", headers={"Retry-After": "5"}) for _ in range(FAST.attempts)]
+    handler = Recorder(*busy)
+    with pytest.raises(Unavailable) as caught:
+        client_with(handler).get_user("u")
+    assert caught.value.retry_after == 5.0 and len(handler.requests) == FAST.attempts
+    assert len(waits) == FAST.attempts - 1
+    assert all(5.0 <= w <= 5.0 + FAST.max_backoff for w in waits)

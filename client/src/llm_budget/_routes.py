@@ -1,24 +1,42 @@
-"""Every route of the service as a ``Call`` (request + parser), shared by both clients.
+"""Every request of the service, described once (``Endpoint``), for the sync and async clients.
 
-Paths and bodies follow the service's contract (README "API"). Writes that are not idempotent by
-nature (cost, hold, adjustment) carry an Idempotency-Key: the caller's, or a fresh uuid4 made
-here once per call, so the client's own retries reuse it and are charged once.
+A description says what goes on the wire and what comes back: the method, the path template and
+its parameters, the JSON body's shape (a ``TypedDict``, the fields the client may send), the query
+parameters, fixed headers, whether an Idempotency-Key goes with it, how to read the answer, and
+the errors particular to it. ``Endpoint.call`` turns one into a ``Call`` that ``_transport``
+sends; the clients' public methods (``llm_budget.client``) are declared once on top of these.
+
+Paths and bodies follow the service's OpenAPI document (``openapi.json``; a test checks every
+description against it). Writes that are not idempotent by nature (cost, hold, adjustment) carry
+an Idempotency-Key: the caller's, or a fresh uuid4 made here once per call, so the client's own
+retries reuse it and are charged once. Helpers for the cost forms, money and prices live here too.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a TypedDict reads Required and NotRequired from
+# evaluated annotations only (not strings), and the bodies' required keys are part of the contract.
 import hashlib
 import re
+import string
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, NotRequired, Required, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from llm_budget import _json
 from llm_budget._transport import Call
+from llm_budget.errors import (
+    BudgetError,
+    BudgetExceeded,
+    BudgetNotFound,
+    HoldNotFound,
+    IdempotencyKeyReused,
+    NotFound,
+    UnknownModel,
+)
 from llm_budget.models import (
     Adjustment,
     Budget,
@@ -45,6 +63,112 @@ Amount = Decimal | int | float | str
 
 Duration = str | None
 """``daily``, ``weekly``, ``monthly``, ``yearly`` (calendar-aligned), or None (no period)."""
+
+
+# ---- request bodies: the fields each request may send (checked against openapi.json) ----------
+
+
+class PutUserBody(TypedDict):
+    """``PUT /projects/{project}/users/{user}``: USD per calendar ``duration`` (or None)."""
+
+    total_budget: Decimal
+    duration: str | None
+    timezone: NotRequired[str]
+    team: NotRequired[str]
+
+
+class DefaultUserBody(TypedDict):
+    """The budget a project gives a user it has not seen (USD per ``duration``)."""
+
+    total_budget: Decimal
+    duration: NotRequired[str | None]
+    timezone: NotRequired[str | None]
+
+
+class LevelBody(TypedDict):
+    """``PUT`` of a project's or a team's cap: USD per calendar ``duration`` (or None)."""
+
+    total_budget: Decimal
+    duration: str | None
+    timezone: NotRequired[str]
+    default_user_budget: NotRequired[DefaultUserBody]
+
+
+class CostBody(TypedDict, total=False):
+    """One cost form (``cost_form``); ``if_within_budget`` only when recording a cost."""
+
+    model: str
+    usage: Any
+    completion: dict[str, Any]
+    input_text: str
+    output_text: str
+    cost: Decimal
+    if_within_budget: bool
+
+
+class ProjectedCostBody(TypedDict):
+    """A chat call to price: ``messages`` (OpenAI format) plus ``max_tokens`` of output."""
+
+    model: str
+    messages: list[Any]
+    max_tokens: NotRequired[int]
+
+
+class HoldBody(TypedDict, total=False):
+    """A hold of ``amount`` USD, or of a call's projected cost; ``ttl_seconds`` to expiry."""
+
+    amount: Decimal
+    model: str
+    messages: list[Any]
+    max_tokens: int
+    ttl_seconds: int
+
+
+class AdjustmentBody(TypedDict):
+    """A debit (positive ``amount``, USD) or credit (negative), with its ``reason``."""
+
+    amount: Decimal
+    reason: str
+    model: NotRequired[str]
+
+
+class PriceBody(TypedDict, total=False):
+    """A project's price for a model: rates in USD per token (``web_search`` per request)."""
+
+    provider: str
+    input: Required[Decimal]
+    output: Required[Decimal]
+    cache_read: Decimal
+    cache_creation: Decimal
+    cache_creation_1h: Decimal
+    cache_creation_12h: Decimal
+    reasoning: Decimal
+    input_audio: Decimal
+    output_audio: Decimal
+    cache_read_audio: Decimal
+    input_image: Decimal
+    output_image: Decimal
+    cache_read_image: Decimal
+    input_video: Decimal
+    output_video: Decimal
+    tiers: list[dict[str, Any]]
+    web_search: dict[str, Decimal]
+    web_search_unit: str
+    free: str | None
+
+
+class GetBudgetBody(TypedDict):
+    """litellm's ``POST /get_budget``."""
+
+    project_name: str
+
+
+class SetBudgetBody(TypedDict):
+    """litellm's ``POST /set_budget``: entries by user (``total_budget``, ``current_cost``,
+    ``model_cost`` in USD; ``duration`` in days; ``created_at``/``last_updated_at`` epoch s)."""
+
+    project_name: str
+    user_dict: dict[str, Any]
 
 
 def money(value: Amount) -> Decimal:
@@ -143,7 +267,7 @@ def settle_form(
     input_text: str | None = None,
     output_text: str | None = None,
     cost: Amount | None = None,
-) -> dict[str, Any]:
+) -> CostBody:
     """The cost form for ``response`` (a completion, or a bare usage priced as ``model``) or for
     the explicit form given; see ``cost_form``."""
     if response is not None:
@@ -169,7 +293,7 @@ def cost_form(
     input_text: str | None = None,
     output_text: str | None = None,
     cost: Amount | None = None,
-) -> dict[str, Any]:
+) -> CostBody:
     """The body of one cost form (exactly one of ``usage`` with ``model``, ``completion``,
     ``input_text``/``output_text`` with ``model``, ``cost`` with ``model``). A completion is sent
     as its model and usage only. Raises ValueError for none or several forms."""
@@ -190,11 +314,10 @@ def cost_form(
         )
     if completion is not None:
         completion_model, completion_usage, _ = completion_parts(completion)
-        body: dict[str, Any] = {"completion": {"model": completion_model, "usage": completion_usage}}
-        return body
+        return {"completion": {"model": completion_model, "usage": completion_usage}}
     if model is None:
         raise ValueError(f"model is required with {given[0]}")
-    body = {"model": model}
+    body: CostBody = {"model": model}
     if usage is not None:
         body["usage"] = plain(usage)
     elif cost is not None:
@@ -205,52 +328,6 @@ def cost_form(
         if output_text is not None:
             body["output_text"] = output_text
     return body
-
-
-# ---- parsers -------------------------------------------------------------------------------------
-
-
-def _body(response: httpx.Response) -> Any:
-    return _json.loads(response.content)
-
-
-def _one(cls: type[T]) -> Any:
-    def read(response: httpx.Response) -> T:
-        return parse(cls, _body(response))
-
-    return read
-
-
-def _budget(response: httpx.Response) -> Budget:
-    data = _body(response)
-    if isinstance(data, dict) and response.request.method == "PUT":
-        data = {**data, "created": response.status_code == 201}
-    return parse(Budget, data)
-
-
-def _level(response: httpx.Response) -> LevelBudget:
-    data = _body(response)
-    if isinstance(data, dict) and response.request.method == "PUT":
-        data = {**data, "created": response.status_code == 201}
-    return parse(LevelBudget, data)
-
-
-def _page(cls: type[T], *keys: str) -> Any:
-    def read(response: httpx.Response) -> Page[T]:
-        data = _body(response)
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        items: list[Any] = next((data[k] for k in keys if isinstance(data.get(k), list)), [])
-        return Page([parse(cls, item) for item in items], data.get("next_cursor"))
-
-    return read
-
-
-def _price(response: httpx.Response) -> Price:
-    data = _body(response)
-    if isinstance(data, dict) and response.request.method == "PUT":
-        data = {**data, "created": response.status_code == 201}
-    return parse(Price, data)
 
 
 # Price fields that are words, not rates (every other value is a rate in USD, or a count).
@@ -275,23 +352,68 @@ def price_body(fields: Mapping[str, object]) -> dict[str, Any]:
     return {name: convert(name, value) for name, value in fields.items()}
 
 
-def _none(response: httpx.Response) -> None:
-    return None
+# ---- answers -------------------------------------------------------------------------------------
+
+Reader = Callable[[httpx.Response, Mapping[str, str]], T]
+"""How to read a 2xx answer: the response and the call's path parameters (unencoded)."""
 
 
-def _release(hold_id: str) -> Any:
-    def read(response: httpx.Response) -> Release:
-        if not response.content:
-            return Release(hold_id=hold_id)
-        data = _body(response)
-        if isinstance(data, dict):
-            return parse(Release, {"hold_id": hold_id, **data})
-        return Release(hold_id=hold_id)
+def _body(response: httpx.Response) -> Any:
+    return _json.loads(response.content)
+
+
+def _one(cls: type[T]) -> Reader[T]:
+    def read(response: httpx.Response, path: Mapping[str, str]) -> T:
+        return parse(cls, _body(response))
 
     return read
 
 
-def _litellm_data(response: httpx.Response) -> dict[str, dict[str, Any]]:
+def _created(cls: type[T]) -> Reader[T]:
+    """A PUT's answer: the record, with ``created`` true when the service answered 201."""
+
+    def read(response: httpx.Response, path: Mapping[str, str]) -> T:
+        data = _body(response)
+        if isinstance(data, dict):
+            data = {**data, "created": response.status_code == 201}
+        return parse(cls, data)
+
+    return read
+
+
+def _page(cls: type[T], *keys: str) -> Reader[Page[T]]:
+    def read(response: httpx.Response, path: Mapping[str, str]) -> Page[T]:
+        data = _body(response)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        items: list[Any] = next((data[k] for k in keys if isinstance(data.get(k), list)), [])
+        return Page([parse(cls, item) for item in items], data.get("next_cursor"))
+
+    return read
+
+
+def _with_hold_id(cls: type[T]) -> Reader[T]:
+    """An answer about a hold, with its ``hold_id`` from the path when the body leaves it out
+    (a release may answer 200 with no body)."""
+
+    def read(response: httpx.Response, path: Mapping[str, str]) -> T:
+        data = _body(response) if response.content else {}
+        if not isinstance(data, dict):
+            data = {}
+        return parse(cls, {"hold_id": path["hold_id"], **data})
+
+    return read
+
+
+def _prices(response: httpx.Response, path: Mapping[str, str]) -> list[Price]:
+    return [parse(Price, item) for item in _body(response).get("prices", [])]
+
+
+def _none(response: httpx.Response, path: Mapping[str, str]) -> None:
+    return None
+
+
+def _litellm_data(response: httpx.Response, path: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     data = _body(response)
     if data.get("status") == "error":  # an unknown project: nothing stored yet
         return {}
@@ -299,253 +421,227 @@ def _litellm_data(response: httpx.Response) -> dict[str, dict[str, Any]]:
     return {str(user): dict(entry) for user, entry in users.items()}
 
 
-def _text(response: httpx.Response) -> str:
+def _text(response: httpx.Response, path: Mapping[str, str]) -> str:
     return response.text
 
 
-# ---- routes --------------------------------------------------------------------------------------
+# ---- the descriptions ------------------------------------------------------------------------------
 
 
-def _query(**values: object) -> dict[str, str] | None:
-    query = {k.rstrip("_"): str(v) for k, v in values.items() if v is not None}
-    return query or None
+@dataclass(frozen=True)
+class Endpoint(Generic[T]):
+    """One request of the service, described once for both clients.
 
+    ``method`` and ``path`` (a template, ``{name}`` for each path parameter) are as in
+    ``openapi.json``. ``body``: the ``TypedDict`` of the JSON body (None: no body); ``query``: the
+    query parameters it may send; ``headers``: fixed headers (an ``Accept``). ``keyed``: sends an
+    Idempotency-Key (the caller's, or a fresh uuid4 per call, kept across the client's retries).
+    ``read`` parses a 2xx answer. ``repeatable``: safe to resend when no answer came (see
+    ``_transport``); ``gone_ok``: a DELETE whose retry finds nothing has done its work. ``errors``:
+    the ``BudgetError`` classes particular to it (every request may also raise
+    ``ValidationFailed``, ``AuthenticationFailed``, ``PermissionDenied`` and ``Unavailable``).
+    """
 
-def _key_header(key: str | None) -> dict[str, str]:
-    return {"Idempotency-Key": key or new_key()}
+    name: str
+    method: str
+    path: str
+    read: Reader[T]
+    body: type[Any] | None = None
+    query: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    keyed: bool = False
+    repeatable: bool = True
+    gone_ok: bool = False
+    errors: tuple[type[BudgetError], ...] = ()
 
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """The names in ``path``, in order."""
+        return tuple(name for _, name, _, _ in string.Formatter().parse(self.path) if name)
 
-class Routes:
-    """The calls of one project. Each method returns the ``Call`` a client sends."""
-
-    def __init__(self, project: str) -> None:
-        self.project = project
-        self.base = f"/projects/{segment(project)}"
-
-    def user(self, user: str) -> str:
-        return f"{self.base}/users/{segment(user)}"
-
-    # -- user budgets
-
-    def put_user(
+    def call(
         self,
-        user: str,
-        total_budget: Amount,
-        duration: Duration,
-        timezone: str | None,
-        team: str | None,
-    ) -> Call[Budget]:
-        body: dict[str, Any] = {"total_budget": money(total_budget), "duration": duration}
-        if timezone is not None:
-            body["timezone"] = timezone
-        if team is not None:
-            body["team"] = team
-        return Call("PUT", self.user(user), _budget, body)
-
-    def get_user(self, user: str) -> Call[Budget]:
-        return Call("GET", self.user(user), _budget)
-
-    def delete_user(self, user: str, purge: bool) -> Call[None]:
+        *,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str | None] | None = None,
+        idempotency_key: str | None = None,
+        **path: str,
+    ) -> Call[T]:
+        """The ``Call`` for these values: each path parameter percent-encoded as one segment,
+        query values that are None left out. Raises ValueError for an empty id, and for path,
+        body or query names the description does not have (a bug in the caller, not an input)."""
+        if set(path) != set(self.path_params):
+            raise ValueError(f"{self.name}: path parameters {sorted(path)}, expected {self.path_params}")
+        if (body is None) != (self.body is None):
+            raise ValueError(f"{self.name}: a body is {'required' if self.body else 'not sent'}")
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        if not set(params) <= set(self.query):
+            raise ValueError(f"{self.name}: query {sorted(params)}, expected some of {self.query}")
+        headers = dict(self.headers)
+        if self.keyed:
+            headers["Idempotency-Key"] = idempotency_key or new_key()
+        elif idempotency_key is not None:
+            raise ValueError(f"{self.name} takes no Idempotency-Key")
+        values = dict(path)
+        read = self.read
         return Call(
-            "DELETE",
-            self.user(user),
-            _none,
-            params=_query(purge="true" if purge else None),
-            gone_ok=True,
-        )
-
-    def list_users(self, limit: int | None, cursor: str | None) -> Call[Page[Budget]]:
-        return Call(
-            "GET", f"{self.base}/users", _page(Budget, "users"), params=_query(limit=limit, cursor=cursor)
-        )
-
-    def reset_user(self, user: str) -> Call[Budget]:
-        # A reset repeated after a lost answer would zero spend recorded in between: it is
-        # retried only when the service answered that nothing was written (503/429/409).
-        return Call("POST", f"{self.user(user)}/reset", _budget, repeatable=False)
-
-    # -- costs
-
-    def record_cost(
-        self,
-        user: str,
-        form: dict[str, Any],
-        if_within_budget: bool,
-        idempotency_key: str | None,
-    ) -> Call[CostResult]:
-        body = dict(form)
-        if if_within_budget:
-            body["if_within_budget"] = True
-        return Call(
-            "POST", f"{self.user(user)}/cost", _one(CostResult), body, headers=_key_header(idempotency_key)
-        )
-
-    def projected_cost(
-        self, user: str, model: str, messages: Sequence[Mapping[str, Any]], max_tokens: int | None
-    ) -> Call[ProjectedCost]:
-        body: dict[str, Any] = {"model": model, "messages": plain(list(messages))}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        return Call("POST", f"{self.user(user)}/projected-cost", _one(ProjectedCost), body)
-
-    # -- holds
-
-    def hold(
-        self,
-        user: str,
-        amount: Amount | None,
-        model: str | None,
-        messages: Sequence[Mapping[str, Any]] | None,
-        max_tokens: int | None,
-        ttl_seconds: int | None,
-        idempotency_key: str | None,
-    ) -> Call[Hold]:
-        if (amount is None) == (model is None):
-            raise ValueError("give either amount, or model with messages (and max_tokens)")
-        body: dict[str, Any]
-        if amount is not None:
-            body = {"amount": money(amount)}
-        else:
-            if messages is None:
-                raise ValueError("messages are required with model")
-            body = {"model": model, "messages": plain(list(messages))}
-            if max_tokens is not None:
-                body["max_tokens"] = max_tokens
-        if ttl_seconds is not None:
-            body["ttl_seconds"] = ttl_seconds
-        return Call(
-            "POST", f"{self.user(user)}/holds", _one(Hold), body, headers=_key_header(idempotency_key)
-        )
-
-    def settle(self, user: str, hold_id: str, form: dict[str, Any]) -> Call[Settlement]:
-        # Exactly once by hold id: a repeat answers the first result (replayed), so no key.
-        def read(response: httpx.Response) -> Settlement:
-            data = _body(response)
-            return parse(Settlement, {"hold_id": hold_id, **data} if isinstance(data, dict) else data)
-
-        return Call("POST", f"{self.user(user)}/holds/{segment(hold_id)}/settle", read, form)
-
-    def release(self, user: str, hold_id: str) -> Call[Release]:
-        return Call("DELETE", f"{self.user(user)}/holds/{segment(hold_id)}", _release(hold_id))
-
-    # -- levels
-
-    def put_project_budget(
-        self,
-        total_budget: Amount,
-        duration: Duration,
-        timezone: str | None,
-        default_user_budget: Mapping[str, Any] | None,
-    ) -> Call[LevelBudget]:
-        body: dict[str, Any] = {"total_budget": money(total_budget), "duration": duration}
-        if timezone is not None:
-            body["timezone"] = timezone
-        if default_user_budget is not None:
-            default = dict(default_user_budget)
-            default["total_budget"] = money(default["total_budget"])
-            body["default_user_budget"] = default
-        return Call("PUT", f"{self.base}/budget", _level, body)
-
-    def get_project_budget(self) -> Call[LevelBudget]:
-        return Call("GET", f"{self.base}/budget", _level)
-
-    def delete_project_budget(self) -> Call[None]:
-        return Call("DELETE", f"{self.base}/budget", _none, gone_ok=True)
-
-    def put_team(
-        self, team: str, total_budget: Amount, duration: Duration, timezone: str | None
-    ) -> Call[LevelBudget]:
-        body: dict[str, Any] = {"total_budget": money(total_budget), "duration": duration}
-        if timezone is not None:
-            body["timezone"] = timezone
-        return Call("PUT", f"{self.base}/teams/{segment(team)}", _level, body)
-
-    def get_team(self, team: str) -> Call[LevelBudget]:
-        return Call("GET", f"{self.base}/teams/{segment(team)}", _level)
-
-    def delete_team(self, team: str) -> Call[None]:
-        return Call("DELETE", f"{self.base}/teams/{segment(team)}", _none, gone_ok=True)
-
-    def list_teams(self, limit: int | None, cursor: str | None) -> Call[Page[LevelBudget]]:
-        return Call(
-            "GET",
-            f"{self.base}/teams",
-            _page(LevelBudget, "teams"),
-            params=_query(limit=limit, cursor=cursor),
-        )
-
-    # -- history
-
-    def list_periods(self, user: str, limit: int | None, cursor: str | None) -> Call[Page[Period]]:
-        return Call(
-            "GET",
-            f"{self.user(user)}/periods",
-            _page(Period, "periods"),
-            params=_query(limit=limit, cursor=cursor),
-        )
-
-    def spend_report(self, from_: str | None, to: str | None) -> Call[SpendReport]:
-        return Call("GET", f"{self.base}/spend", _one(SpendReport), params=_query(from_=from_, to=to))
-
-    def spend_report_csv(self, from_: str | None, to: str | None) -> Call[str]:
-        return Call(
-            "GET",
-            f"{self.base}/spend",
-            _text,
-            params=_query(from_=from_, to=to),
-            headers={"Accept": "text/csv"},
-        )
-
-    def adjust(
-        self,
-        user: str,
-        amount: Amount,
-        reason: str,
-        model: str | None,
-        idempotency_key: str | None,
-    ) -> Call[Adjustment]:
-        body: dict[str, Any] = {"amount": money(amount), "reason": reason}
-        if model is not None:
-            body["model"] = model
-        return Call(
-            "POST",
-            f"{self.user(user)}/adjustments",
-            _one(Adjustment),
+            self.method,
+            self.path.format(**{k: segment(v) for k, v in path.items()}),
+            lambda response: read(response, values),
             body,
-            headers=_key_header(idempotency_key),
+            params or None,
+            headers,
+            repeatable=self.repeatable,
+            gone_ok=self.gone_ok,
         )
 
-    def ledger(self, user: str, limit: int | None, cursor: str | None) -> Call[Page[LedgerEntry]]:
-        return Call(
-            "GET",
-            f"{self.user(user)}/ledger",
-            _page(LedgerEntry, "entries", "ledger", "items"),
-            params=_query(limit=limit, cursor=cursor),
-        )
 
-    # -- prices
+USER = "/projects/{project}/users/{user}"
+HOLD = USER + "/holds/{hold_id}"
+_MISSING_USER = (BudgetNotFound,)
+_MISSING_LEVEL = (BudgetNotFound,)  # a project or team level not set: level_not_found
 
-    def put_price(self, model: str, fields: Mapping[str, object]) -> Call[Price]:
-        return Call("PUT", f"{self.base}/prices/{segment(model)}", _price, price_body(fields))
+PUT_USER = Endpoint("put_user", "PUT", USER, _created(Budget), PutUserBody)
+GET_USER = Endpoint("get_user", "GET", USER, _one(Budget), errors=_MISSING_USER)
+DELETE_USER = Endpoint(
+    "delete_user", "DELETE", USER, _none, query=("purge",), gone_ok=True, errors=_MISSING_USER
+)
+LIST_USERS = Endpoint(
+    "list_users", "GET", "/projects/{project}/users", _page(Budget, "users"), query=("limit", "cursor")
+)
+# A reset repeated after a lost answer would zero spend recorded in between: it is retried only
+# when the service answered that nothing was written (503/429/409).
+RESET_USER = Endpoint(
+    "reset_user", "POST", USER + "/reset", _one(Budget), repeatable=False, errors=_MISSING_USER
+)
+RECORD_COST = Endpoint(
+    "record_cost",
+    "POST",
+    USER + "/cost",
+    _one(CostResult),
+    CostBody,
+    keyed=True,
+    errors=(BudgetNotFound, BudgetExceeded, UnknownModel, IdempotencyKeyReused),
+)
+PROJECTED_COST = Endpoint(
+    "projected_cost",
+    "POST",
+    USER + "/projected-cost",
+    _one(ProjectedCost),
+    ProjectedCostBody,
+    errors=(BudgetNotFound, UnknownModel),
+)
+HOLD_CREATE = Endpoint(
+    "hold",
+    "POST",
+    USER + "/holds",
+    _one(Hold),
+    HoldBody,
+    keyed=True,
+    errors=(BudgetNotFound, BudgetExceeded, UnknownModel, IdempotencyKeyReused),
+)
+# Settled exactly once by hold id: a repeat answers the first result (replayed), so no key.
+HOLD_SETTLE = Endpoint(
+    "settle",
+    "POST",
+    HOLD + "/settle",
+    _with_hold_id(Settlement),
+    CostBody,
+    errors=(HoldNotFound, UnknownModel),
+)
+HOLD_RELEASE = Endpoint("release", "DELETE", HOLD, _with_hold_id(Release), errors=(HoldNotFound,))
 
-    def get_price(self, model: str) -> Call[Price]:
-        return Call("GET", f"{self.base}/prices/{segment(model)}", _price)
+PROJECT_BUDGET = "/projects/{project}/budget"
+TEAM = "/projects/{project}/teams/{team}"
+PUT_PROJECT_BUDGET = Endpoint("put_project_budget", "PUT", PROJECT_BUDGET, _created(LevelBudget), LevelBody)
+GET_PROJECT_BUDGET = Endpoint(
+    "get_project_budget", "GET", PROJECT_BUDGET, _one(LevelBudget), errors=_MISSING_LEVEL
+)
+DELETE_PROJECT_BUDGET = Endpoint(
+    "delete_project_budget", "DELETE", PROJECT_BUDGET, _none, gone_ok=True, errors=_MISSING_LEVEL
+)
+PUT_TEAM = Endpoint("put_team", "PUT", TEAM, _created(LevelBudget), LevelBody)
+GET_TEAM = Endpoint("get_team", "GET", TEAM, _one(LevelBudget), errors=_MISSING_LEVEL)
+DELETE_TEAM = Endpoint("delete_team", "DELETE", TEAM, _none, gone_ok=True, errors=_MISSING_LEVEL)
+LIST_TEAMS = Endpoint(
+    "list_teams",
+    "GET",
+    "/projects/{project}/teams",
+    _page(LevelBudget, "teams"),
+    query=("limit", "cursor"),
+)
 
-    def delete_price(self, model: str) -> Call[None]:
-        return Call("DELETE", f"{self.base}/prices/{segment(model)}", _none, gone_ok=True)
+LIST_PERIODS = Endpoint(
+    "list_periods",
+    "GET",
+    USER + "/periods",
+    _page(Period, "periods"),
+    query=("limit", "cursor"),
+    errors=_MISSING_USER,
+)
+SPEND = "/projects/{project}/spend"
+SPEND_REPORT = Endpoint("spend_report", "GET", SPEND, _one(SpendReport), query=("from", "to"))
+SPEND_REPORT_CSV = Endpoint(
+    "spend_report_csv", "GET", SPEND, _text, query=("from", "to"), headers={"Accept": "text/csv"}
+)
+ADJUST = Endpoint(
+    "adjust",
+    "POST",
+    USER + "/adjustments",
+    _one(Adjustment),
+    AdjustmentBody,
+    keyed=True,
+    errors=(BudgetNotFound, IdempotencyKeyReused),
+)
+LEDGER = Endpoint(
+    "ledger",
+    "GET",
+    USER + "/ledger",
+    _page(LedgerEntry, "entries", "ledger", "items"),
+    query=("limit", "cursor"),
+    errors=_MISSING_USER,
+)
 
-    def list_prices(self) -> Call[list[Price]]:
-        def read(response: httpx.Response) -> list[Price]:
-            return [parse(Price, item) for item in _body(response).get("prices", [])]
+PRICE = "/projects/{project}/prices/{model}"
+PUT_PRICE = Endpoint("put_price", "PUT", PRICE, _created(Price), PriceBody)
+GET_PRICE = Endpoint("get_price", "GET", PRICE, _one(Price), errors=(NotFound,))
+DELETE_PRICE = Endpoint("delete_price", "DELETE", PRICE, _none, gone_ok=True, errors=(NotFound,))
+LIST_PRICES = Endpoint("list_prices", "GET", "/projects/{project}/prices", _prices)
 
-        return Call("GET", f"{self.base}/prices", read)
+LITELLM_GET_BUDGET = Endpoint("litellm_get_budget", "POST", "/get_budget", _litellm_data, GetBudgetBody)
+# set_budget merges by "keep the larger spend": repeating it changes nothing more.
+LITELLM_SET_BUDGET = Endpoint(
+    "litellm_set_budget", "POST", "/set_budget", _one(SetBudgetResult), SetBudgetBody
+)
 
-    # -- litellm hosted protocol
-
-    def litellm_get_budget(self) -> Call[dict[str, dict[str, Any]]]:
-        return Call("POST", "/get_budget", _litellm_data, {"project_name": self.project})
-
-    def litellm_set_budget(self, user_dict: Mapping[str, Mapping[str, Any]]) -> Call[SetBudgetResult]:
-        # set_budget merges by "keep the larger spend": repeating it changes nothing more.
-        body = {"project_name": self.project, "user_dict": plain(dict(user_dict))}
-        return Call("POST", "/set_budget", _one(SetBudgetResult), body)
+ENDPOINTS: tuple[Endpoint[Any], ...] = (
+    PUT_USER,
+    GET_USER,
+    DELETE_USER,
+    LIST_USERS,
+    RESET_USER,
+    RECORD_COST,
+    PROJECTED_COST,
+    HOLD_CREATE,
+    HOLD_SETTLE,
+    HOLD_RELEASE,
+    PUT_PROJECT_BUDGET,
+    GET_PROJECT_BUDGET,
+    DELETE_PROJECT_BUDGET,
+    PUT_TEAM,
+    GET_TEAM,
+    DELETE_TEAM,
+    LIST_TEAMS,
+    LIST_PERIODS,
+    SPEND_REPORT,
+    SPEND_REPORT_CSV,
+    ADJUST,
+    LEDGER,
+    PUT_PRICE,
+    GET_PRICE,
+    DELETE_PRICE,
+    LIST_PRICES,
+    LITELLM_GET_BUDGET,
+    LITELLM_SET_BUDGET,
+)
+"""Every request the clients send, one description each."""

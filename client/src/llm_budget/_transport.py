@@ -1,12 +1,21 @@
-"""One request to the service, with bounded retries, and its answer mapped to a result or error.
+"""How a described request is sent: one retry plan, run by a sync and by an async transport.
 
-Retry rule (the same for the sync and async clients):
+``Call`` is one logical request (built once, so an Idempotency-Key is the same on every try).
+``attempts`` is the retry rule as a generator that never does I/O itself: it yields ``SEND``
+(send the call, hand back the response or the ``httpx.TransportError``) or a number of seconds to
+wait. ``send`` (``httpx.Client``, ``time.sleep``) and ``send_async`` (``httpx.AsyncClient``,
+``asyncio.sleep``) each drive it, so the two clients cannot drift apart.
+
+Retry rule:
 
 - 503, 429, 502, 504 and 409 ``write_contention`` are retried: nothing was written, or the
   request is safe to repeat (a write that may have landed carries an Idempotency-Key, so a retry
   is charged once). A 503 whose ``details.outcome`` is ``unknown`` (a write may have landed) is
-  not retried for a request that is not safe to repeat (a reset). The wait honours ``Retry-After`` (seconds or an HTTP date) up to ``max_wait``;
-  otherwise it is exponential backoff with full jitter.
+  not retried for a request that is not safe to repeat (a reset).
+- The wait after an answer with ``Retry-After`` (seconds or an HTTP date) is that long plus a
+  jitter of up to the backoff below, so clients told the same thing come back spread out rather
+  than together; a ``Retry-After`` above ``max_wait`` is not waited for (the error is raised with
+  its ``retry_after``). Without the header it is exponential backoff with full jitter.
 - No answer at all (connection refused, reset, timeout) is retried only for requests that are safe
   to repeat: reads, PUT/DELETE, and writes that carry an Idempotency-Key.
 - After ``attempts`` tries the last error is raised (``Unavailable`` for the retryable ones).
@@ -18,10 +27,10 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import httpx
 
@@ -38,7 +47,9 @@ USER_AGENT = "llm-budget-client/0.1"
 class RetryPolicy:
     """How the client retries: at most ``attempts`` tries in all; backoff ``base * 2**n`` seconds
     (full jitter) capped at ``max_backoff``; a ``Retry-After`` is honoured up to ``max_wait``
-    seconds (a longer one is not waited for: the error is raised with its ``retry_after``)."""
+    seconds (a longer one is not waited for: the error is raised with its ``retry_after``), and
+    waited for in full plus a jitter of up to the backoff. So one call waits at most
+    ``(attempts - 1) * (max_wait + max_backoff)`` seconds in all."""
 
     attempts: int = 4
     base: float = 0.1
@@ -46,7 +57,8 @@ class RetryPolicy:
     max_wait: float = 10.0
 
     def backoff(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based) without a Retry-After."""
+        """Seconds to wait before retry number ``attempt`` (1-based) without a Retry-After:
+        uniform in [0, min(max_backoff, base * 2**(attempt - 1))]."""
         return random.uniform(0, min(self.max_backoff, self.base * 2 ** (attempt - 1)))
 
 
@@ -58,6 +70,7 @@ class Call(Generic[T]):
     """One logical call: the HTTP request and how to read its answer.
 
     Built once per call, so its Idempotency-Key (in ``headers``) is the same on every retry.
+    ``path`` is relative to the client's base URL, its segments already percent-encoded.
     ``repeatable``: safe to resend when no answer came (the server may have applied it).
     """
 
@@ -72,6 +85,7 @@ class Call(Generic[T]):
     """A DELETE: a 404 after a try whose answer was lost means that try deleted it."""
 
     def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """The ``httpx.Request`` for one try (JSON body as exact numbers, see ``_json``)."""
         content = None if self.body is None else _json.dumps(self.body).encode()
         headers = dict(self.headers)
         if content is not None:
@@ -145,7 +159,9 @@ def _wait(policy: RetryPolicy, attempt: int, error: BudgetError | None) -> float
         return policy.backoff(attempt)
     if after > policy.max_wait:
         return None
-    return after
+    # Never sooner than the service asked; the jitter keeps the clients it turned away together
+    # from all coming back in the same instant.
+    return after + policy.backoff(attempt)
 
 
 def _no_answer(call: Call[Any], exc: httpx.TransportError) -> Unavailable:
@@ -167,59 +183,83 @@ def _result(call: Call[T], response: httpx.Response) -> T:
         ) from exc
 
 
-def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
-    """Send ``call`` with ``client``, retrying per ``policy``; its parsed result."""
+SEND: Final = None
+"""What ``attempts`` yields for "send the call now"; otherwise it yields seconds to wait."""
+
+Outcome = httpx.Response | httpx.TransportError | None
+Plan = Generator[float | None, Outcome, T]
+
+
+def attempts(call: Call[T], policy: RetryPolicy) -> Plan[T]:
+    """The retry rule for ``call`` (see the module), as steps: yields ``SEND`` and is sent the
+    response (or the ``httpx.TransportError`` when no answer came), or yields seconds to wait and
+    is sent None. Returns the parsed result; raises the ``BudgetError`` to give up with."""
     attempt, lost = 0, False
     while True:
         attempt += 1
-        try:
-            response = client.send(call.build(client))
-        except httpx.TransportError as exc:
-            error: BudgetError = _no_answer(call, exc)
+        outcome = yield SEND
+        if isinstance(outcome, httpx.TransportError):
+            error: BudgetError = _no_answer(call, outcome)
             delay = _wait(policy, attempt, error) if call.repeatable else None
             if delay is None:
-                raise error from exc
+                raise error from outcome
             lost = True
-            time.sleep(delay)
+            yield delay
             continue
-        except httpx.RequestError as exc:  # an answer that could not be read (a bad encoding)
-            raise _unreadable(call, exc) from exc
-        if lost and call.gone_ok and response.status_code == 404:
-            return call.parse(response)
-        if response.status_code >= 400:
-            error = error_from(response)
+        if outcome is None:
+            raise RuntimeError("the transport sent no outcome for SEND")
+        if lost and call.gone_ok and outcome.status_code == 404:
+            return call.parse(outcome)
+        if outcome.status_code >= 400:
+            error = error_from(outcome)
             delay = _wait(policy, attempt, error) if _retryable(error, call) else None
             if delay is None:
                 raise error
-            time.sleep(delay)
+            yield delay
             continue
-        return _result(call, response)
+        return _result(call, outcome)
+
+
+def send(client: httpx.Client, call: Call[T], policy: RetryPolicy) -> T:
+    """Send ``call`` with ``client``, retrying per ``policy`` (waits with ``time.sleep``); its
+    parsed result. Raises the ``BudgetError`` for the last answer."""
+    plan = attempts(call, policy)
+    step = next(plan)
+    while True:
+        outcome: Outcome = None
+        if step is SEND:
+            try:
+                outcome = client.send(call.build(client))
+            except httpx.TransportError as exc:
+                outcome = exc
+            except httpx.RequestError as exc:  # an answer that could not be read (a bad encoding)
+                raise _unreadable(call, exc) from exc
+        else:
+            time.sleep(step)
+        try:
+            step = plan.send(outcome)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 async def send_async(client: httpx.AsyncClient, call: Call[T], policy: RetryPolicy) -> T:
-    """``send`` for an ``httpx.AsyncClient``: the same rule, waiting with ``asyncio.sleep``."""
-    attempt, lost = 0, False
+    """``send`` for an ``httpx.AsyncClient``: the same plan, waiting with ``asyncio.sleep``."""
+    plan = attempts(call, policy)
+    step = next(plan)
     while True:
-        attempt += 1
+        outcome: Outcome = None
+        if step is SEND:
+            try:
+                outcome = await client.send(call.build(client))
+            except httpx.TransportError as exc:
+                outcome = exc
+            except httpx.RequestError as exc:  # an answer that could not be read (a bad encoding)
+                raise _unreadable(call, exc) from exc
+        else:
+            await asyncio.sleep(step)
         try:
-            response = await client.send(call.build(client))
-        except httpx.TransportError as exc:
-            error: BudgetError = _no_answer(call, exc)
-            delay = _wait(policy, attempt, error) if call.repeatable else None
-            if delay is None:
-                raise error from exc
-            lost = True
-            await asyncio.sleep(delay)
-            continue
-        except httpx.RequestError as exc:  # an answer that could not be read (a bad encoding)
-            raise _unreadable(call, exc) from exc
-        if lost and call.gone_ok and response.status_code == 404:
-            return call.parse(response)
-        if response.status_code >= 400:
-            error = error_from(response)
-            delay = _wait(policy, attempt, error) if _retryable(error, call) else None
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
-            continue
-        return _result(call, response)
+            step = plan.send(outcome)
+        except StopIteration as done:
+            result: T = done.value
+            return result
