@@ -177,7 +177,7 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
         if stacks:
             lines.append(
                 f"Powertools' validating resolver with pydantic and no service code (the API functions'"
-                f" stack before issue 19's router) costs {min(stacks):.2f}–{max(stacks):.2f}× the floor."
+                f" stack before the service's own router) costs {min(stacks):.2f}–{max(stacks):.2f}× the floor."
             )
     tokens = sections.get("tokens")
     if tokens and "fresh_service" in tokens.data:

@@ -208,7 +208,7 @@ MINIMUMS = {
         2,
         "4",
         "a project's first priced cost in a container also reads the project's own"
-        " prices (one Query, cached 60 s; issue 16), then the cost's TransactWriteItems",
+        " prices (one Query, cached 60 s), then the cost's TransactWriteItems",
     ),
     "cost": (
         1,
@@ -250,7 +250,7 @@ MINIMUMS = {
         1,
         "6 + 1 index",
         "one TransactWriteItems (×2): the budget with spend zeroed, the closed"
-        " period's item (enters the period-history index) and the audit entry (issue 17)",
+        " period's item (enters the period-history index) and the audit entry",
     ),
     "delete": (
         1,
@@ -284,7 +284,7 @@ MINIMUMS = {
         "4 + 3 index",
         "one index Query (one shard); per due budget a GetItem (the closed"
         " period's spend is not in the index) and one TransactWriteItems (×2) of the budget and"
-        " its closed-period item (issue 17); the entry's reset_at moves (delete + put) and the"
+        " its closed-period item (the spend history); the entry's reset_at moves (delete + put) and the"
         " period enters the history index",
     ),
 }
@@ -642,12 +642,12 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         meter.close()
     section.notes += [
         "Every cost update is one request whatever the project size, and never touches the reset"
-        " index (no index attribute changes). Since holds (issue 13) it is a TransactWriteItems"
+        " index (no index attribute changes). Since holds it is a TransactWriteItems"
         " even without an Idempotency-Key: 2 WCU instead of 1, the price of exactly-once under"
         " botocore's retries.",
         "Hold, settle and release are one TransactWriteItems each: the hold item and the budget;"
         " the hold id carries the amount, so settle and release need no read.",
-        "Budget levels (issue 14): a charge moves every level the user belongs to in the same"
+        "Budget levels: a charge moves every level the user belongs to in the same"
         " transaction and proves with a ConditionCheck (2 WCU) that a level it does not move does"
         " not exist: here the project has no cap, so a cost is 4 WCU. Each level moved adds one"
         " Update (2 WCU); the request count stays 1.",
@@ -658,7 +658,7 @@ def run(rt: BenchRuntime, *, quick: bool = False) -> Section:
         "The reset job queries each of the 4 index shards of budgets (spreading due budgets over"
         " partitions) and the 4 of expiring holds, so its floor is 8 Queries, not 1; a cancelled transaction (the replay) is estimated as"
         " billed like a written one.",
-        "A rollover (issue 17) is a TransactWriteItems of the budget and its closed-period item, so"
+        "A rollover (recorded in the spend history) is a TransactWriteItems of the budget and its closed-period item, so"
         " each closed period exists exactly once: 2 items × 2 = 4 WCU (plus the item's entry in the"
         " period-history index, 1 WCU) where the bare UpdateItem was 1; the job reads the budget"
         " first (0.5–1 RCU). A lazy rollover (by a cost or hold) was already a read and a write.",

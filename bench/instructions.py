@@ -8,7 +8,8 @@ count of instructions it executed is compared with the floor's. The processes ar
 own: the function (tracing off), the floor (bench/bare: boto3 and the function's recorded
 DynamoDB requests) and the floor plus pydantic alone (bench/bare_pydantic), against the same
 embedded DynamoDB. Instructions are not time (a cache miss costs more than an add), so these
-ratios are a second opinion on section 3, not a replacement: it is what issue 19 asks about.
+ratios are a second opinion on section 3, not a replacement: they answer whether
+the service's own code, not the machine's load, is what a cold start over the floor costs.
 
 Usage: ``python -m bench.instructions [FunctionId[,FunctionId...] ...]`` (every function of
 template.yaml when none is named). Like section 3, it compiles the layer's, the functions' and the

@@ -189,7 +189,7 @@ def _run_sizes(rt, sizes, quick, now, section, main, detail, litellm_update, nat
         if len(manager.user_dict) != users:
             raise RuntimeError(f"client loaded {len(manager.user_dict)} users, expected {users}")
         # The first priced cost of a project in a container also reads the project's own prices
-        # (one Query, cached PRICE_CACHE_SECONDS; issue 16): warm it, to measure the steady state.
+        # (one Query, cached PRICE_CACHE_SECONDS): warm it, to measure the steady state.
         native_update(project, "user-00002")
         a_runs, b_runs = [], []
         for _ in range(rounds_for(users, quick)):

@@ -1,4 +1,4 @@
-"""Threshold alerts (issue 18): the crossing rule, once-per-period delivery over redeliveries and
+"""Threshold alerts: the crossing rule, once-per-period delivery over redeliveries and
 failures (property tests), the AlertsFunction handler with Powertools' partial batch failures,
 and thresholds on the budget API."""
 

@@ -1,4 +1,4 @@
-"""Alerts through `make dev`'s runtime (issue 18): the table's stream, AlertsFunction invoked as
+"""Alerts through `make dev`'s runtime: the table's stream, AlertsFunction invoked as
 Lambda's event source mapping does, the local EventBridge bus and its webhook, received here by
 a small HTTP server. Every wait is on a condition with a deadline."""
 

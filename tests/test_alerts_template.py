@@ -1,4 +1,4 @@
-"""template.yaml's alerts (issue 18): the stream, AlertsFunction's event source, the bus, least
+"""template.yaml's alerts: the stream, AlertsFunction's event source, the bus, least
 privilege, and the optional webhook, lint-clean with and without it."""
 
 import json

@@ -1,4 +1,4 @@
-"""Project-scoped API keys (issue 6): the authorizer, the handlers' scope check, revocation,
+"""Project-scoped API keys: the authorizer, the handlers' scope check, revocation,
 roles, the admin CLI, and that no minted key ever reaches a log line.
 
 Requests go through the same path as on API Gateway: the template's AuthorizerFunction is
@@ -93,7 +93,7 @@ class Gateway:
         return template.load_handler(function_id)(event, lambda_context(function_id))
 
     def call(self, method, resource, params=None, *, body=None, key=None, header=None):
-        # An Idempotency-Key on every request: adjustments require one (issue 17), others ignore it.
+        # An Idempotency-Key on every request: adjustments require one, others ignore it.
         headers = {"Idempotency-Key": f"auth-{uuid.uuid4().hex}"}
         if header is not None:
             headers["Authorization"] = header

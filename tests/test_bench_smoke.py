@@ -87,7 +87,7 @@ def test_resets_reads_only_the_due_and_the_baseline_reads_everything(quick_run):
     figures = results["sections"]["resets"]["data"]["1000"]
     assert figures["due"] == 10
     # Each due budget: its index entry, and the GetItem a rollover makes to record the closed
-    # period's spend (issue 17); the baseline reads the whole table, and the same GetItems.
+    # period's spend, for the history; the baseline reads the whole table, and the same GetItems.
     assert figures["job"]["items_read"]["median"] == 2 * 10
     assert figures["scan_baseline"]["items_read"]["median"] == 1000 + 10 + 10  # + the periods it wrote
     assert measured(figures["job"]["seconds"]) and measured(figures["scan_baseline"]["seconds"])
@@ -221,7 +221,7 @@ def test_dynamodb_ops_counts_every_route(quick_run):
         assert data[op]["operations"] == ["TransactWriteItems"], (op, data[op])
     assert data["cost_key"]["operations"] == ["TransactWriteItems"] and data["cost_key"]["wcu"] == 6
     assert data["get"]["operations"] == ["GetItem"] and data["get"]["wcu"] == 0
-    # A rollover reads the budget, then writes it with its closed period (issue 17).
+    # A rollover reads the budget, then writes it with its closed period (the history).
     assert data["reset_job"]["operations"].count("GetItem") == 1
     assert data["reset_job"]["operations"].count("TransactWriteItems") == 1
 

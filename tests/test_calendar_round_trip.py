@@ -1,4 +1,7 @@
-"""Issue 12's findings, replayed through the handlers on a controlled clock (budget_service.core.clock)."""
+"""Calendar budgets through litellm's client round trip, replayed through the handlers on a
+controlled clock (budget_service.core.clock): a January client keeps the monthly rule in February,
+rolling labels and small costs are plain, stale clients on different models add up, and a reset
+zeroes spend within the calendar period."""
 
 import datetime as dt
 import json

@@ -1,4 +1,4 @@
-"""Issue 16: cost accuracy. The four reproductions (exact values from LiteLLM 1.110.2), every usage
+"""Cost accuracy. Four mispricings reproduced (exact values from LiteLLM 1.110.2), every usage
 shape and price dimension against LiteLLM's own cost functions, every model-name form against
 LiteLLM's resolution, the 0/0 rule, and per-project prices."""
 

@@ -156,7 +156,7 @@ def test_one_request_per_update_without_a_key(budget, requests_made):
     for _ in range(3):
         assert post_cost(budget, {"model": "gpt-4o", "usage": {"prompt_tokens": 10}}).status == 200
     # A transaction, not an UpdateItem: botocore keeps its ClientRequestToken across retries.
-    # The project's own prices are read once (a Query) and cached per container (issue 16).
+    # The project's own prices are read once (a Query) and cached per container.
     assert requests_made == ["Query"] + ["TransactWriteItems"] * 3
 
 

@@ -39,7 +39,7 @@ def test_a_balance_back_to_zero_after_seven_decimals_takes_the_next_write(server
     )
 
 
-# ---- numbers DynamoDB cannot store (issue 11) ------------------------------------------------------
+# ---- numbers DynamoDB cannot store --------------------------------------------------------------
 #
 # A DynamoDB Number has at most 38 significant digits and a magnitude from 1E-130 to below 1E+126.
 # An UpdateItem whose `SET a = a + :b`, `a - :b` or `ADD a :b` gives a result outside that is a

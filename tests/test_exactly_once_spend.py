@@ -1,8 +1,8 @@
 """Every spend-changing write (cost with and without a key, hold, settle, release) and DELETE is
-applied exactly once when botocore retries after a late or lost answer (issue 11 items 1 and 2, issue 13): the fault-injecting DynamoDB endpoint applies the
+applied exactly once when botocore retries after a late or lost answer: the fault-injecting DynamoDB endpoint applies the
 request and loses its answer; botocore's retry carries the same ClientRequestToken, which
 DynamoDB (and the embedded one) answers as the first success. And an Idempotency-Key belongs to
-one budget (issue 11 item 6)."""
+one budget: reusing it for another budget is refused, not applied there."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_a_cost_whose_answer_is_lost_is_charged_once_and_answered_as_new(
     assert response.status == 200, response
     assert response.json()["replayed"] is False  # the retry is the same request, not a replay
     # The last two: the cost and its retry (the PUT that made the budget is a transaction too: it
-    # carries its audit entry, issue 17).
+    # carries its audit entry).
     assert faulty_dynamodb.faults("TransactWriteItems")[-2:] == [fault, None]  # it was retried
     assert stored(server_store, who).current_cost == 1
 

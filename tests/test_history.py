@@ -1,4 +1,4 @@
-"""Spend history, reports, adjustments and the audit ledger (issue 17).
+"""Spend history, reports, adjustments and the audit ledger.
 
 Every rollover path (a cost rolling the period lazily, the scheduled job, a manual reset, PUT,
 set_budget) writes the closed period in the same conditional write; the races run on the

@@ -1,4 +1,4 @@
-"""Holds (issue 13) through their handlers on in-process moto: hold, settle, release, expiry,
+"""Holds through their handlers on in-process moto: hold, settle, release, expiry,
 one DynamoDB request each, idempotency, rollover, and bad input that writes nothing."""
 
 from __future__ import annotations

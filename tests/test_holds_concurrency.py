@@ -1,4 +1,4 @@
-"""Holds under concurrency (issue 13): the hard cap through the local HTTP server, and the races
+"""Holds under concurrency: the hard cap through the local HTTP server, and the races
 that must each charge once (a settle against the expiry, two settles of one hold)."""
 
 from __future__ import annotations

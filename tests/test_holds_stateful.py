@@ -1,4 +1,4 @@
-"""Holds, settles, releases, expiries and costs in random interleavings (issue 13), against the
+"""Holds, settles, releases, expiries and costs in random interleavings, against the
 embedded DynamoDB through the fault-injecting endpoint, some with their answers lost: after every
 step the budget's ``held`` is the sum of its live holds, its spend the sum of what was settled or
 charged, and ``available = total - spend - held``. Nothing leaks, nothing is charged twice."""

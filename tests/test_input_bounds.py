@@ -1,5 +1,5 @@
-"""Issue 11, items 3-5: every limit in the unit DynamoDB counts (bytes), and no body, header or
-path reaches a 5xx. Each reproduction from the issue is a case here; each checks nothing was written.
+"""Input bounds: every limit in the unit DynamoDB counts (bytes), and no body, header or
+path reaches a 5xx. Each reproduced failure (once a 5xx) is a case here; each checks nothing was written.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from localdev.events import api_gateway_event
 
 USER = "/projects/{project}/users/{user}"
 COST = "/projects/{project}/users/{user}/cost"
-EMOJI_256 = "\U0001f600" * 256  # 256 characters, 1,024 bytes: the issue's 500
+EMOJI_256 = "\U0001f600" * 256  # 256 characters, 1,024 bytes: once a 500
 KEY_255 = "k" * 255
 
 
@@ -53,7 +53,7 @@ def test_a_path_id_of_4_byte_characters_is_a_422_not_a_500(api, aws):
 
 def test_ids_are_limited_in_bytes_not_characters(api, aws):
     assert put(api, id_of_bytes(ID_MAX_BYTES), id_of_bytes(ID_MAX_BYTES)).status == 201
-    written = items(aws)  # the budget and its audit entry (issue 17)
+    written = items(aws)  # the budget and its audit entry (the history's record of the write)
     error_of(put(api, "p", id_of_bytes(ID_MAX_BYTES + 1)), 422)
     error_of(put(api, id_of_bytes(ID_MAX_BYTES + 1), "u"), 422)
     assert items(aws) == written  # the refused ones wrote nothing

@@ -1,4 +1,4 @@
-"""Issue 11, item 9: the ``make key`` command ``AUTH=1 make dev`` prints, and ``make keys`` and
+"""The ``make key`` command ``AUTH=1 make dev`` prints, and ``make keys`` and
 ``make revoke-key`` with the same settings, work as printed on a machine with no AWS
 configuration: no region, no credentials, no ~/.aws (HOME is an empty directory here).
 

@@ -1,4 +1,4 @@
-"""Budget levels (issue 14) through their handlers on in-process moto: project and team caps,
+"""Budget levels through their handlers on in-process moto: project and team caps,
 every charge moving all levels in one transaction, refusals naming the level, periods per level,
 and bad input that writes nothing."""
 

@@ -1,4 +1,4 @@
-"""A project cap under concurrency (issue 14), through the local HTTP server: 50 users, 8 threads
+"""A project cap under concurrency, through the local HTTP server: 50 users, 8 threads
 holding and settling against the project's cap. The admitted spend never exceeds the cap, and the
 project's spend is the sum of its users' spend."""
 

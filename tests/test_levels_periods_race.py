@@ -1,4 +1,4 @@
-"""Issue 14: a monthly project cap over daily user budgets (and two team caps) rolls each level
+"""Budget levels: a monthly project cap over daily user budgets (and two team caps) rolls each level
 over at its own boundary exactly once while the scheduled job and charges' lazy rollovers race.
 
 The handlers run in process, one Lambda container per thread, on the embedded DynamoDB server

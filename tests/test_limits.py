@@ -1,4 +1,4 @@
-"""The documented limits (issue 6), each a 4xx JSON error that writes nothing."""
+"""The documented limits, each a 4xx JSON error that writes nothing."""
 
 import json
 

@@ -69,7 +69,8 @@ def test_any_litellm_entry_round_trips_as_decimals(api, total, models, duration,
     got = api.get_budget("roundtrip").json()["data"][user]
     expected = as_decimals(sent[user])
     # litellm's current_cost is a float sum, which can fall a last digit short of the exact sum of
-    # its own per-model costs; the merge keeps current_cost at least that sum (issue 12).
+    # its own per-model costs; the merge keeps current_cost at least that sum (so a
+    # round trip through litellm never loses spend).
     # JSON renders it as a float (what litellm reads), so compare at a float's precision.
     exact = max(expected["current_cost"], sum(expected["model_cost"].values(), Decimal(0)))
     expected["current_cost"] = as_decimals(float(exact))

@@ -1,11 +1,11 @@
-"""Issue 11: no input can make a stored sum outgrow a DynamoDB Number (38 significant digits).
+"""Number limits: no input can make a stored sum outgrow a DynamoDB Number (38 significant digits).
 
 Each amount is at most MONEY_MAX (10^12) at 25 decimal places, but sums grow by atomic adds: on
 DynamoDB the eleventh cost of 999999999999.9999999999999999999999999 to one budget needs 39
 digits, a ValidationException, a 500. The embedded DynamoDB refuses such a number as DynamoDB
 does (tests/test_embedded_numbers.py), and these tests drive every write that adds money
 through the handlers against it (`served_api`): a budget level's spend and holds stay within
-+-SPEND_MAX (limits.py), a write that would pass it is a 422 ``spend_limit_exceeded`` that
++-SPEND_MAX (core/numbers.py), a write that would pass it is a 422 ``spend_limit_exceeded`` that
 writes nothing, and what was accepted before stays exact.
 """
 
@@ -460,7 +460,7 @@ def test_no_accepted_sequence_stores_a_number_dynamodb_would_refuse(served_api, 
                 assert Decimal(item[field]["N"]).copy_abs() <= SPEND_MAX, (item["sk"], field)
 
 
-# ---- the arithmetic behind the limit (limits.py), without DynamoDB --------------------------------
+# ---- the arithmetic behind the limit (core/numbers.py), without DynamoDB --------------------------------
 
 BOUNDED = st.decimals(
     min_value=-SPEND_MAX, max_value=SPEND_MAX, places=25, allow_nan=False, allow_infinity=False

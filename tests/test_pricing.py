@@ -70,7 +70,7 @@ def no_network(monkeypatch):
 
 
 # The comparison of every chat model with LiteLLM, in every dimension and usage shape, is in
-# test_cost_accuracy.py (issue 16).
+# test_cost_accuracy.py.
 
 
 def test_table_is_current_with_the_installed_litellm(capsys):

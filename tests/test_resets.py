@@ -1,4 +1,4 @@
-"""The scheduled reset (issue 5): only due budgets are read, each period rolls over exactly once,
+"""The scheduled reset: only due budgets are read, each period rolls over exactly once,
 costs recorded after a reset are kept, and an ended period reads as reset before the job runs.
 
 Counting is done on the wire: a botocore ``after-call`` hook on the job's client counts the
@@ -163,7 +163,7 @@ def test_ten_thousand_budgets_hundred_due_reads_only_the_due(aws):
     # Reads: the due items, plus a small constant (here nothing: one Query page per shard).
     assert wire.items["Query"] <= 100 + RESET_SHARDS
     # Each rollover reads its budget (the closed period's spend is not in the index) and writes it
-    # with its closed-period item in one TransactWriteItems (issue 17).
+    # with its closed-period item in one TransactWriteItems (the history).
     assert set(wire.requests) == {"Query", "GetItem", "TransactWriteItems"}
     assert wire.requests["GetItem"] == wire.requests["TransactWriteItems"] == 100
     # Budget shards (a page or two each), then one Query per shard of levels and of holds.
@@ -451,7 +451,7 @@ def test_a_run_racing_cost_updates_resets_each_once_and_keeps_every_later_cost(d
         # One write per cost, plus exactly one rollover: the job's reset, or a cost's lazy one.
         rollovers = after.version - (original.version + 1) - cost_count[original.user]
         assert rollovers == 1, (original.user, rollovers)
-        # ...and exactly one record of the closed period, with the spend it closed (issue 17).
+        # ...and exactly one record of the closed period, with the spend it closed.
         (closed,), _ = HistoryStore(check).periods_page("cost", "USER", original.user, limit=10)
         assert (closed["spend"], closed["period_start"], closed["period_end"]) == (
             original.current_cost,
@@ -595,7 +595,7 @@ def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and
     sample = json.loads((template.EVENTS_DIR / "reset_budgets_schedule.json").read_text())
     assert set(json.loads(props["Input"])) == set(sample)
     # Least privilege: Query on the reset index only; on the table GetItem + PutItem (a rollover
-    # reads the budget, then writes it with its closed period, issue 17) and UpdateItem.
+    # reads the budget, then writes it with its closed period) and UpdateItem.
     (policy,) = fn["Policies"]
     granted = {(action, json.dumps(s["Resource"])) for s in policy["Statement"] for action in s["Action"]}
     assert granted == {

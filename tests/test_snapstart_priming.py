@@ -1,4 +1,4 @@
-"""SnapStart priming (issue 19): on Lambda, each API function registers a before-snapshot hook
+"""SnapStart priming: on Lambda, each API function registers a before-snapshot hook
 that does the first call's request-independent work (pydantic validators of its routes' models;
 for the cost and hold functions, the price table and both tiktoken encodings), so environments
 restored from the snapshot start with it done. Lambda's runtime provides ``snapshot_restore_py``;

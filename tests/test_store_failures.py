@@ -1,4 +1,4 @@
-"""DynamoDB failing under each write path (issue 6): throttling, a DynamoDB 5xx and a timeout that
+"""DynamoDB failing under each write path: throttling, a DynamoDB 5xx and a timeout that
 outlive the client's retries give a 503 JSON error with Retry-After, and the stored state stays
 what it was before, or becomes the fully applied write; a set_budget stopped part way says exactly
 which users were written, and sending it again converges.

@@ -87,7 +87,7 @@ def test_table_is_what_the_design_says():
     assert indexes == {
         "due-for-reset": ["reset_shard", "reset_at"],
         "period-history": ["history_pk", "period_start"],
-    }  # issue 17
+    }  # the history's index
     assert "DeletionProtectionEnabled" in props
     assert "TableDeletionProtection" in template.load_template()["Parameters"]
 
@@ -106,7 +106,7 @@ def test_every_route_has_an_event_file():
         assert event["resource"] == route.path
 
 
-# ---- least privilege, access logs, log retention (issue 11) --------------------------------------
+# ---- least privilege, access logs, log retention ----------------------------------------------
 
 
 def _function_roles(out: dict) -> dict[str, list[dict]]:
@@ -155,7 +155,7 @@ def test_every_table_statement_is_held_to_its_partition_keys():
             keys = _leading_keys(statement)
             assert keys and all(k.endswith("#*") and len(k) > 2 for k in keys), (fn_id, statement)
             assert "dynamodb:Scan" not in statement["Action"], statement
-            # Batch deletes only for DELETE ?purge=true (issue 17), still held to PROJECT#*.
+            # Batch deletes only for DELETE ?purge=true (the history), still held to PROJECT#*.
             if "dynamodb:BatchWriteItem" in statement["Action"]:
                 assert fn_id == "BudgetsFunction" and keys == ["PROJECT#*"], (fn_id, statement)
 

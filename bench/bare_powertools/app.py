@@ -1,5 +1,5 @@
 """A reference point between the floor (bench/bare/app.py) and a function: the bare handler plus
-the HTTP stack the API functions used before issue 19's router, and nothing of the service's own:
+the HTTP stack the API functions used before the service's own router, and nothing of the service's own:
 Powertools' REST resolver with pydantic validation, one route with one small body model and a
 response model, Powertools' Logger and Metrics, then the same recorded DynamoDB requests. What it
 costs over the floor is what that stack costs before any service code is imported.

@@ -2,7 +2,7 @@
 pydantic and nothing else. It imports pydantic, defines one small body model and one response
 model (as the API functions define theirs), validates the event's body with the first and
 serializes the second, then makes the same recorded DynamoDB requests. No Powertools, no service
-code: what it costs over the floor is what the validation library DESIGN.md names costs on its
+code: what it costs over the floor is what the validation library the service is built on costs on its
 own, the share of a function's ratio that no change to the service's code can remove.
 """
 

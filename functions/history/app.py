@@ -1,4 +1,4 @@
-"""The history routes (issue 17): a user's periods, the project's spend report (JSON or CSV),
+"""The history routes: a user's periods, the project's spend report (JSON or CSV),
 the audit ledger, and adjustments (budget_service.domain.history)."""
 
 from datetime import UTC, datetime

@@ -1,4 +1,4 @@
-"""The hold routes (issue 13): reserve a call's worst-case cost, settle it with the actual cost,
+"""The hold routes: reserve a call's worst-case cost, settle it with the actual cost,
 or release it unused. Each is one DynamoDB TransactWriteItems (budget_service.domain.holds)."""
 
 from typing import Annotated

@@ -1,4 +1,4 @@
-"""The budget level routes (issue 14): the project's cap and team caps over its user budgets."""
+"""The budget level routes: the project's cap and team caps over its user budgets."""
 
 from typing import Annotated
 

@@ -1,4 +1,4 @@
-"""Per-project prices (issue 16): set, read, list and delete a project's own price for a model."""
+"""Per-project prices: set, read, list and delete a project's own price for a model."""
 
 from budget_service.api.http import ProjectId, create_app, json_response, lambda_entry
 from budget_service.api.routing import Response

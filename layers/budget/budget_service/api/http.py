@@ -7,7 +7,7 @@ headers that may appear once and appear twice are a 400 ``duplicate_header``. py
 anything out of shape with a 422 before a handler runs, so nothing is written.
 Every error leaves as ``{"error": {"code", "message", "details"?}}``.
 
-Authorization (issue 6), for every route, here and nowhere else: the API's Lambda authorizer puts
+Authorization (project-scoped API keys), for every route, here and nowhere else: the API's Lambda authorizer puts
 the key's scope in ``requestContext.authorizer``. Before the body is even parsed, a request
 without a valid scope is a 401 and a role that may not do the route's operation a 403; after
 validation, the project the handler is about to touch (the ``project`` path parameter, or

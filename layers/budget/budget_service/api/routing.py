@@ -2,11 +2,11 @@
 arguments, call the handler, serialize what it returns.
 
 Why not Powertools' ``APIGatewayRestResolver(enable_validation=True)``, which this service used
-until issue 19: importing ``aws_lambda_powertools.event_handler`` loads every resolver Powertools
+before cold starts were measured: importing ``aws_lambda_powertools.event_handler`` loads every resolver Powertools
 has (AppSync, Bedrock agents, VPC Lattice, asyncio...) and its OpenAPI models, and the first
 request builds a pydantic validator for every parameter of the route and for its response. That
-was 60-90 ms of a ~250 ms floor on every cold start (``make bench``, section 3), and issue 19 asks
-for every function within 1.5x of a bare boto3 handler. API Gateway has already matched the route
+was 60-90 ms of a ~250 ms floor on every cold start (``make bench``, section 3), and the cold-start
+target is every function within 1.5x of a bare boto3 handler. API Gateway has already matched the route
 by the time the event arrives, so what is left is small: this module keeps Powertools' way of
 declaring routes (``@app.get("/projects/<project>")``, ``Annotated[..., Query(...)]`` parameters,
 a pydantic body model, ``Response[Model]`` results) and does only what this API uses.

@@ -1,9 +1,9 @@
-"""Budget threshold alerts (issue 18): which thresholds a change to a budget level crossed, and
+"""Budget threshold alerts: which thresholds a change to a budget level crossed, and
 sending each crossing once as a ``Budget Threshold Crossed`` event.
 
 Input is one DynamoDB stream record of the table (NEW_AND_OLD_IMAGES): the item before and after
 a write, as Python values (numbers as Decimal). Only budget *level* items count, whatever their
-level, because they all use the same attribute names (DESIGN.md, shared data model):
+level, because they all use the same attribute names (the table's shared data model):
 
 * user    ``pk = PROJECT#<project>``, ``sk = USER#<user>``
 * team    ``pk = PROJECT#<project>``, ``sk = TEAM#<team>``

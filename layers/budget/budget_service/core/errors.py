@@ -48,7 +48,7 @@ class UnpricedUsage(BudgetError):
 
 
 class PriceNotFound(BudgetError):
-    """No project price for that model (issue 16)."""
+    """No project price for that model (per-project prices)."""
 
     status = HTTPStatus.NOT_FOUND
     code = "price_not_found"
@@ -87,7 +87,7 @@ class BudgetExceeded(BudgetError):
 class SpendLimitExceeded(BudgetError):
     """A write would take a budget level's stored spend (``current_cost`` or a ``model_cost``
     entry) or its ``held`` past +-SPEND_MAX (USD, per period), the bound that keeps every stored
-    sum within DynamoDB's 38 digits (limits.py); nothing was written. Not "over budget" (402):
+    sum within DynamoDB's 38 digits (core/numbers.py); nothing was written. Not "over budget" (402):
     a larger budget does not help; the period's rollover or a reset does. ``details`` lists each
     level and field that refused: ``{"level", "name", "field", "stored", "change", "limit"}``
     (USD, exact)."""
@@ -131,7 +131,7 @@ class SpendLimitExceeded(BudgetError):
 
 
 class LevelNotFound(BudgetError):
-    """No such project budget or team (issue 14)."""
+    """No such project budget or team (a budget level)."""
 
     status = HTTPStatus.NOT_FOUND
     code = "level_not_found"
@@ -156,7 +156,7 @@ class Contention(BudgetError):
     retry_after_seconds = 1
 
 
-# ---- security and robustness (issue 6) -----------------------------------------------------------
+# ---- security and robustness -----------------------------------------------------------------------
 
 
 class Unauthorized(BudgetError):

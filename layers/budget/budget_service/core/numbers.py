@@ -50,7 +50,7 @@ MAX_MODELS_PER_USER = 1_000
 MONEY_MAX = Decimal("1e12")
 MONEY_QUANTUM = Decimal("1e-25")
 
-# Stored sums (issue 11). A DynamoDB Number holds at most 38 significant digits. Every amount is
+# Stored sums. A DynamoDB Number holds at most 38 significant digits. Every amount is
 # a multiple of MONEY_QUANTUM, and so is every sum of them, so a stored number fits exactly when
 # its magnitude is below STORED_MAX = 10^13 (13 integer digits + 25 decimals = 38). An amount
 # does; a sum that atomic writes grow (``SET current_cost = current_cost + :spend``) does not by

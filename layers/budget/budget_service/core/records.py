@@ -47,7 +47,7 @@ class Budget(NamedTuple):
     model_cost: Mapping[str, Decimal] = NO_ENTRIES
     # Sum of the amounts of this budget's live holds (USD); kept across period rollovers.
     held: Decimal = ZERO
-    # The team (a budget level of the project, issue 14) the user's spend also counts toward.
+    # The team (a budget level of the project) the user's spend also counts toward.
     team: str | None = None
     # At most one of the two period rules is set: a calendar duration, or litellm's rolling days.
     duration: Duration | None = None
@@ -64,7 +64,7 @@ class Budget(NamedTuple):
     # Ids of the latest version-conditional writes (newest first): how a write whose answer was
     # lost recognises itself when botocore's retry fails the version condition (store.save).
     write_ids: tuple[str, ...] = ()
-    # Alerts (issue 18): fractions of total_budget to alert at; None inherits the project's
+    # Alerts: fractions of total_budget to alert at; None inherits the project's
     # default, () turns alerts off for this budget. last_reset_at: when spend was last zeroed by
     # a manual reset, so alerts re-arm even when the calendar period_start stays the same.
     alert_thresholds: tuple[Decimal, ...] | None = None
@@ -186,7 +186,7 @@ class DueReset(NamedTuple):
         return period
 
 
-# ---- history (issue 17): what a write closes and what it records -------------------------------
+# ---- history: what a write closes and what it records ------------------------------------------
 
 USER_LEVEL = "USER"
 

@@ -67,21 +67,21 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/projects/{project}/users/{user}/reset"): Permission.MANAGE,
     ("POST", "/projects/{project}/users/{user}/cost"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/projected-cost"): Permission.READ,
-    # Per-project prices (issue 16): admin only, reading included (prices can be negotiated terms).
+    # Per-project prices: admin only, reading included (prices can be negotiated terms).
     ("PUT", "/projects/{project}/prices/{model}"): Permission.MANAGE,
     ("GET", "/projects/{project}/prices/{model}"): Permission.MANAGE,
     ("DELETE", "/projects/{project}/prices/{model}"): Permission.MANAGE,
     ("GET", "/projects/{project}/prices"): Permission.MANAGE,
-    # Holds (issue 13) reserve and charge spend: what a writer key (an app) does per call.
+    # Holds reserve and charge spend: what a writer key (an app) does per call.
     ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
     ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
-    # History (issue 17): reading it is a read; an adjustment corrects spend by hand: admin.
+    # History: reading it is a read; an adjustment corrects spend by hand: admin.
     ("GET", "/projects/{project}/users/{user}/periods"): Permission.READ,
     ("GET", "/projects/{project}/spend"): Permission.READ,
     ("GET", "/projects/{project}/users/{user}/ledger"): Permission.READ,
     ("POST", "/projects/{project}/users/{user}/adjustments"): Permission.MANAGE,
-    # Budget levels (issue 14): an admin creates, changes and deletes them; a reader reads them.
+    # Budget levels: an admin creates, changes and deletes them; a reader reads them.
     ("PUT", "/projects/{project}/budget"): Permission.MANAGE,
     ("GET", "/projects/{project}/budget"): Permission.READ,
     ("DELETE", "/projects/{project}/budget"): Permission.MANAGE,

@@ -114,7 +114,7 @@ def set_budget(
                 if over := _over_spend_limit(created):  # checked above; a concurrent write may differ
                     raise SpendLimitExceeded.in_set_budget(over)
                 return Write(created, audit=_settings_audit(None, created, now, key_id))
-            rolled = roll(current, now)  # an ended period is closed and recorded (issue 17)
+            rolled = roll(current, now)  # an ended period is closed and recorded in the history
             merged = merge_entry(rolled.budget, entry, now)
             if over := _over_spend_limit(merged.budget):  # a cost since the check above added spend
                 raise SpendLimitExceeded.in_set_budget(over)
@@ -187,7 +187,7 @@ def _check_spend_limit(
     """Refuse, before writing anything, a user_dict whose merge would store spend over SPEND_MAX
     for some user (SpendLimitExceeded, 422). Each entry's amounts are at most MONEY_MAX, but
     litellm's ``current_cost`` is at least the sum of the models, of which there may be 1,000
-    (limits.py says why stored spend has a bound). The merge runs only for users whose spend could
+    (core/numbers.py says why stored spend has a bound). The merge runs only for users whose spend could
     pass the limit: the larger of the spends and the sum of stored and sent models bounds it."""
     from budget_service.litellm.merge import merge_entry, new_budget_from_entry
 
@@ -260,7 +260,7 @@ def put_budget(
 ) -> tuple[Budget, bool]:
     """Create or replace a budget's settings. Spend of the current period is kept.
 
-    ``team`` names a team of the project (issue 14) that must exist (else InvalidInput, 422, and
+    ``team`` names a team of the project (a budget level) that must exist (else InvalidInput, 422, and
     nothing written); it replaces the user's team, and None takes the user out of any team. Spend
     already made stays where it was counted; charges from now on count toward the new team.
     """
@@ -278,7 +278,7 @@ def put_budget(
     def change(current: Budget | None) -> Write:
         nonlocal created
         created = current is None
-        # An ended period is closed and recorded in this write (issue 17).
+        # An ended period is closed and recorded in the history in this write.
         rolled = roll(current, now) if current is not None else None
         base = (
             rolled.budget
@@ -334,7 +334,7 @@ def reset_budget(
     The period start clients were given before is kept as ``previous_period_start``, so a
     litellm client that loaded before the reset cannot bring the zeroed spend back
     (litellm_compat). The part of the period before `now` is recorded as a closed period, and the
-    reset in the audit ledger with `key_id`, in the same write (issue 17). BudgetNotFound (404)
+    reset in the audit ledger with `key_id`, in the same write. BudgetNotFound (404)
     for an unknown user. An ended period not yet rolled over is closed first (``closed_by:
     rollover``); the zeroed spend is the closed period ending `now` (``closed_by: reset``).
     """

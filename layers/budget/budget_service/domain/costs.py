@@ -61,7 +61,7 @@ def _money(value: Decimal) -> Decimal:
 def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> PricedEvent:
     """The cost of one request (USD). Unknown model (in a priced form): UnknownModel, 422; a usage
     naming what the model's price cannot bill: UnpricedUsage, 422. `project_prices` (the project's
-    own prices, issue 16) win over the shipped table."""
+    own prices) win over the shipped table."""
     form = request.form
     if form == "cost":
         assert request.model is not None and request.cost is not None

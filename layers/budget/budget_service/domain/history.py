@@ -1,4 +1,4 @@
-"""Spend history, reports, adjustments and the audit ledger (issue 17): what the history routes
+"""Spend history, reports, adjustments and the audit ledger: what the history routes
 do, in terms of the budget and the store.
 
 - A user's periods: the current one (from the budget item), then the closed ones, newest first.

@@ -1,4 +1,4 @@
-"""Holds (issue 13): reserve a call's worst-case cost before the call, settle or release it after.
+"""Holds: reserve a call's worst-case cost before the call, settle or release it after.
 
 LiteLLM's own pattern (check ``get_current_cost <= get_total_budget``, call, ``update_cost``)
 admits every caller that checked before the first one paid. A hold is the check and the
@@ -38,7 +38,7 @@ def _priced_amount(
     if request.amount is not None:
         return request.amount, None, None
     assert request.model is not None and request.messages is not None
-    # The project's own price wins (issue 16), as for projected cost. UnknownModel (422) before counting.
+    # The project's own price wins, as for projected cost. UnknownModel (422) before counting.
     model_price = for_project(store, project).price(request.model)
     from budget_service.pricing import tokens
 

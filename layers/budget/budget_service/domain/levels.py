@@ -1,4 +1,4 @@
-"""Budget levels (issue 14): a project-wide cap and team caps over user budgets.
+"""Budget levels: a project-wide cap and team caps over user budgets.
 
 A user's spend and holds count toward its team (``team`` on the user's budget) and its project;
 every cost, hold, settle and release moves every level the user belongs to in one

@@ -57,12 +57,12 @@ class ResetSummary:
     left: int = 0
     left_exact: bool = True
     complete: bool = True
-    # Expired holds (issue 13), from the index partitions HOLDS#<n>: released by this run, found
+    # Expired holds, from the index partitions HOLDS#<n>: released by this run, found
     # already settled/released/expired by someone else, or failed (still due: the next run).
     holds_expired: int = 0
     holds_skipped: int = 0
     holds_failed: int = 0
-    # Team and project levels (issue 14), from the index partitions LEVELS#<n>, the same way.
+    # Team and project levels, from the index partitions LEVELS#<n>, the same way.
     levels_reset: int = 0
     levels_skipped: int = 0
     levels_failed: int = 0

@@ -57,7 +57,7 @@ class Merge(NamedTuple):
     stale_spend_ignored: bool = False
     uncertain_spend_kept: bool = False
     # The client reset a rolling period: the stored spend it replaced, as a closed period to
-    # record with the write (issue 17), so no recorded cost falls out of every period.
+    # record in the history with the write, so no recorded cost falls out of every period.
     replaced: ClosedPeriod | None = None
 
 
@@ -216,7 +216,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
     # Spend: where does the entry's own period lie against the server's current one?
     stale = uncertain = False
     # The client's reset re-anchors a rolling period but keeps its spend (never dropped): nothing
-    # is replaced, so nothing is closed here; `replaced` stays None (issue 17's record of replaced
+    # is replaced, so nothing is closed here; `replaced` stays None (the history's record of replaced
     # spend has nothing to record under this merge).
     replaced: ClosedPeriod | None = None
     start = settings.period_start

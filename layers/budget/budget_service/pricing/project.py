@@ -1,4 +1,4 @@
-"""Per-project prices (issue 16): a project's own price for a model wins over the shipped table for
+"""Per-project prices: a project's own price for a model wins over the shipped table for
 that project only (fine-tunes, self-hosted models, negotiated prices); costs priced by it show
 ``priced_as: "project:<model>"``.
 

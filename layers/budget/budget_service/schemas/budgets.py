@@ -25,8 +25,7 @@ class PutBudgetRequest(_Strict):
     alert_thresholds: AlertThresholds = None
     team: Identifier | None = Field(
         default=None,
-        description="a team of the project (it must exist): the user's spend also"
-        " counts toward it (issue 14)",
+        description="a team of the project (it must exist): the user's spend also counts toward it",
     )
 
 

@@ -121,7 +121,7 @@ class _OmitsNone(_Model):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
-# Alert thresholds (issue 18): fractions of a budget's total, each in (0, 10] (above 1 alerts on
+# Alert thresholds: fractions of a budget's total, each in (0, 10] (above 1 alerts on
 # overspend, which /cost records), to 6 decimal places, at most 10 per budget. Stored sorted and
 # without duplicates; [] turns a budget's alerts off, null/absent inherits the project default.
 MAX_ALERT_THRESHOLDS = 10

@@ -1,4 +1,4 @@
-"""Cost updates and projections (issues 4, 16): usage blocks of every provider's shape, the
+"""Cost updates and projections: usage blocks of every provider's shape, the
 cost request in its four forms, chat messages to count, and their answers."""
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class CostRequest(_Strict):
     if_within_budget: StrictBool = Field(
         default=False,
         description="charge only a cost that fits the budget's available headroom; else 402"
-        " budget_exceeded and nothing is written (issue 13)",
+        " budget_exceeded and nothing is written (a hard cap, as holds enforce)",
     )
 
     @property

@@ -1,4 +1,4 @@
-"""History and audit (issue 17): adjustments, closed periods, spend reports, the ledger."""
+"""History and audit: adjustments, closed periods, spend reports, the ledger."""
 
 from __future__ import annotations
 

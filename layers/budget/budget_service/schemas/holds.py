@@ -1,4 +1,4 @@
-"""Holds (issue 13): the hold request and the answers of hold, settle and release."""
+"""Holds: the hold request and the answers of hold, settle and release."""
 
 from __future__ import annotations
 

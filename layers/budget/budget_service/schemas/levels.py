@@ -1,4 +1,4 @@
-"""Budget levels (issue 14): project and team caps and the default user budget."""
+"""Budget levels: project and team caps and the default user budget."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-project prices (issue 16)."""
+"""Per-project prices: a project's own price for a model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alerts' AWS access (issue 18): the record of alerts sent (the table) and the event bus.
+"""Alerts' AWS access: the record of alerts sent (the table) and the event bus.
 
 The only alert code that touches boto3. Items: ``pk = PROJECT#<project>``,
 ``sk = ALERT#<alert_id>``, with a TTL (``expires_at``) some time after the alert's period ends.
@@ -34,7 +34,7 @@ def alert_key(alert: Alert) -> dict:
 
 class AlertLedgerStore:
     """Which alerts were put on the bus, one item per alert id; and the project's default
-    thresholds (issue 14's project budget item carries ``default_alert_thresholds``)."""
+    thresholds (the budget levels' project budget item carries ``default_alert_thresholds``)."""
 
     def __init__(self, table_name: str, client=None) -> None:
         self.table_name = table_name

@@ -341,7 +341,7 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         "total_budget": budget.total_budget,
         "current_cost": budget.current_cost,
         "model_cost": dict(budget.model_cost),
-        # Holds (issue 13): the stored headroom every write moves with SET x = x + :delta.
+        # Holds: the stored headroom every write moves with SET x = x + :delta.
         "held": budget.held,
         "available": budget.available,
         "created_at": budget.created_at,
@@ -463,7 +463,7 @@ class BudgetStore:
         Returns the budget at its new version, as stored; raises StaleWrite (with the item as it
         stands) when someone wrote first.
 
-        With `write` carrying closed periods or audit entries (issue 17), one TransactWriteItems
+        With `write` carrying closed periods or audit entries (the history), one TransactWriteItems
         puts them with the budget: the rollover and its record land together or not at all
         (botocore's retries carry the transaction's ClientRequestToken). Otherwise one PutItem.
 
@@ -552,7 +552,7 @@ class BudgetStore:
 
     def delete_recorded(self, project: str, user: str, record: Callable[[Budget], Write]) -> bool:
         """Delete a budget with what `record` says to keep of it (its current period as a closed
-        one, an audit entry; issue 17), in one TransactWriteItems whose Delete is conditional on
+        one, an audit entry, for the history), in one TransactWriteItems whose Delete is conditional on
         the version read, so the record is of the budget deleted. False when there was none.
         A lost race re-reads; botocore's retries carry the transaction's ClientRequestToken."""
         from budget_service.store.history import history_items
@@ -654,11 +654,11 @@ class BudgetStore:
                 )
         raise AssertionError("unreachable")
 
-    # ---- cost updates (issue 4; one TransactWriteItems since issue 13: store_levels.py) ----------
+    # ---- cost updates (one TransactWriteItems since holds: store/levels.py) ------------------------
 
     def _ledger_put(self, project: str, user: str, ledger: dict, *, replacing: Decimal | None = None) -> dict:
         """The Put of an idempotency ledger item: only if the key is new, or, with `replacing`,
-        only over the entry with that ``created_at`` (one left by a deleted budget, issue 11)."""
+        only over the entry with that ``created_at`` (one left by a deleted budget)."""
         item = {
             **{k: v for k, v in ledger.items() if k != "key" and v is not None},
             "pk": project_key(project),
@@ -686,7 +686,7 @@ class BudgetStore:
         item = _get_item(self.client, self.table_name, key_attrs)
         return _plain(item) if item else None
 
-    # ---- scheduled resets (issue 5) ------------------------------------------------------------
+    # ---- scheduled resets -----------------------------------------------------------------------
 
     def _due_query(self, shard: int, now: Decimal) -> dict:
         """Query arguments for the budgets in reset shard `shard` whose ``reset_at <= now``."""
@@ -738,7 +738,7 @@ class BudgetStore:
         """Roll a due budget over into `period`, with its closed-period record, in one write.
 
         Reads the item (the closed period's spend is not in the index), then one TransactWriteItems
-        of the budget, conditional on the version read, and the closed period's Put (issue 17). It
+        of the budget, conditional on the version read, and the closed period's Put (the history). It
         lands only if the item still has the ``reset_at`` the index showed and that time has come;
         anyone who rolled the period over first (another run, a cost or hold rolling it lazily,
         ``set_budget``, a reset, a new rule) has moved ``reset_at``, and this is a no-op: False.
@@ -799,7 +799,7 @@ def default_store() -> BudgetStore:
     return BudgetStore(os.environ["TABLE_NAME"])
 
 
-# ---- API keys (issue 6) ------------------------------------------------------------------------
+# ---- API keys -----------------------------------------------------------------------------------
 #
 # Two items per key, written and revoked together in one transaction:
 # - the lookup item ``pk = APIKEY#<sha256 of the key>``, ``sk = APIKEY``: what the authorizer

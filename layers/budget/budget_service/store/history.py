@@ -1,4 +1,4 @@
-"""Spend history and audit in DynamoDB (issue 17): closed-period items and audit items, in the
+"""Spend history and audit in DynamoDB: closed-period items and audit items, in the
 budget's item collection (``pk = PROJECT#<project>``).
 
 - Closed period: ``sk = PERIOD#<LEVEL>#<len(id)>:<id>#<start>#<end>`` (epoch seconds, zero-padded

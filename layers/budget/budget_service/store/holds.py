@@ -1,4 +1,4 @@
-"""Holds in DynamoDB (issue 13): each hold is its own item, and every change of its state moves the
+"""Holds in DynamoDB: each hold is its own item, and every change of its state moves the
 budget levels it reserved from in the same TransactWriteItems (store_levels.LevelWriter).
 
 Hold item: ``pk = PROJECT#<project>``, ``sk = HOLD#<len(user)>:<user>#<hold_id>`` (the user in the

@@ -76,7 +76,7 @@ class Move(NamedTuple):
     model: str | None = None
     need: Decimal | None = None
     open_period: bool = True
-    # A credit (issue 17): the user's item lands only while its current_cost (and
+    # A credit (an adjustment): the user's item lands only while its current_cost (and
     # model_cost[model]) >= this, so spend never goes below zero; else SpendBelowCredit.
     floor: Decimal | None = None
 
@@ -89,7 +89,7 @@ class Move(NamedTuple):
 def limit_bound(delta: Decimal) -> Decimal:
     """The stored value a field may have for `delta` (USD) to be added and its result stay
     within +-SPEND_MAX: at most ``SPEND_MAX - delta`` when adding, at least ``-SPEND_MAX - delta``
-    when taking away (limits.py says why)."""
+    when taking away (core/numbers.py says why)."""
     with localcontext(DECIMAL_CONTEXT):
         return SPEND_MAX - delta if delta > 0 else -SPEND_MAX - delta
 
@@ -153,7 +153,7 @@ def level_update(
     Conditional on the item existing and carrying ``available`` (user items written before holds
     get it at their next rewrite, see ``LevelWriter``), on every field it adds to staying within
     +-SPEND_MAX (``current_cost``, ``model_cost[model]``, ``held``: so no sum outgrows DynamoDB's
-    38 digits, limits.py), plus what `move` asks. `pin_team` (user
+    38 digits, core/numbers.py), plus what `move` asks. `pin_team` (user
     items): the write lands only while the user is in that team (None: in none), so the levels a
     charge moves are the ones the user belongs to at that instant. A failed condition answers
     the old item (``ReturnValuesOnConditionCheckFailure``), so the reason costs no read.
@@ -665,7 +665,7 @@ class LevelWriter:
                 raise BudgetNotFound.for_user(project, name)
             if current.reset_at is not None and now >= current.reset_at:
                 # The period's rollover: spend zeroed, live holds kept, the closed period recorded
-                # in the same write (issue 17).
+                # in the same write, in the history.
                 write = roll(current, now)
                 return write._replace(budget=write.budget._replace(updated_at=now))
             # Rewriting the item stores held and available (budget_to_item).
@@ -674,7 +674,7 @@ class LevelWriter:
         self.budgets.update(project, name, change, seen=plain_to_budget(old))
         return True
 
-    # ---- cost updates (issue 4, issue 11) ------------------------------------------------------
+    # ---- cost updates --------------------------------------------------------------------------
 
     def add_cost(
         self,
@@ -694,7 +694,7 @@ class LevelWriter:
         when charged, or the stored ledger item (Python values) when the key was already used for
         this budget: nothing is charged again. A ledger item older than the budget's
         ``created_at`` was left by a deleted budget of the same name: it is replaced (conditional
-        on its ``created_at``) and the cost charged, so a key belongs to one budget (issue 11).
+        on its ``created_at``) and the cost charged, so a key belongs to one budget.
         Replays cost one GetItem more (the budget's ``created_at``).
 
         `within_budget`: charge only while ``available >= cost``, else BudgetExceeded (402).
@@ -862,7 +862,7 @@ def _head_of(view: dict) -> dict:
     return {k: v for k, v in view.items() if k not in (*slices.COUNTERS, "slice_versions", "tight")}
 
 
-# ---- team and project levels (issue 14): their own items ----------------------------------------
+# ---- team and project levels: their own items ---------------------------------------------------
 #
 # A level item has the same attributes as a user budget (total_budget, current_cost, model_cost,
 # held, available, duration, timezone, period_start, reset_at, created_at, updated_at, version)

@@ -1,4 +1,4 @@
-"""DynamoDB access for per-project prices (issue 16): items ``pk = PROJECT#<project>``,
+"""DynamoDB access for per-project prices: items ``pk = PROJECT#<project>``,
 ``sk = PRICE#<model>`` in the budget table, attributes ``project``, ``model``, ``price`` (a map of
 the PriceIn fields, numbers as DynamoDB Numbers), ``created_at``, ``updated_at`` (epoch seconds).
 
