@@ -8,9 +8,9 @@ and fails naming each hit as ``path:line: text``.
 What counts as a citation (case-insensitive):
 
 * the design notes file by name (``DESIGN`` + ``.md``);
-* a tracker word with a number: ``issue 14``, ``issues 4, 16``, ``issue_7``, ``ticket #3``,
-  ``pull request 9``, ``PR #9``, ``GH-12`` (not a value such as the key ``ticket-1``);
-* a bare ``#12``: a ``#`` with digits that is not part of a word, an HTML entity (``&#39;``), a
+* a tracker word with a number N: ``issue N``, ``issues N, M``, ``issue_N``, ``ticket #N``,
+  ``pull request N``, ``PR #N``, ``GH-N`` (not a value such as the key ``ticket-1``);
+* a bare ``#N``: a ``#`` with digits that is not part of a word, an HTML entity (``&#39;``), a
   URL (``https://host/page#42``) or a key such as ``RESET#0``.
 
 HTTP statuses (``404``), DynamoDB keys (``HOLDS#<n>``, ``PROJECT#p``), Markdown headings and
