@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' '
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
 MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client/src)
 
-.PHONY: venv test dev openapi lint build clean prices encodings key revoke-key keys bench
+.PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench
 
 venv: $(TEST_STAMP)
 
@@ -37,6 +37,11 @@ test: $(TEST_STAMP)
 
 dev: $(DEV_STAMP)
 	$(BIN)/python -m localdev.server
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on any warning (a broken
+# link or anchor, a missing page). tests/test_docs.py runs the same build in `make test`.
+docs: $(TEST_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Prints a make variable (print-DEV_STAMP); the tests use it to run the printed key commands.
 print-%:

@@ -545,13 +545,19 @@ def test_adjustments_apply_once_and_periods_and_ledger_read_back(client):
     assert "quinn" in client.spend_report_csv()
 
 
-# ---- the README's snippets run as written ---------------------------------------------------------
+# ---- the docs' client snippets run as written -----------------------------------------------------
+
+# The pages whose ```python blocks are client snippets, in the order they run.
+SNIPPET_PAGES = ["docs/guide/python-client.md", "docs/guide/litellm.md"]
 
 
 def readme_snippets() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Python client") : text.index("## Periods and resets")]
-    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+    """Every ```python block of the client's docs pages, in page order."""
+    blocks = []
+    for page in SNIPPET_PAGES:
+        text = (ROOT / page).read_text()
+        blocks += [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    return blocks
 
 
 def test_readme_client_snippets_run_against_the_local_server(url):
@@ -559,7 +565,7 @@ def test_readme_client_snippets_run_against_the_local_server(url):
     assert len(snippets) == 5
     # Each snippet in its own namespace, in one process (litellm is imported once), as written
     # but for the server's address.
-    script = "import sys\nfor code in sys.argv[1:]:\n    exec(compile(code, 'README.md', 'exec'), {})\n"
+    script = "import sys\nfor code in sys.argv[1:]:\n    exec(compile(code, 'docs', 'exec'), {})\n"
     run = subprocess.run(
         [sys.executable, "-c", script, *(s.replace("http://127.0.0.1:3000", url) for s in snippets)],
         capture_output=True,
