@@ -307,8 +307,8 @@ def test_the_report_as_csv(api, store):
     assert headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(body)))
     assert rows[0] == ["user", "model", "spend", "periods"]
-    assert ["u0", "gpt-4o", "4.25", ""] in rows
-    assert ["u1", "'=cmd", "2", ""] in rows  # a formula-looking cell is kept as text
+    assert ["u0", "gpt-4o", "4.25", "2"] in rows  # per model: the periods with spend on it
+    assert ["u1", "'=cmd", "2", "1"] in rows  # a formula-looking cell is kept as text
     assert rows[-1] == ["", "", "6.25", "4"]
     status, body, _ = call(
         "GET",
