@@ -74,15 +74,14 @@ def _money(value: Decimal) -> Decimal:
 def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> PricedEvent:
     """The cost of one request (USD). Unknown model (in a priced form): UnknownModel, 422; a usage
     naming what the model's price cannot bill: UnpricedUsage, 422. `project_prices` (the project's
-    own prices, issue 16) win over the shipped table."""
+    own prices) win over the shipped table."""
     form = request.form
     if form == "cost":
         assert request.model is not None and request.cost is not None
-        # Already priced: keyed by the model the name resolves to where it does, else as sent.
-        resolve = project_prices.resolve_name if project_prices is not None else default_table().resolve_name
-        return PricedEvent(
-            model=request.model, cost=request.cost, key=resolve(request.model) or request.model
-        )
+        # Already priced: keyed by the table's model the name resolves to, else as sent (no read of
+        # the project's prices: this form stays one DynamoDB request).
+        key = default_table().resolve_name(request.model) or request.model
+        return PricedEvent(model=request.model, cost=request.cost, key=key)
     lookup = project_prices.price if project_prices is not None else default_table().price
     if form == "text":
         assert request.model is not None

@@ -178,7 +178,7 @@ class ModelPrice(NamedTuple):
     free: str | None = None
     # LiteLLM's service-tier and batch rates ({"flex"|"priority"|...|"batches": {field: Decimal,
     # "tiers": (Tier, ...)}}), only what the map names; see with_service_tier and _batch_cost.
-    service_tiers: Mapping[str, Mapping] = NO_RATES
+    service_tiers: Mapping[str, Mapping] = MappingProxyType({})
 
     def rate(self, name: str) -> Decimal | None:
         return self.rates.get(name)
@@ -664,6 +664,11 @@ def _first(*rates: Decimal | None) -> Decimal | None:
     return next((r for r in rates if r is not None), None)
 
 
+def _rate(*rates: Decimal | None, default: Decimal) -> Decimal:
+    """The first rate the map names, else `default` (LiteLLM's fallback order)."""
+    return next((r for r in rates if r is not None), default)
+
+
 def with_service_tier(price: ModelPrice, suffix: str) -> ModelPrice:
     """`price` as it bills under a service tier, by LiteLLM's lookup (get_cost_per_unit and
     _get_token_base_cost): each rate is the tier's where the map names one, else the standard one;
@@ -787,18 +792,20 @@ def _batch_cost(price: ModelPrice, usage: TokenUsage) -> Cost:
         default=None,
     )
     audio_batch = next((t.input_audio for t in tiers if t.above == audio_tier), None)
-    audio_rate = _first(audio_batch, batch.get("input_audio"), input_rate)
-    cached_audio_fallback = _first(batch.get("cache_read"), price.rate("cache_read_audio"), cache_read, ZERO)
+    audio_rate = _rate(audio_batch, batch.get("input_audio"), default=input_rate)
+    cached_audio_fallback = _rate(
+        batch.get("cache_read"), price.rate("cache_read_audio"), cache_read, default=ZERO
+    )
     prompt = (
         text * input_rate
         + audio * audio_rate
-        + image * _first(batch.get("input_image"), input_rate)
-        + usage.video_tokens * _first(batch.get("input_video"), input_rate)
+        + image * _rate(batch.get("input_image"), default=input_rate)
+        + usage.video_tokens * _rate(batch.get("input_video"), default=input_rate)
         + (cached - cached_audio) * (cache_read or ZERO)
-        + cached_audio * _first(batch.get("cache_read_audio"), cached_audio_fallback)
+        + cached_audio * _rate(batch.get("cache_read_audio"), default=cached_audio_fallback)
     )
     if writes_billed:
-        base_write = _first(creation_rate, input_rate)
+        base_write = _rate(creation_rate, default=input_rate)
         one_hour = usage.cache_creation_1h_tokens
         twelve_hours = usage.cache_creation_12h_tokens
         prompt += (
@@ -807,10 +814,12 @@ def _batch_cost(price: ModelPrice, usage: TokenUsage) -> Cost:
             + twelve_hours * by_ttl.get("cache_creation_12h", base_write)
         )
     half = Decimal("0.5")  # LiteLLM's "batch is usually half" for a rate the map does not name
-    text_rate = _first(batch_rate("output"), price.output * half)
+    text_rate = _rate(batch_rate("output"), default=price.output * half)
     standard_image = price.rate("output_image")
-    image_rate = _first(
-        batch.get("output_image"), standard_image * half if standard_image is not None else None, text_rate
+    image_rate = _rate(
+        batch.get("output_image"),
+        standard_image * half if standard_image is not None else None,
+        default=text_rate,
     )
     out_image = min(usage.output_image_tokens, usage.completion_tokens)
     completion = (usage.completion_tokens - out_image) * text_rate + out_image * image_rate
