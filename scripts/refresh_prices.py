@@ -68,6 +68,24 @@ TIER_KEY = re.compile(
     r"|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr"
     r"|cache_creation_input_token_cost_above_12hr|input_cost_per_audio_token)_above_(\d+)(k?)_tokens$"
 )
+# LiteLLM's service-tier and batch rates: ``<key>_<suffix>`` and ``<key>_above_<N>[k]_tokens_<suffix>``
+# (litellm_core_utils/llm_cost_calc/utils.py get_service_tier_cost_key, get_batch_cost_rates).
+SERVICE_TIER_SUFFIXES = ("flex", "priority", "balanced", "ultrafast", "batches")
+# Rates a service tier or the batch rates can replace (flat), in our field names.
+SERVICE_TIER_RATES = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_creation",
+    "cache_creation_1h",
+    "cache_creation_12h",
+    "input_audio",
+    "cache_read_audio",
+    "input_image",
+    "input_video",
+    "output_image",
+    "reasoning",
+)
 SEARCH_SIZES = {
     "low": "search_context_size_low",
     "medium": "search_context_size_medium",
@@ -162,6 +180,36 @@ def _web_search_family(provider: str | None, name: str) -> str | None:
 ROUTER = re.compile(r"(^|/)model[-_]router")
 
 
+def _tier_rates(spec: dict, suffix: str = "") -> dict[int, dict]:
+    """{threshold: {field: price text}} of the ``*_above_N_tokens[_<suffix>]`` keys of one map entry."""
+    tiers: dict[int, dict] = {}
+    ending = f"_{suffix}" if suffix else ""
+    for key, value in spec.items():
+        if ending and not key.endswith(ending):
+            continue
+        match = TIER_KEY.match(key.removesuffix(ending) if ending else key)
+        text = price_text(value)
+        if match and text is not None:
+            threshold = int(match.group(2)) * (1000 if match.group(3) else 1)
+            field = {v: k for k, v in RATES.items()}[match.group(1)]
+            tiers.setdefault(threshold, {})[field] = text
+    return tiers
+
+
+def _suffixed_rates(spec: dict, suffix: str) -> dict:
+    """One service tier's (or the batch) rates of a map entry: the flat ``<key>_<suffix>`` rates and
+    its ``tiers``; only what the map names (a missing rate falls back as LiteLLM's lookup does)."""
+    out: dict = {}
+    for field in SERVICE_TIER_RATES:
+        text = price_text(spec.get(f"{RATES[field]}_{suffix}"))
+        if text is not None:
+            out[field] = text
+    tiers = _tier_rates(spec, suffix)
+    if tiers:
+        out["tiers"] = [{"above": t, **tiers[t]} for t in sorted(tiers)]
+    return out
+
+
 def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
     """Our table entry for one model of the map, or (None, why it is left out)."""
     if not isinstance(spec, dict) or spec.get("mode") not in TEXT_MODES:
@@ -186,16 +234,14 @@ def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
     if entry["provider"] == "fireworks_ai" and "cache_read" not in entry:
         # LiteLLM bills Fireworks cache reads at half the input rate when the map names no rate.
         entry["cache_read"] = str(Decimal(entry["input"]) * FIREWORKS_DEFAULT_CACHE_READ_RATIO)
-    tiers: dict[int, dict] = {}
-    for key, value in spec.items():
-        match = TIER_KEY.match(key)
-        text = price_text(value)
-        if match and text is not None:
-            threshold = int(match.group(2)) * (1000 if match.group(3) else 1)
-            field = {v: k for k, v in RATES.items()}[match.group(1)]
-            tiers.setdefault(threshold, {})[field] = text
+    tiers = _tier_rates(spec)
     if tiers:
         entry["tiers"] = [{"above": t, **tiers[t]} for t in sorted(tiers)]
+    service_tiers = {
+        suffix: rates for suffix in SERVICE_TIER_SUFFIXES if (rates := _suffixed_rates(spec, suffix))
+    }
+    if service_tiers:
+        entry["service_tiers"] = service_tiers
     search = spec.get("search_context_cost_per_query")
     if isinstance(search, dict):
         sizes = {

@@ -452,7 +452,7 @@ def test_gemini_whole_response_with_grounding_is_priced_per_prompt():
 
 def test_a_dimension_the_price_cannot_bill_is_refused_not_charged_at_another_rate():
     with pytest.raises(UnpricedUsage) as err:
-        cost_of(TABLE.price("gpt-4o"), TokenUsage(prompt_tokens=10), UsageContext(service_tier="priority"))
+        cost_of(TABLE.price("gpt-4o"), TokenUsage(prompt_tokens=10), UsageContext(service_tier="scale"))
     assert err.value.status == 422 and "cost" in err.value.message
     no_search_price = next(
         n
@@ -466,13 +466,17 @@ def test_a_dimension_the_price_cannot_bill_is_refused_not_charged_at_another_rat
 # Dimensions LiteLLM's map prices that no usage shape here carries, or that this service does not
 # bill: each is refused (422, pass cost), never charged at another rate.
 DIMENSIONS_LEFT_OUT = {
-    "service tiers (flex, priority, batch): *_flex / *_priority / *_batches rates": {
+    "a service tier LiteLLM does not know (scale)": {
         "model": "gpt-4o",
-        "usage": {"prompt_tokens": 10, "service_tier": "flex"},
+        "usage": {"prompt_tokens": 10, "service_tier": "scale"},
     },
-    "Gemini trafficType other than on-demand (priority)": {
+    "batch on a model LiteLLM's map gives no batch rates": {
+        "model": "claude-mythos-preview",
+        "usage": {"input_tokens": 10, "output_tokens": 1, "service_tier": "batch"},
+    },
+    "Gemini trafficType LiteLLM does not price (provisioned throughput)": {
         "model": "gemini-2.5-flash",
-        "usage": {"promptTokenCount": 10, "trafficType": "ON_DEMAND_PRIORITY"},
+        "usage": {"promptTokenCount": 10, "trafficType": "PROVISIONED_THROUGHPUT"},
     },
     "Grounding with Google Maps (google_maps_grounding_cost_per_query)": {
         "completion": {

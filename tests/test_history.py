@@ -294,6 +294,28 @@ def test_a_report_over_a_range_equals_the_sum_of_its_closed_periods(aws, spends,
     assert report.total == charged
 
 
+def test_the_report_merges_one_models_names_and_counts_its_periods(api, store):
+    """Spend stored under two names of one model (older writes, or a litellm client's names) is one
+    model in the report, with the number of periods it had spend in, in JSON and CSV."""
+    _setup_history(
+        store,
+        [[("gpt-4o", "1"), ("m2", "2")], [("openai/gpt-4o", "3")], [("gpt-4o", "1"), ("m2", "1")]],
+    )
+    window = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-04T00:00:00Z"}
+    status, body, _ = call("GET", "/projects/{project}/spend", {"project": "rep"}, query=window)
+    assert status == 200, body
+    report = json.loads(body)
+    assert report["model_cost"] == {"gpt-4o": 5, "m2": 3}
+    assert report["model_periods"] == {"gpt-4o": 3, "m2": 2}
+    u0 = next(row for row in report["users"] if row["user"] == "u0")
+    assert u0["model_cost"] == {"gpt-4o": 5} and u0["model_periods"] == {"gpt-4o": 3}
+    status, body, _ = call(
+        "GET", "/projects/{project}/spend", {"project": "rep"}, query=window, headers={"Accept": "text/csv"}
+    )
+    rows = list(csv.reader(io.StringIO(body)))
+    assert ["u0", "gpt-4o", "5", "3"] in rows and ["u1", "m2", "3", "2"] in rows
+
+
 def test_the_report_as_csv(api, store):
     _setup_history(store, [[("gpt-4o", "1.25"), ("=cmd", "2")], [("gpt-4o", "3")]])
     status, body, headers = call(
@@ -307,8 +329,8 @@ def test_the_report_as_csv(api, store):
     assert headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(body)))
     assert rows[0] == ["user", "model", "spend", "periods"]
-    assert ["u0", "gpt-4o", "4.25", ""] in rows
-    assert ["u1", "'=cmd", "2", ""] in rows  # a formula-looking cell is kept as text
+    assert ["u0", "gpt-4o", "4.25", "2"] in rows  # per model: the periods with spend on it
+    assert ["u1", "'=cmd", "2", "1"] in rows  # a formula-looking cell is kept as text
     assert rows[-1] == ["", "", "6.25", "4"]
     status, body, _ = call(
         "GET",

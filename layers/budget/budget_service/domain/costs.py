@@ -20,7 +20,7 @@ from budget_service.core.idempotency import (  # noqa: F401  (re-exported: holds
 from budget_service.core.records import Budget
 from budget_service.domain.budgets import read_budget
 from budget_service.pricing.prices import TokenUsage, cost_of, default_table
-from budget_service.pricing.project import ProjectPrices, for_project
+from budget_service.pricing.project import PROJECT_PRICE_PREFIX, ProjectPrices, for_project
 from budget_service.pricing.usage import completion_usage, to_token_usage
 from budget_service.schemas import (
     DECIMAL_CONTEXT,
@@ -41,10 +41,23 @@ from budget_service.store.levels import LevelWriter
 
 
 class PricedEvent(NamedTuple):
-    model: str  # as the caller named it (the key in model_cost)
+    model: str  # as the caller named it (what the answer shows)
     cost: Decimal
     priced_as: str | None = None
     tokens: TokenUsage | None = None
+    # The key of the spend in model_cost: the model the price resolved to (see spend_key).
+    key: str = ""
+
+    @property
+    def spend_key(self) -> str:
+        return self.key or self.model
+
+
+def spend_key(priced_as: str) -> str:
+    """The model_cost key of spend priced as `priced_as`: the price table's key the name resolved
+    to (``openai/gpt-4o`` and ``gpt-4o`` are both ``gpt-4o``), or a project price's model name, so
+    one model is one entry in records, periods and reports whatever name a call used."""
+    return priced_as.removeprefix(PROJECT_PRICE_PREFIX)
 
 
 def _money(value: Decimal) -> Decimal:
@@ -65,7 +78,10 @@ def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> 
     form = request.form
     if form == "cost":
         assert request.model is not None and request.cost is not None
-        return PricedEvent(model=request.model, cost=request.cost)
+        # Already priced: keyed by the table's model the name resolves to, else as sent (no read of
+        # the project's prices: this form stays one DynamoDB request).
+        key = default_table().resolve_name(request.model) or request.model
+        return PricedEvent(model=request.model, cost=request.cost, key=key)
     lookup = project_prices.price if project_prices is not None else default_table().price
     if form == "text":
         assert request.model is not None
@@ -76,7 +92,13 @@ def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> 
             prompt_tokens=tokens.count_text(request.input_text or "", request.model),
             completion_tokens=tokens.count_text(request.output_text or "", request.model),
         )
-        return PricedEvent(request.model, _money(cost_of(model_price, usage).total), model_price.name, usage)
+        return PricedEvent(
+            request.model,
+            _money(cost_of(model_price, usage).total),
+            model_price.name,
+            usage,
+            spend_key(model_price.name),
+        )
     if form == "usage":
         assert request.model is not None and request.usage is not None
         model = request.model
@@ -86,7 +108,13 @@ def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> 
         model = request.completion.model_name
         usage, context = completion_usage(request.completion)
     model_price = lookup(model)
-    return PricedEvent(model, _money(cost_of(model_price, usage, context).total), model_price.name, usage)
+    return PricedEvent(
+        model,
+        _money(cost_of(model_price, usage, context).total),
+        model_price.name,
+        usage,
+        spend_key(model_price.name),
+    )
 
 
 def project_prices_for(store: BudgetStore, project: str, request: CostRequest) -> ProjectPrices | None:
@@ -133,7 +161,7 @@ def record_cost(
     writer = LevelWriter(store)
     within = bool(request.if_within_budget)
     if key is None:
-        writer.add_cost(project, user, event.model, event.cost, now, within_budget=within)
+        writer.add_cost(project, user, event.spend_key, event.cost, now, within_budget=within)
         return _answer(project, user, event, None)
 
     digest = fingerprint(request)
@@ -148,7 +176,9 @@ def record_cost(
         "created_at": now,
         "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS,
     }
-    first = writer.add_cost(project, user, event.model, event.cost, now, ledger=ledger, within_budget=within)
+    first = writer.add_cost(
+        project, user, event.spend_key, event.cost, now, ledger=ledger, within_budget=within
+    )
     if first is None:
         return _answer(project, user, event, None, key=key)
     if first.get("fingerprint") != digest:

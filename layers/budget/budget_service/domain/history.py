@@ -33,6 +33,7 @@ from budget_service.core.idempotency import (
 )
 from budget_service.core.numbers import SUM_CONTEXT
 from budget_service.core.records import USER_LEVEL, AuditEntry, Budget, iso
+from budget_service.pricing.prices import default_table
 from budget_service.schemas import (
     AdjustmentRequest,
     AdjustmentResponse,
@@ -82,6 +83,20 @@ def _plain_json(value):
     return value
 
 
+def by_priced_model(model_cost) -> dict[str, Decimal]:
+    """`model_cost` keyed by the model each name resolves to in the price table (``openai/gpt-4o``
+    and ``gpt-4o`` are one ``gpt-4o`` entry); a name the table does not know stays as it is. New
+    spend is stored so already; this merges what was stored under the names clients sent (the
+    litellm protocol keeps them on the budget item, where its merge compares them)."""
+    table = default_table()
+    out: dict[str, Decimal] = {}
+    with localcontext(SUM_CONTEXT):
+        for name, cost in model_cost.items():
+            key = table.resolve_name(name) or name
+            out[key] = out[key] + cost if key in out else cost
+    return out
+
+
 def _closed_record(item: dict) -> PeriodRecord:
     return PeriodRecord(
         period_start=iso(item["period_start"]) or "",
@@ -89,7 +104,7 @@ def _closed_record(item: dict) -> PeriodRecord:
         current=False,
         total_budget=item["total_budget"],
         spend=item["spend"],
-        model_cost=dict(item.get("model_cost", {})),
+        model_cost=by_priced_model(item.get("model_cost", {})),
         held=item.get("held", ZERO),
         closed_by=item.get("closed_by"),
         closed_at=iso(item.get("closed_at")),
@@ -108,7 +123,7 @@ def _open_records(budget: Budget, now: Decimal) -> list[PeriodRecord]:
             current=True,
             total_budget=current.total_budget,
             spend=current.current_cost,
-            model_cost=dict(current.model_cost),
+            model_cost=by_priced_model(current.model_cost),
             held=current.held,
             closed_by=None,
             closed_at=None,
@@ -125,7 +140,7 @@ def _open_records(budget: Budget, now: Decimal) -> list[PeriodRecord]:
                 current=False,
                 total_budget=budget.total_budget,
                 spend=budget.current_cost,
-                model_cost=dict(budget.model_cost),
+                model_cost=by_priced_model(budget.model_cost),
                 held=budget.held,
                 closed_by="pending",
                 closed_at=None,
@@ -190,9 +205,15 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
     if not complete:
         raise InvalidInput(f"the range holds more than {MAX_REPORT_PERIODS} periods; narrow it")
     per_user: dict[str, dict] = defaultdict(
-        lambda: {"spend": ZERO, "models": defaultdict(Decimal), "periods": 0}
+        lambda: {
+            "spend": ZERO,
+            "models": defaultdict(Decimal),
+            "periods": 0,
+            "model_periods": defaultdict(int),
+        }
     )
     models: dict[str, Decimal] = defaultdict(Decimal)
+    model_periods: dict[str, int] = defaultdict(int)
     total = ZERO
     # Exact: up to MAX_REPORT_PERIODS periods of up to SPEND_MAX each need more than 38 digits
     # (the sums are answered, never stored).
@@ -202,15 +223,18 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
             row["spend"] += item["spend"]
             row["periods"] += 1
             total += item["spend"]
-            for model, cost in item.get("model_cost", {}).items():
+            for model, cost in by_priced_model(item.get("model_cost", {})).items():
                 row["models"][model] += cost
                 models[model] += cost
+                row["model_periods"][model] += 1
+                model_periods[model] += 1
     users = [
         SpendRow(
             user=user,
             spend=row["spend"],
             model_cost=dict(sorted(row["models"].items())),
             periods=row["periods"],
+            model_periods=dict(sorted(row["model_periods"].items())),
         )
         for user, row in sorted(per_user.items())
     ]
@@ -221,6 +245,7 @@ def spend_report(store: BudgetStore, project: str, start: Decimal, end: Decimal)
         total=total,  # type: ignore[call-arg]
         model_cost=dict(sorted(models.items())),
         periods=len(items),
+        model_periods=dict(sorted(model_periods.items())),
         users=users,
     )
 
@@ -231,15 +256,18 @@ def _cell(value: str) -> str:
 
 
 def report_csv(report: SpendReport) -> str:
-    """The report as CSV: ``user,model,spend,periods``; one row per user and model, one per user
-    with an empty model (the user's total, which includes adjustments without a model), and a
-    last row with empty user and model (the project's total)."""
+    """The report as CSV: ``user,model,spend,periods``; one row per user and model (``periods``: the
+    user's periods with spend on that model), one per user with an empty model (the user's total,
+    which includes adjustments without a model), and a last row with empty user and model (the
+    project's total)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["user", "model", "spend", "periods"])
     for row in report.users:
         for model, cost in row.model_cost.items():
-            writer.writerow([_cell(row.user), _cell(model), format(cost, "f"), ""])
+            writer.writerow(
+                [_cell(row.user), _cell(model), format(cost, "f"), row.model_periods.get(model, 0)]
+            )
         writer.writerow([_cell(row.user), "", format(row.spend, "f"), row.periods])
     writer.writerow(["", "", format(report.total, "f"), report.periods])
     return out.getvalue()

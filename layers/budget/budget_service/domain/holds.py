@@ -173,7 +173,9 @@ def settle_hold(
         "priced_as": event.priced_as,
         "tokens": costs._tokens_record(event.tokens),
     }
-    stored, replayed = HoldStore(store).settle(project, user, hold_id, event.cost, event.model, now, result)
+    stored, replayed = HoldStore(store).settle(
+        project, user, hold_id, event.cost, event.spend_key, now, result
+    )
     tokens = stored.get("tokens")
     cost = stored["cost"]
     freed = (

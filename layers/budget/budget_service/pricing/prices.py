@@ -176,6 +176,9 @@ class ModelPrice(NamedTuple):
     web_search_unit: str | None = None
     multipliers: Mapping[str, Decimal] = NO_RATES
     free: str | None = None
+    # LiteLLM's service-tier and batch rates ({"flex"|"priority"|...|"batches": {field: Decimal,
+    # "tiers": (Tier, ...)}}), only what the map names; see with_service_tier and _batch_cost.
+    service_tiers: Mapping[str, Mapping] = MappingProxyType({})
 
     def rate(self, name: str) -> Decimal | None:
         return self.rates.get(name)
@@ -317,6 +320,20 @@ def price_from_entry(name: str, entry: Mapping) -> ModelPrice:
             {k: Decimal(str(v)) for k, v in (entry.get("multipliers") or {}).items()}
         ),
         free=entry.get("free"),
+        service_tiers=MappingProxyType(
+            {
+                tier: MappingProxyType(
+                    {
+                        **{k: Decimal(str(v)) for k, v in rates.items() if k != "tiers"},
+                        "tiers": tuple(
+                            Tier(above=int(t["above"]), **{k: _dec(t.get(k)) for k in TIER_RATES})
+                            for t in sorted(rates.get("tiers", ()), key=lambda t: int(t["above"]))
+                        ),
+                    }
+                )
+                for tier, rates in (entry.get("service_tiers") or {}).items()
+            }
+        ),
     )
 
 
@@ -579,26 +596,135 @@ def web_search_rate(price: ModelPrice, context: UsageContext) -> tuple[Decimal |
     return prices.get(context.search_context_size or "medium"), False
 
 
-def cost_of(price: ModelPrice, usage: TokenUsage, context: UsageContext | None = None) -> Cost:
-    """The Decimal cost of `usage` on a model (USD). The caller has checked the counts add up
-    (``TokenUsage.problems``). Raises UnpricedUsage when the usage names what the price cannot bill."""
-    context = context or UsageContext()
-    if context.service_tier is not None and context.service_tier.lower() not in STANDARD_SERVICE_TIERS:
-        raise UnpricedUsage(
-            f"service tier {context.service_tier!r} is not priced by this service (only the standard"
-            ' tier is): pass the call\'s price as "cost" instead',
-            details=[{"field": "service_tier", "problem": "not priced; pass cost"}],
+# Service tiers as LiteLLM bills them (types/utils.py ServiceTier, cost_calculator._resolve_billable_service_tier,
+# llm_cost_calc/utils.py get_service_tier_cost_key): the suffix of the rates each one bills at.
+TIER_SUFFIXES = {
+    "flex": "flex",
+    "balanced": "balanced",
+    "priority": "priority",
+    "fast": "priority",
+    "ultrafast": "ultrafast",
+}
+# Anthropic's Message Batches report ``service_tier: "batch"``; LiteLLM prices batch output at the
+# map's ``*_batches`` rates (cost_calculator.batch_cost_calculator).
+BATCH_TIER = "batch"
+# Providers LiteLLM prices with a calculator that takes no service tier (cost_calculator.cost_per_token
+# routes them so): any tier bills at their standard rates, as there.
+TIERLESS_PROVIDERS = frozenset(
+    {
+        "fireworks_ai",
+        "deepseek",
+        "tencent",
+        "perplexity",
+        "xai",
+        "lemonade",
+        "dashscope",
+        "qwencloud",
+        "qwen_ai_platform",
+    }
+)
+
+
+def _unpriced_tier(tier: str, why: str) -> UnpricedUsage:
+    return UnpricedUsage(
+        f'service tier {tier!r} {why}: pass the call\'s price as "cost" instead',
+        details=[{"field": "service_tier", "problem": "not priced; pass cost"}],
+    )
+
+
+def billing_tier(price: ModelPrice, context: UsageContext) -> str | None:
+    """The rates a usage's service tier bills at: None (the standard rates), a LiteLLM rate suffix
+    (``flex``, ``priority``, ``balanced``, ``ultrafast``) or ``batches``.
+
+    As LiteLLM prices them: ``auto``/``default``/``standard`` are the standard rates; ``fast`` bills
+    at the priority rates; a tier on a provider whose LiteLLM calculator takes none
+    (TIERLESS_PROVIDERS) bills at the standard rates; ``batch`` at the model's batch rates.
+    Raises UnpricedUsage for a tier LiteLLM does not know, for ``batch`` on a model the map gives
+    no batch rates (LiteLLM would halve the standard rates, a guess), and for a non-standard tier
+    on a project's own price (which has no tier rates).
+    """
+    tier = context.service_tier
+    if tier is None or tier.lower() in STANDARD_SERVICE_TIERS:
+        return None
+    name = tier.lower()
+    if name not in TIER_SUFFIXES and name != BATCH_TIER:
+        raise _unpriced_tier(tier, "is not one LiteLLM prices (flex, priority, fast, ultrafast, batch)")
+    if price.name.startswith("project:"):
+        raise _unpriced_tier(tier, f"has no rates in the project's price of {price.name[8:]!r}")
+    if name == BATCH_TIER:
+        if "input" not in price.service_tiers.get("batches", NO_RATES):
+            raise _unpriced_tier(tier, f"has no rates for {price.name!r} in LiteLLM's map")
+        return "batches"
+    if (price.provider or "") in TIERLESS_PROVIDERS:
+        return None
+    return TIER_SUFFIXES[name]
+
+
+def _first(*rates: Decimal | None) -> Decimal | None:
+    return next((r for r in rates if r is not None), None)
+
+
+def _rate(*rates: Decimal | None, default: Decimal) -> Decimal:
+    """The first rate the map names, else `default` (LiteLLM's fallback order)."""
+    return next((r for r in rates if r is not None), default)
+
+
+def with_service_tier(price: ModelPrice, suffix: str) -> ModelPrice:
+    """`price` as it bills under a service tier, by LiteLLM's lookup (get_cost_per_unit and
+    _get_token_base_cost): each rate is the tier's where the map names one, else the standard one;
+    long-context tiers take the tier's rates over the standard tier's (cache writes by TTL: only
+    the tier's own); reasoning bills at the tier's output rate when the tier names one."""
+    own = price.service_tiers.get(suffix, NO_RATES)
+    rates = dict(price.rates)
+    rates.update({k: v for k, v in own.items() if k not in ("input", "output", "tiers")})
+    if "output" in own and "reasoning" not in own:
+        rates.pop("reasoning", None)  # _resolve_reasoning_token_cost: the tier's output rate
+    standard = {t.above: t for t in price.tiers}
+    tiered = {t.above: t for t in own.get("tiers", ())}
+    tiers = []
+    for above in sorted(standard.keys() | tiered.keys()):
+        s, t = standard.get(above, Tier(above)), tiered.get(above, Tier(above))
+        tiers.append(
+            Tier(
+                above=above,
+                input=_first(t.input, s.input),
+                output=_first(t.output, s.output),
+                cache_read=_first(t.cache_read, s.cache_read),
+                cache_creation=_first(t.cache_creation, s.cache_creation),
+                cache_creation_1h=t.cache_creation_1h,
+                cache_creation_12h=t.cache_creation_12h,
+                input_audio=_first(t.input_audio, s.input_audio),
+            )
         )
-    rates = rates_for(price, usage.prompt_tokens)
+    return price._replace(
+        input=own.get("input", price.input),
+        output=own.get("output", price.output),
+        rates=MappingProxyType(rates),
+        tiers=tuple(tiers),
+    )
+
+
+def cost_of(price: ModelPrice, usage: TokenUsage, context: UsageContext | None = None) -> Cost:
+    """The Decimal cost of `usage` on a model (USD), at the rates of the usage's service tier (see
+    ``billing_tier``). The caller has checked the counts add up (``TokenUsage.problems``). Raises
+    UnpricedUsage when the usage names what the price cannot bill."""
+    context = context or UsageContext()
+    tier = billing_tier(price, context)
     with localcontext(DECIMAL_CONTEXT):  # 38 digits, as DynamoDB keeps: exact for any real call
-        family = _family(price)
-        if family == "perplexity":
-            cost = _perplexity_cost(price, rates, usage)
+        if tier == "batches":
+            cost = _batch_cost(price, usage)
         else:
-            cost = _cost(price, rates, usage, xai=family == "xai")
-        multiplier = _multiplier(price, context)
-        if multiplier != ONE:
-            cost = Cost(cost.prompt * multiplier, cost.completion * multiplier)
+            if tier is not None:
+                price = with_service_tier(price, tier)
+            rates = rates_for(price, usage.prompt_tokens)
+            family = _family(price)
+            if family == "perplexity":
+                cost = _perplexity_cost(price, rates, usage)
+            else:
+                cost = _cost(price, rates, usage, xai=family == "xai")
+            multiplier = _multiplier(price, context)
+            if multiplier != ONE:
+                cost = Cost(cost.prompt * multiplier, cost.completion * multiplier)
         tools = ZERO
         if usage.web_search_requests:
             rate, per_prompt = web_search_rate(price, context)
@@ -610,6 +736,94 @@ def cost_of(price: ModelPrice, usage: TokenUsage, context: UsageContext | None =
                 )
             tools = rate * (1 if per_prompt else usage.web_search_requests)
         return Cost(cost.prompt, cost.completion, tools)
+
+
+def _highest(tiers, field: str, prompt_tokens: int, inclusive: bool) -> tuple[int, Decimal] | None:
+    """(threshold, rate) of the highest crossed tier that names `field`, or None."""
+    found = None
+    for tier in tiers:  # ascending thresholds
+        rate = getattr(tier, field)
+        if rate is not None and (prompt_tokens > tier.above or (inclusive and prompt_tokens == tier.above)):
+            found = (tier.above, rate)
+    return found
+
+
+def _batch_cost(price: ModelPrice, usage: TokenUsage) -> Cost:
+    """LiteLLM's batch_cost_calculator (cost_calculator.py) with the map's ``*_batches`` rates: each
+    rate from the highest crossed ``*_above_N_tokens_batches`` tier that names it, else the flat
+    batch rate; a cache read without a batch rate at the standard one; audio, image and video
+    prompt tokens at their batch rate, else the batch input rate; every output token at the batch
+    output rate (image tokens at their batch rate), none of the provider's multipliers."""
+    batch = price.service_tiers["batches"]
+    inclusive = price.provider in INCLUSIVE_THRESHOLD_PROVIDERS
+    tiers = batch.get("tiers", ())
+
+    def batch_rate(field: str) -> Decimal | None:
+        crossed = _highest(tiers, field, usage.prompt_tokens, inclusive)
+        return crossed[1] if crossed else batch.get(field)
+
+    input_rate = batch_rate("input")
+    assert input_rate is not None  # billing_tier checked it
+    # A cache read without a batch rate: the standard rate of its long-context tier (LiteLLM's
+    # get_modality_token_cost_key, which compares exclusively), else none, and then cached tokens
+    # bill as input.
+    standard_read = _highest(price.tiers, "cache_read", usage.prompt_tokens, False)
+    cache_read = _first(
+        batch_rate("cache_read"), standard_read[1] if standard_read else None, price.cache_read
+    )
+    cached = usage.cached_tokens if cache_read is not None else 0
+    cached_audio = usage.cached_audio_tokens if cache_read is not None else 0
+    creation_rate = batch_rate("cache_creation")
+    by_ttl = {
+        ttl: r for ttl in ("cache_creation_1h", "cache_creation_12h") if (r := batch_rate(ttl)) is not None
+    }
+    writes_billed = creation_rate is not None or bool(by_ttl)
+    written = usage.cache_creation_tokens if writes_billed else 0
+    audio = usage.audio_tokens - usage.cached_audio_tokens
+    image = usage.image_tokens - usage.cached_image_tokens
+    text = max(usage.prompt_tokens - audio - image - usage.video_tokens - cached - written, 0)
+    # Audio: the batch rate of the highest crossed audio tier (standard or batch), else the flat one.
+    audio_tier = max(
+        (
+            t.above
+            for t in (*price.tiers, *tiers)
+            if t.input_audio is not None and usage.prompt_tokens > t.above
+        ),
+        default=None,
+    )
+    audio_batch = next((t.input_audio for t in tiers if t.above == audio_tier), None)
+    audio_rate = _rate(audio_batch, batch.get("input_audio"), default=input_rate)
+    cached_audio_fallback = _rate(
+        batch.get("cache_read"), price.rate("cache_read_audio"), cache_read, default=ZERO
+    )
+    prompt = (
+        text * input_rate
+        + audio * audio_rate
+        + image * _rate(batch.get("input_image"), default=input_rate)
+        + usage.video_tokens * _rate(batch.get("input_video"), default=input_rate)
+        + (cached - cached_audio) * (cache_read or ZERO)
+        + cached_audio * _rate(batch.get("cache_read_audio"), default=cached_audio_fallback)
+    )
+    if writes_billed:
+        base_write = _rate(creation_rate, default=input_rate)
+        one_hour = usage.cache_creation_1h_tokens
+        twelve_hours = usage.cache_creation_12h_tokens
+        prompt += (
+            (written - one_hour - twelve_hours) * base_write
+            + one_hour * by_ttl.get("cache_creation_1h", base_write)
+            + twelve_hours * by_ttl.get("cache_creation_12h", base_write)
+        )
+    half = Decimal("0.5")  # LiteLLM's "batch is usually half" for a rate the map does not name
+    text_rate = _rate(batch_rate("output"), default=price.output * half)
+    standard_image = price.rate("output_image")
+    image_rate = _rate(
+        batch.get("output_image"),
+        standard_image * half if standard_image is not None else None,
+        default=text_rate,
+    )
+    out_image = min(usage.output_image_tokens, usage.completion_tokens)
+    completion = (usage.completion_tokens - out_image) * text_rate + out_image * image_rate
+    return Cost(prompt=prompt, completion=completion)
 
 
 def _multiplier(price: ModelPrice, context: UsageContext) -> Decimal:

@@ -5,17 +5,23 @@ the same ones, in its provider transformations, before it prices a call):
 
 - OpenAI Chat Completions: ``prompt_tokens`` includes cached, cache-written, audio and image
   tokens; ``completion_tokens`` includes reasoning, audio and image tokens. Taken as they are.
+  DeepSeek's ``prompt_cache_hit_tokens`` are cache reads (LiteLLM's ``Usage`` maps them to
+  ``cached_tokens``), ``prompt_cache_miss_tokens`` the rest of the prompt. xAI counts reasoning
+  tokens outside ``completion_tokens`` (``total_tokens`` = prompt + completion + reasoning): they
+  are added to the output, as LiteLLM's xAI calculator does.
   Where modality counts overlap the cache (OpenAI counts cached audio inside ``audio_tokens`` and
   reports no split), cache reads come first and the modalities bill what is left, in the order
   audio, image, video (LiteLLM's ``generic_cost_per_token`` rule).
 - OpenAI Responses: ``input_tokens`` / ``output_tokens`` and their ``*_details`` mean what
-  ``prompt_tokens`` / ``completion_tokens`` mean in Chat Completions.
+  ``prompt_tokens`` / ``completion_tokens`` mean in Chat Completions; cache writes split by
+  lifetime in ``cache_write_tokens_details`` (30 minutes: the base write rate; 12 hours: its own).
 - Anthropic Messages: ``input_tokens`` EXCLUDES cache reads (``cache_read_input_tokens``) and cache
   writes (``cache_creation_input_tokens``, split by TTL in ``cache_creation``), so the prompt is
   their sum; ``server_tool_use.web_search_requests`` counts web searches.
 - Gemini ``usageMetadata``: ``promptTokenCount`` includes ``cachedContentTokenCount``; output is
   ``candidatesTokenCount`` plus ``thoughtsTokenCount`` (unless ``totalTokenCount`` shows the
-  candidates already include them); ``toolUsePromptTokenCount`` bills as prompt unless the call
+  candidates already include them); ``trafficType`` names the service tier (as LiteLLM maps it:
+  ``ON_DEMAND_PRIORITY`` priority; ``FLEX``, ``ON_DEMAND_FLEX``, ``BATCH`` flex); ``toolUsePromptTokenCount`` bills as prompt unless the call
   was grounded with Google Search (Google does not bill those then); modalities come from
   ``promptTokensDetails``, ``cacheTokensDetails``, ``candidatesTokensDetails``.
 - Bedrock Converse: ``inputTokens`` EXCLUDES ``cacheReadInputTokens`` and ``cacheWriteInputTokens``;
@@ -82,14 +88,19 @@ def _openai(
     u: UsageIn, prompt: int, completion: int, details, out_details
 ) -> tuple[TokenUsage, UsageContext]:
     d = details
-    cached = (
-        u.cache_read_input_tokens if u.cache_read_input_tokens is not None else (d and d.cached_tokens) or 0
-    )
+    # LiteLLM's Usage: cache_read_input_tokens, else DeepSeek's prompt_cache_hit_tokens, else cached_tokens.
+    cached = _first_count(u.cache_read_input_tokens, u.prompt_cache_hit_tokens, d and d.cached_tokens)
+    if u.prompt_cache_hit_tokens is not None and u.prompt_cache_miss_tokens is not None:
+        if u.prompt_cache_hit_tokens + u.prompt_cache_miss_tokens != prompt:
+            raise ValueError(
+                f"prompt_cache_hit_tokens ({u.prompt_cache_hit_tokens}) and prompt_cache_miss_tokens"
+                f" ({u.prompt_cache_miss_tokens}) do not add up to the prompt's {prompt} tokens"
+            )
+    one_hour, twelve_hours, lifetimes = _write_lifetimes(d)
     if u.cache_creation_input_tokens is not None:
         creation = u.cache_creation_input_tokens
     else:
-        creation = (d and (d.cache_write_tokens or d.cache_creation_tokens)) or 0
-    ttl = d.cache_creation_token_details if d else None
+        creation = (d and (d.cache_write_tokens or d.cache_creation_tokens)) or lifetimes
     cached_split = d.cached_tokens_details if d else None
     cached_audio = (cached_split and cached_split.audio_tokens) or 0
     cached_image = (cached_split and cached_split.image_tokens) or 0
@@ -136,8 +147,8 @@ def _openai(
         completion_tokens=completion,
         cached_tokens=cached,
         cache_creation_tokens=creation,
-        cache_creation_1h_tokens=(ttl and ttl.ephemeral_1h_input_tokens) or 0,
-        cache_creation_12h_tokens=(ttl and ttl.ephemeral_12h_input_tokens) or 0,
+        cache_creation_1h_tokens=one_hour,
+        cache_creation_12h_tokens=twelve_hours,
         cached_audio_tokens=cached_audio,
         cached_image_tokens=cached_image,
         audio_tokens=audio,
@@ -154,6 +165,37 @@ def _openai(
         ),
     )
     return tokens, UsageContext(u.search_context_size, u.service_tier, u.inference_geo, u.speed)
+
+
+def _first_count(*counts: int | None) -> int:
+    return next((c for c in counts if c is not None), 0)
+
+
+def _write_lifetimes(d) -> tuple[int, int, int]:
+    """(1-hour writes, 12-hour writes, all writes the lifetimes count) of a prompt's details:
+    LiteLLM's ``cache_creation_token_details`` (Anthropic's 5m/1h, OpenAI's 30m/12h), else the
+    Responses API's ``cache_write_tokens_details`` (30 minutes, 12 hours)."""
+    ttl = d.cache_creation_token_details if d else None
+    if ttl is not None:
+        return (
+            ttl.ephemeral_1h_input_tokens or 0,
+            ttl.ephemeral_12h_input_tokens or 0,
+            sum((getattr(ttl, f) or 0) for f in CacheTTLFields),
+        )
+    writes = d.cache_write_tokens_details if d else None
+    if writes is not None:
+        thirty, twelve = writes.ttl_30m_tokens or 0, writes.ttl_12h_tokens or 0
+        return 0, twelve, thirty + twelve
+    return 0, 0, 0
+
+
+def _reasoning_outside(u: UsageIn, prompt: int, completion: int, out_details) -> int:
+    """The reasoning tokens a usage counts outside its output (xAI: ``total_tokens`` = prompt +
+    completion + reasoning), 0 when they are part of it (LiteLLM's xAI calculator adds them)."""
+    reasoning = (out_details and out_details.reasoning_tokens) or 0
+    if reasoning and u.total_tokens is not None and u.total_tokens == prompt + completion + reasoning:
+        return reasoning
+    return 0
 
 
 def _anthropic(u: UsageIn) -> tuple[TokenUsage, UsageContext]:
@@ -191,6 +233,25 @@ def _by_modality(counts) -> dict[str, int]:
     return out
 
 
+# cost_calculator._GEMINI_TRAFFIC_TYPE_TO_SERVICE_TIER: Vertex/Gemini trafficType -> service tier.
+TRAFFIC_TIERS: dict[str, str | None] = {
+    "ON_DEMAND": None,
+    "ON_DEMAND_PRIORITY": "priority",
+    "FLEX": "flex",
+    "ON_DEMAND_FLEX": "flex",
+    "BATCH": "flex",
+}
+
+
+def _traffic_tier(traffic_type: str | None) -> str | None:
+    """The service tier of a Gemini/Vertex ``trafficType`` (another value is kept as it is, and
+    pricing refuses it)."""
+    if traffic_type is None:
+        return None
+    upper = traffic_type.upper()
+    return TRAFFIC_TIERS[upper] if upper in TRAFFIC_TIERS else traffic_type
+
+
 def _gemini(u: UsageIn, grounding_queries: int = 0) -> tuple[TokenUsage, UsageContext]:
     prompt_total = u.promptTokenCount or 0
     candidates = u.candidatesTokenCount or 0
@@ -203,7 +264,7 @@ def _gemini(u: UsageIn, grounding_queries: int = 0) -> tuple[TokenUsage, UsageCo
     out_mod = _by_modality(u.candidatesTokensDetails)
     billable_tool_use = 0 if searches else tool_use  # Google bills grounding per request instead
     completion = candidates + (0 if inclusive else thoughts)
-    tier = u.trafficType.lower() if u.trafficType else None
+    tier = _traffic_tier(u.trafficType)
     return TokenUsage(
         prompt_tokens=prompt_total + billable_tool_use,
         completion_tokens=completion,
@@ -249,17 +310,15 @@ def to_token_usage(u: UsageIn, *, grounding_queries: int = 0) -> tuple[TokenUsag
     shape or its counts do not add up."""
     shape = shape_of(u)
     if shape == "chat":
-        tokens, context = _openai(
-            u,
-            u.prompt_tokens or 0,
-            u.completion_tokens or 0,
-            u.prompt_tokens_details,
-            u.completion_tokens_details,
-        )
+        prompt, completion = u.prompt_tokens or 0, u.completion_tokens or 0
+        out = u.completion_tokens_details
+        completion += _reasoning_outside(u, prompt, completion, out)
+        tokens, context = _openai(u, prompt, completion, u.prompt_tokens_details, out)
     elif shape == "responses":
-        tokens, context = _openai(
-            u, u.input_tokens or 0, u.output_tokens or 0, u.input_tokens_details, u.output_tokens_details
-        )
+        prompt, completion = u.input_tokens or 0, u.output_tokens or 0
+        out = u.output_tokens_details
+        completion += _reasoning_outside(u, prompt, completion, out)
+        tokens, context = _openai(u, prompt, completion, u.input_tokens_details, out)
     elif shape == "anthropic":
         tokens, context = _anthropic(u)
     elif shape == "gemini":

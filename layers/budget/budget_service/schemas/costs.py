@@ -47,6 +47,13 @@ class CacheCreationDetails(_Lenient):
     ephemeral_12h_input_tokens: TokenCount | None = None
 
 
+class CacheWriteTokensDetails(_Lenient):
+    """OpenAI Responses ``input_tokens_details.cache_write_tokens_details``: cache writes by lifetime."""
+
+    ttl_30m_tokens: TokenCount | None = None
+    ttl_12h_tokens: TokenCount | None = None
+
+
 class PromptTokensDetails(_Lenient):
     """OpenAI Chat Completions ``prompt_tokens_details`` / Responses ``input_tokens_details``
     (with LiteLLM's additions): every count is part of the prompt's tokens."""
@@ -56,6 +63,7 @@ class PromptTokensDetails(_Lenient):
     cache_creation_tokens: TokenCount | None = None
     cache_write_tokens: TokenCount | None = None
     cache_creation_token_details: CacheCreationDetails | None = None
+    cache_write_tokens_details: CacheWriteTokensDetails | None = None
     audio_tokens: TokenCount | None = None
     image_tokens: TokenCount | None = None
     video_tokens: TokenCount | None = None
@@ -96,9 +104,13 @@ class UsageIn(_Lenient):
     - OpenAI Chat Completions (and LiteLLM): ``prompt_tokens`` (includes cached, cache-written,
       audio and image tokens), ``completion_tokens`` (includes reasoning, audio, image tokens),
       ``prompt_tokens_details``, ``completion_tokens_details``; LiteLLM's ``cache_read_input_tokens``
-      and ``cache_creation_input_tokens`` (part of prompt_tokens there).
-    - OpenAI Responses: ``input_tokens`` (includes cached), ``input_tokens_details``,
-      ``output_tokens`` (includes reasoning), ``output_tokens_details``.
+      and ``cache_creation_input_tokens`` (part of prompt_tokens there); DeepSeek's
+      ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` (cache reads and the rest of the
+      prompt); ``total_tokens`` (xAI counts reasoning outside ``completion_tokens``, which a
+      ``total_tokens`` of prompt + completion + reasoning shows).
+    - OpenAI Responses: ``input_tokens`` (includes cached), ``input_tokens_details`` (cache writes
+      by lifetime in ``cache_write_tokens_details``: ``ttl_30m_tokens``, ``ttl_12h_tokens``),
+      ``output_tokens`` (includes reasoning), ``output_tokens_details``, ``total_tokens``.
     - Anthropic Messages: ``input_tokens`` (EXCLUDES ``cache_read_input_tokens`` and
       ``cache_creation_input_tokens``), ``cache_creation`` (``ephemeral_5m_input_tokens``,
       ``ephemeral_1h_input_tokens``), ``output_tokens``, ``server_tool_use.web_search_requests``,
@@ -120,6 +132,10 @@ class UsageIn(_Lenient):
     completion_tokens_details: CompletionTokensDetails | None = None
     cache_read_input_tokens: TokenCount | None = None
     cache_creation_input_tokens: TokenCount | None = None
+    total_tokens: TokenCount | None = None
+    # DeepSeek
+    prompt_cache_hit_tokens: TokenCount | None = None
+    prompt_cache_miss_tokens: TokenCount | None = None
     # OpenAI Responses / Anthropic Messages
     input_tokens: TokenCount | None = None
     output_tokens: TokenCount | None = None

@@ -92,6 +92,9 @@ class SpendRow(_Model):
     spend: Number
     model_cost: dict[str, Number]
     periods: int
+    model_periods: dict[str, int] = Field(
+        default_factory=dict, description="per model: how many of the user's periods had spend on it"
+    )
 
 
 class SpendReport(_Model):
@@ -101,6 +104,9 @@ class SpendReport(_Model):
     total: Number
     model_cost: dict[str, Number]
     periods: int
+    model_periods: dict[str, int] = Field(
+        default_factory=dict, description="per model: how many periods had spend on it"
+    )
     users: list[SpendRow]
 
     model_config = ConfigDict(populate_by_name=True)
