@@ -160,9 +160,8 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
         counting = {f: d["counting_ratio"] for f, d in cold.data.items() if d.get("counting_ratio")}
         for function_id, ratio in counting.items():
             d = cold.data[function_id]
-            how = "through the rank index" if d.get("indexed") and not d["encodings"] else "with tiktoken"
             lines.append(
-                f"{function_id}'s first call counts tokens ({how}): {ratio:.2f}× a floor that also"
+                f"{function_id}'s first call counts tokens (with tiktoken): {ratio:.2f}× a floor that also"
                 f" loads tiktoken's {', '.join(d['counted'])}."
             )
         from bench.cold_start import pydantic_shares
@@ -182,13 +181,11 @@ def key_figures(sections: dict[str, Section]) -> list[str]:
     tokens = sections.get("tokens")
     if tokens and "fresh_service" in tokens.data:
         s, lt = tokens.data["fresh_service"], tokens.data["fresh_litellm"]
-        st = tokens.data.get("fresh_service_tiktoken")
         first = lambda d: (d["import_s"]["median"] + d["first_s"]["median"]) * 1000  # noqa: E731
         lines.append(
             "Token counting, fresh process: import + first call"
-            f" {first(s):,.0f} ms for the service's counter (rank index)"
-            + (f", {first(st):,.0f} ms when it loads tiktoken first" if st else "")
-            + f", {first(lt):,.0f} ms for litellm.token_counter."
+            f" {first(s):,.0f} ms for the service's counter (loads tiktoken),"
+            f" {first(lt):,.0f} ms for litellm.token_counter."
         )
     if tokens and any("service_over_tiktoken" in v for v in tokens.data.values()):
         shares = [v["service_over_tiktoken"] for v in tokens.data.values() if "service_over_tiktoken" in v]

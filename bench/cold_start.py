@@ -424,8 +424,8 @@ def _pydantic_note(data: dict) -> list[str]:
 
 
 def counted_encodings(recorded: dict) -> list[str]:
-    """The encodings a first invocation counted tokens with: tiktoken's loaded, or the rank index's."""
-    return sorted({*(recorded.get("encodings") or []), *(recorded.get("indexed") or [])})
+    """The encodings a first invocation counted tokens with (tiktoken's, loaded)."""
+    return sorted(recorded.get("encodings") or [])
 
 
 def _paired(runs: list[dict], floors: list[dict]) -> float:
@@ -480,7 +480,6 @@ def _figures(
             else None
         ),
         "encodings": recorded.get("encodings") or [],
-        "indexed": recorded.get("indexed") or [],
         "counted": counted_encodings(recorded),
         "counting_whole_s": Stat.of(r["whole_s"] for r in counting).as_dict() if counting else None,
         "counting_ratio": whole.median / Stat.of(r["whole_s"] for r in counting).median if counting else None,

@@ -89,9 +89,6 @@ def main(argv: list[str]) -> None:
     tokens = sys.modules.get("budget_service.pricing.tokens")
     if tokens is not None:  # the tiktoken encodings the first invocation loaded (to count tokens)
         result["encodings"] = tokens.loaded_encodings()
-    bpe = sys.modules.get("budget_service.pricing.bpe")
-    if bpe is not None:  # the encodings it counted through the rank index instead
-        result["indexed"] = bpe.loaded()
     result["peak_rss_bytes"] = _peak_rss_bytes()
     usage = resource.getrusage(resource.RUSAGE_SELF)  # the whole process since exec: CPU it used
     result["cpu_s"] = usage.ru_utime + usage.ru_stime

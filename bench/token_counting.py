@@ -133,12 +133,6 @@ _SERVICE_FIRST = "tokens.count_text('How much of my budget is left this month?',
 _SERVICE_SECOND = "tokens.count_messages([{'role': 'user', 'content': 'hi'}], 'gpt-4o')"
 _FRESH = {
     "service": _fresh_script("from budget_service.pricing import tokens", _SERVICE_FIRST, _SERVICE_SECOND),
-    # What the first call cost before the rank index: tiktoken's encoding loaded, then the count.
-    "service_tiktoken": _fresh_script(
-        "from budget_service.pricing import tokens",
-        f"(tokens.get_encoding('o200k_base'), {_SERVICE_FIRST})[1]",
-        _SERVICE_SECOND,
-    ),
     "litellm": _fresh_script(
         "import litellm",
         "litellm.token_counter(model='gpt-4o', text='How much of my budget is left this month?')",
@@ -165,7 +159,7 @@ def run(*, quick: bool = False) -> Section:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
-    from budget_service.pricing import bpe, tokens
+    from budget_service.pricing import tokens
 
     for name in tokens.ENCODINGS:  # steady state: count_text uses tiktoken once it is loaded
         tokens.get_encoding(name)
@@ -183,9 +177,6 @@ def run(*, quick: bool = False) -> Section:
             " Texts go to `tokens.count_text` and `litellm.token_counter(model, text=...)`;"
             " message lists to `tokens.count_messages` and `litellm.token_counter(model, messages=...)`."
             " Texts are generated deterministically (bench/token_counting.py)."
-            " **rank index** is the cold container's path (budget_service.pricing.bpe: tiktoken's algorithm"
-            " over a rank index read without building tables, in 1024-character chunks), used until"
-            " a container has counted tokens.INDEX_BUDGET_BYTES (64 KiB) of text, then tiktoken is loaded."
         ),
     )
     speed = Table(
@@ -200,8 +191,6 @@ def run(*, quick: bool = False) -> Section:
             "litellm tokens/s",
             "litellm/tiktoken",
             "service/litellm",
-            "rank index tokens/s (cold path)",
-            "index/tiktoken",
         ]
     )
     section.tables.append(speed)
@@ -231,16 +220,6 @@ def run(*, quick: bool = False) -> Section:
             n,
         )[1]
         _, s_floor = _throughput(floor, batches)
-        counter = bpe.counter(tokens.encoding_name_for(model))
-        chunks = [
-            x[i : i + tokens.CHUNK_CHARS] for x in strings for i in range(0, len(x), tokens.CHUNK_CHARS)
-        ]
-        declined = any(counter.count(chunk) is None for chunk in chunks)
-        indexed = lambda chunks=chunks, c=counter, n=n_ours: (  # noqa: E731
-            [c.count(chunk) for chunk in chunks],
-            n,
-        )[1]
-        s_index = None if declined else _throughput(indexed, batches)[1]
         speed.add(
             case["label"],
             model,
@@ -252,8 +231,6 @@ def run(*, quick: bool = False) -> Section:
             s_theirs.fmt("M/s", 1e-6, 2),
             f"{s_theirs.median / s_floor.median:.2f}",
             ratio(s_ours.median, s_theirs.median),
-            s_index.fmt("M/s", 1e-6, 2) if s_index else "declined (tiktoken counts it)",
-            f"{s_index.median / s_floor.median:.2f}" if s_index else "—",
         )
         section.data[case["label"]] = {
             "model": model,
@@ -264,7 +241,6 @@ def run(*, quick: bool = False) -> Section:
             "tiktoken_tokens_per_s": s_floor.as_dict(),
             "service_over_tiktoken": s_ours.median / s_floor.median,
             "litellm_over_tiktoken": s_theirs.median / s_floor.median,
-            "index_tokens_per_s": s_index.as_dict() if s_index else None,
         }
 
     processes = 1 if quick else FRESH_PROCESSES
@@ -276,12 +252,7 @@ def run(*, quick: bool = False) -> Section:
     for who, label, module in (
         (
             "service",
-            "budget_service.pricing.tokens (rank index)",
-            "`from budget_service.pricing import tokens`",
-        ),
-        (
-            "service_tiktoken",
-            "budget_service.pricing.tokens, loading tiktoken first",
+            "budget_service.pricing.tokens (loads tiktoken)",
             "`from budget_service.pricing import tokens`",
         ),
         ("litellm", "litellm.token_counter (loads tiktoken)", "`import litellm`"),
@@ -298,10 +269,9 @@ def run(*, quick: bool = False) -> Section:
         section.data[f"fresh_{who}"] = {k: v.as_dict() for k, v in stats.items()}
     section.notes += [
         "Warm, both count with tiktoken underneath; the difference is the work around it (litellm's"
-        " token_counter resolves the model and tokenizer on every call). Cold, the service counts"
-        " through the rank index (no tables built; the file is memory-mapped), where tiktoken first parses and"
-        " builds its tables (~150-320 ms, ~90 MiB): the second and third rows of the fresh-process"
-        " table.",
+        " token_counter resolves the model and tokenizer on every call). Cold, both first load"
+        " tiktoken's encoding (it parses and builds its tables); deployed, the cost and hold"
+        " functions load theirs before the SnapStart snapshot, so no request pays it.",
         f"Counts agree on every input: {_agree(section.data)}.",
     ]
     return section

@@ -6,37 +6,23 @@
 The files come from the installed litellm wheel (litellm/litellm_core_utils/tokenizers/, which
 ships them under tiktoken's cache file names), with no network. Each is accepted only if its
 SHA-256 equals the ``expected_hash`` tiktoken pins for that encoding in tiktoken_ext/openai_public.py,
-and is stored under the name tiktoken's cache looks for: the SHA-1 of the encoding's URL.
-
-Beside each it writes ``<encoding>.ranks``, the rank index budget_service.pricing.bpe probes in place
-(a cold process counts tokens without building tiktoken's tables), and ``newer_unicode.json``, the
-characters the ``regex`` module's Unicode tables assign and this interpreter's (Unicode 14.0 on
-CPython 3.11) do not, which bpe hands back to tiktoken. ``--check`` verifies both.
+and is stored under the name tiktoken's cache looks for: the SHA-1 of the encoding's URL
+(budget_service.pricing.tokens points ``TIKTOKEN_CACHE_DIR`` at that folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import base64
-import binascii
 import hashlib
-import json
-import struct
 import sys
-import unicodedata
 from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODINGS = ("cl100k_base", "o200k_base")
-LAYER = ROOT / "layers" / "budget"
-if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))  # budget_service.pricing.bpe defines the index format and its place
-
-from budget_service.pricing import bpe  # noqa: E402  (after the layer is on sys.path)
-
-TARGET = bpe.INDEX_DIR  # the layer's tiktoken_cache/, where tokens points TIKTOKEN_CACHE_DIR
+# The layer's tiktoken_cache/, where budget_service.pricing.tokens points TIKTOKEN_CACHE_DIR.
+TARGET = ROOT / "layers" / "budget" / "budget_service" / "pricing" / "tiktoken_cache"
 
 
 def pinned() -> dict[str, tuple[str, str]]:
@@ -72,72 +58,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def rank_index(encoding_file: bytes) -> bytes:
-    """The budget_service.pricing.bpe rank index of a .tiktoken file ("<base64 token> <rank>" lines)."""
-    tokens: list[bytes] = []
-    for number, line in enumerate(encoding_file.splitlines()):
-        encoded, rank = line.split()
-        if int(rank) != number:  # bpe reads a token's rank as its position
-            raise ValueError(f"line {number} has rank {int(rank)}: ranks must run 0, 1, 2, ...")
-        tokens.append(base64.b64decode(encoded))
-    bits = (2 * len(tokens)).bit_length()  # at most half the slots filled
-    mask = (1 << bits) - 1
-    slots = [bpe.EMPTY] * (1 << bits)
-    offsets = [0]
-    for position, token in enumerate(tokens):
-        offsets.append(offsets[-1] + len(token))
-        home = binascii.crc32(token) & mask
-        while slots[home] != bpe.EMPTY:
-            home = (home + 1) & mask
-        slots[home] = position
-    blob = b"".join(tokens)
-    return b"".join(
-        [
-            bpe._HEADER.pack(bpe.MAGIC, len(tokens), bits, len(blob)),
-            struct.pack(f"<{len(offsets)}I", *offsets),
-            struct.pack(f"<{len(slots)}I", *slots),
-            blob,
-        ]
-    )
-
-
-def newer_unicode() -> dict:
-    """Code point ranges the regex module assigns and this interpreter's unicodedata does not."""
-    import regex
-
-    assigned = regex.compile(r"\P{Cn}").match
-    ranges: list[list[int]] = []
-    for point in range(0x110000):
-        if 0xD800 <= point <= 0xDFFF:
-            continue
-        char = chr(point)
-        if unicodedata.category(char) == "Cn" and assigned(char):
-            if ranges and ranges[-1][1] == point - 1:
-                ranges[-1][1] = point
-            else:
-                ranges.append([point, point])
-    return {
-        "why": "assigned in the regex module's Unicode tables, not in unicodedata's; counted by tiktoken",
-        "regex": metadata.version("regex"),
-        "unicodedata": unicodedata.unidata_version,
-        "ranges": ranges,
-    }
-
-
-def _points(ranges: list[list[int]]) -> set[int]:
-    return {point for lo, hi in ranges for point in range(lo, hi + 1)}
-
-
-def newer_unicode_is_current(committed: dict, fresh: dict) -> bool:
-    """The committed list is what this regex module gives: the same, or, on an interpreter whose
-    Unicode is newer than the one it was made with (which assigns more), a superset of it."""
-    if committed.get("regex") != fresh["regex"]:
-        return False
-    if committed.get("unicodedata") == fresh["unicodedata"]:
-        return committed.get("ranges") == fresh["ranges"]
-    return _points(fresh["ranges"]) <= _points(committed.get("ranges", []))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -151,15 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     for encoding, (url, expected) in pinned().items():
         name = cache_name(url)
         target = TARGET / name
-        index = TARGET / bpe.index_path(encoding).name
         if args.check:
             ok = target.is_file() and sha256(target) == expected
             print(f"{encoding}: {target.relative_to(ROOT)} {'ok' if ok else 'MISMATCH or missing'}")
             bad += not ok
-            if ok:
-                fresh = index.is_file() and index.read_bytes() == rank_index(target.read_bytes())
-                print(f"{encoding}: {index.relative_to(ROOT)} {'ok' if fresh else 'STALE or missing'}")
-                bad += not fresh
             continue
         source = source_dir / name
         actual = sha256(source)
@@ -170,16 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         TARGET.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
         print(f"{encoding}: {target.relative_to(ROOT)} sha256 {actual} (pinned by tiktoken)")
-        index.write_bytes(rank_index(target.read_bytes()))
-        print(f"{encoding}: {index.relative_to(ROOT)} written")
-    guard = TARGET / bpe.NEWER_UNICODE.name
-    if args.check:
-        fresh = guard.is_file() and newer_unicode_is_current(json.loads(guard.read_text()), newer_unicode())
-        print(f"{guard.relative_to(ROOT)} {'ok' if fresh else 'STALE or missing'}")
-        bad += not fresh
-    else:
-        guard.write_text(json.dumps(newer_unicode(), indent=1) + "\n")
-        print(f"{guard.relative_to(ROOT)} written")
     return 1 if bad else 0
 
 

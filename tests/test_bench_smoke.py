@@ -205,8 +205,7 @@ def test_token_counting_agrees_with_litellm(quick_run):
     for case in cases:
         assert measured(case["service_tokens_per_s"]) and measured(case["litellm_tokens_per_s"])
         assert measured(case["tiktoken_tokens_per_s"]) and case["service_over_tiktoken"] > 0
-    assert any(case["index_tokens_per_s"] and measured(case["index_tokens_per_s"]) for case in cases)
-    for who in ("fresh_service", "fresh_service_tiktoken", "fresh_litellm"):
+    for who in ("fresh_service", "fresh_litellm"):
         assert measured(data[who]["first_s"]) and measured(data[who]["import_s"])
 
 

@@ -13,7 +13,7 @@ import pytest
 from localdev import template
 
 PROBE = r"""
-import json, sys, types
+import json, sys, types, typing
 hooks = []
 sys.modules["snapshot_restore_py"] = types.SimpleNamespace(
     register_before_snapshot=hooks.append, register_after_restore=lambda fn: None
@@ -23,11 +23,14 @@ import app
 from budget_service.pricing import tokens
 
 def complete():
+    # The body models, read from the handlers' annotations (as Powertools reads them), without
+    # building the routes' validation (which priming is to do).
     out = {}
     for route in app.app.routes:
-        for binding in route.bindings():
-            if binding.model is not None:
-                out[binding.model.__name__] = bool(binding.model.__pydantic_complete__)
+        hints = typing.get_type_hints(route.func, include_extras=True)
+        for name, hint in hints.items():
+            if name != "return" and hasattr(hint, "__pydantic_complete__"):
+                out[hint.__name__] = bool(hint.__pydantic_complete__)
     return out
 
 before = {"models": complete(), "encodings": tokens.loaded_encodings()}

@@ -1,14 +1,15 @@
-"""The hold routes: reserve a call's worst-case cost, settle it with the actual cost,
-or release it unused. Each is one DynamoDB TransactWriteItems (budget_service.domain.holds)."""
+"""The hold routes: reserve a call's worst-case cost, settle it with the actual cost, or release
+it unused. Each is one DynamoDB TransactWriteItems (budget_service.domain.holds)."""
 
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+
 from budget_service.api.http import ProjectId, UserId, create_app, json_response, lambda_entry
-from budget_service.api.routing import Header, Path, Response
-from budget_service.domain import budgets, holds
+from budget_service.domain import holds
 from budget_service.pricing import tokens
 from budget_service.schemas import CostRequest, HoldRequest, HoldResponse, ReleaseResponse, SettleResponse
-from budget_service.store.base import default_store
 
 app = create_app()
 
@@ -23,18 +24,17 @@ def create_hold(
     request: HoldRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response[HoldResponse]:
-    hold = holds.create_hold(default_store(), project, user, request, budgets.utc_now(), idempotency_key)
-    return json_response(201, hold)  # a replay answers the first hold, as it was answered
+    return json_response(201, holds.hold(project, user, request, idempotency_key))
 
 
 @app.post("/projects/<project>/users/<user>/holds/<hold_id>/settle")
 def settle_hold(project: ProjectId, user: UserId, hold_id: HoldId, request: CostRequest) -> SettleResponse:
-    return holds.settle_hold(default_store(), project, user, hold_id, request, budgets.utc_now())
+    return holds.settle(project, user, hold_id, request)
 
 
 @app.delete("/projects/<project>/users/<user>/holds/<hold_id>")
 def release_hold(project: ProjectId, user: UserId, hold_id: HoldId) -> ReleaseResponse:
-    return holds.release_hold(default_store(), project, user, hold_id, budgets.utc_now())
+    return holds.release(project, user, hold_id)
 
 
 # Both encodings: which one a call needs depends on its model (budget_service.pricing.tokens).

@@ -2,9 +2,10 @@
 
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler.openapi.params import Header
+
 from budget_service.api.http import ProjectId, UserId, create_app, lambda_entry
-from budget_service.api.routing import Header
-from budget_service.domain import budgets, costs
+from budget_service.domain import costs
 from budget_service.pricing import tokens
 from budget_service.schemas import (
     CostRequest,
@@ -12,7 +13,6 @@ from budget_service.schemas import (
     ProjectedCostRequest,
     ProjectedCostResponse,
 )
-from budget_service.store.base import default_store
 
 app = create_app()
 
@@ -24,12 +24,12 @@ def update_cost(
     request: CostRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> CostResponse:
-    return costs.record_cost(default_store(), project, user, request, budgets.utc_now(), idempotency_key)
+    return costs.record(project, user, request, idempotency_key)
 
 
 @app.post("/projects/<project>/users/<user>/projected-cost")
 def projected_cost(project: ProjectId, user: UserId, request: ProjectedCostRequest) -> ProjectedCostResponse:
-    return costs.projected_cost(default_store(), project, user, request, budgets.utc_now())
+    return costs.project(project, user, request)
 
 
 # Both encodings: which one a call needs depends on its model (budget_service.pricing.tokens).

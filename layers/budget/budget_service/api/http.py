@@ -1,18 +1,21 @@
-"""HTTP plumbing shared by the API functions: the router, error mapping, the Lambda entry.
+"""The HTTP edge shared by the API functions: Powertools' REST resolver with validation, error
+mapping in one place, the Lambda entry.
 
-Routes are declared and matched by ``budget_service.api.routing`` (why not Powertools' resolver: see
-there). Bodies are parsed with ``parse_float=Decimal`` so money arrives exact, and must be JSON
-objects within bounds of nesting and number length (``parse_json``: else a 400 ``invalid_body``);
-headers that may appear once and appear twice are a 400 ``duplicate_header``. pydantic rejects
-anything out of shape with a 422 before a handler runs, so nothing is written.
-Every error leaves as ``{"error": {"code", "message", "details"?}}``.
+Routes are declared with Powertools' ``APIGatewayRestResolver(enable_validation=True)``: path,
+query and header parameters as ``Annotated[..., Path/Query/Header(...)]``, the body as a pydantic
+model, the answer as a model or a ``Response``; the same annotations generate ``openapi.json``.
+Bodies are parsed with ``parse_float=Decimal`` so money arrives exact, and must be JSON objects
+within bounds of nesting and number length (``parse_json``: else a 400 ``invalid_body``); headers
+that may appear once and appear twice are a 400 ``duplicate_header``. pydantic rejects anything out
+of shape with a 422 before a handler runs, so nothing is written. Every error, Powertools' own
+validation errors included, leaves as ``{"error": {"code", "message", "details"?}}``.
 
-Authorization (project-scoped API keys), for every route, here and nowhere else: the API's Lambda authorizer puts
-the key's scope in ``requestContext.authorizer``. Before the body is even parsed, a request
-without a valid scope is a 401 and a role that may not do the route's operation a 403; after
-validation, the project the handler is about to touch (the ``project`` path parameter, or
-``project_name`` in the body) must be one of the key's, or it is a 403. ``API_AUTH=off`` (the
-default ``make dev`` and unit tests) turns this off; anything else, or unset, enforces it.
+Authorization, for every route, here and nowhere else: the API's Lambda authorizer puts the key's
+scope in ``requestContext.authorizer``. Before the body is even parsed, a request without a valid
+scope is a 401 and a role that may not do the route's operation a 403; after validation, the
+project the handler is about to touch (the ``project`` path parameter, or ``project_name`` in the
+body) must be one of the key's, or it is a 403. ``API_AUTH=off`` (the default ``make dev`` and unit
+tests) turns this off; anything else, or unset, enforces it.
 
 DynamoDB failures that survive the client's retries (throttling, timeouts, 5xx) are a 503 with
 ``Retry-After`` whose ``details.outcome`` says whether nothing was written (``not_written``) or
@@ -27,31 +30,32 @@ import binascii
 import json
 import os
 import re
+import threading
+import typing
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from http import HTTPStatus
 from itertools import chain
 from typing import Annotated
+from urllib.parse import unquote
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError,
+    ResponseValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import AfterValidator
 
-from budget_service.api.routing import (
-    JSON,
-    Path,
-    RequestInvalid,
-    Response,
-    RouteNotFound,
-    Router,
-    serialize,
-    values_sent,
-)
 from budget_service.core.errors import BudgetError, Forbidden, PayloadTooLarge, Unauthorized
 from budget_service.core.numbers import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
 from budget_service.domain import auth
 from budget_service.observability import logger, metrics, tracer
 from budget_service.store.base import NOT_WRITTEN, STORE_ERRORS, UNKNOWN, unavailable, write_outcome
 
+JSON = content_types.APPLICATION_JSON
 MAX_BODY_BYTES = 1_048_576
 AUTH_ENV = "API_AUTH"
 RETRY_AFTER_SECONDS = 1
@@ -67,8 +71,9 @@ UNAVAILABLE_MESSAGES = {
     " budget first to see whether it was applied",
 }
 
-# Path parameters of the native routes: the same id rules as in bodies (models.Identifier: at most
-# ID_MAX_BYTES bytes of UTF-8), checked before the handler.
+# Path parameters of the native routes: the same id rules as in bodies (schemas' Identifier: at
+# most ID_MAX_BYTES bytes of UTF-8), checked before the handler. pydantic's pattern engine gives
+# `$` its JSON Schema meaning (the very end), so an id ending in a newline does not match.
 ProjectId = Annotated[
     str,
     Path(
@@ -76,8 +81,8 @@ ProjectId = Annotated[
         max_length=ID_MAX_LENGTH,
         pattern=ID_PATTERN,
         description="1 to 256 bytes of UTF-8 (percent-encoded in the path), no control characters",
-        check=fits_id_bytes,
     ),
+    AfterValidator(fits_id_bytes),
 ]
 UserId = ProjectId
 
@@ -100,7 +105,8 @@ _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 class BodyRejected(json.JSONDecodeError):
     """A body that is not JSON the API takes: not an object, nested deeper than MAX_JSON_DEPTH, a
     number longer than MAX_NUMBER_CHARS, or a string that is not Unicode text. HTTP 400
-    ``invalid_body``. A JSONDecodeError, so the router reports it as a body that did not parse."""
+    ``invalid_body``. A JSONDecodeError, so Powertools reports it as a body that did not parse
+    (a RequestValidationError caused by it)."""
 
     code = "invalid_body"
 
@@ -168,18 +174,58 @@ def _check_nodes(value: dict, *, check_text: bool) -> None:
                     ) from None
 
 
-def _duplicated_header(event: dict) -> str | None:
-    """The first of SINGLE_HEADERS the request carries more than once (names are case-insensitive;
-    API Gateway keeps every copy in multiValueHeaders; counted as the router counts them), or None."""
-    sent = values_sent(event)
+def _values_sent(event: dict) -> dict[tuple[str, str], list]:
+    """Every value sent for each query parameter (by name) and header (by lower-case name: header
+    names are case-insensitive). API Gateway keeps every copy in the multi-value maps and the last
+    in ``queryStringParameters``/``headers``; as Powertools reads them, a name in a multi-value map
+    takes its values from there, and the single-value map fills in names it lacks (hand-written
+    events, ``sam local invoke -e``)."""
+    sent: dict[tuple[str, str], list] = {}
+    maps = (
+        ("query", "multiValueQueryStringParameters", "queryStringParameters"),
+        ("header", "multiValueHeaders", "headers"),
+    )
+    for source, multi_field, single_field in maps:
+        fold = str if source == "query" else (lambda name: str(name).lower())
+        multi: dict[str, list] = {}
+        for name, values in (event.get(multi_field) or {}).items():
+            multi.setdefault(fold(name), []).extend(values or ())
+        in_multi = set(multi)
+        for name, value in (event.get(single_field) or {}).items():
+            if fold(name) not in in_multi and value is not None:
+                multi.setdefault(fold(name), []).append(value)
+        sent.update({(source, name): values for name, values in multi.items()})
+    return sent
+
+
+def _duplicated_header(sent: dict[tuple[str, str], list]) -> str | None:
+    """The first of SINGLE_HEADERS the request carries more than once (`sent`: _values_sent), or
+    None."""
     return next((h for h in SINGLE_HEADERS if len(sent.get(("header", h.lower()), ())) > 1), None)
+
+
+def _as_sent(event: dict, sent: dict[tuple[str, str], list]) -> dict:
+    """`event` with its query and header maps rebuilt from `sent`, every copy of a name in its
+    multi-value map (header names lower-cased), the last in the single-value one. Powertools then
+    sees each copy: a parameter the route takes once, sent twice, is a 422 (which copy counts
+    would be a guess; for ``?purge=false&purge=true`` a destructive one), also when the copies'
+    names differ only in case or sit only in the single-value map, where a dict keeps one."""
+    out = dict(event)
+    for source, multi_field, single_field in (
+        ("query", "multiValueQueryStringParameters", "queryStringParameters"),
+        ("header", "multiValueHeaders", "headers"),
+    ):
+        multi = {name: list(values) for (kind, name), values in sent.items() if kind == source}
+        out[multi_field] = multi or None
+        out[single_field] = {name: values[-1] for name, values in multi.items()} or None
+    return out
 
 
 def dumps(value) -> str:
     """JSON text with every number in plain notation (``0.00001``, never ``1e-05``).
 
-    The router's serializer: responses reach it as plain Python values (models already dumped
-    in JSON mode, Decimals as floats). ``json.dumps`` writes small and large floats in
+    The resolver's serializer: responses reach it as plain Python values (Powertools has already
+    encoded models, Decimals as floats). ``json.dumps`` writes small and large floats in
     exponent form; this writes each float's shortest round-trip digits in plain notation, so the
     same float parses back. Strings are escaped by ``json.dumps``.
     """
@@ -214,6 +260,7 @@ def _encode(value):
 
 
 def error_body(code: str, message: str, details=None) -> str:
+    """The JSON text of an error answer (``details`` left out when empty)."""
     error: dict = {"code": code, "message": message}
     if details:
         error["details"] = details
@@ -223,13 +270,14 @@ def error_body(code: str, message: str, details=None) -> str:
 def error_response(
     status: int, code: str, message: str, details=None, headers: dict | None = None
 ) -> Response:
+    """An error answer: ``{"error": {"code", "message", "details"?}}`` with `status`."""
     return Response(
         status_code=int(status), content_type=JSON, body=error_body(code, message, details), headers=headers
     )
 
 
 def _proxy_error(status: int, code: str, message: str, headers: dict | None = None) -> dict:
-    """An error as a Lambda proxy result, for answers given before the router runs."""
+    """An error as a Lambda proxy result, for answers given before the resolver runs."""
     return {
         "statusCode": int(status),
         "headers": {"Content-Type": JSON, **(headers or {})},
@@ -282,15 +330,17 @@ def _project_of(route_args: dict) -> str | None:
     return None
 
 
-def _enforce_scope(event: dict, arguments: dict) -> None:
-    """After validation, on the values the handler will get: the key must cover the project.
-    Raises Unauthorized or Forbidden."""
+def _enforce_scope(app: App, next_middleware: Callable) -> Response:
+    """A global middleware, so after validation, on the values the handler will get: the key must
+    cover the project. Raises Unauthorized or Forbidden."""
     if auth_enforced():
+        event = app.current_event.raw_event
         scope = _scope(event)
         if scope is None:
             raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
         permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
-        auth.check(scope, permission, _project_of(arguments))
+        auth.check(scope, permission, _project_of(app.context.get("_route_args") or {}))
+    return next_middleware(app)
 
 
 # An error names each field and problem, clipped: a field's path holds the request's own dict keys
@@ -323,96 +373,172 @@ def json_response(status: int, model) -> Response:
     return Response(status_code=int(status), content_type=JSON, body=model)
 
 
-class App(Router):
-    """One function's routes and how they answer: errors as ``{"error": {...}}`` (400 for a body
-    that is not JSON, 422 for one out of shape, the domain's own statuses, 503 for a store that
-    is unavailable, 500 for anything else, logged), bodies as JSON with plain numbers."""
+def _utf8_text(value: str) -> bool:
+    """Whether a path value decoded with ``surrogateescape`` was UTF-8 (holds no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
-    def resolve(self, event: dict, context) -> dict:
+
+class App(APIGatewayRestResolver):
+    """One function's routes: Powertools' REST resolver with validation, adapted to what API
+    Gateway sends and to running handlers from several threads (the tests do).
+
+    - Path arguments: API Gateway sends ``path`` percent-encoded, as the client sent it; they are
+      decoded (``a%20b`` is the project ``a b``; ``%23`` and ``%2F`` are ``#`` and ``/``) before
+      validation. Bytes that are not UTF-8 (``%FF``, overlong forms, encoded surrogates) are a 422,
+      never replaced by U+FFFD (two such ids would name one record).
+    - A path segment is anything but ``/`` (Powertools' own pattern leaves out characters such
+      as ``"`` or ``#`` sent raw, which would turn a bad id into a 404 instead of a 422).
+    - Powertools keeps the event being handled and the Lambda context on its BaseRouter class,
+      one for the whole process. Lambda hands a process one event at a time, but the tests invoke
+      handlers from several threads at once: kept per thread here, one request's body can never
+      reach another's handler.
+    """
+
+    _handling = threading.local()
+
+    @property
+    def current_event(self):
+        return self._handling.event
+
+    @current_event.setter
+    def current_event(self, event) -> None:
         self._handling.event = event
+
+    @property
+    def lambda_context(self):
+        return self._handling.context
+
+    @lambda_context.setter
+    def lambda_context(self, context) -> None:
         self._handling.context = context
-        try:
-            response = self._answer(event)
-        except Exception as exc:  # every failure still answers with the API's error shape
-            response = self._error(exc)
-        return _proxy_result(response)
 
-    def _answer(self, event: dict) -> Response:
-        route, path_args = self.match(event)
-        arguments = self.arguments(route, path_args, event, lambda: _body_of(event))
-        _enforce_scope(event, arguments)
-        result = route.handler(**arguments)
-        return result if isinstance(result, Response) else Response(status_code=200, body=result)
+    @property
+    def routes(self) -> list:
+        """Every route registered (Powertools' ``Route``: ``method``, ``func``, ``dependant``)."""
+        return [*self._static_routes, *self._dynamic_routes]
 
-    def _error(self, exc: Exception) -> Response:
-        if isinstance(exc, RouteNotFound):
-            return error_response(HTTPStatus.NOT_FOUND, "not_found", "no such route")
-        if isinstance(exc, RequestInvalid):
-            if isinstance(exc.cause, BodyRejected):
-                return error_response(HTTPStatus.BAD_REQUEST, BodyRejected.code, exc.cause.message)
-            if exc.cause is not None:
-                return error_response(
-                    HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON"
-                )
-            message, details = _describe(exc.errors())
-            return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details)
-        if isinstance(exc, BudgetError):
-            metrics.add_metric(name=f"Error_{exc.code}", unit=MetricUnit.Count, value=1)
-            headers = None
-            if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
-                headers = {"Retry-After": str(getattr(exc, "retry_after_seconds", RETRY_AFTER_SECONDS))}
-            return error_response(exc.status, exc.code, exc.message, exc.details, headers)
-        if isinstance(exc, STORE_ERRORS) and unavailable(exc):
-            # Throttled, timed out or a DynamoDB 5xx, after the client's own retries.
-            outcome = write_outcome(exc)
-            logger.warning(
-                "DynamoDB unavailable",
-                extra={"error": type(exc).__name__, "outcome": outcome, "detail": str(exc)[:300]},
-            )
-            metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
-            return error_response(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                UNAVAILABLE_MESSAGES[outcome],
-                {"outcome": outcome},
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-        # The traceback, not the event: no body or header reaches the log.
-        logger.exception("unhandled error", extra={"error": type(exc).__name__})
-        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
-        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    def key_id(self) -> str | None:
+        """The id of the API key that made the request being handled (for the audit ledger), or
+        None when API keys are off."""
+        return key_id_of(self.current_event.raw_event)
+
+    @staticmethod
+    def _compile_regex(
+        rule: str, base_regex: str = "^{}/*$"
+    ):  # any trailing slashes, as Powertools' REST resolver
+        return re.compile(base_regex.format(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", rule)))
+
+    def _to_proxy_event(self, event: dict):
+        proxy = super()._to_proxy_event(event)
+        self._handling.event = proxy
+        return proxy
+
+    def resolve(self, event, context):
+        self._handling.context = context
+        return super().resolve(event, context)
+
+    def _call_route(self, route, route_arguments):
+        decoded = {name: unquote(value, errors="surrogateescape") for name, value in route_arguments.items()}
+        not_utf8 = [name for name, value in decoded.items() if not _utf8_text(value)]
+        if not_utf8:
+            problem = "Value error, must be percent-encoded UTF-8 text"
+            errors = [{"loc": ("path", name), "msg": problem, "type": "value_error"} for name in not_utf8]
+            return self._call_exception_handler(RequestValidationError(errors), route)
+        return super()._call_route(route, decoded)
+
+
+def _invalid_request(exc: RequestValidationError) -> Response:
+    """Powertools' validation errors in the API's shape: 400 for a body that is not JSON (or not
+    JSON the API takes), else 422 ``validation_error`` naming each field and problem."""
+    if isinstance(exc.__cause__, BodyRejected):
+        return error_response(HTTPStatus.BAD_REQUEST, BodyRejected.code, exc.__cause__.message)
+    errors = [dict(err) for err in exc.errors()]
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON")
+    message, details = _describe(errors)
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details)
+
+
+def _domain_error(exc: BudgetError) -> Response:
+    """A domain refusal with its own status and code (503s with ``Retry-After``)."""
+    metrics.add_metric(name=f"Error_{exc.code}", unit=MetricUnit.Count, value=1)
+    headers = None
+    if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers = {"Retry-After": str(getattr(exc, "retry_after_seconds", RETRY_AFTER_SECONDS))}
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+def _store_failed(exc: Exception) -> Response:
+    """A DynamoDB failure after the client's own retries: throttled, timed out or a 5xx is a 503
+    saying what may have been written; anything else is an internal error."""
+    if not unavailable(exc):
+        return _internal_error(exc)
+    outcome = write_outcome(exc)
+    logger.warning(
+        "DynamoDB unavailable",
+        extra={"error": type(exc).__name__, "outcome": outcome, "detail": str(exc)[:300]},
+    )
+    metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
+    return error_response(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        UNAVAILABLE_MESSAGES[outcome],
+        {"outcome": outcome},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _internal_error(exc: Exception) -> Response:
+    """A 500; the traceback is logged, never the event (no body or header reaches the log). An
+    answer that does not meet its own declared model (ResponseValidationError) lands here too."""
+    logger.exception("unhandled error", extra={"error": type(exc).__name__})
+    metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+
+
+def _no_route(_exc: Exception) -> Response:
+    return error_response(HTTPStatus.NOT_FOUND, "not_found", "no such route")
 
 
 def create_app() -> App:
-    """The router of one API function (see App)."""
-    return App()
+    """The resolver of one API function (see App), every error mapped to the API's shape here:
+    validation (400/422), the domain's own statuses, 503 for a store that is unavailable, 404 for
+    no route, 500 for anything else (logged)."""
+    app = App(
+        enable_validation=True,
+        json_body_deserializer=parse_json,
+        serializer=dumps,
+        # An answer out of its own model is the service's fault: a 500, never Powertools' 422.
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+        # Never the debug mode (POWERTOOLS_DEV): it prints every event, Authorization included.
+        debug=False,
+    )
+    app.use(middlewares=[_enforce_scope])
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(BudgetError)(_domain_error)
+    app.exception_handler(list(STORE_ERRORS))(_store_failed)
+    app.exception_handler([ResponseValidationError, Exception])(_internal_error)
+    app.not_found(_no_route)
+    return app
 
 
-def _body_of(event: dict):
-    """The request body as parsed JSON (parse_json), or None when there is none. The API speaks
-    only JSON: every body is read as JSON whatever its Content-Type says (``curl -d`` sends
-    form-urlencoded). Raises json.JSONDecodeError (BodyRejected for one out of bounds)."""
-    body = event.get("body")
-    if not body:
-        return None
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8")  # checked to be UTF-8 before routing
-    return parse_json(body)
+def _as_json(event: dict) -> dict:
+    """The API speaks only JSON: every body is read as JSON, whatever its Content-Type says.
 
-
-def _proxy_result(response: Response) -> dict:
-    body, content_type = serialize(response.body, dumps)
-    headers = dict(response.headers)
-    if body and "Content-Type" not in headers:
-        headers["Content-Type"] = response.content_type or content_type or JSON
-    # REST API proxy results carry headers as lists (as Powertools' resolver answered before).
-    multi = {name: [value] for name, value in headers.items()}
-    return {
-        "statusCode": response.status_code,
-        "multiValueHeaders": multi,
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    Powertools would parse ``curl -d``'s default (form-urlencoded) as a form, turning a JSON body
+    into one bogus field; with this it is read as the JSON it is, or answered 400 if it is not.
+    """
+    if not event.get("body"):
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    headers["Content-Type"] = JSON
+    multi["Content-Type"] = [JSON]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
 
 
 def _utf8(base64_body: str) -> bool:
@@ -424,21 +550,28 @@ def _utf8(base64_body: str) -> bool:
     return True
 
 
-def prime(app: App, encodings: tuple[str, ...] = ()) -> None:
-    """The first call's work that depends on no request: the validators and serializers of every
-    route's body and response models (pydantic builds them on first use), and, for routes that
-    count tokens or price usage, the tiktoken `encodings` and the price table."""
-    import typing
+def _models_of(route) -> list:
+    """The pydantic models a route validates: its body's and its answer's (read from the
+    handler's annotations, the ones Powertools reads)."""
+    hints = typing.get_type_hints(route.func, include_extras=True)
+    models = []
+    for name, hint in hints.items():
+        if name == "return" and typing.get_origin(hint) is Response:
+            hint = typing.get_args(hint)[0]
+        if hasattr(hint, "model_rebuild"):
+            models.append(hint)
+    return models
 
+
+def prime(app: App, encodings: tuple[str, ...] = ()) -> None:
+    """The first call's work that depends on no request: every route's validation plan
+    (Powertools' dependant: its pydantic fields) and the validators and serializers of its body
+    and answer models (pydantic builds them on first use), and, for routes that count tokens or
+    price usage, the tiktoken `encodings` and the price table."""
     for route in app.routes:
-        hints = typing.get_type_hints(route.handler, include_extras=True)
-        returned = hints.get("return")
-        if typing.get_origin(returned) is Response:
-            returned = typing.get_args(returned)[0]
-        models = [b.model for b in route.bindings() if b.model is not None] + [returned]
-        for model in models:
-            if hasattr(model, "model_rebuild"):
-                model.model_rebuild()
+        _ = route.dependant, route.body_field
+        for model in _models_of(route):
+            model.model_rebuild()
     if encodings:
         from budget_service.pricing import prices as pricing
         from budget_service.pricing import tokens
@@ -461,8 +594,10 @@ def register_priming(app: App, encodings: tuple[str, ...]) -> bool:
 
 
 def lambda_entry(app: App, prime_encodings: tuple[str, ...] = ()) -> Callable:
-    """The Lambda handler for a router: logging with the request id, tracing, metrics. Registers
-    SnapStart priming (`register_priming`), with the tiktoken encodings the routes count with."""
+    """The Lambda handler for a resolver: logging with the request id, tracing, metrics. Answers
+    what the resolver never needs to see (a body over MAX_BODY_BYTES or not UTF-8, a duplicated
+    single header, no key or the wrong role) itself. Registers SnapStart priming
+    (`register_priming`), with the tiktoken encodings the routes count with."""
     register_priming(app, prime_encodings)
 
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry keys and bodies.
@@ -481,7 +616,8 @@ def lambda_entry(app: App, prime_encodings: tuple[str, ...] = ()) -> Callable:
                 PayloadTooLarge.code,
                 f"the request body is over {MAX_BODY_BYTES} bytes",
             )
-        duplicated = _duplicated_header(event)
+        sent = _values_sent(event)
+        duplicated = _duplicated_header(sent)
         if duplicated:
             return _proxy_error(
                 HTTPStatus.BAD_REQUEST,
@@ -494,6 +630,6 @@ def lambda_entry(app: App, prime_encodings: tuple[str, ...] = ()) -> Callable:
                 return refused
         if event.get("isBase64Encoded") and body and not _utf8(body):
             return _proxy_error(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON")
-        return app.resolve(event, context)
+        return app.resolve(_as_json(_as_sent(event, sent)), context)
 
     return handler

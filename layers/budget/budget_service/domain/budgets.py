@@ -22,13 +22,23 @@ from budget_service.store.base import (
     UNKNOWN,
     BudgetStore,
     decode_cursor,
+    default_store,
     encode_cursor,
     unavailable,
     write_outcome,
 )
 
 if TYPE_CHECKING:  # the reset job imports this module and needs neither pydantic nor litellm's rules
-    from budget_service.schemas import LitellmEntry, PutBudgetRequest
+    from budget_service.schemas import (
+        BudgetList,
+        BudgetRecord,
+        GetBudgetRequest,
+        GetBudgetResponse,
+        LitellmEntry,
+        PutBudgetRequest,
+        SetBudgetRequest,
+        SetBudgetResponse,
+    )
 
 
 def utc_now() -> Decimal:
@@ -418,3 +428,83 @@ def delete_budget(
 
     if not store.delete_recorded(project, user, record):
         raise BudgetNotFound.for_user(project, user)
+
+
+# ---- what each route does: the service's store and clock, the rule above, the answer's model ----
+# (the API functions' handlers parse, make one of these calls and answer)
+
+
+def _record(budget: Budget) -> BudgetRecord:
+    from budget_service.schemas import BudgetRecord
+
+    return BudgetRecord(**budget.to_record())
+
+
+def put_user(
+    project: str, user: str, settings: PutBudgetRequest, key_id: str | None
+) -> tuple[BudgetRecord, bool]:
+    """``PUT /projects/{project}/users/{user}``: (the BudgetRecord, True when it was created)."""
+    budget, created = put_budget(default_store(), project, user, settings, utc_now(), key_id)
+    return _record(budget), created
+
+
+def get_user(project: str, user: str) -> BudgetRecord:
+    """``GET /projects/{project}/users/{user}``: the BudgetRecord as of now; BudgetNotFound (404)."""
+    return _record(read_budget(default_store(), project, user, utc_now()))
+
+
+def delete_user(project: str, user: str, key_id: str | None, *, purge: bool = False) -> None:
+    """``DELETE /projects/{project}/users/{user}``: see delete_budget; BudgetNotFound (404)."""
+    delete_budget(default_store(), project, user, utc_now(), key_id, purge=purge)
+
+
+def list_users(project: str, limit: int, cursor: str | None) -> BudgetList:
+    """``GET /projects/{project}/users``: a BudgetList page of at most `limit` records."""
+    from budget_service.schemas import BudgetList
+
+    page, next_cursor = list_budgets(default_store(), project, limit, cursor, utc_now())
+    return BudgetList(users=[_record(b) for b in page], next_cursor=next_cursor)
+
+
+def reset_user(project: str, user: str, key_id: str | None) -> BudgetRecord:
+    """``POST /projects/{project}/users/{user}/reset``: the BudgetRecord after the reset."""
+    return _record(reset_budget(default_store(), project, user, utc_now(), key_id))
+
+
+def litellm_get_budget(request: GetBudgetRequest) -> GetBudgetResponse:
+    """``POST /get_budget`` (litellm's hosted protocol): the project's entries as of now, or, for a
+    project with nothing stored, status ``error``: litellm reads that as "nothing stored yet" and
+    its HTTP helper raises on anything but 2xx, so an unknown project is still an HTTP 200."""
+    from budget_service.schemas import GetBudgetResponse
+
+    data = project_entries(default_store(), request.project_name, utc_now())
+    if data is None:
+        return GetBudgetResponse(
+            status="error", message=f"no budgets stored for project {request.project_name!r}"
+        )
+    return GetBudgetResponse.model_validate({"status": "success", "data": data})
+
+
+def litellm_set_budget(
+    request: SetBudgetRequest, keep_going: Callable[[], bool], key_id: str | None
+) -> SetBudgetResponse:
+    """``POST /set_budget`` (litellm's hosted protocol): merge the user dict (set_budget); a
+    SetBudgetResponse saying which users were written, unchanged or had spend ignored or kept.
+    `keep_going` is asked before each write (the caller's time left)."""
+    from budget_service.schemas import SetBudgetResponse
+
+    result = set_budget(
+        default_store(),
+        request.project_name,
+        request.user_dict,
+        utc_now(),
+        keep_going=keep_going,
+        key_id=key_id,
+    )
+    return SetBudgetResponse(
+        status="success",
+        written=result.written,
+        unchanged=result.unchanged,
+        stale_spend_ignored=result.stale_spend_ignored,
+        uncertain_spend_kept=result.uncertain_spend_kept,
+    )

@@ -18,6 +18,7 @@ from budget_service.core.idempotency import (  # noqa: F401  (re-exported: holds
     fingerprint_of,
 )
 from budget_service.core.records import Budget
+from budget_service.domain import budgets
 from budget_service.domain.budgets import read_budget
 from budget_service.pricing.prices import TokenUsage, cost_of, default_table
 from budget_service.pricing.project import PROJECT_PRICE_PREFIX, ProjectPrices, for_project
@@ -33,7 +34,7 @@ from budget_service.schemas import (
     plain_number,
     quantize_money,
 )
-from budget_service.store.base import BudgetStore
+from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.levels import LevelWriter
 
 # How long an Idempotency-Key is remembered (DynamoDB TTL; deletion may lag up to a couple of
@@ -254,3 +255,16 @@ def projected_cost(
         remaining_after=remaining_after,
         within_budget=total <= budget.total_budget,
     )
+
+
+# ---- what each route does: the service's store and clock, the rule above, the answer's model ----
+
+
+def record(project: str, user: str, request: CostRequest, idempotency_key: str | None) -> CostResponse:
+    """``POST /projects/{project}/users/{user}/cost``: record_cost now, in the service's store."""
+    return record_cost(default_store(), project, user, request, budgets.utc_now(), idempotency_key)
+
+
+def project(project: str, user: str, request: ProjectedCostRequest) -> ProjectedCostResponse:
+    """``POST /projects/{project}/users/{user}/projected-cost``: projected_cost now."""
+    return projected_cost(default_store(), project, user, request, budgets.utc_now())

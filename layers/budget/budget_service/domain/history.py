@@ -18,6 +18,7 @@ import csv
 import io
 import json
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 from budget_service.core.errors import (
@@ -33,6 +34,7 @@ from budget_service.core.idempotency import (
 )
 from budget_service.core.numbers import SUM_CONTEXT
 from budget_service.core.records import USER_LEVEL, AuditEntry, Budget, iso
+from budget_service.domain import budgets
 from budget_service.pricing.prices import default_table
 from budget_service.schemas import (
     AdjustmentRequest,
@@ -44,7 +46,7 @@ from budget_service.schemas import (
     SpendReport,
     SpendRow,
 )
-from budget_service.store.base import BudgetStore
+from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.history import HistoryStore, audit_put
 from budget_service.store.levels import Cancelled, LevelWriter, Move, SpendBelowCredit
 
@@ -385,3 +387,62 @@ def _adjustment(
         created_at=iso(result["created_at"]) or "",
         replayed=replayed,
     )
+
+
+# ---- what each route does: the service's store and clock, the rule above, the answer's model ----
+
+JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+
+
+def user_periods(project: str, user: str, limit: int, cursor: str | None) -> PeriodList:
+    """``GET .../users/{user}/periods``: list_periods as of now."""
+    return list_periods(default_store(), project, user, limit, cursor, budgets.utc_now())
+
+
+def user_ledger(project: str, user: str, limit: int, cursor: str | None) -> Ledger:
+    """``GET .../users/{user}/ledger``: list_ledger."""
+    return list_ledger(default_store(), project, user, limit, cursor)
+
+
+def _epoch(moment: datetime | None, default: Decimal, name: str) -> Decimal:
+    """`moment` in epoch seconds (`default` when absent; a time without an offset is UTC).
+    InvalidInput (a 422) for one outside years 1-9999 once in UTC
+    (``9999-12-31T23:59:59-14:00``), which the report could not write back."""
+    if moment is None:
+        return default
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"'{name}' is outside years 1 to 9999 in UTC") from None
+    return Decimal(str(moment.timestamp()))
+
+
+def project_spend(
+    project: str, range_from: datetime | None, range_to: datetime | None, accept: str | None
+) -> tuple[str, str]:
+    """``GET /projects/{project}/spend``: the spend report over ``[from, to)`` (default: from the
+    beginning to now) as (text, content type): CSV (report_csv) when `accept` asks for
+    ``text/csv``, else the report's JSON."""
+    report = spend_report(
+        default_store(),
+        project,
+        _epoch(range_from, ZERO, "from"),
+        _epoch(range_to, budgets.utc_now(), "to"),
+    )
+    if accept and "text/csv" in accept.lower():
+        return report_csv(report), CSV
+    return report.model_dump_json(by_alias=True), JSON
+
+
+def adjust_user(
+    project: str,
+    user: str,
+    request: AdjustmentRequest,
+    idempotency_key: str | None,
+    key_id: str | None,
+) -> AdjustmentResponse:
+    """``POST .../users/{user}/adjustments``: adjust now (``replayed`` on a repeated key)."""
+    return adjust(default_store(), project, user, request, budgets.utc_now(), idempotency_key, key_id)

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from budget_service.core.errors import BudgetExceeded, IdempotencyKeyReused, InvalidInput
 from budget_service.core.records import iso
-from budget_service.domain import costs
+from budget_service.domain import budgets, costs
 from budget_service.pricing.prices import TokenUsage, cost_of
 from budget_service.pricing.project import for_project
 from budget_service.schemas import (
@@ -27,7 +27,7 @@ from budget_service.schemas import (
     SettleResponse,
     quantize_money,
 )
-from budget_service.store.base import BudgetStore
+from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.holds import EXPIRED, HELD, RELEASED, HoldStore, amount_of, make_hold_id
 
 
@@ -212,3 +212,21 @@ def release_hold(store: BudgetStore, project: str, user: str, hold_id: str, now:
         state=RELEASED if changed else str((before or {}).get("state", RELEASED)),
         released=changed,
     )
+
+
+# ---- what each route does: the service's store and clock, the rule above, the answer's model ----
+
+
+def hold(project: str, user: str, request: HoldRequest, idempotency_key: str | None) -> HoldResponse:
+    """``POST .../holds``: create_hold now (a replayed key answers the first hold, as it was)."""
+    return create_hold(default_store(), project, user, request, budgets.utc_now(), idempotency_key)
+
+
+def settle(project: str, user: str, hold_id: str, request: CostRequest) -> SettleResponse:
+    """``POST .../holds/{hold_id}/settle``: settle_hold now."""
+    return settle_hold(default_store(), project, user, hold_id, request, budgets.utc_now())
+
+
+def release(project: str, user: str, hold_id: str) -> ReleaseResponse:
+    """``DELETE .../holds/{hold_id}``: release_hold now."""
+    return release_hold(default_store(), project, user, hold_id, budgets.utc_now())

@@ -17,12 +17,14 @@ from decimal import Decimal
 
 from budget_service.core.errors import InvalidInput, LevelNotFound
 from budget_service.core.records import Budget, iso
-from budget_service.schemas import LevelRecord, LevelRequest
+from budget_service.domain import budgets
+from budget_service.schemas import LevelRecord, LevelRequest, TeamList
 from budget_service.store.base import (
     BudgetStore,
     StaleWrite,
     conflict_backoff,
     decode_cursor,
+    default_store,
     encode_cursor,
 )
 from budget_service.store.levels import (
@@ -196,3 +198,43 @@ def teams(
 
 
 __all__ = ["InvalidInput", "LevelNotFound", "delete", "put", "read", "teams"]
+
+
+# ---- what each route does: the service's store and clock, the rule above, the answer's model ----
+# (a team is a level named by `team`; the project's own cap has none)
+
+
+def put_project_budget(project: str, settings: LevelRequest) -> tuple[LevelRecord, bool]:
+    """``PUT /projects/{project}/budget``: (the record, True when it was created)."""
+    return put(default_store(), project, "project", None, settings, budgets.utc_now())
+
+
+def get_project_budget(project: str) -> LevelRecord:
+    """``GET /projects/{project}/budget``; LevelNotFound (404)."""
+    return read(default_store(), project, "project", None, budgets.utc_now())
+
+
+def delete_project_budget(project: str) -> None:
+    """``DELETE /projects/{project}/budget``; LevelNotFound (404)."""
+    delete(default_store(), project, "project", None)
+
+
+def put_team(project: str, team: str, settings: LevelRequest) -> tuple[LevelRecord, bool]:
+    """``PUT /projects/{project}/teams/{team}``: (the record, True when it was created)."""
+    return put(default_store(), project, "team", team, settings, budgets.utc_now())
+
+
+def get_team(project: str, team: str) -> LevelRecord:
+    """``GET /projects/{project}/teams/{team}``; LevelNotFound (404)."""
+    return read(default_store(), project, "team", team, budgets.utc_now())
+
+
+def delete_team(project: str, team: str) -> None:
+    """``DELETE /projects/{project}/teams/{team}``; LevelNotFound (404)."""
+    delete(default_store(), project, "team", team)
+
+
+def team_page(project: str, limit: int, cursor: str | None) -> TeamList:
+    """``GET /projects/{project}/teams``: a TeamList page of at most `limit` teams."""
+    page, next_cursor = teams(default_store(), project, limit, cursor, budgets.utc_now())
+    return TeamList(teams=page, next_cursor=next_cursor)

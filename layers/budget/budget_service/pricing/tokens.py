@@ -6,14 +6,9 @@ its pinned SHA-256 when it loads it. ``TIKTOKEN_CACHE_DIR`` points tiktoken ther
 sets it for the function; when unset, this module sets it on first use). Nothing is fetched.
 
 Loading is lazy: tiktoken is imported and an encoding read only when something is counted, once
-per encoding per container. Before that, a cold container counts through budget_service.pricing.bpe, which
-gives tiktoken's counts from a rank index with nothing to build (a memory-mapped 2-4 MB file against ~150-320 ms
-and ~90 MiB for tiktoken's load). It does so until it has counted INDEX_BUDGET_BYTES bytes of text
-(UTF-8), about what one load of tiktoken costs at the index's slowest rate, and then loads tiktoken:
-the rule of ski rental, which never spends much more than twice the better choice made in hindsight.
-The budget is checked before each chunk, so one long text cannot run past it: the chunks after it
-go to tiktoken. A chunk the index cannot vouch for (see bpe) goes to tiktoken at once, and the rest
-of its text with it.
+per encoding per container. Deployed functions that count (cost, holds) load both encodings
+before their SnapStart snapshot (budget_service.api.http.prime), so a restored container counts
+with them loaded.
 
 Counts follow OpenAI's documented chat format, as LiteLLM's ``token_counter`` does for OpenAI
 models: 3 tokens per message (4 for gpt-3.5-turbo-0301), each string field of a message counted,
@@ -35,11 +30,6 @@ from budget_service.core.errors import InvalidInput
 ENCODING_DIR = Path(__file__).with_name("tiktoken_cache")
 ENCODINGS = ("cl100k_base", "o200k_base")
 CHUNK_CHARS = 1024  # LiteLLM's TIKTOKEN_ENCODE_CHUNK_SIZE_CHARS default
-# The index's cost is about linear in the UTF-8 bytes it counts (its pieces are at most
-# bpe.MAX_PIECE_BYTES): ~0.2 µs a byte for ASCII prose, ~3-5 µs for its worst inputs (runs of
-# spaces, of 3-byte punctuation or CJK, of 4-byte characters, merged byte by byte), where a
-# character can cost ~10 µs. 64 KiB is then at most ~0.3 s, about one load of o200k_base.
-INDEX_BUDGET_BYTES = 64 * 1024
 REPLY_PRIMER_TOKENS = 3
 
 # o200k_base: the gpt-4o, gpt-4.1, gpt-4.5, gpt-5 (and later) families and the o-series.
@@ -54,7 +44,6 @@ OPENAI_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai"})
 
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
-_index_bytes = 0  # UTF-8 bytes counted through the index; racing adds may lose one, harmlessly
 
 
 def base_model_name(model: str) -> str:
@@ -107,44 +96,11 @@ def loaded_encodings() -> list[str]:
 
 def count_text(text: str, model: str) -> int:
     """Tokens of text (tiktoken's encode_ordinary, in CHUNK_CHARS pieces as LiteLLM encodes)."""
-    name = encoding_name_for(model)
-    start, total = _count_with_index(name, text) if name not in _loaded else (0, 0)
-    if start < len(text):
-        encoding = get_encoding(name)
-        # Special-token text such as "<|endoftext|>" counts as ordinary text, as a prompt would send it.
-        total += sum(
-            len(encoding.encode_ordinary(text[i : i + CHUNK_CHARS]))
-            for i in range(start, len(text), CHUNK_CHARS)
-        )
-    return total
-
-
-def _count_with_index(name: str, text: str) -> tuple[int, int]:
-    """(characters, tokens) of the leading chunks of text the rank index counted: it stops at the
-    first chunk it declines, or once the process has spent its INDEX_BUDGET_BYTES."""
-    global _index_bytes
-    from budget_service.pricing import bpe
-
-    try:
-        counter = bpe.counter(name)
-    except (OSError, ValueError):  # the index missing or unreadable (bpe.RankIndex): tiktoken counts
-        return 0, 0
-    total = 0
-    start = 0
-    while start < len(text) and _index_bytes < INDEX_BUDGET_BYTES:
-        chunk = text[start : start + CHUNK_CHARS]
-        counted = counter.count(chunk)
-        if counted is None:
-            break
-        _index_bytes += len(chunk.encode())  # a chunk counted has no lone surrogate
-        total += counted
-        start += len(chunk)
-    return start, total
-
-
-def counted_with_index() -> int:
-    """UTF-8 bytes of text this process has counted through the rank index (bpe), not tiktoken."""
-    return _index_bytes
+    encoding = get_encoding(encoding_name_for(model))
+    # Special-token text such as "<|endoftext|>" counts as ordinary text, as a prompt would send it.
+    return sum(
+        len(encoding.encode_ordinary(text[i : i + CHUNK_CHARS])) for i in range(0, len(text), CHUNK_CHARS)
+    )
 
 
 def _legacy(model: str) -> bool:
