@@ -37,6 +37,7 @@ from moto import mock_aws  # noqa: E402
 
 from budget_service.store import base as store_module
 from localdev import template  # noqa: E402
+from localdev.contention import ContentionModel  # noqa: E402
 from localdev.dynamodb import client_for, exact_numbers  # noqa: E402
 from localdev.events import api_gateway_event  # noqa: E402
 from localdev.faults import FaultyDynamoDB  # noqa: E402
@@ -45,14 +46,24 @@ TABLE_NAME = os.environ["TABLE_NAME"]
 exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
 
 
+# DynamoDB's contention (localdev/contention.py) in front of the in-process moto, as the embedded
+# DynamoDB has it: on unless LOCAL_DYNAMODB_CONFLICTS=0 (the embedded server, a child process,
+# reads the same variables). Tests read its counters and may retune it (restoring it after).
+IN_PROCESS_CONTENTION = ContentionModel.from_environ()
+
+
 def _in_process_moto_one_at_a_time() -> None:
     """In-process moto applies requests from threads without DynamoDB's per-request atomicity, and
     its TransactWriteItems deep-copies whole tables (not thread-safe, and slow on big tables).
     Apply requests one at a time, as the embedded DynamoDB does, which makes backing up only the
-    items a transaction names sound (localdev.dynamodb._back_up_items_only)."""
+    items a transaction names sound (localdev.dynamodb._back_up_items_only). DynamoDB requests
+    that moto answers go through IN_PROCESS_CONTENTION first, inside the same lock; a
+    transaction's answer waits out its in-flight window outside it (as in the embedded server)."""
     import threading
+    from urllib.parse import urlsplit
 
-    from moto.core.botocore_stubber import BotocoreStubber
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
     from localdev.dynamodb import _back_up_items_only
 
@@ -60,10 +71,27 @@ def _in_process_moto_one_at_a_time() -> None:
         return
     lock = threading.RLock()
     call = BotocoreStubber.__call__
+    model = IN_PROCESS_CONTENTION
 
     def one_at_a_time(self, event_name, request, **kwargs):
+        admission = None
         with lock:
-            return call(self, event_name, request, **kwargs)
+            operation = event_name.rpartition(".")[2]
+            # Only what moto answers here: a client pointed at the embedded server passes through.
+            mocked = self.enabled and (urlsplit(request.url).hostname or "").endswith(".amazonaws.com")
+            if model is not None and mocked and event_name.startswith("before-send.dynamodb."):
+                try:
+                    body = json.loads(request.body or b"{}")
+                except ValueError:
+                    body = None
+                refusal, admission = model.admit(operation, body)
+                if refusal is not None:
+                    headers = {"Content-Type": "application/x-amz-json-1.0"}
+                    return AWSResponse(request.url, 400, headers, MockRawResponse(refusal.payload()))
+            response = call(self, event_name, request, **kwargs)
+        if model is not None:
+            model.finish(admission)
+        return response
 
     one_at_a_time.one_at_a_time = True
     BotocoreStubber.__call__ = one_at_a_time
