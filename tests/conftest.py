@@ -37,6 +37,7 @@ from moto import mock_aws  # noqa: E402
 
 from budget_service.store import base as store_module
 from localdev import template  # noqa: E402
+from localdev.containers import ContainerPool, InFlight  # noqa: E402
 from localdev.contention import ContentionModel  # noqa: E402
 from localdev.dynamodb import client_for, exact_numbers  # noqa: E402
 from localdev.events import api_gateway_event  # noqa: E402
@@ -231,21 +232,30 @@ def faulty_store(faulty_client):
     return store_module.BudgetStore(TABLE_NAME, client=faulty_client)
 
 
+# The handlers' containers for every Api: a call takes a free one or loads a new one (no limit),
+# so concurrent calls never share a handler module (localdev.containers), and warm ones are reused.
+CONTAINERS = ContainerPool(max_containers=None)
+
+
 class Api:
-    """Invokes the template's functions in process with API Gateway proxy events."""
+    """Invokes the template's functions in process with API Gateway proxy events, each call in a
+    container of its own while it runs (CONTAINERS). ``in_flight`` counts this Api's calls: how
+    many run now and the most that ran at once (``api.in_flight.snapshot()["max_in_flight"]``)."""
 
     def __init__(self) -> None:
         self.routes = {(r.method, r.path): r for r in template.api_routes()}
+        self.in_flight = InFlight()
 
     def call(self, method, resource, path_parameters=None, *, body=None, query=None, headers=None):
         route = self.routes[(method.upper(), resource)]
-        # A thread of its own is a Lambda container of its own: a handler's resolver holds the
-        # event it is handling, so two threads must not share one (their bodies would cross).
-        thread = threading.current_thread()
-        container = None if thread is threading.main_thread() else str(threading.get_ident())
-        handler = template.load_handler(route.function_id, container)
         event = api_gateway_event(method, resource, path_parameters, body=body, query=query, headers=headers)
-        return Response(handler(event, lambda_context(route.function_id)))
+        with self.in_flight.track():
+            result = CONTAINERS.invoke(route.function_id, event, lambda_context(route.function_id))
+        return Response(result)
+
+    def max_in_flight(self) -> int:
+        """The most calls of this Api that ran at once."""
+        return self.in_flight.snapshot()["max_in_flight"]
 
     def get_budget(self, project):
         return self.call("POST", "/get_budget", body={"project_name": project})
