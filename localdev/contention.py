@@ -303,12 +303,19 @@ class ContentionModel:
 
     def in_flight(self, table: str, key: dict) -> bool:
         """Whether the item with this key (DynamoDB JSON) is in flight now."""
-        schema = self.tables.key_schema(table)
-        if schema is None:
+        item = self._key(table, key)
+        if item is None:
             return False
         with self._cond:
-            entry = self._in_flight.get(_item_key(table, schema, key))
+            entry = self._in_flight.get(item)
             return entry is not None and entry[0] > self.clock()
+
+    def _key(self, table: object, key: object) -> tuple | None:
+        """The item's key as the model keeps it (see _item_key); None when the table is unknown
+        or the key incomplete (moto answers such a request itself)."""
+        if not isinstance(table, str) or not isinstance(key, dict):
+            return None
+        return _item_key(table, self.tables.key_schema(table), key)
 
     # ---- the rule ----------------------------------------------------------------------------
 
@@ -339,21 +346,17 @@ class ContentionModel:
                 if entry is not None and entry[1] == admission.ident:
                     del self._in_flight[key]
 
-    def _items(self, request: dict) -> list[tuple[str, dict | None, tuple | None, dict | None]]:
-        """(operation, its body, its item key, the new item for a Put) per TransactItems entry;
-        key None where the table or key cannot be read (moto answers for those)."""
-        found = []
+    def _items(self, request: dict) -> list[tuple[str, dict, tuple | None]]:
+        """(operation, its body, its item key) per TransactItems entry; key None where the table
+        or key cannot be read (moto answers for those)."""
+        found: list[tuple[str, dict, tuple | None]] = []
         for entry in request.get("TransactItems") or []:
             op_name, op = next(iter(entry.items()), ("", None)) if isinstance(entry, dict) else ("", None)
             if not isinstance(op, dict):
-                found.append((op_name, None, None, None))
+                found.append((str(op_name), {}, None))
                 continue
-            table = op.get("TableName")
-            schema = self.tables.key_schema(table) if isinstance(table, str) else None
-            new_item = op.get("Item") if op_name == "Put" else None
-            key_source = new_item if new_item is not None else op.get("Key")
-            key = _item_key(table, schema, key_source) if schema and isinstance(key_source, dict) else None
-            found.append((op_name, op, key, new_item))
+            source = op.get("Item") if op_name == "Put" else op.get("Key")
+            found.append((str(op_name), op, self._key(op.get("TableName"), source)))
         return found
 
     def _conflicts(self, keys: list[tuple | None], now: float) -> list[bool]:
@@ -368,18 +371,20 @@ class ContentionModel:
             self._counts["transactions"] += 1
             now = self.clock()
             if self.window_s > 0:
-                conflicts = self._conflicts([key for _, _, key, _ in items], now)
+                conflicts = self._conflicts([key for _, _, key in items], now)
                 if any(conflicts):
                     self._counts["transaction_conflicts"] += 1
                     codes = ["TransactionConflict" if c else None for c in conflicts]
                     return _cancelled(codes, CONFLICT_MESSAGE), None
             if self.partition_wcu > 0:
                 costs: list[tuple[tuple | None, float]] = []
-                for op_name, op, key, new_item in items:
-                    if key is None or op_name == "ConditionCheck" or op is None:
+                for op_name, op, key in items:
+                    if key is None or op_name == "ConditionCheck":
                         costs.append((None, 0.0))
                         continue
-                    costs.append((key[:2], 2 * self._units(op["TableName"], op.get("Key") or new_item, new_item)))
+                    new_item = op.get("Item") if op_name == "Put" else None
+                    units = self._units(key[0], op.get("Key") or new_item, new_item)
+                    costs.append((key[:2], 2 * units))
                 throttled = self._charge(costs, now)
                 if throttled is not None:
                     self._counts["throttles"] += 1
@@ -388,7 +393,7 @@ class ContentionModel:
             if self.window_s <= 0:
                 return None, None
             admission = Admission(until=now + self.window_s, ident=next(self._ids))
-            for _, _, key, _ in items:
+            for _, _, key in items:
                 if key is not None:
                     self._in_flight[key] = (admission.until, admission.ident)
                     admission.marks.append(key)
@@ -401,27 +406,22 @@ class ContentionModel:
         keys = []
         for entry in request.get("TransactItems") or []:
             op = entry.get("Get") if isinstance(entry, dict) else None
-            table = op.get("TableName") if isinstance(op, dict) else None
-            schema = self.tables.key_schema(table) if isinstance(table, str) else None
-            key = op.get("Key") if isinstance(op, dict) else None
-            keys.append(_item_key(table, schema, key) if schema and isinstance(key, dict) else None)
+            keys.append(self._key(op.get("TableName"), op.get("Key")) if isinstance(op, dict) else None)
         with self._cond:
             conflicts = self._conflicts(keys, self.clock())
             if not any(conflicts):
                 return None, None
             self._counts["transaction_conflicts"] += 1
-            return _cancelled(["TransactionConflict" if c else None for c in conflicts], CONFLICT_MESSAGE), None
+            return _cancelled(
+                ["TransactionConflict" if c else None for c in conflicts], CONFLICT_MESSAGE
+            ), None
 
     def _single_write(self, operation: str, request: dict) -> tuple[Refusal | None, Admission | None]:
-        table = request.get("TableName")
-        schema = self.tables.key_schema(table) if isinstance(table, str) else None
         new_item = request.get("Item") if operation == "PutItem" else None
-        source = new_item if new_item is not None else request.get("Key")
-        if schema is None or not isinstance(source, dict):
-            return None, None
-        key = _item_key(table, schema, source)
+        key = self._key(request.get("TableName"), new_item if new_item is not None else request.get("Key"))
         if key is None:
             return None, None
+        table = key[0]
         with self._cond:
             now = self.clock()
             if self.window_s > 0 and self._conflicts([key], now)[0]:
@@ -439,7 +439,9 @@ class ContentionModel:
                         {
                             "__type": ERROR_PREFIX + "ProvisionedThroughputExceededException",
                             "message": THROTTLE_MESSAGE,
-                            "ThrottlingReasons": [{"reason": THROTTLE_REASON, "resource": self.tables.arn(table)}],
+                            "ThrottlingReasons": [
+                                {"reason": THROTTLE_REASON, "resource": self.tables.arn(table)}
+                            ],
                         },
                     ), None
         return None, None
@@ -499,5 +501,9 @@ def _cancelled(codes: list[str | None], message: str) -> Refusal:
     text = CANCELLED_MESSAGE.format(", ".join(code or "None" for code in codes))
     return Refusal(
         "TransactionCanceledException",
-        {"__type": ERROR_PREFIX + "TransactionCanceledException", "CancellationReasons": reasons, "Message": text},
+        {
+            "__type": ERROR_PREFIX + "TransactionCanceledException",
+            "CancellationReasons": reasons,
+            "Message": text,
+        },
     )

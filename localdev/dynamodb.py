@@ -404,8 +404,9 @@ class EmbeddedDynamoDB:
 
         exact_numbers()
         _back_up_items_only()
-        self.contention = ContentionModel.from_environ() if contention == "environ" else contention
-        assert not isinstance(self.contention, str)
+        self.contention: ContentionModel | None = (
+            ContentionModel.from_environ() if isinstance(contention, str) else contention
+        )
         app = _OneAtATime(
             _ClientRequestTokens(DomainDispatcherApplication(create_backend_app)), self.contention
         )

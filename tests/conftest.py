@@ -60,7 +60,6 @@ def _in_process_moto_one_at_a_time() -> None:
     items a transaction names sound (localdev.dynamodb._back_up_items_only). DynamoDB requests
     that moto answers go through IN_PROCESS_CONTENTION first, inside the same lock; a
     transaction's answer waits out its in-flight window outside it (as in the embedded server)."""
-    import threading
     from urllib.parse import urlsplit
 
     from botocore.awsrequest import AWSResponse

@@ -95,7 +95,9 @@ def _in_background(call) -> tuple[threading.Thread, dict]:
 def test_a_transaction_on_an_item_in_flight_is_cancelled_at_that_items_index(local):
     p = "PROJECT#p"
     first, outcome = _in_background(
-        lambda: local.client.transact_write_items(TransactItems=[local.add(p, "USER#a"), local.add(p, "TEAM#t")])
+        lambda: local.client.transact_write_items(
+            TransactItems=[local.add(p, "USER#a"), local.add(p, "TEAM#t")]
+        )
     )
     wait_until(lambda: local.model.in_flight(local.table, local.key(p, "TEAM#t")))
     # Applied at once (atomically); only its answer waits out the window.
@@ -122,7 +124,9 @@ def test_a_transaction_on_an_item_in_flight_is_cancelled_at_that_items_index(loc
     assert not first.is_alive() and "error" not in outcome, outcome
     # The window is over: the same transaction goes through (and holds its answer in turn).
     again, outcome = _in_background(
-        lambda: local.client.transact_write_items(TransactItems=[local.add(p, "USER#b"), local.add(p, "TEAM#t")])
+        lambda: local.client.transact_write_items(
+            TransactItems=[local.add(p, "USER#b"), local.add(p, "TEAM#t")]
+        )
     )
     wait_until(lambda: local.model.in_flight(local.table, local.key(p, "TEAM#t")))
     assert local.stored(p, "TEAM#t")["n"] == {"N": "2"}
@@ -158,7 +162,9 @@ def test_a_single_write_on_an_item_in_flight_is_refused_then_accepted_after_the_
     # Nor does a read conflict with it; a TransactGetItems does.
     assert local.stored(p)["n"] == {"N": "1"}
     with pytest.raises(local.client.exceptions.TransactionCanceledException) as read:
-        local.client.transact_get_items(TransactItems=[{"Get": {"TableName": local.table, "Key": local.key(p)}}])
+        local.client.transact_get_items(
+            TransactItems=[{"Get": {"TableName": local.table, "Key": local.key(p)}}]
+        )
     assert [r["Code"] for r in read.value.response["CancellationReasons"]] == ["TransactionConflict"]
 
     local.clock.advance(0.009)
@@ -203,7 +209,10 @@ def test_a_partition_past_its_write_capacity_is_throttled_as_on_demand_dynamodb_
         assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert "hot key" in response["Error"]["Message"]
         assert response["ThrottlingReasons"] == [
-            {"reason": "TableWriteKeyRangeThroughputExceeded", "resource": local.model.tables.arn(local.table)}
+            {
+                "reason": "TableWriteKeyRangeThroughputExceeded",
+                "resource": local.model.tables.arn(local.table),
+            }
         ]
         assert response["ThrottlingReasons"][0]["resource"].endswith(f":table/{local.table}")
         assert local.stored(p, "USER#b") is None
@@ -215,7 +224,9 @@ def test_a_partition_past_its_write_capacity_is_throttled_as_on_demand_dynamodb_
         local.client.transact_write_items(TransactItems=[local.add(p, "USER#a"), local.add(p, "USER#c")])
         # ... so the next transaction writing that partition is cancelled at that item's index.
         with pytest.raises(local.client.exceptions.TransactionCanceledException) as cancelled:
-            local.client.transact_write_items(TransactItems=[local.add("PROJECT#cold"), local.add(p, "USER#a")])
+            local.client.transact_write_items(
+                TransactItems=[local.add("PROJECT#cold"), local.add(p, "USER#a")]
+            )
         reasons = cancelled.value.response["CancellationReasons"]
         assert [r["Code"] for r in reasons] == ["None", "ThrottlingError"]
         assert local.stored("PROJECT#cold").get("n") is None  # nothing of it applied
@@ -271,7 +282,9 @@ def test_switches_turn_each_part_off():
 def test_the_servers_contention_route_reads_resets_and_retunes(local):
     url = f"{local.server.url}/_local/contention"
     assert requests.get(url, timeout=30).json()["enabled"] is True
-    changed = requests.post(url, json={"conflict_window_ms": 25, "partition_wcu": 7, "reset": True}, timeout=30)
+    changed = requests.post(
+        url, json={"conflict_window_ms": 25, "partition_wcu": 7, "reset": True}, timeout=30
+    )
     assert changed.status_code == 200
     assert (changed.json()["window_ms"], changed.json()["partition_wcu"]) == (25, 7)
     assert requests.post(url, json={"partition_wcu": "lots"}, timeout=30).status_code == 400
