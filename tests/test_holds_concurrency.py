@@ -96,7 +96,8 @@ def _race(served_api, server_store, who, second) -> list:
 
 
 def _overlapped(served_api) -> None:
-    """Two calls of the races ran at once at least once (the Api's own count)."""
+    """Two calls of the races through the Api ran at once at least once (the Api's own count);
+    only where both sides of the race are Api calls (the expiry race's other side is the store)."""
     assert served_api.max_in_flight() > 1
 
 
@@ -117,7 +118,6 @@ def test_a_settle_racing_the_expiry_charges_once_and_frees_once(served_api, serv
     budget = server_store.get(who["project"], who["user"])
     assert budget.current_cost == Decimal("0.25") * ROUNDS  # every settle charged, once
     assert budget.held == 0 and budget.available == 100 - budget.current_cost
-    _overlapped(served_api)
     late = sum(r["settle"].json()["settled_from"] == "expired" for r in outcomes)
     expired = sum(r["other"][1] for r in outcomes)
     assert late == expired  # a settle that lost the race was charged without freeing again
