@@ -85,7 +85,7 @@ class InFlight:
 @dataclass
 class _Container:
     name: str | None  # template.load_module's container name (None: the default module)
-    handler: Callable | None = None  # None while it is being loaded
+    loaded: bool = False  # False while its first request loads it
     busy: bool = False
 
 
@@ -113,7 +113,7 @@ class ContainerPool:
             mine = self._containers.setdefault(function_id, [])
             counter = self._busy.setdefault(function_id, InFlight())
             while True:
-                found = next((c for c in mine if not c.busy and c.handler is not None), None)
+                found = next((c for c in mine if not c.busy and c.loaded), None)
                 if found is None and (self.max_containers is None or len(mine) < self.max_containers):
                     # A name no other function's container has; the first is the default module.
                     found = _Container(None if not mine else f"pool{len(mine)}")
@@ -123,15 +123,18 @@ class ContainerPool:
                     break
                 self._cond.wait()
         try:
-            if found.handler is None:
-                try:
-                    found.handler = self._load(function_id, found.name)  # a cold start, outside the lock
-                except BaseException:
+            try:
+                # Looked up on each request (a loaded module is cached), so a patched handler
+                # is the one called; the first request of a container loads it, outside the lock.
+                handler = self._load(function_id, found.name)
+            except BaseException:
+                if not found.loaded:
                     with self._cond:
                         mine.remove(found)
-                    raise
+                raise
+            found.loaded = True
             with counter.track():
-                yield found.handler
+                yield handler
         finally:
             with self._cond:
                 found.busy = False
@@ -150,7 +153,7 @@ class ContainerPool:
             for function_id, mine in self._containers.items():
                 counts = self._busy[function_id].snapshot()
                 found[function_id] = {
-                    "containers": sum(1 for c in mine if c.handler is not None),
+                    "containers": sum(1 for c in mine if c.loaded),
                     "busy": counts["in_flight"],
                     "max_busy": counts["max_in_flight"],
                     "invocations": counts["started"],
