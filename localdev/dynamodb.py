@@ -16,6 +16,12 @@ moto adds numbers with Python's 28 digits and stores any result; ``exact_numbers
 exactly and refuse a result DynamoDB could not store (over 38 significant digits), with
 DynamoDB's error, so the tests see what a sum past the limit would do on AWS.
 
+DynamoDB's contention is modelled in front of moto (localdev/contention.py, on by default):
+transaction conflicts with a 10 ms in-flight window and 1,000 WCU/s per partition key. The
+environment turns it off or tunes it: ``LOCAL_DYNAMODB_CONFLICTS=0`` (off),
+``LOCAL_DYNAMODB_CONFLICT_WINDOW_MS`` and ``LOCAL_DYNAMODB_PARTITION_WCU`` (0: that part off).
+``GET /_local/contention`` on the server shows its counters; ``POST`` resets or retunes them.
+
 Run alone: ``python -m localdev.dynamodb --port 8000 --table budgets`` prints ``READY <url>``.
 """
 
@@ -38,8 +44,11 @@ from collections.abc import Callable
 
 from werkzeug.serving import make_server
 
+from localdev.contention import TARGET_PREFIX, ContentionModel
+
 TRANSACT_WRITE_ITEMS = "DynamoDB_20120810.TransactWriteItems"
 TOKEN_WINDOW_SECONDS = 600.0  # DynamoDB remembers a ClientRequestToken for 10 minutes
+CONTENTION_PATH = "/_local/contention"
 
 
 class _ClientRequestTokens:
@@ -304,18 +313,89 @@ def _back_up_items_only() -> None:
 
 
 class _OneAtATime:
-    def __init__(self, app) -> None:
+    """Applies requests one at a time, with DynamoDB's contention (localdev.contention) in front:
+    a request the model refuses is answered with DynamoDB's error and not applied; a transaction
+    it admits is applied inside the lock, and its answer waits out the in-flight window outside
+    it, so other requests run (and conflict) meanwhile.
+
+    ``GET /_local/contention`` answers the model's counters (``{"enabled": false}`` without a
+    model); ``POST /_local/contention`` with ``{"reset": true}``, ``{"conflict_window_ms": n}``
+    or ``{"partition_wcu": n}`` resets them or changes the settings (no model: 409).
+    """
+
+    def __init__(self, app, model: ContentionModel | None = None) -> None:
         self.app = app
+        self.model = model
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(CONTENTION_PATH):
+            return self.local_route(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET") or ""
+        request = None
+        if self.model is not None and target.startswith(TARGET_PREFIX):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            try:
+                request = json.loads(body)
+            except ValueError:
+                request = None  # moto answers it as DynamoDB would
+        admission = None
         with self.lock:
+            if self.model is not None and request is not None:
+                refusal, admission = self.model.admit(target[len(TARGET_PREFIX) :], request)
+                if refusal is not None:
+                    return _answer(start_response, refusal.payload())
             # The body is produced inside the lock too: moto builds it eagerly, but be sure.
-            return list(self.app(environ, start_response))
+            answer = list(self.app(environ, start_response))
+        if self.model is not None:
+            self.model.finish(admission)  # headers go out with the body, after the window
+        return answer
+
+    def local_route(self, environ, start_response):
+        model = self.model
+        if environ.get("REQUEST_METHOD") == "POST":
+            if model is None:
+                return _json(start_response, {"enabled": False}, "409 Conflict")
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                change = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                window_ms = change.get("conflict_window_ms")
+                wcu = change.get("partition_wcu")
+                model.configure(
+                    None if window_ms is None else float(window_ms) / 1000,
+                    None if wcu is None else float(wcu),
+                )
+            except (ValueError, TypeError, AttributeError) as exc:
+                return _json(start_response, {"error": str(exc)}, "400 Bad Request")
+            if change.get("reset"):
+                model.reset_stats()
+        return _json(start_response, {"enabled": True, **model.stats()} if model else {"enabled": False})
+
+
+def _answer(start_response, body: bytes) -> list[bytes]:
+    start_response(
+        "400 Bad Request",
+        [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def _json(start_response, payload: dict, status: str = "200 OK") -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 class EmbeddedDynamoDB:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    """moto's server on a thread, with requests applied one at a time and DynamoDB's contention
+    (`contention`: a localdev.contention.ContentionModel, None: none; by default the one the
+    environment asks for, see ContentionModel.from_environ)."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, contention: ContentionModel | None | str = "environ"
+    ) -> None:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -324,7 +404,12 @@ class EmbeddedDynamoDB:
 
         exact_numbers()
         _back_up_items_only()
-        app = _OneAtATime(_ClientRequestTokens(DomainDispatcherApplication(create_backend_app)))
+        self.contention: ContentionModel | None = (
+            ContentionModel.from_environ() if isinstance(contention, str) else contention
+        )
+        app = _OneAtATime(
+            _ClientRequestTokens(DomainDispatcherApplication(create_backend_app)), self.contention
+        )
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -338,6 +423,7 @@ class EmbeddedDynamoDB:
 
     def stop(self) -> None:
         self._server.shutdown()
+        self._server.server_close()
         self._thread.join(timeout=5)
 
 

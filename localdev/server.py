@@ -27,9 +27,21 @@ template's TTL (``AUTH_CACHE_TTL`` overrides it), and handlers enforce the key's
 key with ``make key`` against this server's DynamoDB (the command is printed at start).
 ``/_local/invoke``, ``/openapi.json`` and ``/docs`` stay open (they are not API Gateway routes).
 
-Handlers run one at a time, as in a single Lambda container: Powertools resolvers keep the
-current event on the (module-level) app, so two requests in one process must not overlap inside
-a handler. The server itself is threaded, so concurrent clients are accepted and queued.
+Concurrent requests run concurrently, each in a container of its own (localdev/containers.py):
+the server is threaded, and each function has a pool of handler instances, each serving one
+request at a time as a Lambda container does (Powertools resolvers keep the current event on the
+module-level app, so two requests must not share one). A request that finds every container of
+its function busy gets a new one, up to ``LOCAL_MAX_CONTAINERS`` per function (default 16);
+past that it waits for one to come free (Lambda would throttle it).
+
+The embedded DynamoDB models DynamoDB's transaction conflicts and per-partition write capacity
+(localdev/contention.py): on by default, ``LOCAL_DYNAMODB_CONFLICTS=0 make dev`` turns it off,
+``LOCAL_DYNAMODB_CONFLICT_WINDOW_MS`` and ``LOCAL_DYNAMODB_PARTITION_WCU`` tune it.
+
+``GET /_local/stats`` shows how many API requests run now and the most that ran at once
+(``{"in_flight", "max_in_flight", "started", "containers": {function: {"containers", "busy",
+"max_busy", "invocations"}}, "dynamodb": <the contention counters, or null>}``);
+``POST /_local/stats/reset`` starts the high-water marks and counters again.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from localdev import events, openapi, template
+from localdev.containers import DEFAULT_MAX_CONTAINERS, ContainerPool, InFlight, max_containers_from
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
@@ -72,6 +85,7 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 INVOKE_PREFIX = "/_local/invoke/"
 CLOCK_PATH = "/_local/clock"
+STATS_PATH = "/_local/stats"
 
 
 # ---- routing: API Gateway's resource matching ------------------------------------------------
@@ -241,21 +255,20 @@ def proxy_response(result) -> Response:
 
 
 class Invoker:
-    """Calls template functions in process, one invocation at a time (see module docstring)."""
+    """Calls template functions in process, each invocation in a container of its own from a
+    pool of at most `max_containers` per function (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, max_containers: int | None = DEFAULT_MAX_CONTAINERS) -> None:
+        self.pool = ContainerPool(max_containers)
         self.specs = template.functions()
 
     def load_all(self) -> None:
+        """Import every function's first container now (import errors show at start)."""
         for function_id in self.specs:
             template.load_handler(function_id)
 
     def invoke(self, function_id: str, event) -> object:
-        handler = template.load_handler(function_id)
-        context = template.lambda_context(function_id)
-        with self._lock:
-            return handler(event, context)
+        return self.pool.invoke(function_id, event, template.lambda_context(function_id))
 
 
 # ---- the WSGI application ---------------------------------------------------------------------
@@ -276,7 +289,13 @@ class LocalGateway:
         event_bus=None,
         streams=(),
         clock=None,
+        requests: InFlight | None = None,
+        stats: Callable[[], dict] | None = None,
+        reset_stats: Callable[[], None] | None = None,
     ) -> None:
+        self.requests = requests or InFlight()  # API requests running now, and the most at once
+        self.extra_stats = stats  # more for GET /_local/stats (containers, DynamoDB)
+        self.reset_extra_stats = reset_stats
         self.clock = clock  # localdev.clock.LocalClock, or None: no /_local/clock route
         self.authorizer = authorizer  # localdev.auth.LocalAuthorizer, or None: open
         self.event_bus = event_bus  # localdev.eventbridge.LocalEventBus, or None
@@ -321,6 +340,13 @@ class LocalGateway:
             return self.local_invoke(path[len(INVOKE_PREFIX) :], request)
         if path == CLOCK_PATH and self.clock is not None:
             return self.local_clock(request)
+        if path == STATS_PATH and request.method == "GET":
+            return _json_response(200, self.stats())
+        if path == STATS_PATH + "/reset" and request.method == "POST":
+            self.requests.reset()
+            if self.reset_extra_stats is not None:
+                self.reset_extra_stats()
+            return _json_response(200, self.stats())
         if path == "/openapi.json" and request.method == "GET":
             doc = dict(self.openapi())
             doc["servers"] = [{"url": request.host_url.rstrip("/"), "description": "this server"}]
@@ -364,7 +390,8 @@ class LocalGateway:
                 return denied
             event["requestContext"]["authorizer"] = decision
         try:
-            result = self.invoke(match.route.function_id, event)
+            with self.requests.track():
+                result = self.invoke(match.route.function_id, event)
         except Exception:
             # What the Lambda service reports to API Gateway for an unhandled error.
             traceback.print_exc()
@@ -373,6 +400,10 @@ class LocalGateway:
             response = proxy_response(result)
         response.headers["x-amzn-RequestId"] = request_id
         return response
+
+    def stats(self) -> dict:
+        """GET /_local/stats (see the module docstring)."""
+        return {**self.requests.snapshot(), **(self.extra_stats() if self.extra_stats else {})}
 
     def local_clock(self, request: Request) -> Response:
         """``GET``: the clock; ``POST {"now": iso} | {"advance_seconds": n}`` (+ ``"frozen"``): move it."""
@@ -505,6 +536,7 @@ class LocalRuntime:
         self.authorizer: LocalAuthorizer | None = None
         self.clock: LocalClock | None = None
         self.event_bus = None
+        self.invoker: Invoker | None = None
         self.streams: list = []
         self.notes: list[str] = []
 
@@ -536,10 +568,20 @@ class LocalRuntime:
             env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
             env.pop("AWS_SESSION_TOKEN", None)
             env.pop("AWS_PROFILE", None)
-            self.dynamodb = EmbeddedDynamoDB().start()
+            from localdev.contention import ContentionModel
+
+            contention = ContentionModel.from_environ(env)
+            self.dynamodb = EmbeddedDynamoDB(contention=contention).start()
             env["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
             template.create_table(client_for(self.dynamodb.url), table)
             self.notes.append(f"DynamoDB: embedded (moto) at {self.dynamodb.url}, table {table}")
+            self.notes.append(
+                "DynamoDB contention: off (LOCAL_DYNAMODB_CONFLICTS=0)"
+                if contention is None
+                else f"DynamoDB contention: transactions in flight {contention.window_s * 1000:g} ms,"
+                f" {contention.partition_wcu:g} WCU/s per partition key (0: off); LOCAL_DYNAMODB_CONFLICTS=0"
+                " turns it off"
+            )
         for name, value in template.function_environment(table).items():
             if name not in ("TABLE_NAME", "AWS_ENDPOINT_URL_DYNAMODB"):
                 env.setdefault(name, value)
@@ -547,7 +589,7 @@ class LocalRuntime:
         auth_on = env.get("AUTH", "").strip().lower() in ("1", "true", "on", "yes")
         env["API_AUTH"] = "on" if auth_on else "off"  # the handlers' check follows the gateway's
 
-        invoker = Invoker()
+        invoker = self.invoker = Invoker(max_containers_from(env))
         invoker.load_all()  # import errors show now, and the first request is not slow
 
         # One clock for handlers, lazy rollovers and schedules (the layer is imported by now).
@@ -603,6 +645,8 @@ class LocalRuntime:
             self.event_bus,
             self.streams,
             self.clock,
+            stats=self._stats,
+            reset_stats=self._reset_stats,
         )
         self.http = make_server(HOST, self.port, app, threaded=True, request_handler=_RequestLog)
         self.port = self.http.server_port
@@ -675,6 +719,19 @@ class LocalRuntime:
                 f" {'filtered' if mapping.filters else 'unfiltered'}); GET {self.url}/_local/streams"
             )
 
+    def _stats(self) -> dict:
+        model = self.dynamodb.contention if self.dynamodb is not None else None
+        return {
+            "containers": self.invoker.pool.stats() if self.invoker else {},
+            "dynamodb": model.stats() if model is not None else None,
+        }
+
+    def _reset_stats(self) -> None:
+        if self.invoker is not None:
+            self.invoker.pool.reset_stats()
+        if self.dynamodb is not None and self.dynamodb.contention is not None:
+            self.dynamodb.contention.reset_stats()
+
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
@@ -713,6 +770,9 @@ def main() -> int:
     except OSError as exc:
         print(f"cannot serve on {HOST}:{port}: {exc} (set PORT to use another port)", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a LOCAL_* setting that is not a number
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     for note in runtime.notes:
         print(note)
     for route in template.api_routes():
@@ -720,6 +780,7 @@ def main() -> int:
     print(f"  POST   {runtime.url}{INVOKE_PREFIX}{{FunctionLogicalId}}  (event JSON as the body)")
     print(f"  GET    {runtime.url}/openapi.json   GET {runtime.url}/docs")
     print(f"  GET    {runtime.url}/_local/events   GET {runtime.url}/_local/streams")
+    print(f"  GET    {runtime.url}{STATS_PATH}   POST {runtime.url}{STATS_PATH}/reset")
     print(f"Serving on {runtime.url}  (Ctrl-C to stop)", flush=True)
     while not stopped.wait(timeout=1):  # a timed wait keeps the main thread responsive to signals
         pass

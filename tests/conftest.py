@@ -37,6 +37,8 @@ from moto import mock_aws  # noqa: E402
 
 from budget_service.store import base as store_module
 from localdev import template  # noqa: E402
+from localdev.containers import ContainerPool, InFlight  # noqa: E402
+from localdev.contention import ContentionModel  # noqa: E402
 from localdev.dynamodb import client_for, exact_numbers  # noqa: E402
 from localdev.events import api_gateway_event  # noqa: E402
 from localdev.faults import FaultyDynamoDB  # noqa: E402
@@ -45,14 +47,23 @@ TABLE_NAME = os.environ["TABLE_NAME"]
 exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
 
 
+# DynamoDB's contention (localdev/contention.py) in front of the in-process moto, as the embedded
+# DynamoDB has it: on unless LOCAL_DYNAMODB_CONFLICTS=0 (the embedded server, a child process,
+# reads the same variables). Tests read its counters and may retune it (restoring it after).
+IN_PROCESS_CONTENTION = ContentionModel.from_environ()
+
+
 def _in_process_moto_one_at_a_time() -> None:
     """In-process moto applies requests from threads without DynamoDB's per-request atomicity, and
     its TransactWriteItems deep-copies whole tables (not thread-safe, and slow on big tables).
     Apply requests one at a time, as the embedded DynamoDB does, which makes backing up only the
-    items a transaction names sound (localdev.dynamodb._back_up_items_only)."""
-    import threading
+    items a transaction names sound (localdev.dynamodb._back_up_items_only). DynamoDB requests
+    that moto answers go through IN_PROCESS_CONTENTION first, inside the same lock; a
+    transaction's answer waits out its in-flight window outside it (as in the embedded server)."""
+    from urllib.parse import urlsplit
 
-    from moto.core.botocore_stubber import BotocoreStubber
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
     from localdev.dynamodb import _back_up_items_only
 
@@ -60,10 +71,27 @@ def _in_process_moto_one_at_a_time() -> None:
         return
     lock = threading.RLock()
     call = BotocoreStubber.__call__
+    model = IN_PROCESS_CONTENTION
 
     def one_at_a_time(self, event_name, request, **kwargs):
+        admission = None
         with lock:
-            return call(self, event_name, request, **kwargs)
+            operation = event_name.rpartition(".")[2]
+            # Only what moto answers here: a client pointed at the embedded server passes through.
+            mocked = self.enabled and (urlsplit(request.url).hostname or "").endswith(".amazonaws.com")
+            if model is not None and mocked and event_name.startswith("before-send.dynamodb."):
+                try:
+                    body = json.loads(request.body or b"{}")
+                except ValueError:
+                    body = None
+                refusal, admission = model.admit(operation, body)
+                if refusal is not None:
+                    headers = {"Content-Type": "application/x-amz-json-1.0"}
+                    return AWSResponse(request.url, 400, headers, MockRawResponse(refusal.payload()))
+            response = call(self, event_name, request, **kwargs)
+        if model is not None:
+            model.finish(admission)
+        return response
 
     one_at_a_time.one_at_a_time = True
     BotocoreStubber.__call__ = one_at_a_time
@@ -203,21 +231,30 @@ def faulty_store(faulty_client):
     return store_module.BudgetStore(TABLE_NAME, client=faulty_client)
 
 
+# The handlers' containers for every Api: a call takes a free one or loads a new one (no limit),
+# so concurrent calls never share a handler module (localdev.containers), and warm ones are reused.
+CONTAINERS = ContainerPool(max_containers=None)
+
+
 class Api:
-    """Invokes the template's functions in process with API Gateway proxy events."""
+    """Invokes the template's functions in process with API Gateway proxy events, each call in a
+    container of its own while it runs (CONTAINERS). ``in_flight`` counts this Api's calls: how
+    many run now and the most that ran at once (``api.in_flight.snapshot()["max_in_flight"]``)."""
 
     def __init__(self) -> None:
         self.routes = {(r.method, r.path): r for r in template.api_routes()}
+        self.in_flight = InFlight()
 
     def call(self, method, resource, path_parameters=None, *, body=None, query=None, headers=None):
         route = self.routes[(method.upper(), resource)]
-        # A thread of its own is a Lambda container of its own: a handler's resolver holds the
-        # event it is handling, so two threads must not share one (their bodies would cross).
-        thread = threading.current_thread()
-        container = None if thread is threading.main_thread() else str(threading.get_ident())
-        handler = template.load_handler(route.function_id, container)
         event = api_gateway_event(method, resource, path_parameters, body=body, query=query, headers=headers)
-        return Response(handler(event, lambda_context(route.function_id)))
+        with self.in_flight.track():
+            result = CONTAINERS.invoke(route.function_id, event, lambda_context(route.function_id))
+        return Response(result)
+
+    def max_in_flight(self) -> int:
+        """The most calls of this Api that ran at once."""
+        return self.in_flight.snapshot()["max_in_flight"]
 
     def get_budget(self, project):
         return self.call("POST", "/get_budget", body={"project_name": project})

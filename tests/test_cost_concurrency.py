@@ -33,6 +33,7 @@ def test_16_threads_x_50_updates_end_with_the_exact_decimal_sum(served_api, serv
                 failures.append(response)
 
     run_threads([threading.Thread(target=worker, args=(t,)) for t in range(THREADS)])
+    assert served_api.max_in_flight() > 1  # the handlers really ran at once
     assert failures == []
     expected = sum((amount(t, n) for t in range(THREADS) for n in range(UPDATES)), Decimal(0))
     per_model = {
@@ -66,6 +67,7 @@ def test_one_idempotency_key_replayed_20_times_10_concurrently_charges_once(serv
         send()
 
     run_threads([threading.Thread(target=concurrent) for _ in range(10)])
+    assert served_api.max_in_flight() > 1  # the handlers really ran at once
     for _ in range(10):
         send()
     assert [a.status for a in answers] == [200] * 20, answers

@@ -34,6 +34,7 @@ def local():
 def test_64_concurrent_holds_of_010_on_100_admit_exactly_10(local):
     base = f"{local.url}/projects/cap-{uuid.uuid4().hex[:8]}/users/alice"
     assert requests.put(base, json={"total_budget": 1}, timeout=30).status_code == 201
+    assert requests.post(f"{local.url}/_local/stats/reset", timeout=30).status_code == 200
     barrier = threading.Barrier(64)
 
     def hold(_: int) -> requests.Response:
@@ -44,6 +45,8 @@ def test_64_concurrent_holds_of_010_on_100_admit_exactly_10(local):
     with ThreadPoolExecutor(max_workers=64) as pool:
         answers = list(pool.map(hold, range(64)))
     statuses = sorted(a.status_code for a in answers)
+    # The server ran them concurrently, each in a container of its own (its own count).
+    assert requests.get(f"{local.url}/_local/stats", timeout=30).json()["max_in_flight"] > 1
     assert statuses == [201] * 10 + [402] * 54, statuses
     for refused in (a for a in answers if a.status_code == 402):
         error = refused.json()["error"]
@@ -92,6 +95,12 @@ def _race(served_api, server_store, who, second) -> list:
     return outcomes
 
 
+def _overlapped(served_api) -> None:
+    """Two calls of the races through the Api ran at once at least once (the Api's own count);
+    only where both sides of the race are Api calls (the expiry race's other side is the store)."""
+    assert served_api.max_in_flight() > 1
+
+
 def test_a_settle_racing_the_expiry_charges_once_and_frees_once(served_api, server_store):
     who = {"project": f"race-{uuid.uuid4().hex[:8]}", "user": "alice"}
     served_api.call("PUT", PUT, who, body={"total_budget": 100})
@@ -131,4 +140,5 @@ def test_two_settles_of_one_hold_charge_once(served_api, server_store):
         assert pair[0]["cost"] == pair[1]["cost"] == 0.25
     budget = server_store.get(who["project"], who["user"])
     assert budget.current_cost == Decimal("0.25") * ROUNDS and budget.held == 0
+    _overlapped(served_api)
     assert budget.available == 100 - budget.current_cost

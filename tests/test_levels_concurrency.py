@@ -34,6 +34,7 @@ def test_50_users_8_threads_never_spend_past_the_project_cap(local):
     assert requests.put(f"{base}/budget", json={"total_budget": float(CAP)}, timeout=30).status_code == 201
     for i in range(USERS):
         assert requests.put(f"{base}/users/u{i:02d}", json={"total_budget": 1}, timeout=30).status_code == 201
+    assert requests.post(f"{local.url}/_local/stats/reset", timeout=30).status_code == 200
     barrier = threading.Barrier(THREADS)
     admitted: list[Decimal] = []
     lock = threading.Lock()
@@ -63,6 +64,8 @@ def test_50_users_8_threads_never_spend_past_the_project_cap(local):
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         list(pool.map(worker, range(THREADS)))
+    # The server ran them concurrently, each in a container of its own (its own count).
+    assert requests.get(f"{local.url}/_local/stats", timeout=30).json()["max_in_flight"] > 1
     project = requests.get(f"{base}/budget", timeout=30).json()
     users = requests.get(f"{base}/users", params={"limit": 100}, timeout=30).json()["users"]
     spent = sum(admitted, Decimal(0))

@@ -4,8 +4,9 @@ over at its own boundary exactly once while the scheduled job and charges' lazy 
 The handlers run in process, one Lambda container per thread, on the embedded DynamoDB server
 behind the fault proxy (localdev/faults.py), with the service's clock frozen and moved across real
 boundaries: a month end (31 Jan -> 1 Feb 2028), a leap day (28 -> 29 Feb -> 1 Mar 2028) and both
-DST days of America/New_York (a 23-hour and a 25-hour day). (``make dev``'s server runs one
-handler at a time, as one container does, so it cannot race a job against charges.)
+DST days of America/New_York (a 23-hour and a 25-hour day). (The proxy is what forces the
+interleavings below; ``make dev``'s server would run the job and charges concurrently too, but
+in whatever order the machine's timing gives.)
 
 At each boundary the reset job (the ResetBudgetsFunction handler) runs in one thread while two
 threads per user charge it. The proxy holds chosen requests or their answers until a condition
@@ -257,6 +258,7 @@ def test_each_level_rolls_over_once_per_boundary_with_the_job_and_charges_racing
     """See the module docstring; one seed per scenario, the modes rotating over the boundaries."""
     for number, (name, instants) in enumerate(SCENARIOS.items()):
         run_scenario(race, name, [epoch(t) for t in instants], seed=number)
+    assert race[0].max_in_flight() > 1  # charges ran at once, each in a container of its own
 
 
 def run_scenario(fixtures, name: str, times: list[Decimal], seed: int) -> None:

@@ -42,6 +42,7 @@ def test_racing_set_budget_calls_keep_the_largest_cost(served_api):
 
     with ThreadPoolExecutor(WRITERS) as pool:
         results = list(pool.map(writer, range(WRITERS)))
+    assert served_api.max_in_flight() > 1  # the handlers really ran at once
     assert all(s == 200 for statuses in results for s in statuses), results
 
     data = served_api.get_budget(project).json()["data"]
