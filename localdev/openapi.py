@@ -7,7 +7,7 @@ document lists exactly the template's routes, under the template's (API Gateway)
 
 Powertools documents only a 200 and its own 422 shape; ``describe_errors`` then makes the
 document say what the API really answers: every error as ``{"error": {"code", "message",
-"details"?}}`` with the statuses each route can give (400/401/402/403/404/409/413/422/429/503), 201
+"details"?}}`` with the statuses each route can give (400/401/402/403/404/413/422/429/503), 201
 for a PUT that creates and 204 for a DELETE, and the bearer API key.
 
 ``python -m localdev.openapi`` rewrites ``openapi.json``; ``--check`` fails if it is out of date.
@@ -122,13 +122,13 @@ _ERRORS = {
     "404": "No budget for this user (budget_not_found), no such hold of this user"
     " (hold_not_found), no such project budget or team (level_not_found), or no project price"
     " for this model (price_not_found).",
-    "409": "Too many concurrent writers on one budget (write_contention); retry.",
     "413": "The body is over 1 MiB (payload_too_large).",
     "422": "The request is out of shape or out of range (validation_error, unknown_model, ...), or"
     " would take a budget level's spend or holds past 4x10^12 USD per period"
     " (spend_limit_exceeded: details name the level and field); nothing was written.",
     "429": "Throttled by API Gateway (the stage's rate limit); retry after Retry-After.",
-    "503": "DynamoDB is throttling or failing (service_unavailable); nothing was written, or"
+    "503": "DynamoDB is throttling or failing (service_unavailable), or concurrent writers on one"
+    " item outlasted the service's own retries (write_contention); nothing was written, or"
     " details say exactly what was; retry after Retry-After (repeating converges).",
 }
 _HEADERS = {
@@ -136,18 +136,6 @@ _HEADERS = {
     "429": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
     "503": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
 }
-# Routes whose write may lose a race too often (the read-modify-write loop): 409.
-_CONTENDED = {
-    ("put", "/projects/{project}/users/{user}"),
-    ("post", "/projects/{project}/users/{user}/reset"),
-    ("post", "/projects/{project}/users/{user}/cost"),
-    ("post", "/set_budget"),
-    ("post", "/projects/{project}/users/{user}/holds"),
-    ("post", "/projects/{project}/users/{user}/holds/{hold_id}/settle"),
-    ("delete", "/projects/{project}/users/{user}/holds/{hold_id}"),
-}
-# Level writes (read-modify-write on the level item) may lose a race too often: 409.
-_CONTENDED |= {("put", "/projects/{project}/budget"), ("put", "/projects/{project}/teams/{team}")}
 # Routes that can refuse for lack of budget: 402.
 _REFUSING = {
     ("post", "/projects/{project}/users/{user}/cost"),  # with if_within_budget
@@ -171,8 +159,6 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
         "{user}" in path or "{team}" in path or "{model}" in path or path.endswith("/budget")
     ) and method != "put":
         statuses.append("404")
-    if (method, path) in _CONTENDED:
-        statuses.append("409")
     if (method, path) in _REFUSING:
         statuses.append("402")
     return sorted(statuses)

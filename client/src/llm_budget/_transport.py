@@ -8,7 +8,8 @@ wait. ``send`` (``httpx.Client``, ``time.sleep``) and ``send_async`` (``httpx.As
 
 Retry rule:
 
-- 503, 429, 502, 504 and 409 ``write_contention`` are retried: nothing was written, or the
+- 503 (``service_unavailable``, ``write_contention``), 429, 502, 504, and the 409
+  ``write_contention`` of older services, are retried: nothing was written, or the
   request is safe to repeat (a write that may have landed carries an Idempotency-Key, so a retry
   is charged once). A 503 whose ``details.outcome`` is ``unknown`` (a write may have landed) is
   not retried for a request that is not safe to repeat (a reset).

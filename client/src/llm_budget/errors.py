@@ -12,7 +12,7 @@ for its status), all subclasses of ``BudgetError``:
   wrong and nothing was written; ``IdempotencyKeyReused``: the key was used for another body.
 - ``AuthenticationFailed`` (401), ``PermissionDenied`` (403).
 - ``Unavailable`` (503, 429, or no answer at all after the client's retries), with
-  ``retry_after`` in seconds when the service said; ``Contention`` (409 ``write_contention``).
+  ``retry_after`` in seconds when the service said; ``Contention`` (503 ``write_contention``).
 """
 
 from __future__ import annotations
@@ -124,9 +124,10 @@ class Unavailable(BudgetError):
 
 
 class Contention(Unavailable):
-    """Too many concurrent writers on one budget item (409 ``write_contention``); retry."""
+    """Concurrent writers on one budget item outlasted the service's own retries (503
+    ``write_contention`` with Retry-After; older services answered 409); nothing was written."""
 
-    status = 409
+    status = 503
     code = "write_contention"
 
 

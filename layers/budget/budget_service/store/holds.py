@@ -40,9 +40,18 @@ from budget_service.store.base import (
     BudgetStore,
     _plain,
     _serialize,
+    conflict_backoff,
     project_key,
 )
-from budget_service.store.levels import Cancelled, LevelWriter, Move, hint, level_update, reasons_of
+from budget_service.store.levels import (
+    RETRYABLE_REASONS,
+    Cancelled,
+    LevelWriter,
+    Move,
+    hint,
+    level_update,
+    reasons_of,
+)
 
 HOLD_PREFIX = "HOLD#"
 HOLD_SHARD_PREFIX = "HOLDS#"
@@ -189,7 +198,7 @@ class HoldStore:
                 self.levels.write(project, user, move, now, extra=extra)
                 return None
             except Cancelled as cancelled:
-                if cancelled.reasons[0][0] is not None or ledger is None:
+                if cancelled.reasons[0][0] == "ConditionalCheckFailed" or ledger is None:
                     # A random 128-bit id that exists already: not a real case; say so if it is.
                     raise Contention("hold id collision; retry") from None
                 first = cancelled.reasons[1][1]
@@ -342,6 +351,7 @@ class HoldStore:
         to the levels it reserved from) and an Update of each of those levels that still exists
         (held ``-amount``). The levels come from the hold item (one GetItem)."""
         move = Move(held=amount.copy_negate(), open_period=False)
+        conflicts = 0
         for _ in range(4):
             item = self.get(project, user, hold_id)
             if item is None:
@@ -350,7 +360,8 @@ class HoldStore:
                 return item, False
             pinned = list(item.get("levels") or [])
             present = list(pinned)
-            for _ in range(len(pinned) + 1):
+            tries = 0
+            while tries <= len(pinned):
                 hold_update = finishing(pinned)
                 levels = [
                     {
@@ -367,6 +378,11 @@ class HoldStore:
                     if exc.response["Error"]["Code"] != "TransactionCanceledException":
                         raise
                     reasons = reasons_of(exc)
+                if {code for code, _ in reasons if code} <= RETRYABLE_REASONS:
+                    conflict_backoff(conflicts, f"hold {hold_id!r}")  # nothing written: again
+                    conflicts += 1
+                    continue
+                tries += 1
                 gone = {
                     sk for sk, (code, old) in zip(present, reasons[1:], strict=False) if code and old is None
                 }
