@@ -55,11 +55,13 @@ bench: $(TEST_STAMP)
 # API keys (TABLE_NAME=<table>, AWS credentials; AUTH=1 make dev prints the local command, which
 # needs no AWS configuration).
 #   make key PROJECT=team-a[,team-b] ROLE=admin|writer|reader [LABEL=...]   prints the key once
+#   make key PROJECT=team-a ROLE=user END_USER=alice   one end user's read-only key (the console's
+#                                    self-service view; END_USER, since make sees the shell's USER)
 #   make revoke-key KEY_ID=<id>      make keys   (lists ids, roles, projects; never a key)
 KEYS := PYTHONPATH=layers/budget $(BIN)/python -m budget_service.api.keys
 key: $(DEV_STAMP)
-	@test -n "$(PROJECT)" -a -n "$(ROLE)" || { echo "usage: make key PROJECT=<project[,project]> ROLE=admin|writer|reader" >&2; exit 2; }
-	@$(KEYS) mint --project "$(PROJECT)" --role "$(ROLE)" $(if $(LABEL),--label "$(LABEL)")
+	@test -n "$(PROJECT)" -a -n "$(ROLE)" || { echo "usage: make key PROJECT=<project[,project]> ROLE=admin|writer|reader|user [END_USER=<user>]" >&2; exit 2; }
+	@$(KEYS) mint --project "$(PROJECT)" --role "$(ROLE)" $(if $(LABEL),--label "$(LABEL)") $(if $(END_USER),--user "$(END_USER)")
 
 revoke-key: $(DEV_STAMP)
 	@test -n "$(KEY_ID)" || { echo "usage: make revoke-key KEY_ID=<key id>" >&2; exit 2; }
