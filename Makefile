@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' '
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
 MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client/src)
 
-.PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench
+.PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser
 
 venv: $(TEST_STAMP)
 
@@ -87,6 +87,16 @@ build:
 # (PRICES_SOURCE=<path or https URL of model_prices_and_context_window.json> to use another copy.)
 prices: $(TEST_STAMP)
 	$(BIN)/python scripts/refresh_prices.py $(if $(PRICES_SOURCE),--source $(PRICES_SOURCE))
+
+# Re-vendor the console's chart library (console/package.json pins it, console/package-lock.json
+# holds its registry checksum, which npm ci verifies) into console/vendor/, committed, so the
+# stack and make dev serve it with no CDN and `sam build` needs no node. The tests check the
+# committed file against console/vendor/SHA256SUMS and the pinned version.
+console-vendor:
+	cd console && npm ci --ignore-scripts --no-audit --no-fund
+	cp console/node_modules/chart.js/dist/chart.umd.min.js console/vendor/chart.umd.min.js
+	cp console/node_modules/chart.js/LICENSE.md console/vendor/chart.js.LICENSE.md
+	cd console/vendor && sha256sum chart.umd.min.js > SHA256SUMS
 
 # Re-vendor the tiktoken encodings into the layer, checked against tiktoken's pinned SHA-256.
 encodings: $(TEST_STAMP)
