@@ -11,7 +11,7 @@ TEST_REQUIREMENTS := $(DEV_REQUIREMENTS) requirements-test.txt
 DEV_STAMP := $(VENV)/.dev-$(shell cat $(DEV_REQUIREMENTS) | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' ' -f1)
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
-MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client/src)
+MYPY_PATHS := layers/budget/budget_service functions localdev scripts console/serve.py $(wildcard client/src)
 
 .PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser
 
@@ -28,8 +28,14 @@ $(TEST_STAMP): $(DEV_STAMP) requirements-test.txt
 	rm -f $(VENV)/.test-*
 	touch $@
 
+# The browser tests drive Debian's Chromium (Playwright's own browser downloads are never used):
+# installed once, skipped when it is there. Needs root (or run the apt-get line yourself).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 # Lint and types first (seconds), then every test.
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)

@@ -8,6 +8,7 @@
   const NEAR = 0.8; // "near a cap": spend at or past this fraction of the total budget
   const PAGE = 100; // users per request when listing a project
   const MAX_PAGES = 50; // at most this many pages of users (5,000) for the overview
+  const MIN_ELAPSED = 0.05; // a pace is projected once this fraction of the period has passed
 
   // The API is the origin that served this page, at the path before /console (a stage on AWS).
   const API = window.location.origin + window.location.pathname.split("/console")[0];
@@ -136,6 +137,8 @@
     const end = Date.parse(record.reset_at);
     const now = Date.now();
     if (!(end > start) || now <= start || now >= end) return null;
+    // Too early in the period, a rate extrapolated from minutes says nothing about a month.
+    if ((now - start) / (end - start) < MIN_ELAPSED) return null;
     return (record.current_cost * (end - start)) / (now - start);
   }
 
@@ -151,7 +154,7 @@
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v === true ? "" : v);
     });
-    children.flat().forEach((c) => {
+    children.flat(Infinity).forEach((c) => {
       if (c === null || c === undefined || c === false) return;
       node.append(c instanceof Node ? c : document.createTextNode(String(c)));
     });
@@ -255,7 +258,7 @@
         [
           "Pace to period end",
           projected === null
-            ? "– (no running period by this browser's clock)"
+            ? "– (no period, or under 5% of it has passed, by this browser's clock)"
             : el("span", { class: over ? "state-over" : "" }, usd(Math.round(projected * 100) / 100), over ? " (over the cap)" : ""),
         ],
       ])
@@ -270,6 +273,9 @@
       allPages(projectPath() + "/teams", "teams"),
       allPages(projectPath() + "/users", "users"),
     ]);
+    // Each team's own record: GET /teams/{team} sums the level's escrow slices at one instant,
+    // where a page of GET /teams can show only the level's first slice.
+    teams.items = await Promise.all(teams.items.map((t) => api(projectPath() + "/teams/" + enc(t.team))));
     view.append(el("h2", { id: "view-title", text: "Project " + session().project }));
     const cards = el("div", { class: "cards" });
     if (project) cards.append(levelCard("Project cap", project, "level-project"));
@@ -433,9 +439,10 @@
       out.append(el("p", { "data-testid": "why-none", text: "Every level has the headroom: this amount would be held." }));
       return;
     }
-    for (const d of details) {
-      const record = await levelRecord(d);
-      out.append(
+    const records = await Promise.all(details.map(levelRecord));
+    const cards = details.map((d, i) => {
+      const record = records[i];
+      return (
         el(
           "article",
           { class: "card", dataset: { testid: "why-level" } },
@@ -450,7 +457,8 @@
           ])
         )
       );
-    }
+    });
+    out.replaceChildren(...cards); // all at once: the answer is complete when it appears
   }
 
   function why(view) {
