@@ -11,9 +11,9 @@ TEST_REQUIREMENTS := $(DEV_REQUIREMENTS) requirements-test.txt
 DEV_STAMP := $(VENV)/.dev-$(shell cat $(DEV_REQUIREMENTS) | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' ' -f1)
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
-MYPY_PATHS := layers/budget/budget_service functions localdev scripts $(wildcard client/src)
+MYPY_PATHS := layers/budget/budget_service functions localdev scripts console/serve.py $(wildcard client/src)
 
-.PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench
+.PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser
 
 venv: $(TEST_STAMP)
 
@@ -28,8 +28,14 @@ $(TEST_STAMP): $(DEV_STAMP) requirements-test.txt
 	rm -f $(VENV)/.test-*
 	touch $@
 
+# The browser tests drive Debian's Chromium (Playwright's own browser downloads are never used):
+# installed once, skipped when it is there. Needs root (or run the apt-get line yourself).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 # Lint and types first (seconds), then every test.
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
@@ -55,11 +61,13 @@ bench: $(TEST_STAMP)
 # API keys (TABLE_NAME=<table>, AWS credentials; AUTH=1 make dev prints the local command, which
 # needs no AWS configuration).
 #   make key PROJECT=team-a[,team-b] ROLE=admin|writer|reader [LABEL=...]   prints the key once
+#   make key PROJECT=team-a ROLE=user END_USER=alice   one end user's read-only key (the console's
+#                                    self-service view; END_USER, since make sees the shell's USER)
 #   make revoke-key KEY_ID=<id>      make keys   (lists ids, roles, projects; never a key)
 KEYS := PYTHONPATH=layers/budget $(BIN)/python -m budget_service.api.keys
 key: $(DEV_STAMP)
-	@test -n "$(PROJECT)" -a -n "$(ROLE)" || { echo "usage: make key PROJECT=<project[,project]> ROLE=admin|writer|reader" >&2; exit 2; }
-	@$(KEYS) mint --project "$(PROJECT)" --role "$(ROLE)" $(if $(LABEL),--label "$(LABEL)")
+	@test -n "$(PROJECT)" -a -n "$(ROLE)" || { echo "usage: make key PROJECT=<project[,project]> ROLE=admin|writer|reader|user [END_USER=<user>]" >&2; exit 2; }
+	@$(KEYS) mint --project "$(PROJECT)" --role "$(ROLE)" $(if $(LABEL),--label "$(LABEL)") $(if $(END_USER),--user "$(END_USER)")
 
 revoke-key: $(DEV_STAMP)
 	@test -n "$(KEY_ID)" || { echo "usage: make revoke-key KEY_ID=<key id>" >&2; exit 2; }
@@ -85,6 +93,16 @@ build:
 # (PRICES_SOURCE=<path or https URL of model_prices_and_context_window.json> to use another copy.)
 prices: $(TEST_STAMP)
 	$(BIN)/python scripts/refresh_prices.py $(if $(PRICES_SOURCE),--source $(PRICES_SOURCE))
+
+# Re-vendor the console's chart library (console/package.json pins it, console/package-lock.json
+# holds its registry checksum, which npm ci verifies) into console/vendor/, committed, so the
+# stack and make dev serve it with no CDN and `sam build` needs no node. The tests check the
+# committed file against console/vendor/SHA256SUMS and the pinned version.
+console-vendor:
+	cd console && npm ci --ignore-scripts --no-audit --no-fund
+	cp console/node_modules/chart.js/dist/chart.umd.min.js console/vendor/chart.umd.min.js
+	cp console/node_modules/chart.js/LICENSE.md console/vendor/chart.js.LICENSE.md
+	cd console/vendor && sha256sum chart.umd.min.js > SHA256SUMS
 
 # Re-vendor the tiktoken encodings into the layer, checked against tiktoken's pinned SHA-256.
 encodings: $(TEST_STAMP)

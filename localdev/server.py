@@ -19,13 +19,16 @@
   (localdev/clock.py; ``LOCAL_CLOCK_START`` starts it shifted);
 - ``GET /openapi.json`` describes the API; ``GET /docs`` is Swagger UI on it (offline: its files
   come from the swagger-ui-py package, served under ``/docs/static/``).
+- ``GET /console/`` is the web console: the files of console/, as the stack's ConsoleFunction
+  serves them (console/serve.py), read from disk on each request so an edit shows on reload.
 
 Auth: by default the API is open (``API_AUTH=off`` for the handlers). With ``AUTH=1`` the
 template's Lambda authorizer runs in front of every API route, as API Gateway runs it
 (localdev/auth.py): ``Authorization: Bearer <key>`` is required, answers are cached for the
 template's TTL (``AUTH_CACHE_TTL`` overrides it), and handlers enforce the key's scope. Mint a
 key with ``make key`` against this server's DynamoDB (the command is printed at start).
-``/_local/invoke``, ``/openapi.json`` and ``/docs`` stay open (they are not API Gateway routes).
+``/_local/invoke``, ``/openapi.json``, ``/docs`` and ``/console`` stay open (the console's files
+hold no data; its requests to the API carry the key the user types).
 
 Concurrent requests run concurrently, each in a container of its own (localdev/containers.py):
 the server is threaded, and each function has a pool of handler instances, each serving one
@@ -86,6 +89,7 @@ _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"
 INVOKE_PREFIX = "/_local/invoke/"
 CLOCK_PATH = "/_local/clock"
 STATS_PATH = "/_local/stats"
+CONSOLE_PATH = "/console"
 
 
 # ---- routing: API Gateway's resource matching ------------------------------------------------
@@ -209,6 +213,33 @@ def proxy_event(request: Request, match: Match, stage: str, request_id: str | No
         source_ip=client_ip,
         protocol=request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
     )
+
+
+def console_response(path: str) -> Response:
+    """A static file of the web console (console/serve.py decides which and with what headers);
+    ``/console`` redirects to ``/console/`` as the stack's function does."""
+    if path == CONSOLE_PATH:
+        return Response("", status=301, headers={"Location": CONSOLE_PATH + "/"})
+    found = _console_module().asset(path[len(CONSOLE_PATH) :])
+    if found is None:
+        return _error(404, "not_found", f"no such file: {path}")
+    return Response(found.body, headers=found.headers)
+
+
+def _console_module():
+    """console/serve.py, imported by path (console/ is a function's code, not a package)."""
+    import importlib.util
+
+    module = sys.modules.get("_console_serve")
+    if module is None:
+        spec = importlib.util.spec_from_file_location(
+            "_console_serve", template.ROOT / "console" / "serve.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["_console_serve"] = module
+    return module
 
 
 def _json_response(status: int, payload, headers: dict | None = None) -> Response:
@@ -353,6 +384,8 @@ class LocalGateway:
             return _json_response(200, doc)
         if path in ("/docs", "/docs/") and request.method == "GET":
             return Response(self.docs_page(self.openapi()), content_type="text/html; charset=utf-8")
+        if (path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")) and request.method == "GET":
+            return console_response(path)
         if path.startswith(openapi.DOCS_ASSETS) and request.method == "GET":
             asset = openapi.docs_asset(path[len(openapi.DOCS_ASSETS) :])
             if asset is None:
@@ -778,7 +811,7 @@ def main() -> int:
     for route in template.api_routes():
         print(f"  {route.method:6} {runtime.url}{route.path}  -> {route.function_id}")
     print(f"  POST   {runtime.url}{INVOKE_PREFIX}{{FunctionLogicalId}}  (event JSON as the body)")
-    print(f"  GET    {runtime.url}/openapi.json   GET {runtime.url}/docs")
+    print(f"  GET    {runtime.url}/openapi.json   GET {runtime.url}/docs   GET {runtime.url}/console/")
     print(f"  GET    {runtime.url}/_local/events   GET {runtime.url}/_local/streams")
     print(f"  GET    {runtime.url}{STATS_PATH}   POST {runtime.url}{STATS_PATH}/reset")
     print(f"Serving on {runtime.url}  (Ctrl-C to stop)", flush=True)

@@ -234,9 +234,17 @@ def stream_events() -> list[tuple[str, str, dict]]:
     return found
 
 
+# The web console's function: its routes serve static files, not the JSON API (no permission, no
+# OpenAPI entry, no sample event); localdev.server serves the same files itself at /console.
+CONSOLE_FUNCTION = "ConsoleFunction"
+
+
 def api_routes() -> list[ApiRoute]:
+    """The JSON API's routes: every ``Api`` event of the template's functions but the console's."""
     routes = []
     for name, res in resources("AWS::Serverless::Function").items():
+        if name == CONSOLE_FUNCTION:
+            continue
         for event_id, event in (res["Properties"].get("Events") or {}).items():
             if event.get("Type") == "Api":
                 props = event["Properties"]

@@ -202,6 +202,57 @@ def test_key_for_project_a_is_refused_on_every_route_for_project_b(authed, role)
             assert response.status == 403, (route, response)
 
 
+def test_a_user_key_reads_its_own_user_and_nothing_else(authed):
+    mint, gateway, _, keys = authed
+    gw = gateway()
+    admin = mint("admin", "project-a")
+    for who in ("alice", "bob"):
+        seed(gw, admin, "project-a", who)
+    minted = auth.mint(keys, ["project-a"], "user", Decimal(1_700_000_000), user="alice")
+    MINTED.append(minted.key)
+    own = {"project": "project-a", "user": "alice"}
+    assert gw.call("GET", f"/projects/{P}/users/{U}", own, key=minted.key).json()["user"] == "alice"
+    for route in template.api_routes():
+        mine = gw.route(route, "project-a", minted.key, "alice")
+        readable = auth.user_route(route.path) and auth.route_permission(route.method, route.path) is (
+            auth.Permission.READ
+        )
+        if readable:
+            assert mine.status == 200, (route, mine)
+        else:  # a write, or a project-wide route (the project's totals, other users, litellm's)
+            assert mine.status == 403 and mine.json()["error"]["code"] == "forbidden", (route, mine)
+        # Another user of the same project, and the same user name in another project: refused.
+        for project, user in (("project-a", "bob"), ("project-b", "alice")):
+            if "{user}" in route.path or project == "project-b":
+                other = gw.route(route, project, minted.key, user)
+                assert other.status == 403, (route, project, user, other)
+
+
+def test_a_user_key_needs_one_project_and_its_user(authed):
+    _, _, _, keys = authed
+    from budget_service.core.errors import InvalidInput
+
+    for projects, role, user in [
+        (["p"], "user", None),
+        (["p", "q"], "user", "alice"),
+        (["p"], "reader", "alice"),
+        (["p"], "user", "bad\x00name"),
+    ]:
+        with pytest.raises(InvalidInput):
+            auth.mint(keys, projects, role, Decimal(1), user=user)
+    assert keys.list() == []  # nothing stored
+
+
+def test_a_user_scope_travels_in_the_authorizer_context():
+    scope = auth.Scope("abc", auth.Role.USER, frozenset({"a"}), "alice")
+    arn = "arn:aws:execute-api:eu-west-1:111122223333:api123/v1/GET/projects/a/users/alice"
+    assert auth.Scope.from_context(auth.allow_policy(scope, arn)["context"]) == scope
+    # A user key's context without its user (or another role's with one) is malformed: no scope.
+    assert auth.Scope.from_context({**scope.to_context(), "user": None}) is None
+    reader = auth.Scope("abc", auth.Role.READER, frozenset({"a"})).to_context()
+    assert auth.Scope.from_context({**reader, "user": "alice"}) is None
+
+
 def test_project_name_in_litellm_bodies_is_checked_and_nothing_is_written(authed, store):
     mint, gateway, _, _ = authed
     gw = gateway()
@@ -403,6 +454,17 @@ def test_cli_prints_the_key_once_and_revokes_by_id(dynamodb_server):
     assert run_keys(dynamodb_server, "revoke", "no-such-id").returncode == 1
     bad = run_keys(dynamodb_server, "mint", "--project", "p", "--role", "root")
     assert bad.returncode != 0 and bad.stdout == ""
+
+    # A user key: one project and its user, shown in the list; without --user it is refused.
+    mine = run_keys(dynamodb_server, "mint", "--project", "cli-a", "--role", "user", "--user", "alice")
+    assert mine.returncode == 0, mine.stderr
+    MINTED.append(mine.stdout.strip())
+    assert keys.get(auth.hash_key(mine.stdout.strip()))["user"] == "alice"
+    assert "user alice" in mine.stderr
+    listed = [json.loads(line) for line in run_keys(dynamodb_server, "list").stdout.splitlines()]
+    assert {"role": "user", "user": "alice"}.items() <= next(e for e in listed if e["role"] == "user").items()
+    nobody = run_keys(dynamodb_server, "mint", "--project", "cli-a", "--role", "user")
+    assert nobody.returncode == 2 and nobody.stdout == "" and "exactly one project" in nobody.stderr
 
 
 def test_sample_events_carry_an_authorizer_context_and_pass_with_auth_on(aws, monkeypatch):

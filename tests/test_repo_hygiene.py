@@ -48,6 +48,7 @@ CITATION = re.compile(
     re.IGNORECASE,
 )
 URL = re.compile(r"https?://\S+")
+VENDORED = ROOT / "console" / "vendor"
 
 
 def tracked_text_files() -> list[Path]:
@@ -123,6 +124,10 @@ def test_no_tracked_file_cites_a_tracker_number_or_the_design_file():
     assert any(p.name == "template.yaml" for p in files)  # the scan really sees the repository
     hits = []
     for path in files:
+        # Third-party code committed as released (checked against its pinned checksum): a
+        # colour code in it is not a citation, and it is not ours to reword.
+        if path.is_relative_to(VENDORED):
+            continue
         text = path.read_text(encoding="utf-8", errors="replace")
         for line, found in citations(text):
             hits.append(f"{path.relative_to(ROOT)}:{line}: {found!r}")

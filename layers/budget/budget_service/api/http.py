@@ -301,12 +301,17 @@ def _refuse_early(event: dict) -> dict | None:
             "send a valid API key: Authorization: Bearer <key>",
             {"WWW-Authenticate": "Bearer"},
         )
-    permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
+    method, resource = event.get("httpMethod") or "", event.get("resource") or ""
+    permission = auth.route_permission(method, resource)
     if not scope.allows(permission):
         return _proxy_error(
             Forbidden.status,
             Forbidden.code,
             f"a {scope.role.value} key may not do this ({permission.value} is needed)",
+        )
+    if not scope.allows_route(method, resource):
+        return _proxy_error(
+            Forbidden.status, Forbidden.code, "a user key reads its own user only, not project-wide routes"
         )
     return None
 
@@ -338,8 +343,17 @@ def _enforce_scope(app: App, next_middleware: Callable) -> Response:
         scope = _scope(event)
         if scope is None:
             raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
-        permission = auth.route_permission(event.get("httpMethod") or "", event.get("resource") or "")
-        auth.check(scope, permission, _project_of(app.context.get("_route_args") or {}))
+        resource = event.get("resource") or ""
+        permission = auth.route_permission(event.get("httpMethod") or "", resource)
+        arguments = app.context.get("_route_args") or {}
+        user = arguments.get("user")
+        auth.check(
+            scope,
+            permission,
+            _project_of(arguments),
+            user if isinstance(user, str) else None,
+            resource=resource,
+        )
     return next_middleware(app)
 
 

@@ -1,6 +1,7 @@
 """Admin CLI for API keys: mint, revoke, list. ``make key`` / ``make revoke-key`` / ``make keys``.
 
     python -m budget_service.api.keys mint --project team-a [--project team-b] --role writer [--label ci]
+    python -m budget_service.api.keys mint --project team-a --role user --user alice
     python -m budget_service.api.keys revoke <key id or key>
     python -m budget_service.api.keys list
 
@@ -10,7 +11,8 @@ command). Against a local endpoint no AWS configuration is needed: without a reg
 us-east-1 (what ``make dev`` uses), and without credentials placeholder ones (local DynamoDB
 servers take any). ``mint`` prints the key once, on stdout, and nothing else there: only its SHA-256 is
 stored, so a lost key cannot be shown again (revoke it and mint another). Everything else goes to
-stderr. Keys: ``admin`` (budgets and costs), ``writer`` (record costs, read), ``reader`` (read).
+stderr. Keys: ``admin`` (budgets and costs), ``writer`` (record costs, read), ``reader`` (read),
+``user`` (one end user's own budget, read only: ``--role user --project acme --user alice``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def _shown(entry: dict) -> dict:
         "key_id": entry["key_id"],
         "role": entry["role"],
         "projects": list(entry["projects"]),
+        "user": entry.get("user"),
         "label": entry.get("label"),
         "created_at": str(entry["created_at"]),
         "revoked": bool(entry.get("revoked")),
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     mint.add_argument("--role", required=True, choices=[r.value for r in auth.Role])
     mint.add_argument("--label", help="a note stored with the key (who or what uses it)")
+    mint.add_argument("--user", help="the one user a `user` key may read (that role only)")
     revoke = commands.add_parser("revoke", help="revoke a key by its id (or the key itself)")
     revoke.add_argument("key")
     commands.add_parser("list", help="every key's id, role, projects and state (never the key)")
@@ -103,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "mint":
             projects = [p.strip() for arg in args.project for p in arg.split(",") if p.strip()]
-            minted = auth.mint(store, projects, args.role, utc_now(), args.label)
+            minted = auth.mint(store, projects, args.role, utc_now(), args.label, args.user)
             print(
                 f"minted key {minted.key_id}: role {minted.role.value}, projects "
-                f"{', '.join(minted.projects)}. It is shown once, below; store it now.",
+                f"{', '.join(minted.projects)}"
+                f"{f', user {minted.user}' if minted.user else ''}. It is shown once, below; store it now.",
                 file=sys.stderr,
             )
             print(minted.key, flush=True)

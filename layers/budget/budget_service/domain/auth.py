@@ -8,7 +8,10 @@ A key looks like ``llmb_<43 url-safe characters>`` (256 random bits). Only its S
 - ``writer``: read, and record costs (``POST .../cost``) and hold, settle and release;
 - ``admin``: everything, including creating, replacing, resetting and deleting budgets and
   litellm's ``/set_budget`` (which replaces budget settings, so litellm's BudgetManager needs an
-  admin key).
+  admin key);
+- ``user``: one end user's self-service key (the web console's own view): it reads that one
+  user of that one project (the routes with ``{user}`` in their path that need ``read``) and
+  nothing project-wide, so one user never sees another's spend or the project's totals.
 
 API Gateway caches the authorizer's answer per key for the TTL and across routes, so the
 authorizer allows the whole API and hands the scope (projects, role) to the handlers in its
@@ -41,6 +44,7 @@ class Role(StrEnum):
     READER = "reader"
     WRITER = "writer"
     ADMIN = "admin"
+    USER = "user"
 
 
 class Permission(StrEnum):
@@ -53,6 +57,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.READER: frozenset({Permission.READ}),
     Role.WRITER: frozenset({Permission.READ, Permission.RECORD_COST}),
     Role.ADMIN: frozenset(Permission),
+    # Read, and only on its own user's routes (Scope.allows_route, check).
+    Role.USER: frozenset({Permission.READ}),
 }
 
 # What each API route needs, by its API Gateway resource path. A route missing here needs
@@ -96,6 +102,12 @@ def route_permission(method: str, resource: str) -> Permission:
     return ROUTE_PERMISSIONS.get((method.upper(), resource), Permission.MANAGE)
 
 
+def user_route(resource: str) -> bool:
+    """True for a route about one user (``{user}`` in its API Gateway resource path): the only
+    routes a ``user`` key may reach."""
+    return "/users/{user}" in resource
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -105,22 +117,33 @@ def key_id_of(digest: str) -> str:
 
 
 class Scope(NamedTuple):
-    """What a key may do: its role, on these projects."""
+    """What a key may do: its role, on these projects; a ``user`` key also names its one user."""
 
     key_id: str
     role: Role
     projects: frozenset[str]
+    user: str | None = None
 
     def allows(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
 
+    def allows_route(self, method: str, resource: str) -> bool:
+        """Whether the role may call this route at all (before its path's values are known): its
+        permission, and for a ``user`` key, a route about one user."""
+        if not self.allows(route_permission(method, resource)):
+            return False
+        return self.role is not Role.USER or user_route(resource)
+
     def to_context(self) -> dict[str, str]:
         """The authorizer context (API Gateway allows only strings, numbers and booleans)."""
-        return {
+        context = {
             "key_id": self.key_id,
             "role": self.role.value,
             "projects": json.dumps(sorted(self.projects)),
         }
+        if self.user is not None:
+            context["user"] = self.user
+        return context
 
     @classmethod
     def from_context(cls, context: object) -> Scope | None:
@@ -137,15 +160,29 @@ class Scope(NamedTuple):
             return None
         if not isinstance(key_id, str):
             return None
-        return cls(key_id=key_id, role=role, projects=frozenset(projects))
+        user = context.get("user")
+        # A user key without its user (or any other key with one) is malformed: refuse it.
+        if (role is Role.USER) != isinstance(user, str):
+            return None
+        return cls(key_id=key_id, role=role, projects=frozenset(projects), user=user)
 
 
-def check(scope: Scope, permission: Permission, project: str | None) -> None:
-    """Forbidden unless `scope` may do `permission` on `project` (None: no project, refused)."""
+def check(
+    scope: Scope, permission: Permission, project: str | None, user: str | None = None, *, resource: str = ""
+) -> None:
+    """Forbidden unless `scope` may do `permission` on `project` (None: no project, refused).
+
+    A ``user`` key also needs `resource` to be a route about one user and `user` (the request's
+    ``{user}``) to be its own."""
     if not scope.allows(permission):
         raise Forbidden(f"a {scope.role.value} key may not do this ({permission.value} is needed)")
     if project is None or project not in scope.projects:
         raise Forbidden("this key is not valid for this project")
+    if scope.role is Role.USER:
+        if not user_route(resource):
+            raise Forbidden("a user key reads its own user only, not project-wide routes")
+        if user is None or user != scope.user:
+            raise Forbidden("a user key reads its own user only")
 
 
 # ---- minting and revoking (the admin CLI, budget_service.api.keys) ----------------------------------
@@ -167,10 +204,20 @@ class MintedKey(NamedTuple):
     key_id: str
     role: Role
     projects: tuple[str, ...]
+    user: str | None = None
 
 
-def mint(key_store, projects: list[str], role: str, now: Decimal, label: str | None = None) -> MintedKey:
-    """Create a key for `projects` with `role`; store only its hash."""
+def mint(
+    key_store,
+    projects: list[str],
+    role: str,
+    now: Decimal,
+    label: str | None = None,
+    user: str | None = None,
+) -> MintedKey:
+    """Create a key for `projects` with `role`; store only its hash. A ``user`` key needs exactly
+    one project and `user` (the end user it may read); other roles take no `user`.
+    InvalidInput otherwise, with nothing stored."""
     from budget_service.store.base import KeyExists
 
     try:
@@ -179,12 +226,18 @@ def mint(key_store, projects: list[str], role: str, now: Decimal, label: str | N
         raise InvalidInput(f"role must be one of {', '.join(r.value for r in Role)}") from None
     if not projects:
         raise InvalidInput("give at least one project")
+    if role_ is Role.USER and (user is None or len(set(projects)) != 1):
+        raise InvalidInput("a user key needs exactly one project and its user")
+    if role_ is not Role.USER and user is not None:
+        raise InvalidInput("only a user key names a user")
     if len(projects) > MAX_PROJECTS_PER_KEY:
         raise InvalidInput(f"at most {MAX_PROJECTS_PER_KEY} projects per key")
     from pydantic import ValidationError
 
     try:
         names = tuple(sorted({_project_id().validate_python(p) for p in projects}))
+        if user is not None:
+            user = _project_id().validate_python(user)
     except ValidationError as exc:
         raise InvalidInput(f"invalid project name: {exc.errors()[0]['msg']}") from None
     for _ in range(3):  # a repeated id (64 bits) is astronomically unlikely; mint again if so
@@ -193,11 +246,13 @@ def mint(key_store, projects: list[str], role: str, now: Decimal, label: str | N
         attributes = {"role": role_.value, "projects": list(names), "created_at": now, "revoked": False}
         if label:
             attributes["label"] = label
+        if user is not None:
+            attributes["user"] = user
         try:
             key_store.put(digest, key_id_of(digest), attributes)
         except KeyExists:
             continue
-        return MintedKey(key=key, key_id=key_id_of(digest), role=role_, projects=names)
+        return MintedKey(key=key, key_id=key_id_of(digest), role=role_, projects=names, user=user)
     raise RuntimeError("could not mint a key with a fresh id")
 
 
@@ -231,11 +286,17 @@ def authenticate(key_store, header: str | None) -> Scope:
     if record is None or record.get("revoked"):
         raise Unauthorized("the API key is not valid (unknown or revoked)")
     try:
-        return Scope(
-            key_id=key_id_of(digest), role=Role(record["role"]), projects=frozenset(record["projects"])
+        scope = Scope(
+            key_id=key_id_of(digest),
+            role=Role(record["role"]),
+            projects=frozenset(record["projects"]),
+            user=record.get("user"),
         )
     except (KeyError, TypeError, ValueError):
         raise Unauthorized("the API key is not valid") from None
+    if (scope.role is Role.USER) != isinstance(scope.user, str):
+        raise Unauthorized("the API key is not valid")
+    return scope
 
 
 def api_wide_resource(method_arn: str) -> str:
