@@ -175,10 +175,8 @@ def test_single_item_writes_that_meet_a_transaction_in_flight_are_retried(api, a
     with ThreadPoolExecutor(3) as pool:
         chargers = [pool.submit(charges) for _ in range(2)]
         singles = Counter()
-        for _ in range(60):
+        for _ in range(8):
             singles[single()] += 1
-            if contention.stats()["write_conflicts"] >= 3:
-                break  # enough met a transaction in flight
         done.set()
         charged = sum((c.result() for c in chargers), Counter())
     # They did meet transactions in flight: a PUT is a single write (TransactionConflictException);

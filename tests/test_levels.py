@@ -462,3 +462,15 @@ def test_a_list_of_teams_counts_their_users_in_one_pass(api, clock, aws, request
     assert {t["team"]: t["users"] for t in listed["teams"]} == {"t0": 2, "t1": 0, "t2": 3, "t3": 1}
     assert requests_made.count("Query") == 2  # the teams, then the users' teams (one page each)
     assert api.call("GET", TEAM, {"project": "acme", "team": "t2"}).json()["users"] == 3
+
+
+def test_the_team_list_shows_each_teams_sums_over_its_slices(acme):
+    """Charges land on the team's slices at random; the list shows what the team's own record
+    shows, not the part on one item."""
+    for _ in range(12):
+        assert acme.call("POST", COST, ALICE, body={"model": "m", "cost": 0.25}).status == 200
+    listed = acme.call("GET", "/projects/{project}/teams", {"project": "acme"}).json()
+    one = acme.call("GET", TEAM, {"project": "acme", "team": "research"}).json()
+    (research,) = [t for t in listed["teams"] if t["team"] == "research"]
+    assert research["current_cost"] == one["current_cost"] == 3
+    assert research["available"] == one["available"] == 27

@@ -918,7 +918,8 @@ def delete_level(budgets: BudgetStore, project: str, sk: str) -> bool:
 def list_teams(
     budgets: BudgetStore, project: str, *, limit: int, after: str | None
 ) -> tuple[list[dict], str | None]:
-    """Up to `limit` team items of a project in team order, and the last team if more may follow."""
+    """Up to `limit` teams of a project in team order (each as get_level gives it), and the last
+    team if more may follow."""
     kwargs: dict = {
         "TableName": budgets.table_name,
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :team)",
@@ -930,9 +931,13 @@ def list_teams(
         kwargs["ExclusiveStartKey"] = {"pk": {"S": project_key(project)}, "sk": {"S": team_sk(after)}}
     response = budgets.client.query(**kwargs)
     last = response.get("LastEvaluatedKey")
-    return [_plain(i) for i in response.get("Items", [])], (
-        last["sk"]["S"][len(TEAM_PREFIX) :] if last else None
-    )
+    teams = [_plain(i) for i in response.get("Items", [])]
+    # A team dealt over slices: its figures are the sums (one TransactGetItems per such team).
+    teams = [
+        (get_level(budgets, project, team["sk"]) or team) if slices.slice_count(team) > 1 else team
+        for team in teams
+    ]
+    return teams, (last["sk"]["S"][len(TEAM_PREFIX) :] if last else None)
 
 
 def count_users(budgets: BudgetStore, project: str, team: str | None = None) -> int:
