@@ -172,8 +172,11 @@ def test_single_item_writes_that_meet_a_transaction_in_flight_are_retried(api, a
         user_dict = {"ann": {"total_budget": 1000, "current_cost": 0}}
         return api.call("POST", "/set_budget", body={"project_name": project, "user_dict": user_dict}).status
 
-    with ThreadPoolExecutor(3) as pool:
-        chargers = [pool.submit(charges) for _ in range(2)]
+    # One caller charging back to back: its transactions keep the item in flight about half of
+    # the time, so nearly every single write meets one. (Several callers charging one user back
+    # to back leave a version-conditional PUT too few gaps; see the escrow-slices ADR.)
+    with ThreadPoolExecutor(2) as pool:
+        chargers = [pool.submit(charges)]
         singles = Counter()
         for _ in range(8):
             singles[single()] += 1
