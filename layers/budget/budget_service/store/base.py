@@ -69,6 +69,8 @@ serialize = _serialize  # a Python value as a DynamoDB attribute value (numbers 
 # item that transactions keep in flight leaves a single write only the gaps between them: the
 # budget is long so that such a write finds one.
 CONFLICT_RETRIES = 40
+# Read-modify-write attempts that lost to another write (each a fresh item, no backoff).
+STALE_RETRIES = 200
 CONFLICT_BASE_SECONDS = 0.004
 CONFLICT_CAP_SECONDS = 0.15
 
@@ -641,7 +643,8 @@ class BudgetStore:
         the retries are spent the caller gets Contention (HTTP 503 with Retry-After).
         """
         current = self.get(project, user) if isinstance(seen, EllipsisType) else seen
-        for attempt in itertools.count():
+        conflicts = 0
+        for _ in range(STALE_RETRIES):
             target = change(current)
             if target is None:
                 return current
@@ -650,11 +653,17 @@ class BudgetStore:
             try:
                 return self.save(_with_version(write.budget, current.version if current else 0), write)
             except StaleWrite as stale:
-                conflict_backoff(attempt, f"budget {project}/{user}")
-                current = (
-                    self.get(project, user) if isinstance(stale.current, EllipsisType) else stale.current
-                )
-        raise AssertionError("unreachable")
+                if isinstance(stale.current, EllipsisType):
+                    # Nothing written and nothing learnt (a transaction had the item in flight):
+                    # back off, then read again.
+                    conflict_backoff(conflicts, f"budget {project}/{user}")
+                    conflicts += 1
+                    current = self.get(project, user)
+                else:
+                    # Another write landed first and DynamoDB answered the item it left: try
+                    # again at once from it, while it is the newest.
+                    current = stale.current
+        raise Contention(f"budget {project}/{user} is being changed by too many writers; retry")
 
     # ---- cost updates (one TransactWriteItems since holds: store/levels.py) ------------------------
 
