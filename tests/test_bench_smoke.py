@@ -22,6 +22,7 @@ SECTIONS = {
     "cost_model": "7. Cost model",
     "holds": "8. Hard caps",
     "levels": "9. Budget levels",
+    "hold_sizing": "10. Hold sizing",
 }
 
 

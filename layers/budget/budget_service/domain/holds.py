@@ -77,7 +77,7 @@ def _priced_amount(store: BudgetStore, project: str, request: HoldRequest, now: 
     if amount <= 0:
         raise InvalidInput(f"model {request.model!r} prices this call at 0: nothing to hold; pass amount")
     capped = settings.max_hold is not None and amount > settings.max_hold
-    if capped:
+    if settings.max_hold is not None and capped:
         amount = costs._money(settings.max_hold)
     return _Priced(
         amount, model_price.name, prompt_tokens, sizing.output_tokens, sizing.sized_by, capped, sizing_model
