@@ -44,9 +44,7 @@ def _hold_and_settle(api, project: str, user: str, amount: float, actual: float)
     held = api.call("POST", HOLDS, who, body={"amount": amount})
     if held.status != 201:
         return held.status, None
-    settled = api.call(
-        "POST", SETTLE, {**who, "hold_id": held.json["hold_id"]}, body={"model": "m", "cost": actual}
-    )
+    settled = api.call("POST", SETTLE, {**who, "hold_id": held.json["hold_id"]}, body={"model": "m", "cost": actual})
     return held.status, settled.status
 
 
@@ -72,9 +70,7 @@ def test_64_containers_hold_and_settle_for_100_users_under_project_and_team_caps
 
     def worker(w: int) -> list[tuple[int, int | None]]:
         start.wait()  # start together: the requests overlap
-        return [
-            _hold_and_settle(api, project, users[(w * rounds + r) % 100], 0.05, 0.013) for r in range(rounds)
-        ]
+        return [_hold_and_settle(api, project, users[(w * rounds + r) % 100], 0.05, 0.013) for r in range(rounds)]
 
     with ThreadPoolExecutor(64) as pool:
         statuses = [s for result in pool.map(worker, range(64)) for s in result]
