@@ -44,7 +44,6 @@ class _Priced(NamedTuple):
     output_tokens: int | None = None
     sized_by: str | None = None
     capped: bool | None = None
-    sizing_model: str | None = None
 
 
 def _priced_amount(store: BudgetStore, project: str, request: HoldRequest, now: Decimal) -> _Priced:
@@ -79,9 +78,7 @@ def _priced_amount(store: BudgetStore, project: str, request: HoldRequest, now: 
     capped = settings.max_hold is not None and amount > settings.max_hold
     if settings.max_hold is not None and capped:
         amount = costs._money(settings.max_hold)
-    return _Priced(
-        amount, model_price.name, prompt_tokens, sizing.output_tokens, sizing.sized_by, capped, sizing_model
-    )
+    return _Priced(amount, model_price.name, prompt_tokens, sizing.output_tokens, sizing.sized_by, capped)
 
 
 def sizing_model_of(table: PriceTable, model: str) -> str:
@@ -139,7 +136,6 @@ def create_hold(
         "output_tokens": priced.output_tokens,
         "sized_by": priced.sized_by,
         "capped": priced.capped,
-        "sizing_model": priced.sizing_model,
         "idempotency_key": key,
     }
     try:
@@ -222,9 +218,9 @@ def settle_hold(
     and charges nothing. A hold already released or expired is still charged once (and frees
     nothing). Unknown hold (or another user's): HoldNotFound (404).
 
-    A first settle of a hold by messages then counts the call's output tokens (its usage's
-    ``completion_tokens``, or ``output_tokens``) in the model's histogram for hold sizing: a read
-    of the hold item and one atomic ADD, after the charge and never failing it."""
+    A first settle that says the call's output tokens (its usage's ``completion_tokens``, or
+    ``output_tokens``) then counts them in the model's histogram for hold sizing: one atomic
+    UpdateItem ADD after the charge, never failing it."""
     amount = amount_of(hold_id)  # a malformed id is a 404 before any pricing or write
     if request.if_within_budget:
         raise InvalidInput("a settle always charges the actual cost; drop if_within_budget")
@@ -239,7 +235,7 @@ def settle_hold(
     stored, replayed = hold_store.settle(project, user, hold_id, event.cost, event.spend_key, now, result)
     output_tokens = event.tokens.completion_tokens if event.tokens is not None else request.output_tokens
     if not replayed and output_tokens is not None:
-        _learn_output(hold_store, store, project, user, hold_id, output_tokens, now)
+        _learn_output(store, project, event.model, output_tokens, now)
     tokens = stored.get("tokens")
     cost = stored["cost"]
     freed = (
@@ -263,23 +259,14 @@ def settle_hold(
     )
 
 
-def _learn_output(
-    hold_store: HoldStore,
-    store: BudgetStore,
-    project: str,
-    user: str,
-    hold_id: str,
-    output_tokens: int,
-    now: Decimal,
-) -> None:
-    # Keyed by the model the hold was sized for (not the settle's name, which may be a proxy's
-    # deployment name); a hold of a fixed amount was not sized and teaches nothing.
+def _learn_output(store: BudgetStore, project: str, model: str, output_tokens: int, now: Decimal) -> None:
+    # Under the table entry the settle's model resolves to (what a hold by messages of that model
+    # reads), with no read of the hold: any settled call of the model is a sample of its output.
     try:
-        item = hold_store.get(project, user, hold_id) or {}
-        if item.get("sizing_model"):
-            hold_sizing.record_output(store, project, str(item["sizing_model"]), output_tokens, now)
+        sizing_model = sizing_model_of(for_project(store, project).table, model)
+        hold_sizing.record_output(store, project, sizing_model, output_tokens, now)
     except Exception:  # noqa: BLE001 - the charge is done; a lost sample only widens estimates
-        log.warning("hold sizing: could not count the output of hold %s", hold_id, exc_info=True)
+        log.warning("hold sizing: could not count the output of a settle of %r", model, exc_info=True)
 
 
 def release_hold(store: BudgetStore, project: str, user: str, hold_id: str, now: Decimal) -> ReleaseResponse:
