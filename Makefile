@@ -10,6 +10,9 @@ DEV_REQUIREMENTS := requirements-dev.txt layers/budget/requirements.txt
 TEST_REQUIREMENTS := $(DEV_REQUIREMENTS) requirements-test.txt
 DEV_STAMP := $(VENV)/.dev-$(shell cat $(DEV_REQUIREMENTS) | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.test-$(shell cat $(TEST_REQUIREMENTS) | cksum | cut -d' ' -f1)
+# The real LiteLLM Proxy for its test, in a venv of its own (requirements-proxy.txt says why).
+PROXY_VENV := .venv-proxy
+PROXY_STAMP := $(PROXY_VENV)/.proxy-$(shell cat requirements-proxy.txt | cksum | cut -d' ' -f1)
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
 MYPY_PATHS := layers/budget/budget_service functions localdev scripts console/serve.py $(wildcard client/src)
 
@@ -34,8 +37,14 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+$(PROXY_STAMP): requirements-proxy.txt
+	test -x $(PROXY_VENV)/bin/python || $(PYTHON) -m venv $(PROXY_VENV)
+	$(PROXY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-proxy.txt
+	rm -f $(PROXY_VENV)/.proxy-*
+	touch $@
+
 # Lint and types first (seconds), then every test.
-test: $(TEST_STAMP) $(CHROMIUM)
+test: $(TEST_STAMP) $(CHROMIUM) $(PROXY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
@@ -109,4 +118,4 @@ encodings: $(TEST_STAMP)
 	$(BIN)/python scripts/vendor_tiktoken.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .aws-sam
+	rm -rf $(VENV) $(PROXY_VENV) .pytest_cache .hypothesis .aws-sam

@@ -2,7 +2,7 @@
 
 Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
 runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, latency,
-cost_model, holds, levels), ``--out PATH``
+cost_model, holds, levels, hold_sizing), ``--out PATH``
 (default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
 one), ``--json PATH`` (the raw figures too).
 """
@@ -33,6 +33,7 @@ SECTIONS = (
     "cost_model",
     "holds",
     "levels",
+    "hold_sizing",
 )
 # as RESULTS.md shows them
 ORDER = (
@@ -45,6 +46,7 @@ ORDER = (
     "cost_model",
     "holds",
     "levels",
+    "hold_sizing",
 )
 PACKAGES = (
     "litellm",
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         sections[key] = section
         print(f"[bench] {key} done in {section.seconds:.1f} s", file=sys.stderr, flush=True)
 
-    needs_runtime = [k for k in chosen if k not in ("tokens", "cost_model")]
+    needs_runtime = [k for k in chosen if k not in ("tokens", "cost_model", "hold_sizing")]
     if needs_runtime:
         from bench import cold_start, dynamodb_ops, holds, latency, levels, resets, update_cost
 
@@ -302,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import token_counting
 
         timed_section("tokens", lambda: token_counting.run(quick=args.quick))
+
+    if "hold_sizing" in chosen:
+        from bench import hold_sizing
+
+        timed_section("hold_sizing", lambda: hold_sizing.run(quick=args.quick))
 
     if "cost_model" in chosen:
         from bench import cost_model

@@ -232,10 +232,11 @@ MINIMUMS = {
     ),
     "hold_key": (1, "8 + 1 index", "the same with the Idempotency-Key's ledger item"),
     "settle": (
-        1,
-        "4 + 1 index",
+        2,
+        "5 + 1 index",
         "one TransactWriteItems: the hold held→settled (leaves the index) + the"
-        " budget's spend/held/available, ×2",
+        " budget's spend/held/available, ×2; then, when it says the call's output tokens,"
+        " one UpdateItem ADD of the model's output histogram (hold sizing)",
     ),
     "release": (1, "4 + 1 index", "one TransactWriteItems: the hold held→released + the budget, ×2"),
     "projected": (1, "0", "one GetItem (pricing and tokens need no table)"),

@@ -226,6 +226,10 @@ def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
             entry[field] = text
     if "input" not in entry or "output" not in entry:
         return None, "no per-token input and output price"
+    # The most output one call may produce: what a hold without max_tokens is sized up to.
+    max_output = spec.get("max_output_tokens")
+    if isinstance(max_output, (int, float)) and not isinstance(max_output, bool) and max_output > 0:
+        entry["max_output"] = int(max_output)
     if Decimal(entry["input"]) == 0 and Decimal(entry["output"]) == 0:
         why_free = _is_free_on_purpose(name, entry["provider"])
         if why_free is None:

@@ -56,6 +56,8 @@ def route_request(route: template.ApiRoute, project: str, user: str = "alice"):
         body = {"project_name": project, "user_dict": {user: {"total_budget": 5}}}
     elif route.method == "PUT" and "{model}" in route.path:
         body = PRICE_BODY
+    elif route.method == "PUT" and route.path.endswith("/hold-sizing"):
+        body = {"max_hold": 0.05}
     elif route.method == "PUT":
         body = BUDGET_BODY
     elif route.path.endswith("/holds"):

@@ -22,6 +22,7 @@ SECTIONS = {
     "cost_model": "7. Cost model",
     "holds": "8. Hard caps",
     "levels": "9. Budget levels",
+    "hold_sizing": "10. Hold sizing",
 }
 
 
@@ -216,8 +217,10 @@ def test_dynamodb_ops_counts_every_route(quick_run):
     assert len(data) >= len(routes)  # each route at least once, plus the scheduled reset
     # The budget and the ConditionCheck that the project has no cap, each x2 (a transaction).
     assert data["cost"]["operations"] == ["TransactWriteItems"] and data["cost"]["wcu"] == 4
-    for op in ("hold", "hold_key", "settle", "release"):
+    for op in ("hold", "hold_key", "release"):
         assert data[op]["operations"] == ["TransactWriteItems"], (op, data[op])
+    # A settle with usage also counts the output for hold sizing: one UpdateItem, outside it.
+    assert data["settle"]["operations"] == ["TransactWriteItems", "UpdateItem"], data["settle"]
     assert data["cost_key"]["operations"] == ["TransactWriteItems"] and data["cost_key"]["wcu"] == 6
     assert data["get"]["operations"] == ["GetItem"] and data["get"]["wcu"] == 0
     # A rollover reads the budget, then writes it with its closed period (the history).

@@ -727,7 +727,13 @@ def test_both_clients_send_identical_requests_and_read_identical_results(monkeyp
 OPENAPI = json.loads((ROOT / "openapi.json").read_text())
 # Operations of openapi.json the client deliberately does not describe, with the reason. None
 # today: every operation has a method on both clients.
-EXCLUDED: dict[tuple[str, str], str] = {}
+EXCLUDED: dict[tuple[str, str], str] = {
+    ("GET", "/projects/{project}/hold-sizing"): "a project setting an admin reads with curl, not a call path",
+    (
+        "PUT",
+        "/projects/{project}/hold-sizing",
+    ): "a project setting an admin sets once with curl, not a call path",
+}
 
 
 def operation(endpoint: routes.Endpoint) -> dict:

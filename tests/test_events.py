@@ -31,6 +31,8 @@ DOCUMENTED = [
     ("CreateHold", 201),
     ("SettleHold", 200),  # the hold CreateHold made (hold ids are random: substituted)
     ("ReleaseHold", 200),  # already settled: harmless, says released: false
+    ("PutHoldSizing", 200),
+    ("GetHoldSizing", 200),
     ("DeleteBudget", 204),
     ("DeleteTeam", 204),
     ("DeleteProjectBudget", 204),

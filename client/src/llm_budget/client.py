@@ -399,11 +399,13 @@ class _Client(Generic[H, G]):
         input_text: str | None = None,
         output_text: str | None = None,
         cost: Amount | None = None,
+        output_tokens: int | None = None,
     ) -> Call[Settlement]:
         """Charge the call's actual cost against the hold (in full, even above it) and free the
         rest, exactly once. ``response``: a completion, or a bare usage priced as ``model``; or
-        give one cost form as for ``record_cost``. Returns the ``Settlement`` (``cost`` and
-        ``released`` USD). Raises HoldNotFound, UnknownModel."""
+        give one cost form as for ``record_cost``. ``output_tokens``: the call's output tokens,
+        which teach the service's hold sizing when the form has no usage (``cost``). Returns the
+        ``Settlement`` (``cost`` and ``released`` USD). Raises HoldNotFound, UnknownModel."""
         body = settle_form(
             response,
             model=model,
@@ -413,6 +415,8 @@ class _Client(Generic[H, G]):
             output_text=output_text,
             cost=cost,
         )
+        if output_tokens is not None and "usage" not in body and "completion" not in body:
+            body = {**body, "output_tokens": int(output_tokens)}  # type: ignore[typeddict-unknown-key]
         return routes.HOLD_SETTLE.call(project=self.project, user=user, hold_id=hold_id, body=body)
 
     @operation

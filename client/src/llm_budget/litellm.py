@@ -20,8 +20,19 @@ when any level lacks room; it settles the hold with the call's cost in
 ``async_post_call_failure_hook``, should a failure skip the logger). The hold id travels in the
 request's metadata, so nothing is kept in process memory.
 
+What the proxy's end user sees: a refusal is litellm's own budget error (``BudgetExceededError``:
+type ``budget_exceeded``, status ``litellm.budget_exceeded_status_code``, 422 by default) whose
+message names the limit, what is left of it and when it resets; a service that cannot be reached
+or does not answer within ``timeout`` seconds is a 503 (``BudgetServiceUnavailable``), or with
+``fail_open=True`` the call goes ahead unheld. A hold whose request timed out is released as soon
+as the service answers. A request with no user is admitted unrecorded (``missing_user="admit"``,
+logged) or refused with a 400 (``"refuse"``), unless ``default_user`` names one; a model the
+service cannot price is mapped by ``price_as``, held at ``hold_amount``, or refused with a 500
+that says which of those to set.
+
 Logging hooks never raise into litellm (a failed record is logged at ERROR with its user and
-key); only the pre-call hook refuses.
+key). A record or settle that fails because the service is unavailable goes into a bounded spool
+(llm_budget.spool) that retries it until the service is back, and logs what it had to drop.
 """
 
 from __future__ import annotations
@@ -31,16 +42,19 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from litellm.exceptions import BudgetExceededError
+from litellm.exceptions import BudgetExceededError, ServiceUnavailableError
 from litellm.integrations.custom_logger import CustomLogger
 
 from llm_budget._routes import Amount, completion_parts, idempotency_key, money
 from llm_budget._transport import RetryPolicy
 from llm_budget.client import AsyncBudgetClient, BudgetClient
-from llm_budget.errors import BudgetError, BudgetExceeded, BudgetNotFound, Unavailable
+from llm_budget.errors import BudgetError, BudgetExceeded, BudgetNotFound, Unavailable, UnknownModel
 from llm_budget.guard import hold_or_release_late
+from llm_budget.spool import CostSpool, SpooledRecord
 
 log = logging.getLogger("llm_budget.litellm")
 
@@ -102,11 +116,15 @@ def request_user(data: Mapping[str, Any], user_api_key_dict: object) -> str | No
 
 
 class BudgetRefused(BudgetExceededError):  # type: ignore[misc,unused-ignore]
-    """What the proxy hook raises when a hold is refused: litellm's own ``BudgetExceededError``
-    (the proxy answers it as a client error), carrying the service's refusal in ``error`` and
-    the refusing levels in ``levels``."""
+    """What the proxy hook raises when a hold is refused: litellm's own ``BudgetExceededError``,
+    which the proxy answers as it answers its own budget errors (type ``budget_exceeded``, status
+    ``litellm.budget_exceeded_status_code``), carrying the service's refusal in ``error``, the
+    refusing levels in ``levels`` and, in ``message``, the end user's terms: which limit, what is
+    left of it, and when it resets (``describe``)."""
 
-    def __init__(self, user: str, error: BudgetError) -> None:
+    type = "budget_exceeded"
+
+    def __init__(self, user: str, error: BudgetError, message: str | None = None) -> None:
         levels = error.levels if isinstance(error, BudgetExceeded) else []
         needed = next((lvl.needed for lvl in levels if lvl.needed is not None), None)
         available = error.available if isinstance(error, BudgetExceeded) else None
@@ -114,12 +132,81 @@ class BudgetRefused(BudgetExceededError):  # type: ignore[misc,unused-ignore]
         super().__init__(
             current_cost=float(needed) if needed is not None else 0.0,
             max_budget=float(available) if available is not None else 0.0,
-            message=f"llm-budget refused the call for user {user!r}: {error.message}",
+            message=message or f"Budget exceeded for user {user!r}: {error.message}",
             entity_type="user",
             entity_id=user,
         )
         self.error = error
         self.levels = levels
+
+
+class BudgetServiceUnavailable(ServiceUnavailableError):  # type: ignore[misc,unused-ignore]
+    """The budget service could not be reached or did not answer within the callback's
+    ``timeout``: the proxy answers 503 (type ``service_unavailable``), never a 500."""
+
+    def __init__(self, message: str, model: str | None = None) -> None:
+        super().__init__(message=message, llm_provider="llm-budget", model=model or "")
+        self.message = message  # without litellm's class-name prefix: this is not the model's error
+        self.type = "service_unavailable"
+
+
+class BudgetConfigurationError(Exception):
+    """The proxy's budget setup cannot handle this request (a model the service cannot price,
+    a request without a user under ``missing_user="refuse"``); ``status_code`` and ``type`` are
+    what the proxy answers, and the message says what to set."""
+
+    def __init__(self, message: str, *, status_code: int, type: str) -> None:  # noqa: A002
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.type = type
+
+
+def _usd(amount: Decimal | None) -> str:
+    if amount is None:
+        return "?"
+    shown = amount.quantize(Decimal("0.01")) if amount >= 1 else amount.normalize()
+    return f"${shown:f}"
+
+
+def _when(at: datetime | None) -> str:
+    return "never (a budget without a period)" if at is None else at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def describe(client: AsyncBudgetClient, user: str, error: BudgetError) -> str:
+    """A refusal in the end user's terms: for the first refusing level, its limit and period,
+    what is left, what the call needed and when the limit resets. Reads that level's budget
+    (one GET); without an answer, says what the refusal itself said."""
+    if isinstance(error, BudgetNotFound):
+        return f"No budget is set for user {user!r}, so this request cannot be paid for: ask for a budget."
+    if not isinstance(error, BudgetExceeded) or not error.levels:
+        return f"Budget exceeded for user {user!r}: {error.message}"
+    level = error.levels[0]
+    name = level.name or user
+    who = {
+        "user": f"your ({name}) budget",
+        "team": f"team {name!r}'s budget",
+        "project": "the project's budget",
+    }.get(level.level, f"{level.level} {name!r}'s budget")
+    try:
+        if level.level == "team":
+            record: Any = await client.get_team(name)
+        elif level.level == "project":
+            record = await client.get_project_budget()
+        else:
+            record = await client.get_user(name)
+    except BudgetError:
+        record = None
+    left = level.available if level.available is not None else error.available
+    if record is None:
+        return (
+            f"Budget exceeded: {who} has {_usd(left)} left and this request needs up to {_usd(level.needed)}."
+        )
+    period = f"{record.duration} " if record.duration else ""
+    return (
+        f"Budget exceeded: {who} is {_usd(record.total_budget)} {period}and has {_usd(left)} left;"
+        f" this request needs up to {_usd(level.needed)}. It resets {_when(record.reset_at)}."
+    )
 
 
 class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
@@ -130,9 +217,16 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
     no user (None: such calls are not recorded). ``price_with``: ``"litellm"`` records litellm's
     ``response_cost``; ``"service"`` sends the usage for the service to price. ``hold_amount``:
     hold this fixed amount (USD) in the proxy hook instead of the service's projection (for model
-    aliases the service cannot price). ``ttl_seconds``: the holds' lifetime. ``fail_open``: if
-    the service cannot be reached, admit the call unheld (its cost is still recorded after) rather
-    than refuse it. ``user_resolver``: replaces ``call_user`` for logged calls.
+    aliases the service cannot price). ``price_as``: ``{alias: model}``, holds for an alias as
+    the service prices ``model`` (a proxy's model group names its own aliases). ``ttl_seconds``:
+    the holds' lifetime. ``timeout``: seconds the pre-call hook waits for its hold before the
+    call is answered 503 (or, with ``fail_open``, admitted); a hold made after that is released
+    when it arrives. ``fail_open``: if the service cannot be reached, admit the call unheld (its
+    cost is still recorded after, through the spool if need be) rather than refuse it.
+    ``missing_user``: a proxy request with no user (and no ``default_user``) is ``"admit"``-ed
+    unheld and unrecorded (logged at WARNING), or ``"refuse"``-d with a 400. ``spool_size``: how
+    many unrecorded costs are kept while the service is away (the oldest dropped past it, logged).
+    ``user_resolver``: replaces ``call_user`` for logged calls.
     """
 
     def __init__(
@@ -151,6 +245,10 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         fail_open: bool = False,
         retry: RetryPolicy | None = None,
         user_resolver: UserResolver | None = None,
+        timeout: float = 5.0,
+        price_as: Mapping[str, str] | None = None,
+        missing_user: Literal["admit", "refuse"] = "admit",
+        spool_size: int = 10_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -175,6 +273,14 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         self.ttl_seconds = ttl_seconds
         self.fail_open = fail_open
         self.user_resolver = user_resolver or call_user
+        if timeout <= 0:
+            raise ValueError("timeout must be greater than 0 seconds")
+        if missing_user not in ("admit", "refuse"):
+            raise ValueError('missing_user is "admit" or "refuse"')
+        self.timeout = float(timeout)
+        self.price_as = dict(price_as or {})
+        self.missing_user = missing_user
+        self.spool = CostSpool(lambda: self.client, max_records=spool_size)
 
     # ---- clients
 
@@ -234,44 +340,58 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
 
     # ---- SDK: record each successful call
 
+    def _record(self, kwargs: Mapping[str, Any], response_obj: object) -> SpooledRecord | None:
+        """The write that records a successful call (a settle of its hold, or a cost for its
+        user), as a spool record; None when the call names no user."""
+        hold = _hold_of(kwargs)
+        if hold is not None:
+            args = self._settle_args(kwargs, response_obj)
+            holder, hold_id = hold["user"], hold["hold_id"]
+            return SpooledRecord(
+                user=holder,
+                key=f"hold {hold_id}",
+                cost=args.get("cost"),
+                send=lambda client: client.settle(holder, hold_id, **args),
+            )
+        user = self._user(kwargs)
+        if user is None:
+            log.debug("call %s names no user: not recorded", kwargs.get("litellm_call_id"))
+            return None
+        form = self.cost_form(kwargs, response_obj)
+        key = self.record_key(kwargs, response_obj)
+        charged = user
+        return SpooledRecord(
+            user=user,
+            key=key,
+            cost=form.get("cost"),
+            send=lambda client: client.record_cost(charged, idempotency_key=key, **form),
+        )
+
     def log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        hold = _hold_of(kwargs)
+        record = None
         try:
-            if hold is not None:
-                self.client.settle(hold["user"], hold["hold_id"], **self._settle_args(kwargs, response_obj))
-                return
-            user = self._user(kwargs)
-            if user is None:
-                log.debug("call %s names no user: not recorded", kwargs.get("litellm_call_id"))
-                return
-            self.client.record_cost(
-                user,
-                idempotency_key=self.record_key(kwargs, response_obj),
-                **self.cost_form(kwargs, response_obj),
-            )
+            record = self._record(kwargs, response_obj)
+            if record is not None:
+                record.send(self.client)
+        except Unavailable:
+            if record is not None:
+                self.spool.add(record)
         except (BudgetError, ValueError, TypeError) as exc:
             self._log_failure(kwargs, response_obj, exc)
 
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        hold = _hold_of(kwargs)
+        record = None
         try:
-            client = self.async_client()
-            if hold is not None:
-                await client.settle(hold["user"], hold["hold_id"], **self._settle_args(kwargs, response_obj))
-                return
-            user = self._user(kwargs)
-            if user is None:
-                log.debug("call %s names no user: not recorded", kwargs.get("litellm_call_id"))
-                return
-            await client.record_cost(
-                user,
-                idempotency_key=self.record_key(kwargs, response_obj),
-                **self.cost_form(kwargs, response_obj),
-            )
+            record = self._record(kwargs, response_obj)
+            if record is not None:
+                await record.send(self.async_client())  # type: ignore[misc]
+        except Unavailable:
+            if record is not None:
+                self.spool.add(record)  # retried with the sync client, from the spool's thread
         except (BudgetError, ValueError, TypeError) as exc:
             self._log_failure(kwargs, response_obj, exc)
 
@@ -279,7 +399,11 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         form = self.cost_form(kwargs, response_obj)
         if "completion" in form:
             return {"response": form["completion"]}
-        return {"model": form["model"], "cost": form["cost"]}
+        args = {"model": form["model"], "cost": form["cost"]}
+        output_tokens = _output_tokens(response_obj)
+        if output_tokens is not None:
+            args["output_tokens"] = output_tokens  # teaches the service's hold sizing
+        return args
 
     def _log_failure(self, kwargs: Mapping[str, Any], response_obj: object, exc: Exception) -> None:
         log.error(
@@ -335,40 +459,72 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         data: dict[str, Any],
         call_type: Any,
     ) -> dict[str, Any]:
-        """Hold the call's worst case for its user; raise ``BudgetRefused`` (a
-        ``litellm.BudgetExceededError``) when it does not fit or the user has no budget."""
+        """Hold the call's cost (sized by the service) for its user; raise ``BudgetRefused`` (a
+        ``litellm.BudgetExceededError``) when it does not fit or the user has no budget,
+        ``BudgetServiceUnavailable`` (503) when the service does not answer within ``timeout``,
+        ``BudgetConfigurationError`` for a request the setup cannot price or place."""
         user = request_user(data, user_api_key_dict) or self.default_user
-        if user is None or (self.hold_amount is None and not data.get("messages")):
-            # No user to hold for; or not a chat call (embeddings, ...) and no fixed amount to
-            # hold: its cost is still recorded after it, keyed by its response or call id.
+        if user is None:
+            if self.missing_user == "refuse":
+                raise BudgetConfigurationError(
+                    "This request names no user to charge: send the OpenAI `user` field, or use a key"
+                    " that belongs to a user (or the proxy sets default_user in its budget callback).",
+                    status_code=400,
+                    type="invalid_request_error",
+                )
+            log.warning(
+                "llm_budget: a request names no user: admitted unheld and not recorded (set the"
+                " request's `user`, key users, default_user=, or missing_user='refuse')"
+            )
+            return data
+        if self.hold_amount is None and not data.get("messages"):
+            # Not a chat call (embeddings, ...) and no fixed amount to hold: its cost is still
+            # recorded after it, keyed by its response or call id.
             return data
         call_id = data.get("litellm_call_id")
         key = idempotency_key("litellm-hold", str(call_id)) if call_id else None
         client = self.async_client()
+        model = str(data.get("model"))
+        if self.hold_amount is not None:
+            args: dict[str, Any] = {"amount": self.hold_amount}
+        else:
+            args = {
+                "model": self.price_as.get(model, model),
+                "messages": data["messages"],
+                "max_tokens": data.get("max_tokens") or data.get("max_completion_tokens"),
+            }
         try:
-            # A request cancelled while its hold is asked for (the caller hung up) releases the
-            # hold once the service answers, rather than leave it reserving the budget to its TTL.
-            if self.hold_amount is not None:
-                hold = await hold_or_release_late(
-                    client, user, amount=self.hold_amount, ttl_seconds=self.ttl_seconds, idempotency_key=key
-                )
-            else:
-                hold = await hold_or_release_late(
-                    client,
-                    user,
-                    model=str(data.get("model")),
-                    messages=data["messages"],
-                    max_tokens=data.get("max_tokens") or data.get("max_completion_tokens"),
-                    ttl_seconds=self.ttl_seconds,
-                    idempotency_key=key,
-                )
+            # A request that times out here (or whose caller hangs up) releases its hold once the
+            # service answers, rather than leave it reserving the budget until its TTL.
+            hold = await asyncio.wait_for(
+                hold_or_release_late(client, user, ttl_seconds=self.ttl_seconds, idempotency_key=key, **args),
+                timeout=self.timeout,
+            )
         except (BudgetExceeded, BudgetNotFound) as exc:
-            raise BudgetRefused(user, exc) from exc
-        except Unavailable:
+            try:
+                message = await asyncio.wait_for(describe(client, user, exc), timeout=self.timeout)
+            except (TimeoutError, Unavailable):
+                message = None
+            raise BudgetRefused(user, exc, message) from exc
+        except UnknownModel as exc:
+            raise BudgetConfigurationError(
+                f"The budget service has no price for model {model!r}, so this request cannot be held"
+                f" against a budget. In the proxy's BudgetCallback set price_as={{{model!r}: <a model the"
+                f" service prices>}} or hold_amount=<USD>, or give the project a price for it"
+                f" (PUT /projects/<project>/prices/{model}).",
+                status_code=500,
+                type="budget_configuration_error",
+            ) from exc
+        except (Unavailable, TimeoutError) as exc:
+            why = "did not answer in time" if isinstance(exc, TimeoutError) else f"is unavailable ({exc})"
             if self.fail_open:
-                log.warning("llm_budget: service unavailable; admitting a call for %r unheld", user)
+                log.warning("llm_budget: the budget service %s; admitting a call for %r unheld", why, user)
                 return data
-            raise
+            raise BudgetServiceUnavailable(
+                f"The budget service {why}: this request was not sent, and nothing was charged;"
+                " retry shortly.",
+                model=model,
+            ) from exc
         field = self._select_metadata_field(data) or "metadata"
         metadata = data.get(field)
         if not isinstance(metadata, dict):
@@ -377,6 +533,20 @@ class BudgetCallback(CustomLogger):  # type: ignore[misc,unused-ignore]
         metadata[HOLD_METADATA_KEY] = {"user": user, "hold_id": hold.hold_id}
         metadata.setdefault(USER_METADATA_KEY, user)
         return data
+
+
+def _output_tokens(response_obj: object) -> int | None:
+    usage = (
+        response_obj.get("usage")
+        if isinstance(response_obj, Mapping)
+        else getattr(response_obj, "usage", None)
+    )
+    value = (
+        usage.get("completion_tokens")
+        if isinstance(usage, Mapping)
+        else getattr(usage, "completion_tokens", None)
+    )
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _response_id(response_obj: object) -> str | None:
@@ -416,4 +586,13 @@ def _hold_in_request(data: Mapping[str, Any]) -> dict[str, str] | None:
     return None
 
 
-__all__ = ["BudgetCallback", "BudgetRefused", "call_user", "idempotency_key", "request_user"]
+__all__ = [
+    "BudgetCallback",
+    "BudgetConfigurationError",
+    "BudgetRefused",
+    "BudgetServiceUnavailable",
+    "call_user",
+    "describe",
+    "idempotency_key",
+    "request_user",
+]

@@ -262,6 +262,12 @@ class Hold:
     created_at: datetime | None = None
     priced_as: str | None = None
     prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    """The output tokens a priced hold reserves; ``sized_by`` says how they were chosen
+    (``max_tokens``, ``learned``, ``model_max_output``, ``project_default``)."""
+    sized_by: str | None = None
+    capped: bool | None = None
+    """True: the project's ``max_hold`` capped the amount."""
     idempotency_key: str | None = None
     replayed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -82,6 +82,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/projects/{project}/users/{user}/holds"): Permission.RECORD_COST,
     ("POST", "/projects/{project}/users/{user}/holds/{hold_id}/settle"): Permission.RECORD_COST,
     ("DELETE", "/projects/{project}/users/{user}/holds/{hold_id}"): Permission.RECORD_COST,
+    ("GET", "/projects/{project}/hold-sizing"): Permission.READ,
+    ("PUT", "/projects/{project}/hold-sizing"): Permission.MANAGE,
     # History: reading it is a read; an adjustment corrects spend by hand: admin.
     ("GET", "/projects/{project}/users/{user}/periods"): Permission.READ,
     ("GET", "/projects/{project}/spend"): Permission.READ,

@@ -10,45 +10,88 @@ each happen once, whoever gets there first. Amounts are USD (Decimal); times epo
 
 from __future__ import annotations
 
+import logging
 import uuid
 from decimal import Decimal
+from typing import NamedTuple
 
 from budget_service.core.errors import BudgetExceeded, IdempotencyKeyReused, InvalidInput
 from budget_service.core.records import iso
-from budget_service.domain import budgets, costs
-from budget_service.pricing.prices import TokenUsage, cost_of
+from budget_service.domain import budgets, costs, hold_sizing
+from budget_service.pricing.prices import ModelPrice, PriceTable, TokenUsage, cost_of
 from budget_service.pricing.project import for_project
 from budget_service.schemas import (
     DECIMAL_CONTEXT,
-    CostRequest,
     HoldRequest,
     HoldResponse,
     ReleaseResponse,
+    SettleRequest,
     SettleResponse,
     quantize_money,
 )
 from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.holds import EXPIRED, HELD, RELEASED, HoldStore, amount_of, make_hold_id
 
+log = logging.getLogger(__name__)
 
-def _priced_amount(
-    store: BudgetStore, project: str, request: HoldRequest
-) -> tuple[Decimal, str | None, int | None]:
-    """The amount to hold (USD), the price entry and the prompt tokens when it was priced."""
+
+class _Priced(NamedTuple):
+    """What a hold reserves: the amount (USD) and, for a hold by messages, how it was sized."""
+
+    amount: Decimal
+    priced_as: str | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    sized_by: str | None = None
+    capped: bool | None = None
+
+
+def _priced_amount(store: BudgetStore, project: str, request: HoldRequest, now: Decimal) -> _Priced:
+    """The amount to hold: the request's ``amount``; or the prompt plus the output the project's
+    hold sizing gives (domain.hold_sizing), priced as projected cost prices it, then capped by the
+    project's ``max_hold``."""
     if request.amount is not None:
-        return request.amount, None, None
+        return _Priced(request.amount)
     assert request.model is not None and request.messages is not None
     # The project's own price wins, as for projected cost. UnknownModel (422) before counting.
-    model_price = for_project(store, project).price(request.model)
+    prices = for_project(store, project)
+    model_price = prices.price(request.model)
     from budget_service.pricing import tokens
 
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     prompt_tokens = tokens.count_messages(messages, request.model)
-    usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=request.max_tokens or 0)
+    settings = hold_sizing.settings_for(store, project)
+    sizing_model = sizing_model_of(prices.table, request.model)
+    sizing = hold_sizing.size_output(
+        store,
+        project,
+        sizing_model,
+        _max_output(prices.table, request.model, model_price),
+        request.max_tokens,
+        settings,
+        now,
+    )
+    usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=sizing.output_tokens)
     amount = costs._money(cost_of(model_price, usage).total)
     if amount <= 0:
         raise InvalidInput(f"model {request.model!r} prices this call at 0: nothing to hold; pass amount")
-    return amount, model_price.name, prompt_tokens
+    capped = settings.max_hold is not None and amount > settings.max_hold
+    if settings.max_hold is not None and capped:
+        amount = costs._money(settings.max_hold)
+    return _Priced(amount, model_price.name, prompt_tokens, sizing.output_tokens, sizing.sized_by, capped)
+
+
+def sizing_model_of(table: PriceTable, model: str) -> str:
+    """The name a model's output histogram is kept under: its entry in the shipped table (so
+    ``openai/gpt-4o-mini`` and ``gpt-4o-mini`` share one), else the name as given."""
+    return table.resolve_name(model) or model
+
+
+def _max_output(table: PriceTable, model: str, model_price: ModelPrice) -> int | None:
+    if model_price.max_output is not None:
+        return model_price.max_output
+    key = table.resolve_name(model)  # a project's own price: the shipped entry's maximum
+    return table.price(key).max_output if key is not None else None
 
 
 def create_hold(
@@ -68,7 +111,8 @@ def create_hold(
     answers the first hold (``replayed``); the same key for a different request is a 422.
     """
     key = costs.check_idempotency_key(idempotency_key)
-    amount, priced_as, prompt_tokens = _priced_amount(store, project, request)
+    priced = _priced_amount(store, project, request, now)
+    amount = priced.amount
     # Random even with an Idempotency-Key: the key's ledger item, put in the same transaction,
     # is what makes a retry find the first hold (and a deleted budget's key start afresh).
     hold_id = make_hold_id(uuid.uuid4().hex, amount)
@@ -86,7 +130,14 @@ def create_hold(
             "created_at": now,
             "expires_at": int(now) + costs.IDEMPOTENCY_TTL_SECONDS,
         }
-    attributes = {"priced_as": priced_as, "prompt_tokens": prompt_tokens, "idempotency_key": key}
+    attributes = {
+        "priced_as": priced.priced_as,
+        "prompt_tokens": priced.prompt_tokens,
+        "output_tokens": priced.output_tokens,
+        "sized_by": priced.sized_by,
+        "capped": priced.capped,
+        "idempotency_key": key,
+    }
     try:
         first = holds.create(
             project, user, hold_id, amount, expires_at, now, attributes=attributes, ledger=ledger
@@ -123,8 +174,7 @@ def create_hold(
         "state": HELD,
         "created_at": now,
         "hold_expires_at": expires_at,
-        "priced_as": priced_as,
-        "prompt_tokens": prompt_tokens,
+        **attributes,
     }
     return _hold_answer(project, user, hold_id, item, key=key)
 
@@ -142,6 +192,9 @@ def _hold_answer(
         expires_at=iso(item["hold_expires_at"]) or "",
         priced_as=item.get("priced_as"),
         prompt_tokens=int(item["prompt_tokens"]) if item.get("prompt_tokens") is not None else None,
+        output_tokens=int(item["output_tokens"]) if item.get("output_tokens") is not None else None,
+        sized_by=item.get("sized_by"),
+        capped=item.get("capped"),
         idempotency_key=key,
         replayed=replayed,
     )
@@ -157,12 +210,17 @@ def release_expired(holds: HoldStore, project: str, user: str, now: Decimal) -> 
 
 
 def settle_hold(
-    store: BudgetStore, project: str, user: str, hold_id: str, request: CostRequest, now: Decimal
+    store: BudgetStore, project: str, user: str, hold_id: str, request: SettleRequest, now: Decimal
 ) -> SettleResponse:
-    """Charge the actual cost (any cost form of ``/cost``; in full, even above the hold) and free
-    the rest of the hold, once: one TransactWriteItems. A repeat answers the first result with
-    ``replayed: true`` and charges nothing. A hold already released or expired is still charged
-    once (and frees nothing). Unknown hold (or another user's): HoldNotFound (404)."""
+    """Charge the actual cost (any cost form of ``/cost``; in full, even above the hold: the
+    settle is the top-up of a call that produced more than was held) and free the rest of the
+    hold, once: one TransactWriteItems. A repeat answers the first result with ``replayed: true``
+    and charges nothing. A hold already released or expired is still charged once (and frees
+    nothing). Unknown hold (or another user's): HoldNotFound (404).
+
+    A first settle that says the call's output tokens (its usage's ``completion_tokens``, or
+    ``output_tokens``) then counts them in the model's histogram for hold sizing: one atomic
+    UpdateItem ADD after the charge, never failing it."""
     amount = amount_of(hold_id)  # a malformed id is a 404 before any pricing or write
     if request.if_within_budget:
         raise InvalidInput("a settle always charges the actual cost; drop if_within_budget")
@@ -173,9 +231,11 @@ def settle_hold(
         "priced_as": event.priced_as,
         "tokens": costs._tokens_record(event.tokens),
     }
-    stored, replayed = HoldStore(store).settle(
-        project, user, hold_id, event.cost, event.spend_key, now, result
-    )
+    hold_store = HoldStore(store)
+    stored, replayed = hold_store.settle(project, user, hold_id, event.cost, event.spend_key, now, result)
+    output_tokens = event.tokens.completion_tokens if event.tokens is not None else request.output_tokens
+    if not replayed and output_tokens is not None:
+        _learn_output(store, project, event.model, output_tokens, now)
     tokens = stored.get("tokens")
     cost = stored["cost"]
     freed = (
@@ -197,6 +257,16 @@ def settle_hold(
         priced_as=stored.get("priced_as"),
         replayed=replayed,
     )
+
+
+def _learn_output(store: BudgetStore, project: str, model: str, output_tokens: int, now: Decimal) -> None:
+    # Under the table entry the settle's model resolves to (what a hold by messages of that model
+    # reads), with no read of the hold: any settled call of the model is a sample of its output.
+    try:
+        sizing_model = sizing_model_of(for_project(store, project).table, model)
+        hold_sizing.record_output(store, project, sizing_model, output_tokens, now)
+    except Exception:  # noqa: BLE001 - the charge is done; a lost sample only widens estimates
+        log.warning("hold sizing: could not count the output of a settle of %r", model, exc_info=True)
 
 
 def release_hold(store: BudgetStore, project: str, user: str, hold_id: str, now: Decimal) -> ReleaseResponse:
@@ -222,7 +292,7 @@ def hold(project: str, user: str, request: HoldRequest, idempotency_key: str | N
     return create_hold(default_store(), project, user, request, budgets.utc_now(), idempotency_key)
 
 
-def settle(project: str, user: str, hold_id: str, request: CostRequest) -> SettleResponse:
+def settle(project: str, user: str, hold_id: str, request: SettleRequest) -> SettleResponse:
     """``POST .../holds/{hold_id}/settle``: settle_hold now."""
     return settle_hold(default_store(), project, user, hold_id, request, budgets.utc_now())
 

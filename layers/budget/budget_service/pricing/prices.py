@@ -179,6 +179,7 @@ class ModelPrice(NamedTuple):
     # LiteLLM's service-tier and batch rates ({"flex"|"priority"|...|"batches": {field: Decimal,
     # "tiers": (Tier, ...)}}), only what the map names; see with_service_tier and _batch_cost.
     service_tiers: Mapping[str, Mapping] = MappingProxyType({})
+    max_output: int | None = None  # the most output tokens one call may produce (LiteLLM's map)
 
     def rate(self, name: str) -> Decimal | None:
         return self.rates.get(name)
@@ -334,6 +335,7 @@ def price_from_entry(name: str, entry: Mapping) -> ModelPrice:
                 for tier, rates in (entry.get("service_tiers") or {}).items()
             }
         ),
+        max_output=int(entry["max_output"]) if entry.get("max_output") else None,
     )
 
 

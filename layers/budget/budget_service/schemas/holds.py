@@ -17,7 +17,7 @@ from budget_service.schemas.common import (
     _Model,
     _Strict,
 )
-from budget_service.schemas.costs import MESSAGES_MAX, ChatMessage, TokensUsed
+from budget_service.schemas.costs import MESSAGES_MAX, ChatMessage, CostRequest, TokensUsed
 
 HOLD_TTL_DEFAULT = 600
 
@@ -30,7 +30,8 @@ HoldTtl = Annotated[int, Field(ge=1, le=HOLD_TTL_MAX, strict=True)]
 
 class HoldRequest(_Strict):
     """Either ``{"amount"}`` (USD), or ``{"model", "messages", "max_tokens"?}`` priced as
-    projected-cost prices it; optional ``ttl_seconds`` (default 600, at most 3,600)."""
+    projected-cost prices it (without ``max_tokens``, the output is sized as the project's hold
+    sizing says); optional ``ttl_seconds`` (default 600, at most 3,600)."""
 
     amount: Money | None = None
     model: Identifier | None = None
@@ -65,8 +66,65 @@ class HoldResponse(_Model):
     )
     priced_as: str | None = Field(default=None, description="the price entry a priced hold used")
     prompt_tokens: int | None = None
+    output_tokens: int | None = Field(
+        default=None, description="the output tokens a priced hold reserves (see sized_by)"
+    )
+    sized_by: str | None = Field(
+        default=None,
+        description="how output_tokens was chosen: max_tokens (the request's), learned (the"
+        " project's percentile of this model's settled outputs), model_max_output (LiteLLM's"
+        " max_output_tokens: no history yet), project_default (the model has no maximum)",
+    )
+    capped: bool | None = Field(
+        default=None, description="true: the project's max_hold capped this priced hold's amount"
+    )
     idempotency_key: str | None = None
     replayed: bool = Field(default=False, description="true: this Idempotency-Key made the hold before")
+
+
+class SettleRequest(CostRequest):
+    """Any form of ``/cost``, and optional ``output_tokens``: the call's output tokens, for hold
+    sizing, when the form carries no usage (``{"model", "cost"}``)."""
+
+    output_tokens: TokenCount | None = None
+
+
+OUTPUT_TOKENS_MAX = 10_000_000
+
+
+class HoldSizingIn(_Strict):
+    """A project's hold sizing (every field optional; a PUT replaces the whole setting)."""
+
+    max_hold: Money | None = Field(
+        default=None, description="USD: no priced hold reserves more (a per-request hold cap)"
+    )
+    default_max_output_tokens: Annotated[int, Field(ge=1, le=OUTPUT_TOKENS_MAX, strict=True)] | None = Field(
+        default=None,
+        description="output tokens held without max_tokens nor history for a model whose maximum"
+        " output LiteLLM's map does not give (default 4096)",
+    )
+    percentile: Annotated[int, Field(ge=50, le=100, strict=True)] | None = Field(
+        default=None, description="the percentile of settled outputs a hold reserves (default 95)"
+    )
+    min_samples: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = Field(
+        default=None, description="settles counted before the percentile is used (default 20)"
+    )
+
+    @model_validator(mode="after")
+    def _positive_cap(self) -> HoldSizingIn:
+        if self.max_hold is not None and self.max_hold <= 0:
+            raise ValueError("max_hold must be greater than 0 (or null: no cap)")
+        return self
+
+
+class HoldSizingRecord(_Model):
+    project: str
+    max_hold: Number | None = Field(description="USD; null: no per-request hold cap")
+    default_max_output_tokens: int
+    percentile: int
+    min_samples: int
+    created_at: str | None = Field(description="null: the project set nothing (these are the defaults)")
+    updated_at: str | None
 
 
 class SettleResponse(_Model):
