@@ -251,13 +251,46 @@ class AuditEntry(NamedTuple):
     details: Mapping[str, Any] = NO_ENTRIES
 
 
+class Lineage(NamedTuple):
+    """What one litellm client copy of a user's entry was served and has had counted since.
+
+    litellm's hosted ``BudgetManager`` keeps the entry ``get_budget`` served and sends it back on
+    every ``save_data``, adding each cost to ``current_cost`` and ``model_cost``; its own
+    ``reset_on_duration`` zeroes both and sets ``last_updated_at`` to its clock. It never changes
+    ``created_at`` (only ``create_budget`` does, to a value of its own). So ``created_at`` names the
+    copy: ``get_budget`` serves each user a fresh ``marker`` there and records what it served; a
+    ``create_budget`` value is recorded when first seen. Each save counts the part of the entry's
+    totals beyond ``current_cost``/``model_cost`` (what this copy had counted, USD) and records the
+    entry as the new acknowledged state, in the same transaction as the budget.
+
+    ``total_budget``/``duration`` (days)/``last_updated_at``: as last served or seen, so an echo of
+    them is told from a change. ``acked_at``: when that state was served or counted (epoch seconds),
+    the earliest moment the copy's next additions can have been spent. ``version``: the item's
+    optimistic-concurrency counter (0: not stored yet).
+    """
+
+    project: str
+    user: str
+    marker: Decimal
+    total_budget: Decimal
+    duration: Decimal | None
+    last_updated_at: Decimal | None
+    current_cost: Decimal
+    model_cost: Mapping[str, Decimal]
+    acked_at: Decimal
+    version: int = 0
+
+
 class Write(NamedTuple):
     """What a change to a budget stores in one conditional write: the budget, the periods it
-    closes and its audit entries (store.BudgetStore.update writes them in one transaction)."""
+    closes and its audit entries (store.BudgetStore.update writes them in one transaction), and
+    the litellm client copy whose counted state moves with it (``lineage``, conditional on its
+    version in the same transaction)."""
 
     budget: Budget
     closed: tuple[ClosedPeriod, ...] = ()
     audit: tuple[AuditEntry, ...] = ()
+    lineage: Lineage | None = None
 
 
 def roll(budget: Budget, now: Decimal, *, closed_by: str = "rollover") -> Write:

@@ -1,34 +1,36 @@
 """litellm's hosted protocol: its entries to budgets, and the ``set_budget`` merge rules.
 
-litellm's ``BudgetManager`` sends its whole user dict on every save, from any number of processes,
-each holding a copy loaded at start (litellm/budget_manager.py: ``save_data`` posts the dict;
-``reset_on_duration`` zeroes ``current_cost`` and ``model_cost`` and sets ``last_updated_at`` to
-its own ``time.time()`` once ``now - last_updated_at >= duration`` days). The merge makes that
-safe: a stale or concurrent client can never lower the spend of the period the server is in, nor
-change a budget's rule by sending back what it was given. Per user:
+litellm's ``BudgetManager`` keeps the user dict ``get_budget`` served and posts all of it on every
+``save_data`` (litellm/budget_manager.py): ``update_cost`` adds each cost to ``current_cost`` and
+``model_cost``; ``reset_on_duration`` zeroes both and sets ``last_updated_at`` to its own
+``time.time()`` once ``now - last_updated_at >= duration`` days; ``create_budget`` replaces the
+entry, with ``created_at = last_updated_at`` of its choosing. Nothing else in an entry changes.
 
-* not stored: created from the entry;
-* ``total_budget`` from the entry replaces the stored one;
-* the rule: an entry whose ``duration`` is what this budget's rule could have handed a client
-  keeps the rule (see ``_keeps_rule``); any other ``duration`` is a new rolling rule, and no
-  ``duration`` removes the period;
-* spend, by where the entry's own period ``[last_updated_at, + duration)`` lies against the
-  server's current period ``[period_start, reset_at)``:
-  - it starts in the current period (the client loaded it, or reset itself in it): the larger of
-    stored and entry, per model, with ``current_cost`` at least the sum of ``model_cost``; a
-    rolling period restarts at a client's later reset;
-  - it is a period the server closed (it ended before the current one began, or starts where a
-    period the server handed out started: a rollover or a manual reset closed it): the entry's
-    spend is ignored and reported (``stale_spend_ignored``), as litellm's own reset would drop it;
-  - it started earlier but is neither (a client that reset itself at another moment, e.g. one
-    whose ``duration`` is a shorter month): the server cannot tell how much of that spend falls
-    in the current period, so it keeps it, merged as the larger, and reports it
-    (``uncertain_spend_kept``). Spend is never dropped on a guess.
+So the server does not guess from timestamps what a client's totals hold. ``get_budget`` hands
+each user's entry out with a fresh ``created_at`` marker (the budget's creation second plus a
+random fraction) and records what it served under that marker (core.records.Lineage, one per
+client copy); a ``create_budget`` value is recorded the first time it is seen. A save of a known
+copy is then exact, per user:
+
+* new spend: the entry's totals minus what this copy had counted (what it was served, then what
+  its previous saves brought); after the client's own reset (a new ``last_updated_at``), or a
+  ``reset_cost`` (totals lower than counted), all of its totals are new. New spend is added to
+  the server's current period once (a resent save adds nothing); when it may have been spent
+  before that period began (the copy's last counted moment is earlier: a rollover or a manual
+  reset came between), the user is listed in ``uncertain_spend_kept``: counted in the current
+  period, since the server cannot tell which period it was spent in;
+* settings: ``total_budget`` and ``duration`` change only when they differ from what this copy
+  was served or last sent (a caller setting a new one); an echo, such as the days left of a
+  calendar period after a manual reset, never changes the rule or its timezone.
+
+Users not stored yet are created with their spend (in the current period of the entry's rolling
+rule; ``uncertain_spend_kept`` when the entry's own period had already ended). An entry with no
+record of its copy falls back to ``_legacy_merge`` (spend merged as the larger, reported).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -40,8 +42,9 @@ from budget_service.core.periods import (
     to_datetime,
     to_epoch,
 )
-from budget_service.core.records import ZERO, Budget, ClosedPeriod
+from budget_service.core.records import ZERO, Budget, ClosedPeriod, Lineage
 from budget_service.schemas import LitellmEntry
+from budget_service.schemas.common import quantize_money
 
 # Entries come back through a JSON float: a period length of 30.958333... days is 1e-7 s off.
 TOLERANCE_SECONDS = Decimal(1)
@@ -51,14 +54,15 @@ YEARS_BACK, YEARS_AHEAD = 5, 1
 
 
 class Merge(NamedTuple):
-    """The budget to store, and what became of the entry's spend (at most one flag is set)."""
+    """The budget to store, what became of the entry's spend (at most one flag is set), and the
+    client copy's next recorded state (None: nothing to record)."""
 
     budget: Budget
     stale_spend_ignored: bool = False
     uncertain_spend_kept: bool = False
-    # The client reset a rolling period: the stored spend it replaced, as a closed period to
-    # record in the history with the write, so no recorded cost falls out of every period.
+    # Kept for callers that record a closed period with the write; no merge closes one today.
     replaced: ClosedPeriod | None = None
+    lineage: Lineage | None = None
 
 
 def _max_spend(stored: Budget, entry: LitellmEntry) -> tuple[Decimal, dict[str, Decimal]]:
@@ -162,6 +166,18 @@ def _handed_out(settings: Budget, start: Decimal, seconds: Decimal) -> bool:
 
 
 def new_budget_from_entry(project: str, user: str, entry: LitellmEntry, now: Decimal) -> Budget:
+    """The budget a user not stored yet gets from `entry` (see ``create_from_entry``)."""
+    return create_from_entry(project, user, entry, now).budget
+
+
+def create_from_entry(project: str, user: str, entry: LitellmEntry, now: Decimal) -> Merge:
+    """A user new to the server: its budget, with all of the entry's spend, and its copy's record.
+
+    A ``duration`` is a rolling rule anchored at the entry's ``last_updated_at`` (litellm's
+    ``create_budget`` may stamp an import-time ``created_at``, so that period may have ended):
+    the spend counts in the window of that rule containing `now`, flagged uncertain when the
+    entry's own period began before it (it may have been spent in an earlier window).
+    """
     current_cost, model_cost = _entry_spend(entry)
     budget = Budget(
         project=project,
@@ -173,24 +189,158 @@ def new_budget_from_entry(project: str, user: str, entry: LitellmEntry, now: Dec
         model_cost=model_cost,
         duration_days=entry.duration,
     )
-    if entry.duration is None:
-        return budget
-    start = min(entry.last_updated_at, now) if entry.last_updated_at is not None else now
-    budget = budget._replace(period_start=start, reset_at=None).with_period_from(start)
-    # An entry whose own period has already ended brings no spend into the current one.
-    return budget.as_of(now)
+    uncertain = False
+    if entry.duration is not None:
+        anchor = min(entry.last_updated_at, now) if entry.last_updated_at is not None else now
+        budget = budget._replace(period_start=anchor, reset_at=None).with_period_from(now)
+        assert budget.period_start is not None
+        uncertain = current_cost > 0 and anchor < budget.period_start
+    return Merge(budget, uncertain_spend_kept=uncertain, lineage=_next_lineage(project, user, entry, None, now))
 
 
-def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Merge:
-    """The budget to store after `entry` arrives for a user stored as `stored` (None: new)."""
+def _next_lineage(
+    project: str, user: str, entry: LitellmEntry, known: Lineage | None, now: Decimal
+) -> Lineage | None:
+    """The copy's record after this save: the entry as counted (None: no ``created_at`` to name it)."""
+    if entry.created_at is None:
+        return None
+    return Lineage(
+        project=project,
+        user=user,
+        marker=entry.created_at,
+        total_budget=entry.total_budget,
+        duration=entry.duration,
+        last_updated_at=entry.last_updated_at,
+        current_cost=entry.current_cost or ZERO,
+        model_cost=dict(entry.model_cost or {}),
+        acked_at=now,
+        version=known.version if known is not None else 0,
+    )
+
+
+def served_form(value: Decimal, quantum: Decimal | None = None) -> Decimal:
+    """`value` as a litellm client sends it back: read as a float from the JSON served, written
+    with ``repr``, parsed and quantized as the request models do (money by default)."""
+    echoed = Decimal(repr(float(value)))
+    return quantize_money(echoed) if quantum is None else echoed.quantize(quantum).normalize()
+
+
+def serve(budget: Budget, marker: Decimal, now: Decimal) -> tuple[dict, Lineage]:
+    """The entry ``get_budget`` serves for `budget` (as of `now`) under `marker` (its
+    ``created_at``), and the record of what was served, in the form the client sends it back."""
+    from budget_service.core.numbers import DAYS_QUANTUM, EPOCH_QUANTUM
+
+    entry = budget.as_of(now).to_litellm_entry()
+    entry["created_at"] = marker
+    duration, start = entry.get("duration"), entry.get("last_updated_at")
+    lineage = Lineage(
+        project=budget.project,
+        user=budget.user,
+        marker=marker,
+        total_budget=served_form(entry["total_budget"]),
+        duration=served_form(duration, DAYS_QUANTUM) if duration is not None else None,
+        last_updated_at=served_form(start, EPOCH_QUANTUM) if start is not None else None,
+        current_cost=served_form(entry["current_cost"]),
+        model_cost={m: served_form(c) for m, c in entry["model_cost"].items()},
+        acked_at=now,
+    )
+    return entry, lineage
+
+
+def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal, lineage: Lineage | None = None) -> Merge:
+    """The budget to store after `entry` arrives for a user stored as `stored`, and the record of
+    the entry's client copy: `lineage` is its record (None: unknown, or no ``created_at``).
+
+    `stored` must have no ended period (the caller closes it first: ``records.roll``).
+    """
     if stored is None:
-        raise ValueError("use new_budget_from_entry for users not stored yet")
+        raise ValueError("use create_from_entry for users not stored yet")
     current = stored.as_of(now)
-    # litellm stamps last_updated_at with its own clock: one ahead of ours must not plant a
-    # period start in the future.
-    client_start = min(entry.last_updated_at, now) if entry.last_updated_at is not None else None
+    if entry.created_at is None:  # nothing names the copy: the cautious merge
+        return _legacy_merge(current, entry, now)
+    if lineage is None:
+        if _second(entry.created_at) == _second(stored.created_at):
+            # The budget's creation second, as get_budget serves it: a copy whose serving has no
+            # record (served by an earlier version, or idle past the record's lifetime).
+            merged = _legacy_merge(current, entry, now)
+            return merged._replace(lineage=_next_lineage(stored.project, stored.user, entry, None, now))
+        # A copy the client made itself (create_budget): what it sets is explicit, and all of
+        # its totals were added since.
+        since = max(entry.created_at, entry.last_updated_at or entry.created_at)
+        settings = _explicit_rule(current, entry, now)._replace(total_budget=entry.total_budget)
+        return _count(settings, entry, ZERO, {}, min(since, now), now, None)
+    return _merge_known(current, entry, lineage, now)
 
-    # Settings: the entry's replace the stored ones, unless it sends back what the rule gave it.
+
+def _second(epoch: Decimal) -> Decimal:
+    return epoch.to_integral_value(rounding=ROUND_FLOOR)
+
+
+def _same(a: Decimal | None, b: Decimal | None) -> bool:
+    return a == b if a is None or b is None else abs(a - b) <= Decimal("1e-9") * max(1, abs(b))
+
+
+def _merge_known(current: Budget, entry: LitellmEntry, lineage: Lineage, now: Decimal) -> Merge:
+    """A save of a copy the server has a record of: only the totals beyond what it counted are new."""
+    settings = current
+    if not _same(entry.total_budget, lineage.total_budget):
+        settings = settings._replace(total_budget=entry.total_budget)
+    if not _same(entry.duration, lineage.duration):
+        settings = _explicit_rule(settings, entry, now)
+    totals = entry.model_cost or {}
+    reset = not _same(entry.last_updated_at, lineage.last_updated_at)
+    zeroed = (entry.current_cost or ZERO) < lineage.current_cost or any(
+        totals.get(model, ZERO) < cost for model, cost in lineage.model_cost.items()
+    )
+    if reset or zeroed:
+        # The client zeroed its totals (its own reset, or reset_cost): all of them are new, spent
+        # after its reset (litellm stamps it; never later than now) and after the last count.
+        start = lineage.acked_at
+        if reset and entry.last_updated_at is not None:
+            start = max(start, min(entry.last_updated_at, now))
+        return _count(settings, entry, ZERO, {}, start, now, lineage, doubtful=zeroed and not reset)
+    return _count(settings, entry, lineage.current_cost, lineage.model_cost, lineage.acked_at, now, lineage)
+
+
+def _count(
+    settings: Budget,
+    entry: LitellmEntry,
+    base_cost: Decimal,
+    base_models,
+    since: Decimal,
+    now: Decimal,
+    lineage: Lineage | None,
+    *,
+    doubtful: bool = False,
+) -> Merge:
+    """Add the entry's totals beyond `base_*` (spent after `since`) to the current period."""
+    models = dict(settings.model_cost)
+    added = False
+    for model, total in (entry.model_cost or {}).items():
+        extra = total - base_models.get(model, ZERO)
+        if extra > 0:
+            models[model] = SUM_CONTEXT.add(models.get(model, ZERO), extra)
+            added = True
+    extra_cost = max((entry.current_cost or ZERO) - base_cost, ZERO)
+    cost = max(SUM_CONTEXT.add(settings.current_cost, extra_cost), _sum(models))
+    added = added or extra_cost > 0
+    before_period = settings.period_start is not None and since < settings.period_start
+    merged = settings._replace(current_cost=cost, model_cost=models, updated_at=now)
+    record = _next_lineage(settings.project, settings.user, entry, lineage, now)
+    return Merge(merged, uncertain_spend_kept=added and (before_period or doubtful), lineage=record)
+
+
+def same_lineage(a: Lineage | None, b: Lineage | None) -> bool:
+    """True when recording `b` over `a` would change nothing but the moment it was counted."""
+    if a is None or b is None:
+        return a is b
+    return a._replace(acked_at=ZERO, version=0) == b._replace(acked_at=ZERO, version=0)
+
+
+def _explicit_rule(current: Budget, entry: LitellmEntry, now: Decimal) -> Budget:
+    """`current` with the period rule `entry` sets: none, the stored one (a length of it), or a
+    new rolling rule anchored at the entry's period start."""
+    client_start = min(entry.last_updated_at, now) if entry.last_updated_at is not None else None
     if entry.duration is None:
         settings = current._replace(
             duration=None,
@@ -211,7 +361,16 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal) -> Mer
             period_start=anchor,
             previous_period_start=None,
         ).with_period_from(now)
-    settings = settings._replace(total_budget=entry.total_budget)
+    return settings
+
+
+def _legacy_merge(stored: Budget, entry: LitellmEntry, now: Decimal) -> Merge:
+    """The merge for an entry whose client copy the server has no record of (one loaded from an
+    earlier version of this service, or idle past the record's lifetime): the entry's own period
+    against the server's, spend merged as the larger (never added: it may hold what was served)."""
+    current = stored.as_of(now)
+    client_start = min(entry.last_updated_at, now) if entry.last_updated_at is not None else None
+    settings = _explicit_rule(current, entry, now)._replace(total_budget=entry.total_budget)
 
     # Spend: where does the entry's own period lie against the server's current one?
     stale = uncertain = False
