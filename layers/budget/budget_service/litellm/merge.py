@@ -283,9 +283,13 @@ def _same(a: Decimal | None, b: Decimal | None) -> bool:
 def _merge_known(current: Budget, entry: LitellmEntry, lineage: Lineage, now: Decimal) -> Merge:
     """A save of a copy the server has a record of: only the totals beyond what it counted are new."""
     settings = current
-    if not _same(entry.total_budget, lineage.total_budget):
+    # An entry with no spend fields at all is create_budget's, again (litellm's default
+    # created_at is one import-time value, so a process's every create_budget names one copy):
+    # what it says is set explicitly, even when the same as before.
+    fresh = entry.current_cost is None and entry.model_cost is None
+    if fresh or not _same(entry.total_budget, lineage.total_budget):
         settings = settings._replace(total_budget=entry.total_budget)
-    if not _same(entry.duration, lineage.duration):
+    if fresh or not _same(entry.duration, lineage.duration):
         settings = _explicit_rule(settings, entry, now)
     totals = entry.model_cost or {}
     reset = not _same(entry.last_updated_at, lineage.last_updated_at)
