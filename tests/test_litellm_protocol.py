@@ -38,6 +38,8 @@ def served(data: dict, sent: dict) -> dict:
     there (the creation second plus a fraction), which names the client copy in its saves."""
     out = {}
     for user, entry in data.items():
+        if user not in sent:
+            continue
         entry = dict(entry)
         marker = entry.pop("created_at")
         if "created_at" in sent[user]:
@@ -112,25 +114,42 @@ def test_a_stale_client_cannot_lower_spend(api):
     assert got["current_cost"] == 4 and got["model_cost"] == {"gpt-4o": 3, "o3": 1}
 
 
-def test_spend_from_a_finished_period_is_ignored_and_reported(api):
-    now = time.time()
-    fresh = litellm_entry(10, 1, {"m": 1}, 1, now - 60)
-    api.set_budget("periods", {"a": fresh})
-    old = litellm_entry(10, 7, {"m": 7}, 1, now - 60 - 86400)  # the day before the stored one
-    r = api.set_budget("periods", {"a": old})
-    assert r.status == 200 and r.json()["stale_spend_ignored"] == ["a"]
-    got = api.get_budget("periods").json()["data"]["a"]
-    assert got["current_cost"] == 1 and got["last_updated_at"] == as_decimals(now - 60)
+def test_a_copy_loaded_before_the_period_ended_adds_only_what_it_added(api, clock):
+    """A client loaded the day's entry; the day ended (the server closed it) before it saved:
+    only its addition counts, in the current day, and the answer says it may be the last day's."""
+    stamp = float(clock.now) - 60
+    api.set_budget("periods", {"a": litellm_entry(10, 1, {"m": 1}, 1, stamp)})
+    loaded = api.get_budget("periods").json()["data"]["a"]
+    clock.now += 86400
+    sent = {**loaded, "current_cost": loaded["current_cost"] + Decimal("0.5"), "model_cost": {"m": Decimal("1.5")}}
+    r = api.set_budget("periods", {"a": as_floats(sent)})
+    assert r.status == 200 and r.json()["uncertain_spend_kept"] == ["a"]
+    assert api.get_budget("periods").json()["data"]["a"]["current_cost"] == Decimal("0.5")
+    r = api.set_budget("periods", {"a": as_floats(sent)})  # the same save again adds nothing
+    assert r.json()["unchanged"] == ["a"]
+    assert api.get_budget("periods").json()["data"]["a"]["current_cost"] == Decimal("0.5")
 
 
-def test_a_client_side_reset_is_taken(api):
+def as_floats(entry: dict) -> dict:
+    """An entry as litellm sends it back (its JSON numbers read as floats)."""
+    import json
+
+    return json.loads(json.dumps(entry, default=float))
+
+
+def test_a_client_side_reset_counts_what_it_spent_since(api):
     now = time.time()
-    api.set_budget("reset", {"a": litellm_entry(10, 6, {"m": 6}, 1, now - 86400 - 30)})
-    # The client's reset_on_duration fired: spend zeroed, last_updated_at = its now.
-    r = api.set_budget("reset", {"a": litellm_entry(10, 0.25, {"m": 0.25}, 1, now - 10)})
+    stamp = now - 86400 - 30
+    # A user new to the server whose entry's day already ended: its spend counts, said so.
+    r = api.set_budget("reset", {"a": litellm_entry(10, 6, {"m": 6}, 1, stamp)})
+    assert r.json()["uncertain_spend_kept"] == ["a"]
+    # The same client's reset_on_duration fired: spend zeroed, last_updated_at = its now.
+    reset = dict(litellm_entry(10, 0.25, {"m": 0.25}, 1, stamp), last_updated_at=now - 10)
+    r = api.set_budget("reset", {"a": reset})
     assert r.status == 200 and r.json()["written"] == ["a"]
     got = api.get_budget("reset").json()["data"]["a"]
-    assert got["current_cost"] == Decimal("0.25") and got["last_updated_at"] == as_decimals(now - 10)
+    assert got["current_cost"] == Decimal("6.25")  # the period is the server's: [stamp + 1 day, ...)
+    assert got["last_updated_at"] == as_decimals(stamp + 86400)
 
 
 def test_native_budgets_appear_in_get_budget_in_litellm_shape(api):
