@@ -82,7 +82,10 @@ def test_a_manual_reset_then_a_client_reset_keeps_the_calendar_rule(api, store):
         cost = spend(manager, "bob")
         stored = record(api, "paris", "bob")
         assert (stored["duration"], stored["timezone"]) == ("monthly", "Europe/Paris")
-        assert (stored["period_start"], stored["reset_at"]) == ("2027-01-31T23:00:00Z", "2027-02-28T23:00:00Z")
+        assert (stored["period_start"], stored["reset_at"]) == (
+            "2027-01-31T23:00:00Z",
+            "2027-02-28T23:00:00Z",
+        )
         assert near(stored["current_cost"], cost)
 
 
@@ -91,7 +94,9 @@ def test_a_user_new_to_the_server_whose_period_ended_keeps_its_spend(api, store)
     by the time it first reaches the server. Its spend is kept, said so, and in the reports."""
     with litellm_in_process(api, at("2027-05-03T09:00:00Z")) as (clock, http):
         manager = client("imported", autosave=False)
-        manager.create_budget(total_budget=3, user="cy", duration="daily", created_at=at("2027-05-01T08:00:00Z"))
+        manager.create_budget(
+            total_budget=3, user="cy", duration="daily", created_at=at("2027-05-01T08:00:00Z")
+        )
         cost = spend(manager, "cy") + spend(manager, "cy", n=1)
         reply = manager.save_data()
         assert reply["written"] == ["cy"]

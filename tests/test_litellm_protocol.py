@@ -121,7 +121,11 @@ def test_a_copy_loaded_before_the_period_ended_adds_only_what_it_added(api, cloc
     api.set_budget("periods", {"a": litellm_entry(10, 1, {"m": 1}, 1, stamp)})
     loaded = api.get_budget("periods").json()["data"]["a"]
     clock.now += 86400
-    sent = {**loaded, "current_cost": loaded["current_cost"] + Decimal("0.5"), "model_cost": {"m": Decimal("1.5")}}
+    sent = {
+        **loaded,
+        "current_cost": loaded["current_cost"] + Decimal("0.5"),
+        "model_cost": {"m": Decimal("1.5")},
+    }
     r = api.set_budget("periods", {"a": as_floats(sent)})
     assert r.status == 200 and r.json()["uncertain_spend_kept"] == ["a"]
     assert api.get_budget("periods").json()["data"]["a"]["current_cost"] == Decimal("0.5")

@@ -280,4 +280,4 @@ def test_a_new_entry_keeps_its_spend_and_says_so_when_its_period_already_ended(t
         assert created.uncertain_spend_kept == (spent > 0)
     else:
         assert created.budget.period_start == stamp and not created.uncertain_spend_kept
-    assert created.lineage is not None and created.lineage.current_cost == spent
+    assert created.lineage is not None and created.lineage.counted[0].current_cost == spent

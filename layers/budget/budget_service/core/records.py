@@ -251,6 +251,15 @@ class AuditEntry(NamedTuple):
     details: Mapping[str, Any] = NO_ENTRIES
 
 
+class Counted(NamedTuple):
+    """What the server has counted of one litellm client copy's totals while its entry carried
+    `last_updated_at` (None: an entry without a period): ``current_cost``, ``model_cost`` (USD)."""
+
+    last_updated_at: Decimal | None
+    current_cost: Decimal
+    model_cost: Mapping[str, Decimal]
+
+
 class Lineage(NamedTuple):
     """What one litellm client copy of a user's entry was served and has had counted since.
 
@@ -260,13 +269,15 @@ class Lineage(NamedTuple):
     ``created_at`` (only ``create_budget`` does, to a value of its own). So ``created_at`` names the
     copy: ``get_budget`` serves each user a fresh ``marker`` there and records what it served; a
     ``create_budget`` value is recorded when first seen. Each save counts the part of the entry's
-    totals beyond ``current_cost``/``model_cost`` (what this copy had counted, USD) and records the
-    entry as the new acknowledged state, in the same transaction as the budget.
+    totals beyond what was counted for its ``last_updated_at``, and records the new counts in the
+    same transaction as the budget.
 
-    ``total_budget``/``duration`` (days)/``last_updated_at``: as last served or seen, so an echo of
-    them is told from a change. ``acked_at``: when that state was served or counted (epoch seconds),
-    the earliest moment the copy's next additions can have been spent. ``version``: the item's
-    optimistic-concurrency counter (0: not stored yet).
+    ``counted``: per ``last_updated_at`` the copy has sent (newest first, at most COUNTED_KEPT):
+    litellm saves from a background thread per change, so a save from before the client's reset
+    can arrive after one from after it, and is counted against its own state. ``total_budget``/
+    ``duration`` (days): as last served or set, so an echo is told from a change. ``acked_at``: when
+    the copy was last served or counted (epoch seconds), the earliest moment its next additions
+    can have been spent. ``version``: the item's optimistic-concurrency counter (0: not stored).
     """
 
     project: str
@@ -274,11 +285,14 @@ class Lineage(NamedTuple):
     marker: Decimal
     total_budget: Decimal
     duration: Decimal | None
-    last_updated_at: Decimal | None
-    current_cost: Decimal
-    model_cost: Mapping[str, Decimal]
+    counted: tuple[Counted, ...]
     acked_at: Decimal
     version: int = 0
+
+
+# How many of a copy's periods (its resets) keep their counts: a late save from further back is
+# from before several resets, whose spend litellm dropped.
+COUNTED_KEPT = 4
 
 
 class Write(NamedTuple):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import secrets
+from collections.abc import Callable
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
@@ -53,7 +53,9 @@ def utc_now() -> Decimal:
 def _marker(created_at: Decimal) -> Decimal:
     """A fresh serving marker: the budget's creation second plus a random fraction of five
     digits, which a float carries exactly (15 significant digits) through litellm's round trip."""
-    return created_at.to_integral_value(rounding=ROUND_FLOOR) + Decimal(secrets.randbelow(99_999) + 1) / 100_000
+    return (
+        created_at.to_integral_value(rounding=ROUND_FLOOR) + Decimal(secrets.randbelow(99_999) + 1) / 100_000
+    )
 
 
 def project_entries(store: BudgetStore, project: str, now: Decimal) -> dict[str, dict] | None:
@@ -143,7 +145,9 @@ def set_budget(
         def change(current: Budget | None, user: str = user, entry: LitellmEntry = entry):
             nonlocal stale, uncertain, wrote
             # The client copy's record, read on every attempt: a lost race re-reads it too.
-            known = store.get_lineage(project, user, entry.created_at) if entry.created_at is not None else None
+            known = (
+                store.get_lineage(project, user, entry.created_at) if entry.created_at is not None else None
+            )
             if current is None:
                 wrote = True
                 created = create_from_entry(project, user, entry, now)
@@ -152,7 +156,11 @@ def set_budget(
                 if over := _over_spend_limit(created.budget):  # checked above; a concurrent write may differ
                     raise SpendLimitExceeded.in_set_budget(over)
                 uncertain = created.uncertain_spend_kept
-                lineage = created.lineage._replace(version=known.version) if created.lineage and known else created.lineage
+                lineage = (
+                    created.lineage._replace(version=known.version)
+                    if created.lineage and known
+                    else created.lineage
+                )
                 audit = _settings_audit(None, created.budget, now, key_id)
                 return Write(created.budget, audit=audit, lineage=lineage)
             rolled = roll(current, now)  # an ended period is closed and recorded in the history

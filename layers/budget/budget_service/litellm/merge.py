@@ -12,9 +12,12 @@ random fraction) and records what it served under that marker (core.records.Line
 client copy); a ``create_budget`` value is recorded the first time it is seen. A save of a known
 copy is then exact, per user:
 
-* new spend: the entry's totals minus what this copy had counted (what it was served, then what
-  its previous saves brought); after the client's own reset (a new ``last_updated_at``), or a
-  ``reset_cost`` (totals lower than counted), all of its totals are new. New spend is added to
+* new spend: the entry's totals minus what this copy had counted for its ``last_updated_at``
+  (what it was served, then what its previous saves brought); after the client's own reset (a
+  new ``last_updated_at``) all of its totals are new. Totals below what was counted are a save
+  that arrived after a later one (litellm saves from a thread per change) and add nothing; so
+  does litellm's ``reset_cost``, which zeroes totals without a new ``last_updated_at``, until
+  they pass what was counted. New spend is added to
   the server's current period once (a resent save adds nothing); when it may have been spent
   before that period began (the copy's last counted moment is earlier: a rollover or a manual
   reset came between), the user is listed in ``uncertain_spend_kept``: counted in the current
@@ -42,7 +45,7 @@ from budget_service.core.periods import (
     to_datetime,
     to_epoch,
 )
-from budget_service.core.records import ZERO, Budget, ClosedPeriod, Lineage
+from budget_service.core.records import COUNTED_KEPT, ZERO, Budget, ClosedPeriod, Counted, Lineage
 from budget_service.schemas import LitellmEntry
 from budget_service.schemas.common import quantize_money
 
@@ -195,24 +198,32 @@ def create_from_entry(project: str, user: str, entry: LitellmEntry, now: Decimal
         budget = budget._replace(period_start=anchor, reset_at=None).with_period_from(now)
         assert budget.period_start is not None
         uncertain = current_cost > 0 and anchor < budget.period_start
-    return Merge(budget, uncertain_spend_kept=uncertain, lineage=_next_lineage(project, user, entry, None, now))
+    return Merge(
+        budget, uncertain_spend_kept=uncertain, lineage=_next_lineage(project, user, entry, None, now)
+    )
 
 
 def _next_lineage(
-    project: str, user: str, entry: LitellmEntry, known: Lineage | None, now: Decimal
+    project: str,
+    user: str,
+    entry: LitellmEntry,
+    known: Lineage | None,
+    now: Decimal,
+    counted: tuple[Counted, ...] | None = None,
 ) -> Lineage | None:
-    """The copy's record after this save: the entry as counted (None: no ``created_at`` to name it)."""
+    """The copy's record after this save (None: no ``created_at`` to name it). `counted`: the
+    counts to keep (default: the entry's totals as the only ones)."""
     if entry.created_at is None:
         return None
+    if counted is None:
+        counted = (Counted(entry.last_updated_at, entry.current_cost or ZERO, dict(entry.model_cost or {})),)
     return Lineage(
         project=project,
         user=user,
         marker=entry.created_at,
         total_budget=entry.total_budget,
         duration=entry.duration,
-        last_updated_at=entry.last_updated_at,
-        current_cost=entry.current_cost or ZERO,
-        model_cost=dict(entry.model_cost or {}),
+        counted=counted,
         acked_at=now,
         version=known.version if known is not None else 0,
     )
@@ -239,15 +250,21 @@ def serve(budget: Budget, marker: Decimal, now: Decimal) -> tuple[dict, Lineage]
         marker=marker,
         total_budget=served_form(entry["total_budget"]),
         duration=served_form(duration, DAYS_QUANTUM) if duration is not None else None,
-        last_updated_at=served_form(start, EPOCH_QUANTUM) if start is not None else None,
-        current_cost=served_form(entry["current_cost"]),
-        model_cost={m: served_form(c) for m, c in entry["model_cost"].items()},
+        counted=(
+            Counted(
+                served_form(start, EPOCH_QUANTUM) if start is not None else None,
+                served_form(entry["current_cost"]),
+                {m: served_form(c) for m, c in entry["model_cost"].items()},
+            ),
+        ),
         acked_at=now,
     )
     return entry, lineage
 
 
-def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal, lineage: Lineage | None = None) -> Merge:
+def merge_entry(
+    stored: Budget | None, entry: LitellmEntry, now: Decimal, lineage: Lineage | None = None
+) -> Merge:
     """The budget to store after `entry` arrives for a user stored as `stored`, and the record of
     the entry's client copy: `lineage` is its record (None: unknown, or no ``created_at``).
 
@@ -268,7 +285,7 @@ def merge_entry(stored: Budget | None, entry: LitellmEntry, now: Decimal, lineag
         # its totals were added since.
         since = max(entry.created_at, entry.last_updated_at or entry.created_at)
         settings = _explicit_rule(current, entry, now)._replace(total_budget=entry.total_budget)
-        return _count(settings, entry, ZERO, {}, min(since, now), now, None)
+        return _count(settings, entry, None, min(since, now), now, None, ())
     return _merge_known(current, entry, lineage, now)
 
 
@@ -277,61 +294,79 @@ def _second(epoch: Decimal) -> Decimal:
 
 
 def _same(a: Decimal | None, b: Decimal | None) -> bool:
-    return a == b if a is None or b is None else abs(a - b) <= Decimal("1e-9") * max(1, abs(b))
+    """Equal as a value served and echoed (both come through a float; a relative 1e-9 is far
+    below any change a caller makes and far above a float's rounding)."""
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= Decimal("1e-9") * max(Decimal(1), abs(b))
 
 
 def _merge_known(current: Budget, entry: LitellmEntry, lineage: Lineage, now: Decimal) -> Merge:
-    """A save of a copy the server has a record of: only the totals beyond what it counted are new."""
+    """A save of a copy the server has a record of: only the totals beyond what was counted for
+    the entry's ``last_updated_at`` are new."""
     settings = current
     # An entry with no spend fields at all is create_budget's, again (litellm's default
     # created_at is one import-time value, so a process's every create_budget names one copy):
-    # what it says is set explicitly, even when the same as before.
+    # what it says is set explicitly, even when the same as before. Its counts stay: the same
+    # entry also rides, late, on the background saves of the create_budget calls that follow.
     fresh = entry.current_cost is None and entry.model_cost is None
     if fresh or not _same(entry.total_budget, lineage.total_budget):
         settings = settings._replace(total_budget=entry.total_budget)
     if fresh or not _same(entry.duration, lineage.duration):
         settings = _explicit_rule(settings, entry, now)
-    totals = entry.model_cost or {}
-    reset = not _same(entry.last_updated_at, lineage.last_updated_at)
-    zeroed = (entry.current_cost or ZERO) < lineage.current_cost or any(
-        totals.get(model, ZERO) < cost for model, cost in lineage.model_cost.items()
-    )
-    if reset or zeroed:
-        # The client zeroed its totals (its own reset, or reset_cost): all of them are new, spent
-        # after its reset (litellm stamps it; never later than now) and after the last count.
-        start = lineage.acked_at
-        if reset and entry.last_updated_at is not None:
-            start = max(start, min(entry.last_updated_at, now))
-        return _count(settings, entry, ZERO, {}, start, now, lineage, doubtful=zeroed and not reset)
-    return _count(settings, entry, lineage.current_cost, lineage.model_cost, lineage.acked_at, now, lineage)
+    earlier = [c for c in lineage.counted if not _same(c.last_updated_at, entry.last_updated_at)]
+    base = next((c for c in lineage.counted if _same(c.last_updated_at, entry.last_updated_at)), None)
+    since = lineage.acked_at
+    if base is None:
+        newest = max(
+            (c.last_updated_at for c in lineage.counted if c.last_updated_at is not None), default=None
+        )
+        if entry.last_updated_at is not None and newest is not None and entry.last_updated_at < newest:
+            # A save from before resets the copy made since, older than its kept counts: the
+            # client dropped that spend in its reset; whatever of it was counted stays counted.
+            return Merge(settings._replace(updated_at=now), stale_spend_ignored=True)
+        # The client reset (litellm stamps last_updated_at with its clock): every total is new,
+        # spent after that reset and after the last count.
+        if entry.last_updated_at is not None:
+            since = max(since, min(entry.last_updated_at, now))
+    return _count(settings, entry, base, since, now, lineage, tuple(earlier))
 
 
 def _count(
     settings: Budget,
     entry: LitellmEntry,
-    base_cost: Decimal,
-    base_models,
+    base: Counted | None,
     since: Decimal,
     now: Decimal,
     lineage: Lineage | None,
-    *,
-    doubtful: bool = False,
+    earlier: tuple[Counted, ...],
 ) -> Merge:
-    """Add the entry's totals beyond `base_*` (spent after `since`) to the current period."""
+    """Add the entry's totals beyond `base` (what was counted for its ``last_updated_at``; None:
+    nothing) to the current period, as spent after `since`. Totals below `base` are a save that
+    arrived after a later one of the same copy: nothing of them is new."""
+    base_cost = base.current_cost if base is not None else ZERO
+    base_models = base.model_cost if base is not None else {}
     models = dict(settings.model_cost)
+    counted_models = dict(base_models)
     added = False
     for model, total in (entry.model_cost or {}).items():
         extra = total - base_models.get(model, ZERO)
         if extra > 0:
             models[model] = SUM_CONTEXT.add(models.get(model, ZERO), extra)
+            counted_models[model] = total
             added = True
-    extra_cost = max((entry.current_cost or ZERO) - base_cost, ZERO)
+    sent_cost = entry.current_cost or ZERO
+    extra_cost = max(sent_cost - base_cost, ZERO)
     cost = max(SUM_CONTEXT.add(settings.current_cost, extra_cost), _sum(models))
     added = added or extra_cost > 0
     before_period = settings.period_start is not None and since < settings.period_start
     merged = settings._replace(current_cost=cost, model_cost=models, updated_at=now)
-    record = _next_lineage(settings.project, settings.user, entry, lineage, now)
-    return Merge(merged, uncertain_spend_kept=added and (before_period or doubtful), lineage=record)
+    now_counted = Counted(entry.last_updated_at, max(sent_cost, base_cost), counted_models)
+    kept = tuple(
+        sorted((now_counted, *earlier), key=lambda c: c.last_updated_at or ZERO, reverse=True)[:COUNTED_KEPT]
+    )
+    record = _next_lineage(settings.project, settings.user, entry, lineage, now, kept)
+    return Merge(merged, uncertain_spend_kept=added and before_period, lineage=record)
 
 
 def same_lineage(a: Lineage | None, b: Lineage | None) -> bool:

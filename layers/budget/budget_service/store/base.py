@@ -38,7 +38,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from budget_service.core.errors import Contention, InvalidInput
 from budget_service.core.numbers import utf8_size
 from budget_service.core.periods import Duration, Period
-from budget_service.core.records import Budget, DueReset, Lineage, Write, roll
+from budget_service.core.records import Budget, Counted, DueReset, Lineage, Write, roll
 from budget_service.observability import logger
 
 USER_PREFIX = "USER#"
@@ -421,7 +421,10 @@ def marker_text(marker: Decimal) -> str:
 
 def lineage_key(project: str, user: str, marker: Decimal) -> dict:
     sk = f"{SERVED_PREFIX}{len(user)}:{user}#{marker_text(marker)}"
-    return {"pk": {"S": project_key(project)}, "sk": {"S": _key_within(sk, SORT_KEY_MAX_BYTES, "the copy's key")}}
+    return {
+        "pk": {"S": project_key(project)},
+        "sk": {"S": _key_within(sk, SORT_KEY_MAX_BYTES, "the copy's key")},
+    }
 
 
 def lineage_to_item(lineage: Lineage) -> dict:
@@ -431,16 +434,20 @@ def lineage_to_item(lineage: Lineage) -> dict:
         "user": lineage.user,
         "marker": lineage.marker,
         "total_budget": lineage.total_budget,
-        "current_cost": lineage.current_cost,
-        "model_cost": dict(lineage.model_cost),
+        "counted": [
+            {
+                **({"last_updated_at": c.last_updated_at} if c.last_updated_at is not None else {}),
+                "current_cost": c.current_cost,
+                "model_cost": dict(c.model_cost),
+            }
+            for c in lineage.counted
+        ],
         "acked_at": lineage.acked_at,
         "version": lineage.version + 1,
         "expires_at": int(lineage.acked_at) + LINEAGE_TTL_DAYS * 86400,
     }
     if lineage.duration is not None:
         item["duration"] = lineage.duration
-    if lineage.last_updated_at is not None:
-        item["last_updated_at"] = lineage.last_updated_at
     typed = {k: _serialize(v) for k, v in item.items()}
     return {**lineage_key(lineage.project, lineage.user, lineage.marker), **typed}
 
@@ -453,9 +460,10 @@ def item_to_lineage(raw: dict) -> Lineage:
         marker=item["marker"],
         total_budget=item["total_budget"],
         duration=item.get("duration"),
-        last_updated_at=item.get("last_updated_at"),
-        current_cost=item["current_cost"],
-        model_cost=dict(item.get("model_cost", {})),
+        counted=tuple(
+            Counted(c.get("last_updated_at"), c["current_cost"], dict(c.get("model_cost", {})))
+            for c in item.get("counted", [])
+        ),
         acked_at=item["acked_at"],
         version=int(item["version"]),
     )
@@ -555,9 +563,17 @@ class BudgetStore:
                     return chunk
                 except ClientError as exc:
                     codes = _cancellation_codes(exc)
-                    if not codes or not set(codes) <= {None, "None", "ConditionalCheckFailed", "TransactionConflict"}:
+                    if not codes or not set(codes) <= {
+                        None,
+                        "None",
+                        "ConditionalCheckFailed",
+                        "TransactionConflict",
+                    }:
                         raise
-                    chunk = [fresh(lin) if code == "ConditionalCheckFailed" else lin for lin, code in zip(chunk, codes)]
+                    chunk = [
+                        fresh(lin) if code == "ConditionalCheckFailed" else lin
+                        for lin, code in zip(chunk, codes, strict=True)
+                    ]
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
             raise Contention("could not record what get_budget served; retry")
 
