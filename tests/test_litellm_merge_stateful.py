@@ -101,9 +101,7 @@ class LitellmAgainstTheJob(RuleBasedStateMachine):
         self.rule = (word, zone)
 
     def _load(self, autosave: bool) -> Client:
-        c = Client(
-            client(self.project, autosave=autosave), autosave, self.clock.now - 3600 - len(self.clients)
-        )
+        c = Client(client(self.project, autosave=autosave), autosave)
         self.clients.append(c)
         return c
 
