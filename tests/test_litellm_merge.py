@@ -111,3 +111,26 @@ def test_a_user_new_to_the_server_whose_period_ended_keeps_its_spend(api, store)
         extra = spend(manager, "cy", n=2)
         manager.save_data()
         assert near(record(api, "imported", "cy")["current_cost"], cost + extra)
+
+
+def test_concurrent_saves_of_one_copy_count_its_spend_once(api, store):
+    """litellm saves from a thread per change: the same copy's saves race. Each user's write is
+    conditional on both the budget and the copy's record, so a save counts against what the
+    other one counted, never against what both read."""
+    import threading
+
+    from conftest import run_threads
+
+    with litellm_in_process(api, at("2027-06-01T10:00:00Z")) as (clock, http):
+        body = {"total_budget": 5, "duration": "monthly"}
+        assert api.call("PUT", USER, {"project": "race", "user": "di"}, body=body).status == 201
+        manager = client("race", autosave=False)
+        added = spend(manager, "di") + spend(manager, "di", n=1)
+        start = threading.Barrier(4)
+
+        def save() -> None:
+            start.wait()
+            assert manager.save_data()["status"] == "success"
+
+        run_threads([threading.Thread(target=save) for _ in range(4)])
+        assert near(record(api, "race", "di")["current_cost"], added)
