@@ -63,12 +63,13 @@ def test_finding_1_a_january_client_keeps_the_monthly_rule_in_february(api, now)
     now("2027-03-01T00:00:01Z")
     march = record(api)
     assert march["current_cost"] == 0 and march["reset_at"] == "2027-04-01T00:00:00Z"
-    # The same client, before its own next reset (4 March): its period straddles 1 March, so the
-    # server keeps what it sends (it cannot tell February's part) and says so.
+    # The same client, before its own next reset (4 March), sends 0.75: the 0.5 counted in
+    # February stays there; the 0.25 it added since is counted in March, and since it may have
+    # been spent before 1 March the answer says so.
     client["current_cost"], client["model_cost"] = 0.75, {"gpt-4o": 0.75}
     reply = api.set_budget("P", {"bob": client}).json()
     assert reply["uncertain_spend_kept"] == ["bob"]
-    assert record(api)["current_cost"] == 0.75 and record(api)["duration"] == "monthly"
+    assert record(api)["current_cost"] == 0.25 and record(api)["duration"] == "monthly"
 
 
 @pytest.mark.parametrize("days", [30, 10, 90, 180, 0.5, 1.25])
@@ -100,8 +101,11 @@ def test_finding_3_two_stale_clients_on_different_models_add_up(api, now):
         "last_updated_at": t,
     }
     api.set_budget("T", {"u": base})
-    api.set_budget("T", {"u": dict(base, current_cost=3, model_cost={"a": 2, "b": 1})})
-    api.set_budget("T", {"u": dict(base, current_cost=3, model_cost={"a": 1, "b": 2})})
+    # two clients load the same entry; one adds 1 to a, the other 1 to b
+    first = as_sent(api.get_budget("T").json()["data"]["u"])
+    second = as_sent(api.get_budget("T").json()["data"]["u"])
+    api.set_budget("T", {"u": dict(first, current_cost=3, model_cost={"a": 2, "b": 1})})
+    api.set_budget("T", {"u": dict(second, current_cost=3, model_cost={"a": 1, "b": 2})})
     stored = record(api, "T", "u")
     assert stored["model_cost"] == {"a": 2, "b": 2} and stored["current_cost"] == 4
 
@@ -126,15 +130,17 @@ def test_finding_4_reset_on_a_calendar_budget_zeroes_spend_within_the_calendar_p
     # litellm sees the days left, so its own reset fires at the same boundary ...
     entry = as_sent(api.get_budget("R").json()["data"]["u"])
     assert entry["last_updated_at"] + entry["duration"] * 86400 == pytest.approx(at("2027-01-31T23:00:00Z"))
-    # ... and a client that loaded before the reset cannot bring the spend back.
+    # ... and a client that loaded before the reset cannot bring the zeroed spend back: only
+    # the 1 it added counts (it may predate the reset, which the answer says).
     reply = api.set_budget("R", {"u": dict(before_reset, current_cost=6, model_cost={"m": 6})}).json()
-    assert reply["stale_spend_ignored"] == ["u"]
-    assert record(api, "R", "u")["current_cost"] == 0 and record(api, "R", "u")["duration"] == "monthly"
-    # One that loaded after it keeps its spend and the rule.
+    assert reply["uncertain_spend_kept"] == ["u"] and not reply["stale_spend_ignored"]
+    assert record(api, "R", "u")["current_cost"] == 1 and record(api, "R", "u")["duration"] == "monthly"
+    # One that loaded after it adds its spend and keeps the rule (it echoes the days left).
     reply = api.set_budget("R", {"u": dict(entry, current_cost=1, model_cost={"m": 1})}).json()
-    assert reply["written"] == ["u"] and not reply["stale_spend_ignored"]
+    assert reply["written"] == ["u"] and not reply["uncertain_spend_kept"]
     after = record(api, "R", "u")
-    assert after["current_cost"] == 1 and after["reset_at"] == "2027-01-31T23:00:00Z"
+    assert after["current_cost"] == 2 and after["reset_at"] == "2027-01-31T23:00:00Z"
+    assert (after["duration"], after["timezone"]) == ("monthly", "Europe/Paris")
     # The next period is the calendar month again.
     now("2027-02-01T00:00:00Z")
     feb = record(api, "R", "u")

@@ -33,6 +33,25 @@ def as_decimals(value):
     return json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
 
 
+def served(data: dict, sent: dict) -> dict:
+    """`data` with each ``created_at`` checked and dropped: get_budget serves a fresh marker
+    there (the creation second plus a fraction), which names the client copy in its saves."""
+    out = {}
+    for user, entry in data.items():
+        if user not in sent:
+            continue
+        entry = dict(entry)
+        marker = entry.pop("created_at")
+        if "created_at" in sent[user]:
+            assert int(marker) == int(Decimal(repr(sent[user]["created_at"])))
+        out[user] = entry
+    return out
+
+
+def sent_form(sent: dict) -> dict:
+    return {u: {k: v for k, v in e.items() if k != "created_at"} for u, e in as_decimals(sent).items()}
+
+
 def test_set_then_get_returns_the_same_entries(api):
     now = time.time()
     sent = {
@@ -45,7 +64,7 @@ def test_set_then_get_returns_the_same_entries(api):
     assert sorted(r.json()["written"]) == ["alice", "bob", "carol"]
     got = api.get_budget("acme").json()
     assert got["status"] == "success"
-    assert got["data"] == as_decimals(sent)
+    assert served(got["data"], sent) == sent_form(sent)
 
 
 money = st.one_of(st.just(0.0), st.floats(min_value=1e-9, max_value=1e9, allow_nan=False))
@@ -66,8 +85,8 @@ def test_any_litellm_entry_round_trips_as_decimals(api, total, models, duration,
     user = f"u{time.perf_counter_ns()}"
     sent = {user: litellm_entry(total, cost, models, duration, stamp)}
     assert api.set_budget("roundtrip", sent).status == 200
-    got = api.get_budget("roundtrip").json()["data"][user]
-    expected = as_decimals(sent[user])
+    got = served(api.get_budget("roundtrip").json()["data"], sent)[user]
+    expected = sent_form(sent)[user]
     # litellm's current_cost is a float sum, which can fall a last digit short of the exact sum of
     # its own per-model costs; the merge keeps current_cost at least that sum (so a
     # round trip through litellm never loses spend).
@@ -81,7 +100,8 @@ def test_users_missing_from_the_body_stay(api):
     api.set_budget("keep", {"a": litellm_entry(1, 0.5, {"m": 0.5}), "b": litellm_entry(2, 1, {"m": 1})})
     r = api.set_budget("keep", {"b": litellm_entry(3, 1.5, {"m": 1.5})})
     assert r.status == 200 and r.json()["written"] == ["b"]
-    data = api.get_budget("keep").json()["data"]
+    sent = {"a": litellm_entry(1), "b": litellm_entry(3)}
+    data = served(api.get_budget("keep").json()["data"], sent)
     assert data["a"]["current_cost"] == Decimal("0.5")
     assert data["b"] == as_decimals(litellm_entry(3, 1.5, {"m": 1.5}))
 
@@ -94,25 +114,46 @@ def test_a_stale_client_cannot_lower_spend(api):
     assert got["current_cost"] == 4 and got["model_cost"] == {"gpt-4o": 3, "o3": 1}
 
 
-def test_spend_from_a_finished_period_is_ignored_and_reported(api):
-    now = time.time()
-    fresh = litellm_entry(10, 1, {"m": 1}, 1, now - 60)
-    api.set_budget("periods", {"a": fresh})
-    old = litellm_entry(10, 7, {"m": 7}, 1, now - 60 - 86400)  # the day before the stored one
-    r = api.set_budget("periods", {"a": old})
-    assert r.status == 200 and r.json()["stale_spend_ignored"] == ["a"]
-    got = api.get_budget("periods").json()["data"]["a"]
-    assert got["current_cost"] == 1 and got["last_updated_at"] == as_decimals(now - 60)
+def test_a_copy_loaded_before_the_period_ended_adds_only_what_it_added(api, clock):
+    """A client loaded the day's entry; the day ended (the server closed it) before it saved:
+    only its addition counts, in the current day, and the answer says it may be the last day's."""
+    stamp = float(clock.now) - 60
+    api.set_budget("periods", {"a": litellm_entry(10, 1, {"m": 1}, 1, stamp)})
+    loaded = api.get_budget("periods").json()["data"]["a"]
+    clock.now += 86400
+    sent = {
+        **loaded,
+        "current_cost": loaded["current_cost"] + Decimal("0.5"),
+        "model_cost": {"m": Decimal("1.5")},
+    }
+    r = api.set_budget("periods", {"a": as_floats(sent)})
+    assert r.status == 200 and r.json()["uncertain_spend_kept"] == ["a"]
+    assert api.get_budget("periods").json()["data"]["a"]["current_cost"] == Decimal("0.5")
+    r = api.set_budget("periods", {"a": as_floats(sent)})  # the same save again adds nothing
+    assert r.json()["unchanged"] == ["a"]
+    assert api.get_budget("periods").json()["data"]["a"]["current_cost"] == Decimal("0.5")
 
 
-def test_a_client_side_reset_is_taken(api):
+def as_floats(entry: dict) -> dict:
+    """An entry as litellm sends it back (its JSON numbers read as floats)."""
+    import json
+
+    return json.loads(json.dumps(entry, default=float))
+
+
+def test_a_client_side_reset_counts_what_it_spent_since(api):
     now = time.time()
-    api.set_budget("reset", {"a": litellm_entry(10, 6, {"m": 6}, 1, now - 86400 - 30)})
-    # The client's reset_on_duration fired: spend zeroed, last_updated_at = its now.
-    r = api.set_budget("reset", {"a": litellm_entry(10, 0.25, {"m": 0.25}, 1, now - 10)})
+    stamp = now - 86400 - 30
+    # A user new to the server whose entry's day already ended: its spend counts, said so.
+    r = api.set_budget("reset", {"a": litellm_entry(10, 6, {"m": 6}, 1, stamp)})
+    assert r.json()["uncertain_spend_kept"] == ["a"]
+    # The same client's reset_on_duration fired: spend zeroed, last_updated_at = its now.
+    reset = dict(litellm_entry(10, 0.25, {"m": 0.25}, 1, stamp), last_updated_at=now - 10)
+    r = api.set_budget("reset", {"a": reset})
     assert r.status == 200 and r.json()["written"] == ["a"]
     got = api.get_budget("reset").json()["data"]["a"]
-    assert got["current_cost"] == Decimal("0.25") and got["last_updated_at"] == as_decimals(now - 10)
+    assert got["current_cost"] == Decimal("6.25")  # the period is the server's: [stamp + 1 day, ...)
+    assert got["last_updated_at"] == as_decimals(stamp + 86400)
 
 
 def test_native_budgets_appear_in_get_budget_in_litellm_shape(api):

@@ -1,4 +1,6 @@
-"""The set_budget merge rules, as properties of the pure merge (litellm_compat)."""
+"""The cautious set_budget merge (litellm.merge._legacy_merge), for entries whose client copy
+the server has no record of (served by an earlier version of the service), as properties of the
+pure function; and new users. Saves of recorded copies: test_litellm_merge*.py."""
 
 from decimal import Decimal
 
@@ -6,7 +8,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from budget_service.core.periods import SECONDS_PER_DAY, Duration
-from budget_service.litellm.merge import merge_entry, new_budget_from_entry, rule_lengths
+from budget_service.litellm.merge import _legacy_merge as merge_entry
+from budget_service.litellm.merge import create_from_entry, new_budget_from_entry, rule_lengths
 from budget_service.schemas import LitellmEntry
 
 NOW = Decimal("1795900000.123456789")
@@ -267,12 +270,14 @@ def test_rolling_labels_are_plain_numbers():
 
 @settings(max_examples=200)
 @given(money, models, days, offset)
-def test_a_new_entry_whose_period_already_ended_starts_with_no_spend(total, model_cost, d, age):
+def test_a_new_entry_keeps_its_spend_and_says_so_when_its_period_already_ended(total, model_cost, d, age):
     stamp = NOW - age
-    created = new_budget_from_entry("p", "u", entry(total, model_cost, d, stamp), NOW)
-    if stamp + d * SECONDS_PER_DAY <= NOW:
-        assert created.current_cost == 0 and created.model_cost == {}
-        assert created.period_start <= NOW < created.reset_at
+    created = create_from_entry("p", "u", entry(total, model_cost, d, stamp), NOW)
+    spent = sum(model_cost.values(), Decimal(0))
+    assert created.budget.current_cost == spent and created.budget.model_cost == model_cost
+    assert created.budget.period_start <= NOW < created.budget.reset_at
+    if stamp + d * SECONDS_PER_DAY <= NOW:  # counted in the current window, which the answer says
+        assert created.uncertain_spend_kept == (spent > 0)
     else:
-        assert created.current_cost == sum(model_cost.values(), Decimal(0))
-        assert created.period_start == stamp
+        assert created.budget.period_start == stamp and not created.uncertain_spend_kept
+    assert created.lineage is not None and created.lineage.counted[0].current_cost == spent

@@ -251,13 +251,60 @@ class AuditEntry(NamedTuple):
     details: Mapping[str, Any] = NO_ENTRIES
 
 
+class Counted(NamedTuple):
+    """What the server has counted of one litellm client copy's totals while its entry carried
+    `last_updated_at` (None: an entry without a period): ``current_cost``, ``model_cost`` (USD)."""
+
+    last_updated_at: Decimal | None
+    current_cost: Decimal
+    model_cost: Mapping[str, Decimal]
+
+
+class Lineage(NamedTuple):
+    """What one litellm client copy of a user's entry was served and has had counted since.
+
+    litellm's hosted ``BudgetManager`` keeps the entry ``get_budget`` served and sends it back on
+    every ``save_data``, adding each cost to ``current_cost`` and ``model_cost``; its own
+    ``reset_on_duration`` zeroes both and sets ``last_updated_at`` to its clock. It never changes
+    ``created_at`` (only ``create_budget`` does, to a value of its own). So ``created_at`` names the
+    copy: ``get_budget`` serves each user a fresh ``marker`` there and records what it served; a
+    ``create_budget`` value is recorded when first seen. Each save counts the part of the entry's
+    totals beyond what was counted for its ``last_updated_at``, and records the new counts in the
+    same transaction as the budget.
+
+    ``counted``: per ``last_updated_at`` the copy has sent (newest first, at most COUNTED_KEPT):
+    litellm saves from a background thread per change, so a save from before the client's reset
+    can arrive after one from after it, and is counted against its own state. ``total_budget``/
+    ``duration`` (days): as last served or set, so an echo is told from a change. ``acked_at``: when
+    the copy was last served or counted (epoch seconds), the earliest moment its next additions
+    can have been spent. ``version``: the item's optimistic-concurrency counter (0: not stored).
+    """
+
+    project: str
+    user: str
+    marker: Decimal
+    total_budget: Decimal
+    duration: Decimal | None
+    counted: tuple[Counted, ...]
+    acked_at: Decimal
+    version: int = 0
+
+
+# How many of a copy's periods (its resets) keep their counts: a late save from further back is
+# from before several resets, whose spend litellm dropped.
+COUNTED_KEPT = 4
+
+
 class Write(NamedTuple):
     """What a change to a budget stores in one conditional write: the budget, the periods it
-    closes and its audit entries (store.BudgetStore.update writes them in one transaction)."""
+    closes and its audit entries (store.BudgetStore.update writes them in one transaction), and
+    the litellm client copy whose counted state moves with it (``lineage``, conditional on its
+    version in the same transaction)."""
 
     budget: Budget
     closed: tuple[ClosedPeriod, ...] = ()
     audit: tuple[AuditEntry, ...] = ()
+    lineage: Lineage | None = None
 
 
 def roll(budget: Budget, now: Decimal, *, closed_by: str = "rollover") -> Write:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from budget_service.core import clock
@@ -49,10 +50,35 @@ def utc_now() -> Decimal:
 # ---- litellm hosted protocol -------------------------------------------------------------------
 
 
+def _marker(created_at: Decimal) -> Decimal:
+    """A fresh serving marker: the budget's creation second plus a random fraction of five
+    digits, which a float carries exactly (15 significant digits) through litellm's round trip."""
+    return (
+        created_at.to_integral_value(rounding=ROUND_FLOOR) + Decimal(secrets.randbelow(99_999) + 1) / 100_000
+    )
+
+
 def project_entries(store: BudgetStore, project: str, now: Decimal) -> dict[str, dict] | None:
-    """The project's users in litellm's shape, as of `now`; None for an unknown project."""
-    entries = {b.user: b.as_of(now).to_litellm_entry() for b in store.iter_project(project)}
-    return entries or None
+    """The project's users in litellm's shape, as of `now`; None for an unknown project.
+
+    Each entry's ``created_at`` is a fresh marker, and what was served under it is recorded
+    (litellm.merge.serve; BudgetStore.record_servings) before the answer goes out, so the
+    client's later saves count only what it added (the set_budget merge).
+    """
+    from budget_service.litellm.merge import serve
+
+    served = {b.user: serve(b, _marker(b.created_at), now) for b in store.iter_project(project)}
+    if not served:
+        return None
+    recorded = store.record_servings(
+        [lineage for _, lineage in served.values()],
+        fresh=lambda lineage: lineage._replace(marker=_marker(lineage.marker)),
+    )
+    entries = {}
+    for lineage in recorded:
+        entry = served[lineage.user][0]
+        entries[lineage.user] = {**entry, "created_at": lineage.marker}
+    return entries
 
 
 class SetBudgetResult:
@@ -101,7 +127,7 @@ def set_budget(
     written, and the one in flight whose write may or may not have landed (a timeout). The merge
     is idempotent, so sending the same request again converges on the fully applied write.
     """
-    from budget_service.litellm.merge import merge_entry, new_budget_from_entry, same_state
+    from budget_service.litellm.merge import create_from_entry, merge_entry, same_lineage, same_state
 
     result = SetBudgetResult()
     stored = {b.user: b for b in store.iter_project(project)} if user_dict else {}
@@ -118,22 +144,37 @@ def set_budget(
 
         def change(current: Budget | None, user: str = user, entry: LitellmEntry = entry):
             nonlocal stale, uncertain, wrote
+            # The client copy's record, read on every attempt: a lost race re-reads it too.
+            known = (
+                store.get_lineage(project, user, entry.created_at) if entry.created_at is not None else None
+            )
             if current is None:
                 wrote = True
-                created = new_budget_from_entry(project, user, entry, now)
-                if over := _over_spend_limit(created):  # checked above; a concurrent write may differ
+                created = create_from_entry(project, user, entry, now)
+                if known is not None:  # a copy counted before the budget was deleted: its new part
+                    created = merge_entry(created.budget.with_spend_zeroed(), entry, now, known)
+                if over := _over_spend_limit(created.budget):  # checked above; a concurrent write may differ
                     raise SpendLimitExceeded.in_set_budget(over)
-                return Write(created, audit=_settings_audit(None, created, now, key_id))
+                uncertain = created.uncertain_spend_kept
+                lineage = (
+                    created.lineage._replace(version=known.version)
+                    if created.lineage and known
+                    else created.lineage
+                )
+                audit = _settings_audit(None, created.budget, now, key_id)
+                return Write(created.budget, audit=audit, lineage=lineage)
             rolled = roll(current, now)  # an ended period is closed and recorded in the history
-            merged = merge_entry(rolled.budget, entry, now)
+            merged = merge_entry(rolled.budget, entry, now, known)
             if over := _over_spend_limit(merged.budget):  # a cost since the check above added spend
                 raise SpendLimitExceeded.in_set_budget(over)
             stale, uncertain = merged.stale_spend_ignored, merged.uncertain_spend_kept
             wrote = not same_state(current, merged.budget)
-            if not wrote:
+            record = None if same_lineage(known, merged.lineage) else merged.lineage
+            if not wrote and record is None:
                 return None
             closed = rolled.closed + ((merged.replaced,) if merged.replaced is not None else ())
-            return Write(merged.budget, closed, _settings_audit(current, merged.budget, now, key_id))
+            audit = _settings_audit(current, merged.budget, now, key_id)
+            return Write(merged.budget, closed, audit, lineage=record)
 
         try:
             store.update(project, user, change, seen=stored.get(user))
@@ -201,6 +242,7 @@ def _check_spend_limit(
     pass the limit: the larger of the spends and the sum of stored and sent models bounds it."""
     from budget_service.litellm.merge import merge_entry, new_budget_from_entry
 
+    # A bound, not the merge itself: without the copy's record every total counts as new.
     over: list[dict] = []
     for user, entry in user_dict.items():
         current = stored.get(user)

@@ -70,14 +70,13 @@ class SetBudgetResponse(_Model):
     written: list[str] = Field(description="users whose stored entry changed")
     unchanged: list[str] = Field(description="users whose stored entry already said the same")
     stale_spend_ignored: list[str] = Field(
-        description="users whose entry carried spend of a period the server has already closed;"
-        " that spend was not applied (settings were)"
+        description="users whose entry came from a client copy the server has no record of (loaded"
+        " from an earlier version of the service) and carried spend of a period the server has"
+        " already closed; that spend was not applied (settings were)"
     )
     uncertain_spend_kept: list[str] = Field(
         default_factory=list,
-        description="users whose entry's period began before the server's current one without"
-        " being a period the server closed (a client that reset itself at another moment): the"
-        " server cannot tell how much of that spend falls in the current period, so it kept it"
-        " (merged as the larger, per model) rather than drop any; reload the client"
-        " (load_data) to align it with the current period",
+        description="users whose entry brought spend the server cannot place in one period (the"
+        " client last saved, or first stamped its entry, before the current period began, or it"
+        " zeroed its totals without a reset): counted once, in the current period",
     )

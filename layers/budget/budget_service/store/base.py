@@ -38,7 +38,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from budget_service.core.errors import Contention, InvalidInput
 from budget_service.core.numbers import utf8_size
 from budget_service.core.periods import Duration, Period
-from budget_service.core.records import Budget, DueReset, Write, roll
+from budget_service.core.records import Budget, Counted, DueReset, Lineage, Write, roll
 from budget_service.observability import logger
 
 USER_PREFIX = "USER#"
@@ -402,6 +402,86 @@ def plain_to_budget(item: dict) -> Budget:
     )
 
 
+# ---- litellm client copies (core.records.Lineage) -------------------------------------------------
+#
+# ``sk = SERVED#<len(user)>:<user>#<marker>`` in the project's item collection (outside the
+# ``USER#`` prefix every budget query reads). Each carries a TTL refreshed by every save of its
+# copy: a client process idle for LINEAGE_TTL_DAYS gets the cautious merge for an unknown copy.
+
+SERVED_PREFIX = "SERVED#"
+LINEAGE_TTL_DAYS = 400
+# TransactWriteItems takes at most 100 items and 4 MB; get_budget's records are sent in chunks
+# under both.
+TRANSACTION_MAX_ITEMS = 100
+TRANSACTION_MAX_BYTES = 3_500_000
+
+
+def marker_text(marker: Decimal) -> str:
+    """A marker in canonical plain notation (``1800000000.12345``): the same for every scale."""
+    return format(marker.normalize(), "f")
+
+
+def lineage_key(project: str, user: str, marker: Decimal) -> dict:
+    sk = f"{SERVED_PREFIX}{len(user)}:{user}#{marker_text(marker)}"
+    return {
+        "pk": {"S": project_key(project)},
+        "sk": {"S": _key_within(sk, SORT_KEY_MAX_BYTES, "the copy's key")},
+    }
+
+
+def lineage_to_item(lineage: Lineage) -> dict:
+    """The typed DynamoDB item of `lineage` at its next version, its TTL from ``acked_at``."""
+    item: dict = {
+        "project": lineage.project,
+        "user": lineage.user,
+        "marker": lineage.marker,
+        "total_budget": lineage.total_budget,
+        "counted": [
+            {
+                **({"last_updated_at": c.last_updated_at} if c.last_updated_at is not None else {}),
+                "current_cost": c.current_cost,
+                "model_cost": dict(c.model_cost),
+            }
+            for c in lineage.counted
+        ],
+        "acked_at": lineage.acked_at,
+        "version": lineage.version + 1,
+        "expires_at": int(lineage.acked_at) + LINEAGE_TTL_DAYS * 86400,
+    }
+    if lineage.duration is not None:
+        item["duration"] = lineage.duration
+    typed = {k: _serialize(v) for k, v in item.items()}
+    return {**lineage_key(lineage.project, lineage.user, lineage.marker), **typed}
+
+
+def item_to_lineage(raw: dict) -> Lineage:
+    item = _plain(raw)
+    return Lineage(
+        project=item["project"],
+        user=item["user"],
+        marker=item["marker"],
+        total_budget=item["total_budget"],
+        duration=item.get("duration"),
+        counted=tuple(
+            Counted(c.get("last_updated_at"), c["current_cost"], dict(c.get("model_cost", {})))
+            for c in item.get("counted", [])
+        ),
+        acked_at=item["acked_at"],
+        version=int(item["version"]),
+    )
+
+
+def _lineage_put(table_name: str, lineage: Lineage) -> dict:
+    """The conditional Put of a copy's next state: over the version read, or only if new."""
+    put: dict = {"TableName": table_name, "Item": lineage_to_item(lineage)}
+    if lineage.version == 0:
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        put["ConditionExpression"] = "version = :seen"
+        put["ExpressionAttributeValues"] = {":seen": {"N": str(lineage.version)}}
+    return {"Put": put}
+
+
 def encode_cursor(user: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"u": user}).encode()).decode().rstrip("=")
 
@@ -459,6 +539,57 @@ class BudgetStore:
             for item in page.get("Items", []):
                 yield item_to_budget(item)
 
+    def get_lineage(self, project: str, user: str, marker: Decimal) -> Lineage | None:
+        """The recorded state of the litellm client copy `marker` of `user` (None: unknown)."""
+        item = _get_item(self.client, self.table_name, lineage_key(project, user, marker))
+        return item_to_lineage(item) if item else None
+
+    def record_servings(self, lineages: list[Lineage], fresh: Callable[[Lineage], Lineage]) -> list[Lineage]:
+        """Store what ``get_budget`` served, one new item per user, each only if its key is new.
+
+        TransactWriteItems in chunks (at most 100 items, under 4 MB). A marker that is taken
+        already (a random collision) cancels its chunk: those entries get ``fresh(lineage)`` and
+        the chunk is sent again. Returns the lineages as stored (their markers are what to serve).
+        Contention after MAX_WRITE_ATTEMPTS tries of one chunk.
+        """
+        stored: list[Lineage] = []
+        chunk: list[Lineage] = []
+        size = 0
+
+        def send(chunk: list[Lineage]) -> list[Lineage]:
+            for attempt in range(MAX_WRITE_ATTEMPTS):
+                try:
+                    self.client.transact_write_items(
+                        TransactItems=[_lineage_put(self.table_name, lineage) for lineage in chunk]
+                    )
+                    return chunk
+                except ClientError as exc:
+                    codes = _cancellation_codes(exc)
+                    if not codes or not set(codes) <= {
+                        None,
+                        "None",
+                        "ConditionalCheckFailed",
+                        "TransactionConflict",
+                    }:
+                        raise
+                    chunk = [
+                        fresh(lin) if code == "ConditionalCheckFailed" else lin
+                        for lin, code in zip(chunk, codes, strict=True)
+                    ]
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+            raise Contention("could not record what get_budget served; retry")
+
+        for lineage in lineages:
+            item_bytes = item_size(lineage_to_item(lineage))
+            if chunk and (len(chunk) == TRANSACTION_MAX_ITEMS or size + item_bytes > TRANSACTION_MAX_BYTES):
+                stored += send(chunk)
+                chunk, size = [], 0
+            chunk.append(lineage)
+            size += item_bytes
+        if chunk:
+            stored += send(chunk)
+        return stored
+
     # ---- writes --------------------------------------------------------------------------------
 
     def save(self, budget: Budget, write: Write | None = None) -> Budget:
@@ -498,7 +629,7 @@ class BudgetStore:
             **condition,
         }
         try:
-            if write is None or not (write.closed or write.audit):
+            if write is None or not (write.closed or write.audit or write.lineage):
                 self.client.put_item(**put)
             else:
                 self._save_with_history(put, write)
@@ -510,6 +641,11 @@ class BudgetStore:
                 if any(r.get("Code") in ("TransactionConflict", "ThrottlingError") for r in reasons):
                     raise StaleWrite() from exc
                 if first.get("Code") != "ConditionalCheckFailed":
+                    if write is not None and write.lineage is not None and len(reasons) > 1:
+                        if reasons[1].get("Code") == "ConditionalCheckFailed":
+                            # The client copy moved since it was read (another save of the same
+                            # copy): read both again and count against its new state.
+                            raise StaleWrite() from exc
                     # The budget's condition held but a history item exists already: two periods
                     # with one key (the same start and end), which the keys are made to prevent.
                     raise
@@ -530,11 +666,14 @@ class BudgetStore:
     def _save_with_history(self, put: dict, write: Write) -> None:
         from budget_service.store.history import history_items
 
+        # The budget first, then the client copy's next state, then the history items.
+        lineage = [_lineage_put(self.table_name, write.lineage)] if write.lineage is not None else []
         for again in (False, True):
             try:
                 self.client.transact_write_items(
                     TransactItems=[
                         {"Put": put},
+                        *lineage,
                         *history_items(self.table_name, write.closed, write.audit, again=again),
                     ]
                 )
@@ -544,8 +683,8 @@ class BudgetStore:
                 if (
                     again
                     or not codes
-                    or codes[0] not in (None, "None")
-                    or "ConditionalCheckFailed" not in codes[1:]
+                    or any(code not in (None, "None") for code in codes[: 1 + len(lineage)])
+                    or "ConditionalCheckFailed" not in codes[1 + len(lineage) :]
                 ):
                     raise
                 logger.warning(
