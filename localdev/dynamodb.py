@@ -73,6 +73,14 @@ class _ClientRequestTokens:
         # token -> (parameters' digest, expires at, status, headers, body); oldest first.
         self._seen: OrderedDict[str, tuple[str, float, str, list, bytes]] = OrderedDict()
 
+    def knows(self, target: str, request: dict | None) -> bool:
+        """Whether `request` (parsed JSON of a `target` call) carries a token whose transaction
+        was applied already: its answer is replayed, so it names no item in flight again."""
+        if target != TRANSACT_WRITE_ITEMS or not isinstance(request, dict):
+            return False
+        token = request.get("ClientRequestToken")
+        return isinstance(token, str) and token in self._seen
+
     def __call__(self, environ, start_response):
         if environ.get("HTTP_X_AMZ_TARGET") != TRANSACT_WRITE_ITEMS:
             return self.app(environ, start_response)
@@ -327,6 +335,10 @@ class _OneAtATime:
         self.app = app
         self.model = model
         self.lock = threading.Lock()
+        # DynamoDB answers a retry of a transaction it applied (same ClientRequestToken) with
+        # that transaction's outcome, never with a conflict against itself: such a retry skips
+        # the contention check and is replayed by the tokens' emulation.
+        self.tokens = app if isinstance(app, _ClientRequestTokens) else None
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(CONTENTION_PATH):
@@ -343,7 +355,8 @@ class _OneAtATime:
                 request = None  # moto answers it as DynamoDB would
         admission = None
         with self.lock:
-            if self.model is not None and request is not None:
+            replay = self.tokens is not None and self.tokens.knows(target, request)
+            if self.model is not None and request is not None and not replay:
                 refusal, admission = self.model.admit(target[len(TARGET_PREFIX) :], request)
                 if refusal is not None:
                     return _answer(start_response, refusal.payload())

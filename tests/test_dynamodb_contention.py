@@ -328,3 +328,22 @@ def test_the_tests_in_process_moto_applies_the_model(aws, monkeypatch):
     after = IN_PROCESS_CONTENTION.stats()
     assert after["transactions"] - before["transactions"] == 2
     assert after["conflicts"] - before["conflicts"] == 2
+
+
+def test_a_retry_of_an_applied_transaction_is_replayed_not_refused_as_a_conflict(local):
+    """botocore sends a timed-out TransactWriteItems again with the same ClientRequestToken. If
+    the first attempt was applied and its items are still in flight, DynamoDB answers the retry
+    with that transaction's outcome (never a conflict with itself); a conflict here would make a
+    writer send it again under a new token and apply it twice."""
+    p = "PROJECT#retry"
+    request = {"TransactItems": [local.add(p, "USER#a")], "ClientRequestToken": "token-1"}
+    first, outcome = _in_background(lambda: local.client.transact_write_items(**request))
+    wait_until(lambda: local.model.in_flight(local.table, local.key(p, "USER#a")))
+    again, outcome_again = _in_background(lambda: local.client.transact_write_items(**request))
+    again.join(timeout=30)  # answered while the first still holds its items in flight
+    assert not again.is_alive() and local.model.in_flight(local.table, local.key(p, "USER#a"))
+    local.clock.advance(0.010)
+    first.join(timeout=30)
+    assert "error" not in outcome and "error" not in outcome_again, (outcome, outcome_again)
+    assert local.stored(p, "USER#a")["n"] == {"N": "1"}  # applied once
+    assert local.model.stats()["transaction_conflicts"] == 0
