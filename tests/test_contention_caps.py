@@ -191,3 +191,34 @@ def test_single_item_writes_that_meet_a_transaction_in_flight_are_retried(api, a
         assert (ann.current_cost, ann.total_budget) == (0, 1000)  # the reset came after the charge
     else:
         assert (ann.total_budget, ann.current_cost) == (900, Decimal("0.001"))  # the charge kept
+
+
+def test_a_large_charge_on_a_roomy_level_leaves_it_in_normal_mode(api, aws, contention):
+    """A hold larger than a slice's share (1000 / 8) but far from the cap is set aside on the
+    level's own item; the level stays dealt in shares, not serialized on one item."""
+    project = "roomy"
+    api.call("PUT", PROJECT, {"project": project}, body={"total_budget": 1000})
+    api.call("PUT", USER, {"project": project, "user": "big"}, body={"total_budget": 1000})
+    held = api.call("POST", HOLDS, {"project": project, "user": "big"}, body={"amount": 200})
+    assert held.status == 201, held
+    items = [i for i in map(store_module.plain_item, aws.scan(TableName="budgets-test")["Items"])]
+    project_items = [
+        i for i in items if i["pk"] == f"PROJECT#{project}" and "available" in i and i["sk"] != "USER#big"
+    ]
+    assert len(project_items) > 1 and not any(i.get("tight") for i in project_items)
+    assert all(i["available"] >= 0 for i in project_items)
+    assert sum(i["available"] for i in project_items) == 800
+
+
+def test_conflict_retries_end_with_the_requests_retry_time():
+    """However many retries are left, a request past its retry time answers 503 (Contention)."""
+    import time as _time
+
+    from budget_service.core.errors import Contention
+    from budget_service.store.base import REQUEST_RETRY_SECONDS, conflict_backoff, start_request
+
+    start_request(now=_time.monotonic() - REQUEST_RETRY_SECONDS - 1)
+    with pytest.raises(Contention):
+        conflict_backoff(0, "budget p/u")
+    start_request()
+    conflict_backoff(0, "budget p/u")  # within its time: sleeps a few milliseconds at most

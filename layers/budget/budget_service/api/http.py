@@ -53,7 +53,14 @@ from budget_service.core.errors import BudgetError, Forbidden, PayloadTooLarge, 
 from budget_service.core.numbers import ID_MAX_LENGTH, ID_PATTERN, fits_id_bytes, plain_number
 from budget_service.domain import auth
 from budget_service.observability import logger, metrics, tracer
-from budget_service.store.base import NOT_WRITTEN, STORE_ERRORS, UNKNOWN, unavailable, write_outcome
+from budget_service.store.base import (
+    NOT_WRITTEN,
+    STORE_ERRORS,
+    UNKNOWN,
+    start_request,
+    unavailable,
+    write_outcome,
+)
 
 JSON = content_types.APPLICATION_JSON
 MAX_BODY_BYTES = 1_048_576
@@ -619,6 +626,7 @@ def lambda_entry(app: App, prime_encodings: tuple[str, ...] = ()) -> Callable:
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict, context) -> dict:
+        start_request()  # conflict retries stop in time for a 503, before the function times out
         body = event.get("body") or ""
         try:
             size = len(body.encode("utf-8"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import itertools
 import json
 import os
@@ -75,11 +76,24 @@ CONFLICT_BASE_SECONDS = 0.004
 CONFLICT_CAP_SECONDS = 0.15
 
 
+# Retries stop this long after the request began (see start_request), whatever their count:
+# the API functions' timeout is 15 s, and a 503 the client retries beats a gateway timeout.
+REQUEST_RETRY_SECONDS = 8.0
+_RETRY_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("retry_deadline", default=None)
+
+
+def start_request(now: float | None = None) -> None:
+    """Mark the start of a request (monotonic seconds): conflict retries end
+    REQUEST_RETRY_SECONDS after it. Called by the HTTP edge for every request."""
+    _RETRY_DEADLINE.set((time.monotonic() if now is None else now) + REQUEST_RETRY_SECONDS)
+
+
 def conflict_backoff(attempt: int, what: str) -> None:
     """Sleep before retry `attempt` (0-based) of a write DynamoDB cancelled for a conflict on
     `what` (a name for the message); Contention (HTTP 503 with Retry-After) once the retries
-    are spent."""
-    if attempt >= CONFLICT_RETRIES:
+    are spent or the request's retry time (start_request) is over."""
+    deadline = _RETRY_DEADLINE.get()
+    if attempt >= CONFLICT_RETRIES or (deadline is not None and time.monotonic() >= deadline):
         raise Contention(f"{what} is being changed by too many writers; retry")
     time.sleep(random.uniform(0, min(CONFLICT_CAP_SECONDS, CONFLICT_BASE_SECONDS * 2**attempt)))  # noqa: S311
 

@@ -301,6 +301,9 @@ def reasons_of(exc: ClientError) -> list[tuple[str | None, dict | None]]:
     return out
 
 
+# A level is near its cap, and dealt in tight mode (store/slices.py) rather than in shares again,
+# when its headroom is under this many times the charge, or under one slice's share of its cap.
+NEAR_CAP_FACTOR = 2
 MAX_REPAIRS = 12  # attempts that changed the plan, rolled a period or spread a charge
 
 
@@ -479,6 +482,7 @@ class LevelWriter:
 
     def _after_cancel(self, project: str, user: str, state: _WriteState, reading: Reading) -> None:
         """Decide the next attempt from a cancelled one (changes `state`), or raise."""
+
         if reading.conflict_only:
             slices.conflict_backoff(state.conflicts, f"budget {project}/{user}")
             state.conflicts += 1
@@ -600,8 +604,10 @@ class LevelWriter:
     def _tighten(self, project: str, level_sk: str, state: _WriteState) -> Decimal | None:
         """A slice's share could not cover this charge: read every slice at one instant. The
         level's whole headroom (USD) when it cannot cover ``move.need`` (a refusal); else None,
-        after dealing the level in tight mode (everything on its own item, which the next attempt
-        charges), so what fits is still admitted and the cap holds exactly near it."""
+        after dealing the level again so that its own item holds this charge (which the next
+        attempt moves): in normal mode with this charge's amount set aside there; near its cap
+        (see NEAR_CAP_FACTOR) in tight mode (everything on its own item), so it still admits
+        exactly what fits."""
         view = slices.level_view(slices.read_slices(self.client, self.table_name, project, level_sk))
         if view is None:
             state.plan.present.discard(level_sk)
@@ -609,9 +615,13 @@ class LevelWriter:
         if _ended(view, state):
             roll_level(self.client, self.table_name, project, level_sk, view, state.now)
             return None
-        if state.move.need is not None and Decimal(view["available"]) < state.move.need:
-            return Decimal(view["available"])
-        deal_level(self.client, self.table_name, project, level_sk, view, tight=True)
+        available = Decimal(view["available"])
+        if state.move.need is not None and available < state.move.need:
+            return available
+        amount = max(state.move.need or ZERO, state.move.available_delta.copy_negate())
+        share = Decimal(view["total_budget"]) / slices.default_slices()
+        tight = available < max(NEAR_CAP_FACTOR * amount, share)
+        deal_level(self.client, self.table_name, project, level_sk, view, tight=tight, reserve=amount)
         state.tight.add(level_sk)
         return None
 
@@ -808,9 +818,12 @@ def rebalance_level(client, table_name: str, project: str, sk: str) -> bool:
     return view is not None
 
 
-def deal_level(client, table_name: str, project: str, sk: str, view: dict, *, tight: bool) -> bool:
+def deal_level(
+    client, table_name: str, project: str, sk: str, view: dict, *, tight: bool, reserve: Decimal = ZERO
+) -> bool:
     """Deal a level's counters (`view`, slices.level_view) out again, conditional on the versions
-    it was read at; in tight mode everything on its own item. False when a slice changed since
+    it was read at; in tight mode everything on its own item, else in shares with `reserve` USD
+    more on its own item (for a charge about to land there). False when a slice changed since
     (whoever changed it leaves the level consistent; the caller reads again)."""
     counters = {name: view[name] for name in slices.COUNTERS}
     dealt = slices.deal(
@@ -822,6 +835,7 @@ def deal_level(client, table_name: str, project: str, sk: str, view: dict, *, ti
         view["slice_versions"],
         slices.default_slices(),
         tight=tight,
+        reserve=reserve,
     )
     try:
         client.transact_write_items(TransactItems=dealt)

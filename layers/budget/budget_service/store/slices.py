@@ -162,16 +162,23 @@ def deal(
     count: int,
     *,
     tight: bool = False,
+    reserve: Decimal = ZERO,
 ) -> list[dict]:
     """The Puts that rewrite a level as `count` slices: slice 0 is `head` (the level's item,
     plain values, without counters) with the counters' sums but ``available``, and every slice
-    gets an equal share of ``counters["available"]``. Each Put is conditional on the version
+    gets an equal share of ``counters["available"]`` (slice 0 `reserve` USD more, set aside for
+    a charge about to land there), or in `tight` mode slice 0 all of it. Each Put is conditional on the version
     its slice had when read (`versions`, 0: absent), so the deal lands only on the counters it
     summed; a slice beyond the old count is created, one beyond the new count deleted.
     """
     available = Decimal(counters["available"])
     tight = tight or available <= 0  # no headroom to share: see the module's docstring
-    dealt = [available] + [ZERO] * (count - 1) if tight else shares(available, count)
+    if tight:
+        dealt = [available] + [ZERO] * (count - 1)
+    else:  # `reserve` (a charge about to land there) set aside on slice 0, the rest in shares
+        reserve = min(max(reserve, ZERO), available)
+        dealt = shares(available - reserve, count)
+        dealt[0] += reserve
     period = {k: head.get(k) for k in ("period_start", "reset_at")}
     items = []
     for k in range(max(count, len(versions))):
