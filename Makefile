@@ -54,7 +54,7 @@ dev: $(DEV_STAMP)
 	$(BIN)/python -m localdev.server
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict fails on any warning (a broken
-# link or anchor, a missing page). tests/test_docs.py runs the same build in `make test`.
+# link or anchor, a missing page). tests/template/test_docs.py runs the same build in `make test`.
 docs: $(TEST_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 

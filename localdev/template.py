@@ -62,7 +62,7 @@ class FunctionSpec:
 def load_template() -> dict:
     """template.yaml as plain data, short-form intrinsics in their long form (``!Ref X`` is
     ``{"Ref": "X"}``, ``!GetAtt A.B`` is ``{"Fn::GetAtt": ["A", "B"]}``), as CloudFormation reads it.
-    (PyYAML, not cfn-lint: serving must not need the linter; tests/test_template.py lints.)"""
+    (PyYAML, not cfn-lint: serving must not need the linter; tests/template/test_template.py lints.)"""
     with TEMPLATE.open(encoding="utf-8") as f:
         template = yaml.load(f, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
     if not isinstance(template, dict) or "Resources" not in template:

@@ -13,7 +13,7 @@ os.environ.update(
         "POWERTOOLS_METRICS_NAMESPACE": "LlmBudgetTest",
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_DEV": "0",
-        # Handlers enforce API keys unless told otherwise; tests/test_auth.py turns it on.
+        # Handlers enforce API keys unless told otherwise; tests/integration/test_auth.py turns it on.
         "API_AUTH": "off",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }

@@ -1,6 +1,6 @@
 """The Python client (client/, llm_budget) without a server: its requests, retries, errors,
 money and packaging, against httpx.MockTransport. The same client against the local server is
-tests/test_client_service.py."""
+tests/e2e/test_client_service.py."""
 
 import shutil
 import subprocess
@@ -27,7 +27,7 @@ from llm_budget import (
 )
 from llm_budget._routes import cost_form, money, price_body, settle_form
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "client"
 FAST = RetryPolicy(attempts=4, base=0.001, max_backoff=0.002, max_wait=5)
 

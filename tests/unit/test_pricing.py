@@ -81,7 +81,7 @@ def test_prices_are_the_exact_decimal_text_of_the_source():
     source = Path(metadata.distribution("litellm").locate_file(f"litellm/{refresh_prices.SOURCE_NAME}"))
     price_map = json.loads(source.read_bytes(), parse_float=Decimal)
     table = json.loads(
-        (Path(__file__).parent.parent / "layers/budget/budget_service/pricing/prices.json").read_text()
+        (Path(__file__).parents[2] / "layers/budget/budget_service/pricing/prices.json").read_text()
     )
     checked = 0
     for name, entry in table["models"].items():
