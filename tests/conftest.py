@@ -28,6 +28,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
 from decimal import Decimal  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import boto3  # noqa: E402
 import botocore.endpoint  # noqa: E402
@@ -44,6 +45,26 @@ from localdev.events import api_gateway_event  # noqa: E402
 from localdev.faults import FaultyDynamoDB  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
+
+# The tiers, by folder: every test gets its folder's marker (pytest.ini registers them), so
+# `pytest -m unit` (make test-fast) selects the unit tier wherever a test is run from. A test
+# that carries a tier marker of its own keeps it (a server test in an integration module).
+TIERS = ("unit", "integration", "e2e", "template", "browser")
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        if folder not in TIERS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a test module belongs in one of tests/{{{','.join(TIERS)}}}/"
+            )
+        item.add_marker(folder)
+
+
 exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
 
 

@@ -370,6 +370,7 @@ def test_each_period_keeps_its_own_limit_and_the_report_sums_them_exactly(served
 # ---- through make dev's server ---------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a make dev server of its own, in a subprocess
 def test_through_the_local_server_the_fifth_largest_cost_is_a_422():
     server = ServerProcess()
     try:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 from conftest import TABLE_NAME, lambda_context, run_threads
-from test_periods import at, utc
+from moments import at, utc
 
 from budget_service import schemas as models
 from budget_service.core.periods import SECONDS_PER_DAY, Duration

@@ -12,7 +12,8 @@ import pytest
 from litellm.types.utils import Usage
 
 from budget_service.core.errors import UnknownModel
-from budget_service.pricing.prices import PriceTable, TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import PriceTable, cost_of, default_table
+from budget_service.schemas.usage import TokenUsage
 from scripts import refresh_prices
 
 Q = Decimal("1e-12")
