@@ -20,9 +20,8 @@ from budget_service.core.idempotency import (  # noqa: F401  (re-exported: holds
 from budget_service.core.records import Budget
 from budget_service.domain import budgets
 from budget_service.domain.budgets import read_budget
-from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import cost_of, default_table
 from budget_service.pricing.project import PROJECT_PRICE_PREFIX, ProjectPrices, for_project
-from budget_service.pricing.usage import completion_usage, to_token_usage
 from budget_service.schemas import (
     DECIMAL_CONTEXT,
     MONEY_MAX,
@@ -34,6 +33,7 @@ from budget_service.schemas import (
     plain_number,
     quantize_money,
 )
+from budget_service.schemas.usage import TokenUsage, completion_usage, to_token_usage
 from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.levels import LevelWriter
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from budget_service.core.errors import BudgetExceeded, IdempotencyKeyReused, InvalidInput
 from budget_service.core.records import iso
 from budget_service.domain import budgets, costs, hold_sizing
-from budget_service.pricing.prices import ModelPrice, PriceTable, TokenUsage, cost_of
+from budget_service.pricing.prices import ModelPrice, PriceTable, cost_of
 from budget_service.pricing.project import for_project
 from budget_service.schemas import (
     DECIMAL_CONTEXT,
@@ -29,6 +29,7 @@ from budget_service.schemas import (
     SettleResponse,
     quantize_money,
 )
+from budget_service.schemas.usage import TokenUsage
 from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.holds import EXPIRED, HELD, RELEASED, HoldStore, amount_of, make_hold_id
 

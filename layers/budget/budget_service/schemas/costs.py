@@ -170,13 +170,13 @@ class UsageIn(_Lenient):
     @property
     def shape(self) -> str:
         """Which API's usage this is: chat, responses, anthropic, gemini or bedrock."""
-        from budget_service.pricing.usage import shape_of
+        from budget_service.schemas.usage import shape_of
 
         return shape_of(self)
 
     @model_validator(mode="after")
     def _consistent(self) -> UsageIn:
-        from budget_service.pricing.usage import to_token_usage
+        from budget_service.schemas.usage import to_token_usage
 
         to_token_usage(self)  # raises ValueError when the shape is unknown or the counts do not add up
         return self
