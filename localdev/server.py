@@ -524,7 +524,7 @@ def _event_bus(env, notes: list[str]):
     for res in template.resources("AWS::Events::Connection").values():
         header = res["Properties"]["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyName"]
     for res in template.resources("AWS::Events::Rule").values():
-        pattern = template._plain(res["Properties"].get("EventPattern"))
+        pattern = template.plain_values(res["Properties"].get("EventPattern"))
     bus = LocalEventBus(
         name,
         env["AWS_REGION"],

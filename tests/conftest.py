@@ -78,7 +78,7 @@ def _in_process_moto_one_at_a_time() -> None:
     """In-process moto applies requests from threads without DynamoDB's per-request atomicity, and
     its TransactWriteItems deep-copies whole tables (not thread-safe, and slow on big tables).
     Apply requests one at a time, as the embedded DynamoDB does, which makes backing up only the
-    items a transaction names sound (localdev.dynamodb._back_up_items_only). DynamoDB requests
+    items a transaction names sound (localdev.dynamodb.back_up_items_only). DynamoDB requests
     that moto answers go through IN_PROCESS_CONTENTION first, inside the same lock; a
     transaction's answer waits out its in-flight window outside it (as in the embedded server)."""
     from urllib.parse import urlsplit
@@ -86,7 +86,7 @@ def _in_process_moto_one_at_a_time() -> None:
     from botocore.awsrequest import AWSResponse
     from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
-    from localdev.dynamodb import _back_up_items_only
+    from localdev.dynamodb import back_up_items_only
 
     if getattr(BotocoreStubber.__call__, "one_at_a_time", False):
         return
@@ -116,7 +116,7 @@ def _in_process_moto_one_at_a_time() -> None:
 
     one_at_a_time.one_at_a_time = True
     BotocoreStubber.__call__ = one_at_a_time
-    _back_up_items_only()
+    back_up_items_only()
 
 
 _in_process_moto_one_at_a_time()

@@ -10,7 +10,7 @@ from localdev import template
 
 def transformed() -> dict:
     """The SAM transform, offline, on the template as `sam package` would upload it."""
-    doc = copy.deepcopy(template._plain(template.load_template()))
+    doc = copy.deepcopy(template.plain_values(template.load_template()))
     for res in doc["Resources"].values():
         props = res.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):

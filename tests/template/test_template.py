@@ -160,9 +160,9 @@ def test_every_function_logs_to_its_own_group_with_the_retention_parameter():
     assert "LogRetentionDays" in tpl["Parameters"]
     for fn_id in template.functions():
         group_ref = resources[fn_id]["Properties"]["LoggingConfig"]["LogGroup"]
-        group = resources[template._plain(group_ref)["Ref"]]
+        group = resources[template.plain_values(group_ref)["Ref"]]
         assert group["Type"] == "AWS::Logs::LogGroup"
-        props = template._plain(group["Properties"])
+        props = template.plain_values(group["Properties"])
         assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
         assert props["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}-")
 
