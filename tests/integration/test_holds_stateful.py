@@ -25,8 +25,9 @@ from budget_service.domain import holds
 from budget_service.domain.budgets import put_budget
 from budget_service.domain.costs import record_cost
 from budget_service.schemas import CostRequest, HoldRequest, PutBudgetRequest
+from budget_service.store.base import BudgetStore
 from budget_service.store.holds import EXPIRED, HoldStore
-from localdev.faults import Fault
+from localdev.faults import Fault, FaultyDynamoDB
 
 TOTAL = Decimal(5)
 T0 = Decimal(1_800_000_000)
@@ -36,113 +37,125 @@ amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("2.5"), place
 faults = st.sampled_from([None, None, Fault.DROP, Fault.REFUSE])
 
 
-def test_holds_in_any_interleaving_keep_held_and_spend_exact(faulty_dynamodb, faulty_store, server_store):
-    class Holds(RuleBasedStateMachine):
-        held_ids = Bundle("holds")
+class Holds(RuleBasedStateMachine):
+    """The model: live holds with their amounts and expiries, each hold's state, the spend."""
 
-        @initialize()
-        def budget(self):
-            self.project, self.user = "stateful", uuid.uuid4().hex[:12]
-            self.now = T0
-            put_budget(server_store, self.project, self.user, PutBudgetRequest(total_budget=TOTAL), self.now)
-            self.live: dict[str, tuple[Decimal, Decimal]] = {}  # hold id -> (amount, expires at)
-            self.state: dict[str, str] = {}
-            self.spend = Decimal(0)
+    # The test's fixtures, set before each run: the fault proxy, a store behind it, a direct store.
+    faulty_dynamodb: FaultyDynamoDB
+    faulty_store: BudgetStore
+    server_store: BudgetStore
+    held_ids = Bundle("holds")
 
-        def _fault(self, fault):
-            if fault is not None:
-                faulty_dynamodb.add("TransactWriteItems", fault)
+    @initialize()
+    def budget(self):
+        self.project, self.user = "stateful", uuid.uuid4().hex[:12]
+        self.now = T0
+        put_budget(self.server_store, self.project, self.user, PutBudgetRequest(total_budget=TOTAL), self.now)
+        self.live: dict[str, tuple[Decimal, Decimal]] = {}  # hold id -> (amount, expires at)
+        self.state: dict[str, str] = {}
+        self.spend = Decimal(0)
 
-        def _held(self) -> Decimal:
-            return sum((a for a, _ in self.live.values()), Decimal(0))
+    def _fault(self, fault):
+        if fault is not None:
+            self.faulty_dynamodb.add("TransactWriteItems", fault)
 
-        def _available(self) -> Decimal:
-            return TOTAL - self.spend - self._held()
+    def _held(self) -> Decimal:
+        return sum((a for a, _ in self.live.values()), Decimal(0))
 
-        @rule(target=held_ids, amount=amounts, ttl=st.integers(1, 3600), fault=faults)
-        def hold(self, amount, ttl, fault):
-            if self._available() < amount:  # a refusal first expires what has run out
-                for hold_id, (_, expires) in list(self.live.items()):
-                    if expires <= self.now:
-                        del self.live[hold_id]
-                        self.state[hold_id] = EXPIRED
-            fits = self._available() >= amount
-            self._fault(fault)
-            try:
-                answer = holds.create_hold(
-                    faulty_store,
-                    self.project,
-                    self.user,
-                    HoldRequest(amount=amount, ttl_seconds=ttl),
-                    self.now,
-                )
-            except BudgetExceeded as refused:
-                assert not fits, refused.details
-                return "refused"
-            assert fits and not answer.replayed
-            self.live[answer.hold_id] = (amount, self.now + ttl)
-            self.state[answer.hold_id] = "held"
-            return answer.hold_id
+    def _available(self) -> Decimal:
+        return TOTAL - self.spend - self._held()
 
-        @rule(hold_id=held_ids, cost=amounts, fault=faults)
-        def settle(self, hold_id, cost, fault):
-            if hold_id == "refused":
-                return
-            self._fault(fault)
-            answer = holds.settle_hold(
-                faulty_store, self.project, self.user, hold_id, CostRequest(model="m", cost=cost), self.now
+    @rule(target=held_ids, amount=amounts, ttl=st.integers(1, 3600), fault=faults)
+    def hold(self, amount, ttl, fault):
+        if self._available() < amount:  # a refusal first expires what has run out
+            for hold_id, (_, expires) in list(self.live.items()):
+                if expires <= self.now:
+                    del self.live[hold_id]
+                    self.state[hold_id] = EXPIRED
+        fits = self._available() >= amount
+        self._fault(fault)
+        try:
+            answer = holds.create_hold(
+                self.faulty_store,
+                self.project,
+                self.user,
+                HoldRequest(amount=amount, ttl_seconds=ttl),
+                self.now,
             )
-            if self.state[hold_id] == "settled":
-                assert answer.replayed
-                return
-            assert not answer.replayed and answer.cost == cost
-            assert answer.settled_from == self.state[hold_id]
-            self.spend += cost
-            self.live.pop(hold_id, None)
-            self.state[hold_id] = "settled"
+        except BudgetExceeded as refused:
+            assert not fits, refused.details
+            return "refused"
+        assert fits and not answer.replayed
+        self.live[answer.hold_id] = (amount, self.now + ttl)
+        self.state[answer.hold_id] = "held"
+        return answer.hold_id
 
-        @rule(hold_id=held_ids, fault=faults)
-        def release(self, hold_id, fault):
-            if hold_id == "refused":
-                return
-            self._fault(fault)
-            answer = holds.release_hold(faulty_store, self.project, self.user, hold_id, self.now)
-            assert answer.released == (self.state[hold_id] == "held")
-            if answer.released:
-                del self.live[hold_id]
-                self.state[hold_id] = "released"
+    @rule(hold_id=held_ids, cost=amounts, fault=faults)
+    def settle(self, hold_id, cost, fault):
+        if hold_id == "refused":
+            return
+        self._fault(fault)
+        answer = holds.settle_hold(
+            self.faulty_store, self.project, self.user, hold_id, CostRequest(model="m", cost=cost), self.now
+        )
+        if self.state[hold_id] == "settled":
+            assert answer.replayed
+            return
+        assert not answer.replayed and answer.cost == cost
+        assert answer.settled_from == self.state[hold_id]
+        self.spend += cost
+        self.live.pop(hold_id, None)
+        self.state[hold_id] = "settled"
 
-        @rule(hold_id=held_ids, fault=faults)
-        def expire(self, hold_id, fault):
-            """What the scheduled job does to a hold it finds due."""
-            if hold_id == "refused":
-                return
-            self._fault(fault)
-            _, changed = HoldStore(faulty_store).finish(self.project, self.user, hold_id, self.now, EXPIRED)
-            assert changed == (self.state[hold_id] == "held")
-            if changed:
-                del self.live[hold_id]
-                self.state[hold_id] = EXPIRED
+    @rule(hold_id=held_ids, fault=faults)
+    def release(self, hold_id, fault):
+        if hold_id == "refused":
+            return
+        self._fault(fault)
+        answer = holds.release_hold(self.faulty_store, self.project, self.user, hold_id, self.now)
+        assert answer.released == (self.state[hold_id] == "held")
+        if answer.released:
+            del self.live[hold_id]
+            self.state[hold_id] = "released"
 
-        @rule(cost=amounts, fault=faults)
-        def charge(self, cost, fault):
-            self._fault(fault)
-            record_cost(faulty_store, self.project, self.user, CostRequest(model="m", cost=cost), self.now)
-            self.spend += cost
+    @rule(hold_id=held_ids, fault=faults)
+    def expire(self, hold_id, fault):
+        """What the scheduled job does to a hold it finds due."""
+        if hold_id == "refused":
+            return
+        self._fault(fault)
+        _, changed = HoldStore(self.faulty_store).finish(self.project, self.user, hold_id, self.now, EXPIRED)
+        assert changed == (self.state[hold_id] == "held")
+        if changed:
+            del self.live[hold_id]
+            self.state[hold_id] = EXPIRED
 
-        @rule(seconds=st.integers(1, 4000))
-        def time_passes(self, seconds):
-            self.now += seconds
+    @rule(cost=amounts, fault=faults)
+    def charge(self, cost, fault):
+        self._fault(fault)
+        record_cost(self.faulty_store, self.project, self.user, CostRequest(model="m", cost=cost), self.now)
+        self.spend += cost
 
-        @invariant()
-        def nothing_leaks(self):
-            if not hasattr(self, "user"):
-                return
-            budget = server_store.get(self.project, self.user)
-            assert budget.current_cost == self.spend
-            assert budget.held == self._held()
-            assert budget.available == TOTAL - self.spend - self._held()
+    @rule(seconds=st.integers(1, 4000))
+    def time_passes(self, seconds):
+        self.now += seconds
 
+    @invariant()
+    def nothing_leaks(self):
+        if not hasattr(self, "user"):
+            return
+        budget = self.server_store.get(self.project, self.user)
+        assert budget.current_cost == self.spend
+        assert budget.held == self._held()
+        assert budget.available == TOTAL - self.spend - self._held()
+
+
+def test_holds_in_any_interleaving_keep_held_and_spend_exact(faulty_dynamodb, faulty_store, server_store):
+    Holds.faulty_dynamodb, Holds.faulty_store, Holds.server_store = (
+        faulty_dynamodb,
+        faulty_store,
+        server_store,
+    )
     run_state_machine_as_test(
         Holds,
         settings=settings(
