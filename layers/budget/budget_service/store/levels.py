@@ -402,7 +402,7 @@ class LevelWriter:
         self.client = budgets.client
         self.table_name = budgets.table_name
 
-    def write(  # noqa: C901 -- being rewritten: a pure reading of the cancellation reasons and a short loop
+    def write(
         self,
         project: str,
         user: str,
