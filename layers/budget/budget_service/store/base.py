@@ -1051,3 +1051,11 @@ class ApiKeyStore:
 @lru_cache(maxsize=1)
 def default_key_store() -> ApiKeyStore:
     return ApiKeyStore(os.environ["TABLE_NAME"])
+
+
+def aws_configuration() -> tuple[bool, bool]:
+    """(a region is configured, credentials are configured), as boto3 looks them up: environment
+    variables, then the shared config and credentials files, then (for credentials) the container
+    and instance metadata endpoints, which AWS_EC2_METADATA_DISABLED=true skips."""
+    session = boto3.Session()
+    return session.region_name is not None, session.get_credentials() is not None
