@@ -338,7 +338,7 @@ class _OneAtATime:
         # DynamoDB answers a retry of a transaction it applied (same ClientRequestToken) with
         # that transaction's outcome, never with a conflict against itself: such a retry skips
         # the contention check and is replayed by the tokens' emulation.
-        self.tokens = app if isinstance(app, _ClientRequestTokens) else None
+        self.tokens = app if isinstance(app, ClientRequestTokens) else None
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(CONTENTION_PATH):
