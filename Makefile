@@ -2,7 +2,12 @@
 # Two install steps, each redone only when its pinned requirements change (a stamp named by their
 # checksum): serving (`make dev`, the key commands) needs requirements-dev.txt; the tests, lint
 # and tools add requirements-test.txt.
-PYTHON ?= python3
+# The venv's Python: 3.13 (what the functions run on in Lambda) when the machine has it, on PATH or
+# installed by pyenv without being selected; else 3.12; else python3 (3.11 or later is supported).
+# An existing .venv is kept whatever its Python (`make clean` and the next command rebuild it).
+PYTHON ?= $(shell for v in 3.13 3.12; do \
+	for p in python$$v $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v; do \
+	$$p -c '' 2>/dev/null && { echo $$p; exit; }; done; done; echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
@@ -16,7 +21,7 @@ PROXY_STAMP := $(PROXY_VENV)/.proxy-$(shell cat requirements-proxy.txt | cksum |
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
 MYPY_PATHS := layers/budget/budget_service functions localdev scripts console/serve.py $(wildcard client/src)
 
-.PHONY: venv test dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser
+.PHONY: venv test test-fast dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser
 
 venv: $(TEST_STAMP)
 
@@ -43,18 +48,24 @@ $(PROXY_STAMP): requirements-proxy.txt
 	rm -f $(PROXY_VENV)/.proxy-*
 	touch $@
 
-# Lint and types first (seconds), then every test.
+# Lint, the layering and types first (seconds), then every tier, a module per worker on every core
+# (a module's tests share its server and fixtures). PYTEST_ARGS narrows or adds: "-m 'not e2e'", "--lf".
 test: $(TEST_STAMP) $(CHROMIUM) $(PROXY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=layers/budget $(BIN)/lint-imports
 	$(BIN)/mypy $(MYPY_PATHS)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+
+# The unit tier alone (tests/unit, marker unit): pure code in one process, seconds.
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest tests/unit -m unit $(PYTEST_ARGS)
 
 dev: $(DEV_STAMP)
 	$(BIN)/python -m localdev.server
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict fails on any warning (a broken
-# link or anchor, a missing page). tests/test_docs.py runs the same build in `make test`.
+# link or anchor, a missing page). tests/template/test_docs.py runs the same build in `make test`.
 docs: $(TEST_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
@@ -91,6 +102,7 @@ openapi: $(DEV_STAMP)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=layers/budget $(BIN)/lint-imports
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/cfn-lint template.yaml
 

@@ -1,6 +1,6 @@
 """``make bench`` = ``python -m bench``: run every benchmark, write bench/RESULTS.md, print it.
 
-Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/test_bench_smoke.py
+Options: ``--quick`` (each benchmark at its smallest size, one round: what tests/e2e/test_bench_smoke.py
 runs), ``--only KEY[,KEY]`` (update_cost, resets, cold_start, tokens, dynamodb_ops, latency,
 cost_model, holds, levels, hold_sizing), ``--out PATH``
 (default bench/RESULTS.md, for a full run only: a quick or partial run just prints unless given
@@ -236,7 +236,7 @@ def render(sections: dict[str, Section], header: Table, seconds: float, quick: b
         f" {seconds / 60:.1f} minutes ({seconds:.0f} s). Medians, with (min–max) over the repeated"
         " runs each section states; ratios are of medians unless a section says otherwise. Nothing here is asserted; a smoke run"
         " of every benchmark at its smallest size is part of `make test`"
-        " (tests/test_bench_smoke.py).",
+        " (tests/e2e/test_bench_smoke.py).",
         "",
         "## Machine and versions",
         "",

@@ -29,7 +29,8 @@ from decimal import Decimal
 
 from bench.common import BenchRuntime, Section, Table
 from budget_service.domain import hold_sizing
-from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import cost_of, default_table
+from budget_service.schemas.usage import TokenUsage
 
 MODEL = "gpt-4o-mini"
 PROMPT_MEAN = 69.5  # LMSYS-Chat-1M, Table 1

@@ -6,10 +6,10 @@ guarantee, so the app is wrapped in a lock; otherwise a concurrency test would t
 
 moto backs up every table a transaction writes with a deepcopy of the whole table, so each
 transaction costs time in proportion to the table (50 ms at 2,000 items); since requests here run
-one at a time, backing up the items the transaction names is enough (``_back_up_items_only``).
+one at a time, backing up the items the transaction names is enough (``back_up_items_only``).
 
 moto also ignores ``TransactWriteItems``' ``ClientRequestToken``, on which exactly-once writes
-rely (botocore sends the same token on each of its retries): ``_ClientRequestTokens`` emulates
+rely (botocore sends the same token on each of its retries): ``ClientRequestTokens`` emulates
 DynamoDB's documented idempotency for it (see that class).
 
 moto adds numbers with Python's 28 digits and stores any result; ``exact_numbers`` makes it add
@@ -51,7 +51,7 @@ TOKEN_WINDOW_SECONDS = 600.0  # DynamoDB remembers a ClientRequestToken for 10 m
 CONTENTION_PATH = "/_local/contention"
 
 
-class _ClientRequestTokens:
+class ClientRequestTokens:
     """DynamoDB's idempotency for ``TransactWriteItems`` with a ``ClientRequestToken``.
 
     As the TransactWriteItems API reference describes it: a token is remembered for 10 minutes
@@ -266,7 +266,7 @@ def _restore(table, hash_key, range_key, item) -> None:
         slot[name] = item
 
 
-def _back_up_items_only() -> None:
+def back_up_items_only() -> None:
     """Make moto's TransactWriteItems back up only the items it names, not whole tables.
 
     moto's ``transact_write_items`` deep-copies each table it writes before applying the
@@ -338,7 +338,7 @@ class _OneAtATime:
         # DynamoDB answers a retry of a transaction it applied (same ClientRequestToken) with
         # that transaction's outcome, never with a conflict against itself: such a retry skips
         # the contention check and is replayed by the tokens' emulation.
-        self.tokens = app if isinstance(app, _ClientRequestTokens) else None
+        self.tokens = app if isinstance(app, ClientRequestTokens) else None
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(CONTENTION_PATH):
@@ -416,12 +416,12 @@ class EmbeddedDynamoDB:
         )
 
         exact_numbers()
-        _back_up_items_only()
+        back_up_items_only()
         self.contention: ContentionModel | None = (
             ContentionModel.from_environ() if isinstance(contention, str) else contention
         )
         app = _OneAtATime(
-            _ClientRequestTokens(DomainDispatcherApplication(create_backend_app)), self.contention
+            ClientRequestTokens(DomainDispatcherApplication(create_backend_app)), self.contention
         )
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

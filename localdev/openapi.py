@@ -38,7 +38,7 @@ def _normalize(path: str) -> str:
 def build_document() -> dict:
     tpl = template.load_template()
     description = str(tpl.get("Description", "")).strip()
-    stage = template._plain(tpl.get("Parameters", {}).get("StageName", {})).get("Default", "v1")
+    stage = template.plain_values(tpl.get("Parameters", {}).get("StageName", {})).get("Default", "v1")
     doc: dict = {
         "openapi": None,
         "info": {

@@ -348,8 +348,18 @@ class LocalGateway:
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
+        """The answer to one request: the local endpoints, then /docs and the console, then the
+        API's routes."""
         if request.content_length and request.content_length > MAX_REQUEST_BYTES:
             return _json_response(413, {"message": "Request Too Long"})
+        for answer in (self.local_endpoint, self.pages):
+            response = answer(request)
+            if response is not None:
+                return response
+        return self.api(request)
+
+    def local_endpoint(self, request: Request) -> Response | None:
+        """The EventBridge stand-in, /_local/* and ``sam local invoke``; None for any other request."""
         path = request.path
         if request.headers.get("X-Amz-Target", "").startswith("AWSEvents.") and request.method == "POST":
             if self.event_bus is None:
@@ -378,20 +388,32 @@ class LocalGateway:
             if self.reset_extra_stats is not None:
                 self.reset_extra_stats()
             return _json_response(200, self.stats())
-        if path == "/openapi.json" and request.method == "GET":
+        return None
+
+    def pages(self, request: Request) -> Response | None:
+        """/openapi.json, the Swagger UI page and its assets, the console; None for any other request."""
+        path = request.path
+        if request.method != "GET":
+            return None
+        if path == "/openapi.json":
             doc = dict(self.openapi())
             doc["servers"] = [{"url": request.host_url.rstrip("/"), "description": "this server"}]
             return _json_response(200, doc)
-        if path in ("/docs", "/docs/") and request.method == "GET":
+        if path in ("/docs", "/docs/"):
             return Response(self.docs_page(self.openapi()), content_type="text/html; charset=utf-8")
-        if (path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")) and request.method == "GET":
+        if path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/"):
             return console_response(path)
-        if path.startswith(openapi.DOCS_ASSETS) and request.method == "GET":
+        if path.startswith(openapi.DOCS_ASSETS):
             asset = openapi.docs_asset(path[len(openapi.DOCS_ASSETS) :])
             if asset is None:
                 return _error(404, "not_found", f"no such file: {path}")
             return Response(asset[0], content_type=asset[1], headers={"Cache-Control": "max-age=3600"})
+        return None
 
+    def api(self, request: Request) -> Response:
+        """A template route, as API Gateway serves it: matched on the raw path, authorized (with
+        AUTH=1), its function invoked with a proxy event; 404/405 when no route matches."""
+        path = request.path
         raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or path
         match, allowed = self.routes.find(request.method, urlsplit(raw_uri).path or "/")
         if match is None:
@@ -407,21 +429,10 @@ class LocalGateway:
         request_id = str(uuid.uuid4())
         event = proxy_event(request, match, self.stage, request_id)
         if self.authorizer is not None:
-            from localdev.auth import Denied
-
-            decision = self.authorizer.authorize(
-                request.headers, request.method, urlsplit(raw_uri).path or "/"
-            )
-            if isinstance(decision, Denied):
-                denied = Response(
-                    decision.body,
-                    status=decision.status,
-                    headers=decision.headers,
-                    content_type="application/json",
-                )
+            denied = self.authorize(request, urlsplit(raw_uri).path or "/", event)
+            if denied is not None:
                 denied.headers["x-amzn-RequestId"] = request_id
                 return denied
-            event["requestContext"]["authorizer"] = decision
         try:
             with self.requests.track():
                 result = self.invoke(match.route.function_id, event)
@@ -433,6 +444,21 @@ class LocalGateway:
             response = proxy_response(result)
         response.headers["x-amzn-RequestId"] = request_id
         return response
+
+    def authorize(self, request: Request, path: str, event: dict) -> Response | None:
+        """The authorizer's refusal (401/403), or None with its context put in the event."""
+        from localdev.auth import Denied
+
+        decision = self.authorizer.authorize(request.headers, request.method, path)
+        if isinstance(decision, Denied):
+            return Response(
+                decision.body,
+                status=decision.status,
+                headers=decision.headers,
+                content_type="application/json",
+            )
+        event["requestContext"]["authorizer"] = decision
+        return None
 
     def stats(self) -> dict:
         """GET /_local/stats (see the module docstring)."""
@@ -524,7 +550,7 @@ def _event_bus(env, notes: list[str]):
     for res in template.resources("AWS::Events::Connection").values():
         header = res["Properties"]["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyName"]
     for res in template.resources("AWS::Events::Rule").values():
-        pattern = template._plain(res["Properties"].get("EventPattern"))
+        pattern = template.plain_values(res["Properties"].get("EventPattern"))
     bus = LocalEventBus(
         name,
         env["AWS_REGION"],

@@ -62,7 +62,7 @@ class FunctionSpec:
 def load_template() -> dict:
     """template.yaml as plain data, short-form intrinsics in their long form (``!Ref X`` is
     ``{"Ref": "X"}``, ``!GetAtt A.B`` is ``{"Fn::GetAtt": ["A", "B"]}``), as CloudFormation reads it.
-    (PyYAML, not cfn-lint: serving must not need the linter; tests/test_template.py lints.)"""
+    (PyYAML, not cfn-lint: serving must not need the linter; tests/template/test_template.py lints.)"""
     with TEMPLATE.open(encoding="utf-8") as f:
         template = yaml.load(f, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
     if not isinstance(template, dict) or "Resources" not in template:
@@ -121,7 +121,7 @@ def create_table(client, table_name: str) -> None:
         from localdev import moto_streams
 
         moto_streams.install()  # moto copies a stream's records on every transaction otherwise
-    client.create_table(**_plain(kwargs))
+    client.create_table(**plain_values(kwargs))
     client.get_waiter("table_exists").wait(TableName=table_name)
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
@@ -131,12 +131,13 @@ def create_table(client, table_name: str) -> None:
         )
 
 
-def _plain(value):
-    """cfn-lint's nodes are dict/str subclasses; boto3 wants plain types."""
+def plain_values(value):
+    """A YAML document read by cfn-lint (dict/str subclasses) as plain dicts, lists and strings,
+    which boto3 and the SAM transform want."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_values(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, str):
         return str(value)
     return value
@@ -230,7 +231,7 @@ def stream_events() -> list[tuple[str, str, dict]]:
     for name, res in resources("AWS::Serverless::Function").items():
         for event_id, event in (res["Properties"].get("Events") or {}).items():
             if event.get("Type") == "DynamoDB":
-                found.append((name, event_id, _plain(event["Properties"])))
+                found.append((name, event_id, plain_values(event["Properties"])))
     return found
 
 
@@ -258,7 +259,7 @@ def scheduled_events() -> list[tuple[str, str, dict]]:
     for name, res in resources("AWS::Serverless::Function").items():
         for event_id, event in (res["Properties"].get("Events") or {}).items():
             if event.get("Type") in ("Schedule", "ScheduleV2"):
-                found.append((name, event_id, _plain(event["Properties"])))
+                found.append((name, event_id, plain_values(event["Properties"])))
     return found
 
 

@@ -246,6 +246,18 @@ def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
     }
     if service_tiers:
         entry["service_tiers"] = service_tiers
+    _add_web_search(entry, name, spec)
+    multipliers = spec.get("provider_specific_entry")
+    if isinstance(multipliers, dict):
+        kept = {k: t for k, v in multipliers.items() if (t := price_text(v)) is not None}
+        if kept:
+            entry["multipliers"] = kept
+    return entry, None
+
+
+def _add_web_search(entry: dict, name: str, spec: dict) -> None:
+    """The web search prices by search context size, with the provider's default where LiteLLM
+    falls back to one (Gemini: medium; xAI: when no size has a positive price), and the unit."""
     search = spec.get("search_context_cost_per_query")
     if isinstance(search, dict):
         sizes = {
@@ -265,12 +277,6 @@ def entry_for(name: str, spec: dict) -> tuple[dict | None, str | None]:
             entry["web_search"]["medium"] = str(default)  # xai: the first positive price, else its default
     if spec.get("web_search_billing_unit") in ("per_query", "per_prompt"):
         entry["web_search_unit"] = spec["web_search_billing_unit"]
-    multipliers = spec.get("provider_specific_entry")
-    if isinstance(multipliers, dict):
-        kept = {k: t for k, v in multipliers.items() if (t := price_text(v)) is not None}
-        if kept:
-            entry["multipliers"] = kept
-    return entry, None
 
 
 def build(price_map: dict) -> tuple[dict[str, dict], dict[str, str]]:

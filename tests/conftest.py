@@ -13,7 +13,7 @@ os.environ.update(
         "POWERTOOLS_METRICS_NAMESPACE": "LlmBudgetTest",
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_DEV": "0",
-        # Handlers enforce API keys unless told otherwise; tests/test_auth.py turns it on.
+        # Handlers enforce API keys unless told otherwise; tests/integration/test_auth.py turns it on.
         "API_AUTH": "off",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
@@ -28,6 +28,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
 from decimal import Decimal  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import boto3  # noqa: E402
 import botocore.endpoint  # noqa: E402
@@ -44,6 +45,26 @@ from localdev.events import api_gateway_event  # noqa: E402
 from localdev.faults import FaultyDynamoDB  # noqa: E402
 
 TABLE_NAME = os.environ["TABLE_NAME"]
+
+# The tiers, by folder: every test gets its folder's marker (pytest.ini registers them), so
+# `pytest -m unit` (make test-fast) selects the unit tier wherever a test is run from. A test
+# that carries a tier marker of its own keeps it (a server test in an integration module).
+TIERS = ("unit", "integration", "e2e", "template", "browser")
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        if folder not in TIERS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a test module belongs in one of tests/{{{','.join(TIERS)}}}/"
+            )
+        item.add_marker(folder)
+
+
 exact_numbers()  # in-process moto does DynamoDB's number arithmetic (see localdev.dynamodb)
 
 
@@ -57,7 +78,7 @@ def _in_process_moto_one_at_a_time() -> None:
     """In-process moto applies requests from threads without DynamoDB's per-request atomicity, and
     its TransactWriteItems deep-copies whole tables (not thread-safe, and slow on big tables).
     Apply requests one at a time, as the embedded DynamoDB does, which makes backing up only the
-    items a transaction names sound (localdev.dynamodb._back_up_items_only). DynamoDB requests
+    items a transaction names sound (localdev.dynamodb.back_up_items_only). DynamoDB requests
     that moto answers go through IN_PROCESS_CONTENTION first, inside the same lock; a
     transaction's answer waits out its in-flight window outside it (as in the embedded server)."""
     from urllib.parse import urlsplit
@@ -65,7 +86,7 @@ def _in_process_moto_one_at_a_time() -> None:
     from botocore.awsrequest import AWSResponse
     from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
-    from localdev.dynamodb import _back_up_items_only
+    from localdev.dynamodb import back_up_items_only
 
     if getattr(BotocoreStubber.__call__, "one_at_a_time", False):
         return
@@ -95,7 +116,7 @@ def _in_process_moto_one_at_a_time() -> None:
 
     one_at_a_time.one_at_a_time = True
     BotocoreStubber.__call__ = one_at_a_time
-    _back_up_items_only()
+    back_up_items_only()
 
 
 _in_process_moto_one_at_a_time()

@@ -18,7 +18,7 @@ from litellm.litellm_core_utils.llm_cost_calc.tool_call_cost_tracking import (
 )
 from litellm.types.utils import ModelResponse, Usage
 
-from budget_service.pricing.prices import TokenUsage, UsageContext
+from budget_service.schemas.usage import TokenUsage, UsageContext
 
 
 def litellm_usage(u: TokenUsage, context: UsageContext | None = None) -> Usage:

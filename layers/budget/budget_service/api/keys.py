@@ -45,14 +45,14 @@ def use_local_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
     Local keeps a database per access key and region unless started with -sharedDb)."""
     if not local_endpoint(environ):
         return
-    import boto3
+    from budget_service.store.base import aws_configuration
 
     # No instance-metadata lookups for credentials that no local server checks (a slow timeout).
     environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    session = boto3.Session()
-    if session.region_name is None:
+    has_region, has_credentials = aws_configuration()
+    if not has_region:
         environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
-    if session.get_credentials() is None:
+    if not has_credentials:
         environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"] = "local", "local"
 
 

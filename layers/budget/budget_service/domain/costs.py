@@ -20,9 +20,8 @@ from budget_service.core.idempotency import (  # noqa: F401  (re-exported: holds
 from budget_service.core.records import Budget
 from budget_service.domain import budgets
 from budget_service.domain.budgets import read_budget
-from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import cost_of, default_table
 from budget_service.pricing.project import PROJECT_PRICE_PREFIX, ProjectPrices, for_project
-from budget_service.pricing.usage import completion_usage, to_token_usage
 from budget_service.schemas import (
     DECIMAL_CONTEXT,
     MONEY_MAX,
@@ -34,6 +33,7 @@ from budget_service.schemas import (
     plain_number,
     quantize_money,
 )
+from budget_service.schemas.usage import TokenUsage, completion_usage, to_token_usage
 from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.levels import LevelWriter
 
@@ -61,10 +61,12 @@ def spend_key(priced_as: str) -> str:
     return priced_as.removeprefix(PROJECT_PRICE_PREFIX)
 
 
-def _money(value: Decimal) -> Decimal:
-    # Compared before quantizing: a cost of 10^13 USD or more has no room for 25 decimal places in
-    # the 38-digit context (quantize raises InvalidOperation, a 500), and a project price of up to
-    # MONEY_MAX per token can reach that. A value within it cannot round past it.
+def checked_money(value: Decimal) -> Decimal:
+    """A priced cost (USD) quantized to money's places; InvalidInput (422) above MONEY_MAX.
+
+    Compared before quantizing: a cost of 10^13 USD or more has no room for 25 decimal places in
+    the 38-digit context (quantize raises InvalidOperation, a 500), and a project price of up to
+    MONEY_MAX per token can reach that. A value within it cannot round past it."""
     if value > MONEY_MAX:
         raise InvalidInput(
             f"the priced cost {plain_number(value)} is over the limit of {plain_number(MONEY_MAX)}"
@@ -95,7 +97,7 @@ def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> 
         )
         return PricedEvent(
             request.model,
-            _money(cost_of(model_price, usage).total),
+            checked_money(cost_of(model_price, usage).total),
             model_price.name,
             usage,
             spend_key(model_price.name),
@@ -111,7 +113,7 @@ def price(request: CostRequest, project_prices: ProjectPrices | None = None) -> 
     model_price = lookup(model)
     return PricedEvent(
         model,
-        _money(cost_of(model_price, usage, context).total),
+        checked_money(cost_of(model_price, usage, context).total),
         model_price.name,
         usage,
         spend_key(model_price.name),
@@ -131,16 +133,18 @@ def fingerprint(request: CostRequest) -> str:
     return fingerprint_of(body)
 
 
-def _tokens_out(usage: TokenUsage | None) -> TokensUsed | None:
+def tokens_out(usage: TokenUsage | None) -> TokensUsed | None:
+    """The token counts as an answer shows them (None when the cost was given, not priced)."""
     if usage is None:
         return None
     return TokensUsed(**usage._asdict())
 
 
-def _tokens_record(usage: TokenUsage | None) -> dict | None:
+def tokens_record(usage: TokenUsage | None) -> dict | None:
+    """The token counts as a ledger record keeps them: the non-zero ones only (None without usage)."""
     if usage is None:
         return None
-    return {k: v for k, v in _tokens_out(usage).model_dump().items() if v}  # type: ignore[union-attr]
+    return {k: v for k, v in tokens_out(usage).model_dump().items() if v}  # type: ignore[union-attr]
 
 
 def record_cost(
@@ -172,7 +176,7 @@ def record_cost(
         "model": event.model,
         "cost": event.cost,
         "priced_as": event.priced_as,
-        "tokens": _tokens_record(event.tokens),
+        "tokens": tokens_record(event.tokens),
         "fingerprint": digest,
         "created_at": now,
         "expires_at": int(now) + IDEMPOTENCY_TTL_SECONDS,
@@ -215,7 +219,7 @@ def _answer(
         total_budget=budget.total_budget if budget else None,
         remaining=budget.remaining if budget else None,
         budget_exceeded=(budget.current_cost > budget.total_budget) if budget else None,
-        tokens=_tokens_out(event.tokens),
+        tokens=tokens_out(event.tokens),
         priced_as=event.priced_as,
         idempotency_key=key,
         replayed=replayed,
@@ -235,7 +239,7 @@ def projected_cost(
     cost = cost_of(model_price, TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
     budget = read_budget(store, project, user, now)
     with localcontext(DECIMAL_CONTEXT):
-        prompt_cost, completion_cost = _money(cost.prompt), _money(cost.completion)
+        prompt_cost, completion_cost = checked_money(cost.prompt), checked_money(cost.completion)
         projected = prompt_cost + completion_cost
         total = budget.current_cost + projected
         remaining_after = max(budget.total_budget - total, Decimal(0))

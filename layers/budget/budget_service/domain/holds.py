@@ -18,7 +18,7 @@ from typing import NamedTuple
 from budget_service.core.errors import BudgetExceeded, IdempotencyKeyReused, InvalidInput
 from budget_service.core.records import iso
 from budget_service.domain import budgets, costs, hold_sizing
-from budget_service.pricing.prices import ModelPrice, PriceTable, TokenUsage, cost_of
+from budget_service.pricing.prices import ModelPrice, PriceTable, cost_of
 from budget_service.pricing.project import for_project
 from budget_service.schemas import (
     DECIMAL_CONTEXT,
@@ -29,6 +29,7 @@ from budget_service.schemas import (
     SettleResponse,
     quantize_money,
 )
+from budget_service.schemas.usage import TokenUsage
 from budget_service.store.base import BudgetStore, default_store
 from budget_service.store.holds import EXPIRED, HELD, RELEASED, HoldStore, amount_of, make_hold_id
 
@@ -72,12 +73,12 @@ def _priced_amount(store: BudgetStore, project: str, request: HoldRequest, now: 
         now,
     )
     usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=sizing.output_tokens)
-    amount = costs._money(cost_of(model_price, usage).total)
+    amount = costs.checked_money(cost_of(model_price, usage).total)
     if amount <= 0:
         raise InvalidInput(f"model {request.model!r} prices this call at 0: nothing to hold; pass amount")
     capped = settings.max_hold is not None and amount > settings.max_hold
     if settings.max_hold is not None and capped:
-        amount = costs._money(settings.max_hold)
+        amount = costs.checked_money(settings.max_hold)
     return _Priced(amount, model_price.name, prompt_tokens, sizing.output_tokens, sizing.sized_by, capped)
 
 
@@ -229,7 +230,7 @@ def settle_hold(
         "model": event.model,
         "cost": event.cost,
         "priced_as": event.priced_as,
-        "tokens": costs._tokens_record(event.tokens),
+        "tokens": costs.tokens_record(event.tokens),
     }
     hold_store = HoldStore(store)
     stored, replayed = hold_store.settle(project, user, hold_id, event.cost, event.spend_key, now, result)
@@ -253,7 +254,7 @@ def settle_hold(
         released=quantize_money(freed),
         settled_from=stored.get("settled_from") or HELD,
         settled_at=iso(stored["settled_at"]) or "",
-        tokens=costs._tokens_out(TokenUsage(**{k: int(v) for k, v in tokens.items()})) if tokens else None,
+        tokens=costs.tokens_out(TokenUsage(**{k: int(v) for k, v in tokens.items()})) if tokens else None,
         priced_as=stored.get("priced_as"),
         replayed=replayed,
     )

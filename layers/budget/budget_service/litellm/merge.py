@@ -28,7 +28,7 @@ copy is then exact, per user:
 
 Users not stored yet are created with their spend (in the current period of the entry's rolling
 rule; ``uncertain_spend_kept`` when the entry's own period had already ended). An entry with no
-record of its copy falls back to ``_legacy_merge`` (spend merged as the larger, reported).
+record of its copy falls back to ``legacy_merge`` (spend merged as the larger, reported).
 """
 
 from __future__ import annotations
@@ -274,12 +274,12 @@ def merge_entry(
         raise ValueError("use create_from_entry for users not stored yet")
     current = stored.as_of(now)
     if entry.created_at is None:  # nothing names the copy: the cautious merge
-        return _legacy_merge(current, entry, now)
+        return legacy_merge(current, entry, now)
     if lineage is None:
         if _second(entry.created_at) == _second(stored.created_at):
             # The budget's creation second, as get_budget serves it: a copy whose serving has no
             # record (served by an earlier version, or idle past the record's lifetime).
-            merged = _legacy_merge(current, entry, now)
+            merged = legacy_merge(current, entry, now)
             return merged._replace(lineage=_next_lineage(stored.project, stored.user, entry, None, now))
         # A copy the client made itself (create_budget): what it sets is explicit, and all of
         # its totals were added since.
@@ -403,7 +403,7 @@ def _explicit_rule(current: Budget, entry: LitellmEntry, now: Decimal) -> Budget
     return settings
 
 
-def _legacy_merge(stored: Budget, entry: LitellmEntry, now: Decimal) -> Merge:
+def legacy_merge(stored: Budget, entry: LitellmEntry, now: Decimal) -> Merge:
     """The merge for an entry whose client copy the server has no record of (one loaded from an
     earlier version of this service, or idle past the record's lifetime): the entry's own period
     against the server's, spend merged as the larger (never added: it may hold what was served)."""

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 from budget_service.core.errors import UnknownModel, UnpricedUsage
 from budget_service.core.numbers import DECIMAL_CONTEXT
+from budget_service.schemas.usage import TokenUsage, UsageContext
 
 TABLE_PATH = Path(__file__).with_name("prices.json")
 ZERO = Decimal(0)
@@ -195,78 +196,6 @@ class ModelPrice(NamedTuple):
     @property
     def reasoning(self) -> Decimal | None:
         return self.rates.get("reasoning")
-
-
-class TokenUsage(NamedTuple):
-    """Token counts of one call, in OpenAI's convention (every count a whole number of tokens).
-
-    Prompt side, all parts of ``prompt_tokens``: ``cached_tokens`` (cache reads, of which
-    ``cached_audio_tokens`` and ``cached_image_tokens`` are audio and image),
-    ``cache_creation_tokens`` (cache writes, of which ``cache_creation_1h_tokens`` and
-    ``cache_creation_12h_tokens`` have those TTLs; the rest are 5-minute writes), ``audio_tokens``,
-    ``image_tokens`` (cached ones included), ``video_tokens``. Output side, all parts of
-    ``completion_tokens``: ``reasoning_tokens``, ``output_audio_tokens``, ``output_image_tokens``,
-    ``output_video_tokens``. ``web_search_requests``: server-side web searches the call made.
-    """
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cache_creation_tokens: int = 0
-    reasoning_tokens: int = 0
-    cache_creation_1h_tokens: int = 0
-    cache_creation_12h_tokens: int = 0
-    cached_audio_tokens: int = 0
-    cached_image_tokens: int = 0
-    audio_tokens: int = 0
-    image_tokens: int = 0
-    video_tokens: int = 0
-    output_audio_tokens: int = 0
-    output_image_tokens: int = 0
-    output_video_tokens: int = 0
-    web_search_requests: int = 0
-
-    def problems(self) -> list[str]:
-        """What makes the counts inconsistent (empty when they add up)."""
-        out = []
-        uncached_media = (
-            (self.audio_tokens - self.cached_audio_tokens)
-            + (self.image_tokens - self.cached_image_tokens)
-            + self.video_tokens
-        )
-        if self.cached_audio_tokens > self.audio_tokens or self.cached_image_tokens > self.image_tokens:
-            out.append("cached audio/image tokens exceed the audio/image tokens they are part of")
-        if self.cached_audio_tokens + self.cached_image_tokens > self.cached_tokens:
-            out.append("cached audio plus image tokens exceed cached_tokens")
-        if self.cache_creation_1h_tokens + self.cache_creation_12h_tokens > self.cache_creation_tokens:
-            out.append("cache writes by TTL exceed the cache-creation tokens")
-        if self.cached_tokens + self.cache_creation_tokens + uncached_media > self.prompt_tokens:
-            out.append(
-                "cached, cache-written, audio, image and video tokens exceed prompt_tokens"
-                " (which must include them)"
-            )
-        if (
-            self.reasoning_tokens
-            + self.output_audio_tokens
-            + self.output_image_tokens
-            + self.output_video_tokens
-            > self.completion_tokens
-        ):
-            out.append(
-                "reasoning, audio, image and video output tokens exceed completion_tokens"
-                " (which must include them)"
-            )
-        return out
-
-
-class UsageContext(NamedTuple):
-    """What a usage says besides token counts that can change the price: the search context size
-    of a web search (OpenAI: low/medium/high), the service tier, Anthropic's inference_geo and speed."""
-
-    search_context_size: str | None = None
-    service_tier: str | None = None
-    inference_geo: str | None = None
-    speed: str | None = None
 
 
 class Rates(NamedTuple):

@@ -10,15 +10,15 @@ from budget_service.core.periods import Duration
 from budget_service.schemas.common import (
     AlertThresholds,
     Identifier,
+    Model,
     Money,
     Number,
+    StrictModel,
     TimezoneName,
-    _Model,
-    _Strict,
 )
 
 
-class PutBudgetRequest(_Strict):
+class PutBudgetRequest(StrictModel):
     total_budget: Money
     duration: Duration | None = None
     timezone: TimezoneName = None
@@ -29,7 +29,7 @@ class PutBudgetRequest(_Strict):
     )
 
 
-class BudgetRecord(_Model):
+class BudgetRecord(Model):
     project: str
     user: str
     total_budget: Number
@@ -55,6 +55,6 @@ class BudgetRecord(_Model):
     )
 
 
-class BudgetList(_Model):
+class BudgetList(Model):
     users: list[BudgetRecord]
     next_cursor: str | None

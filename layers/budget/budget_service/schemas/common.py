@@ -50,8 +50,10 @@ def _quantizer(quantum: Decimal):
     return quantize
 
 
-def _number_only(value):
-    # pydantic would read "10" or true as a number; a JSON client that sends them has a bug.
+def number_only(value):
+    """A before-validator for numeric fields: ValueError (a 422) for a JSON string or boolean.
+
+    pydantic would read "10" or true as a number; a JSON client that sends them has a bug."""
     if isinstance(value, (str, bool)):
         raise ValueError("must be a JSON number")
     return value
@@ -62,7 +64,7 @@ quantize_money = _quantizer(MONEY_QUANTUM)
 
 Money = Annotated[
     Decimal,
-    BeforeValidator(_number_only),
+    BeforeValidator(number_only),
     Field(ge=0, le=MONEY_MAX, allow_inf_nan=False),
     AfterValidator(quantize_money),
 ]
@@ -70,7 +72,7 @@ Money = Annotated[
 
 Epoch = Annotated[
     Decimal,
-    BeforeValidator(_number_only),
+    BeforeValidator(number_only),
     Field(ge=0, le=EPOCH_MAX, allow_inf_nan=False),
     AfterValidator(_quantizer(EPOCH_QUANTUM)),
 ]
@@ -78,7 +80,7 @@ Epoch = Annotated[
 
 Days = Annotated[
     Decimal,
-    BeforeValidator(_number_only),
+    BeforeValidator(number_only),
     Field(gt=0, le=DAYS_MAX, allow_inf_nan=False),
     AfterValidator(_quantizer(DAYS_QUANTUM)),
 ]
@@ -102,18 +104,20 @@ def _check_timezone(name: str | None) -> str | None:
 TimezoneName = Annotated[str | None, Field(default=None, max_length=64), AfterValidator(_check_timezone)]
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     """Every model here builds its validator on first use, not at import: a function pays only
     for the models of its own routes (make bench's cold start; pydantic's ``defer_build``)."""
 
     model_config = ConfigDict(defer_build=True)
 
 
-class _Strict(_Model):
+class StrictModel(Model):
+    """A request body: a field it does not declare is a 422, not silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class _OmitsNone(_Model):
+class OmitsNoneModel(Model):
     """Leaves out absent fields, as litellm's own entries do (it keys on their presence)."""
 
     @model_serializer(mode="wrap")
@@ -138,7 +142,7 @@ def _sorted_thresholds(values: list[Decimal] | None) -> tuple[Decimal, ...] | No
 
 AlertThreshold = Annotated[
     Decimal,
-    BeforeValidator(_number_only),
+    BeforeValidator(number_only),
     Field(gt=0, le=ALERT_THRESHOLD_MAX, decimal_places=6, allow_inf_nan=False),
 ]
 
@@ -155,7 +159,7 @@ AlertThresholds = Annotated[
 ]
 
 
-class ErrorBody(_Model):
+class ErrorBody(Model):
     code: str
     message: str
     details: list[dict] | dict | None = Field(
@@ -165,7 +169,7 @@ class ErrorBody(_Model):
     )
 
 
-class ErrorResponse(_Model):
+class ErrorResponse(Model):
     error: ErrorBody
 
 

@@ -17,18 +17,18 @@ from budget_service.core.numbers import (
 )
 from budget_service.schemas.common import (
     Identifier,
+    Model,
     Money,
     Number,
+    StrictModel,
     TokenCount,
-    _Model,
-    _Strict,
 )
 
 # Text to count: bounded by the request body limit (http.MAX_BODY_BYTES) anyway.
 MESSAGES_MAX = 10_000
 
 
-class _Lenient(_Model):
+class _Lenient(Model):
     model_config = ConfigDict(extra="ignore")
 
 
@@ -170,13 +170,13 @@ class UsageIn(_Lenient):
     @property
     def shape(self) -> str:
         """Which API's usage this is: chat, responses, anthropic, gemini or bedrock."""
-        from budget_service.pricing.usage import shape_of
+        from budget_service.schemas.usage import shape_of
 
         return shape_of(self)
 
     @model_validator(mode="after")
     def _consistent(self) -> UsageIn:
-        from budget_service.pricing.usage import to_token_usage
+        from budget_service.schemas.usage import to_token_usage
 
         to_token_usage(self)  # raises ValueError when the shape is unknown or the counts do not add up
         return self
@@ -214,7 +214,7 @@ class CompletionIn(_Lenient):
         return self
 
 
-class CostRequest(_Strict):
+class CostRequest(StrictModel):
     """Exactly one of four forms:
 
     ``{"model", "usage"}``, ``{"completion"}``, ``{"model", "input_text", "output_text"?}``,
@@ -261,13 +261,13 @@ class CostRequest(_Strict):
         return self
 
 
-class ContentPart(_Model):
+class ContentPart(Model):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(max_length=64)
 
 
-class ChatMessage(_Model):
+class ChatMessage(Model):
     """An OpenAI-format chat message; fields beyond these are kept and counted when they are text."""
 
     model_config = ConfigDict(extra="allow")
@@ -277,13 +277,13 @@ class ChatMessage(_Model):
     name: str | None = Field(default=None, max_length=ID_MAX_LENGTH)
 
 
-class ProjectedCostRequest(_Strict):
+class ProjectedCostRequest(StrictModel):
     model: Identifier
     messages: list[ChatMessage] = Field(min_length=1, max_length=MESSAGES_MAX)
     max_tokens: TokenCount | None = None
 
 
-class TokensUsed(_Model):
+class TokensUsed(Model):
     """The tokens priced, in OpenAI's convention (see pricing.TokenUsage: each detail count is part
     of prompt_tokens or completion_tokens)."""
 
@@ -305,7 +305,7 @@ class TokensUsed(_Model):
     web_search_requests: int = 0
 
 
-class CostResponse(_Model):
+class CostResponse(Model):
     project: str
     user: str
     model: str
@@ -325,7 +325,7 @@ class CostResponse(_Model):
     )
 
 
-class ProjectedCostResponse(_Model):
+class ProjectedCostResponse(Model):
     project: str
     user: str
     model: str

@@ -18,22 +18,22 @@ from budget_service.core.numbers import (
 )
 from budget_service.schemas.common import (
     Identifier,
+    Model,
     Number,
-    _Model,
-    _number_only,
-    _Strict,
+    StrictModel,
+    number_only,
     quantize_money,
 )
 
 SignedMoney = Annotated[
     Decimal,
-    BeforeValidator(_number_only),
+    BeforeValidator(number_only),
     Field(ge=-MONEY_MAX, le=MONEY_MAX, allow_inf_nan=False),
     AfterValidator(quantize_money),
 ]
 
 
-class AdjustmentRequest(_Strict):
+class AdjustmentRequest(StrictModel):
     amount: SignedMoney = Field(description="USD: a debit (> 0) or a credit (< 0); not 0")
     reason: str = Field(min_length=1, max_length=500)
     model: Identifier | None = Field(
@@ -48,7 +48,7 @@ class AdjustmentRequest(_Strict):
         return value
 
 
-class AdjustmentResponse(_Model):
+class AdjustmentResponse(Model):
     project: str
     user: str
     amount: Number = Field(description="what was asked (USD)")
@@ -65,7 +65,7 @@ class AdjustmentResponse(_Model):
     replayed: bool = False
 
 
-class PeriodRecord(_Model):
+class PeriodRecord(Model):
     period_start: str
     period_end: str | None = Field(description="for the current period: when it ends (null: no period rule)")
     current: bool = Field(description="the period running now (not closed yet)")
@@ -80,14 +80,14 @@ class PeriodRecord(_Model):
     closed_at: str | None
 
 
-class PeriodList(_Model):
+class PeriodList(Model):
     project: str
     user: str
     periods: list[PeriodRecord]
     next_cursor: str | None
 
 
-class SpendRow(_Model):
+class SpendRow(Model):
     user: str
     spend: Number
     model_cost: dict[str, Number]
@@ -97,7 +97,7 @@ class SpendRow(_Model):
     )
 
 
-class SpendReport(_Model):
+class SpendReport(Model):
     project: str
     range_from: str = Field(alias="from", serialization_alias="from")
     range_to: str = Field(alias="to", serialization_alias="to")
@@ -112,14 +112,14 @@ class SpendReport(_Model):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class LedgerEntry(_Model):
+class LedgerEntry(Model):
     action: str = Field(description="create, settings, reset, delete, adjustment")
     at: str
     key_id: str | None
     details: dict
 
 
-class Ledger(_Model):
+class Ledger(Model):
     project: str
     user: str
     entries: list[LedgerEntry]

@@ -11,11 +11,11 @@ from pydantic import (
 
 from budget_service.schemas.common import (
     Identifier,
+    Model,
     Money,
     Number,
+    StrictModel,
     TokenCount,
-    _Model,
-    _Strict,
 )
 from budget_service.schemas.costs import MESSAGES_MAX, ChatMessage, CostRequest, TokensUsed
 
@@ -28,7 +28,7 @@ HOLD_TTL_MAX = 3600
 HoldTtl = Annotated[int, Field(ge=1, le=HOLD_TTL_MAX, strict=True)]
 
 
-class HoldRequest(_Strict):
+class HoldRequest(StrictModel):
     """Either ``{"amount"}`` (USD), or ``{"model", "messages", "max_tokens"?}`` priced as
     projected-cost prices it (without ``max_tokens``, the output is sized as the project's hold
     sizing says); optional ``ttl_seconds`` (default 600, at most 3,600)."""
@@ -51,7 +51,7 @@ class HoldRequest(_Strict):
         return self
 
 
-class HoldResponse(_Model):
+class HoldResponse(Model):
     hold_id: str = Field(description="opaque; ends with the amount. Settle or release with it")
     project: str
     user: str
@@ -92,7 +92,7 @@ class SettleRequest(CostRequest):
 OUTPUT_TOKENS_MAX = 10_000_000
 
 
-class HoldSizingIn(_Strict):
+class HoldSizingIn(StrictModel):
     """A project's hold sizing (every field optional; a PUT replaces the whole setting)."""
 
     max_hold: Money | None = Field(
@@ -117,7 +117,7 @@ class HoldSizingIn(_Strict):
         return self
 
 
-class HoldSizingRecord(_Model):
+class HoldSizingRecord(Model):
     project: str
     max_hold: Number | None = Field(description="USD; null: no per-request hold cap")
     default_max_output_tokens: int
@@ -127,7 +127,7 @@ class HoldSizingRecord(_Model):
     updated_at: str | None
 
 
-class SettleResponse(_Model):
+class SettleResponse(Model):
     hold_id: str
     project: str
     user: str
@@ -146,7 +146,7 @@ class SettleResponse(_Model):
     replayed: bool = Field(default=False, description="true: settled before; nothing charged again")
 
 
-class ReleaseResponse(_Model):
+class ReleaseResponse(Model):
     hold_id: str
     project: str
     user: str

@@ -11,21 +11,21 @@ from pydantic import (
 from budget_service.core.periods import Duration
 from budget_service.schemas.common import (
     AlertThresholds,
+    Model,
     Money,
     Number,
+    StrictModel,
     TimezoneName,
-    _Model,
-    _Strict,
 )
 
 
-class DefaultUserBudget(_Strict):
+class DefaultUserBudget(StrictModel):
     total_budget: Money
     duration: Duration | None = None
     timezone: TimezoneName = None
 
 
-class LevelRequest(_Strict):
+class LevelRequest(StrictModel):
     """A project or team cap: ``total_budget`` (USD), its own ``duration`` and ``timezone``; for
     the project, an optional ``default_user_budget`` that the first cost or hold for an unknown
     user creates that user from, and optional ``default_alert_thresholds`` for its budgets that
@@ -38,7 +38,7 @@ class LevelRequest(_Strict):
     default_alert_thresholds: AlertThresholds = None
 
 
-class DefaultUserBudgetRecord(_Model):
+class DefaultUserBudgetRecord(Model):
     """The project's default user budget as a record shows it (its amount a JSON number)."""
 
     total_budget: Number
@@ -46,7 +46,7 @@ class DefaultUserBudgetRecord(_Model):
     timezone: str | None = None
 
 
-class LevelRecord(_Model):
+class LevelRecord(Model):
     project: str
     level: Literal["project", "team"]
     team: str | None = None
@@ -73,6 +73,6 @@ class LevelRecord(_Model):
     updated_at: str
 
 
-class TeamList(_Model):
+class TeamList(Model):
     teams: list[LevelRecord]
     next_cursor: str | None

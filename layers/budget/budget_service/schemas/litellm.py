@@ -17,14 +17,14 @@ from budget_service.schemas.common import (
     Days,
     Epoch,
     Identifier,
+    Model,
     Money,
     Number,
-    _Model,
-    _OmitsNone,
+    OmitsNoneModel,
 )
 
 
-class LitellmEntry(_Model):
+class LitellmEntry(Model):
     """One user's entry as litellm's BudgetManager writes it. Unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -37,20 +37,20 @@ class LitellmEntry(_Model):
     last_updated_at: Epoch | None = None
 
 
-class GetBudgetRequest(_Model):
+class GetBudgetRequest(Model):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
 
 
-class SetBudgetRequest(_Model):
+class SetBudgetRequest(Model):
     model_config = ConfigDict(extra="ignore")
 
     project_name: Identifier
     user_dict: dict[Identifier, LitellmEntry] = Field(max_length=MAX_USERS_PER_SET_BUDGET)
 
 
-class LitellmEntryOut(_OmitsNone):
+class LitellmEntryOut(OmitsNoneModel):
     total_budget: Number
     current_cost: Number
     model_cost: dict[str, Number]
@@ -59,13 +59,13 @@ class LitellmEntryOut(_OmitsNone):
     last_updated_at: Number | None = Field(default=None, description="start of the period")
 
 
-class GetBudgetResponse(_OmitsNone):
+class GetBudgetResponse(OmitsNoneModel):
     status: Literal["success", "error"]
     data: dict[str, LitellmEntryOut] | None = None
     message: str | None = None
 
 
-class SetBudgetResponse(_Model):
+class SetBudgetResponse(Model):
     status: Literal["success"]
     written: list[str] = Field(description="users whose stored entry changed")
     unchanged: list[str] = Field(description="users whose stored entry already said the same")

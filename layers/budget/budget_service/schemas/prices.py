@@ -10,10 +10,10 @@ from pydantic import (
 )
 
 from budget_service.schemas.common import (
+    Model,
     Money,
+    StrictModel,
     TokenCount,
-    _Model,
-    _Strict,
 )
 
 # A price per token (or per web search request), in USD: the same bounds and exactness as Money.
@@ -23,7 +23,7 @@ Rate = Money
 MAX_PRICE_TIERS = 16
 
 
-class PriceTierIn(_Strict):
+class PriceTierIn(StrictModel):
     """A long-context tier: from a prompt over `above` tokens, these rates replace the base ones."""
 
     above: TokenCount
@@ -36,13 +36,13 @@ class PriceTierIn(_Strict):
     input_audio: Rate | None = None
 
 
-class WebSearchPriceIn(_Strict):
+class WebSearchPriceIn(StrictModel):
     low: Rate | None = None
     medium: Rate | None = None
     high: Rate | None = None
 
 
-class PriceIn(_Strict):
+class PriceIn(StrictModel):
     """A project's own price for a model: the fields of the shipped table (USD per token; web
     search USD per request). Rates left out fall back as the table's do (cache and modality rates
     to the input rate, output-side rates to the output rate, TTL write rates to cache_creation).
@@ -88,7 +88,7 @@ class PriceIn(_Strict):
         return self
 
 
-class PriceRecord(_Model):
+class PriceRecord(Model):
     project: str
     model: str
     price: dict = Field(description="the price as stored (the fields of PUT), numbers as JSON numbers")
@@ -97,5 +97,5 @@ class PriceRecord(_Model):
     updated_at: str
 
 
-class PriceList(_Model):
+class PriceList(Model):
     prices: list[PriceRecord]

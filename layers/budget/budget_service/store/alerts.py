@@ -17,7 +17,13 @@ from botocore.exceptions import ClientError
 
 from budget_service.core.alerts import DETAIL_TYPE, EVENT_SOURCE, PROJECT_SK, Alert
 from budget_service.core.records import to_datetime
-from budget_service.store.base import CLIENT_CONFIG, _condition_failed, _get_item, _plain, _serialize
+from budget_service.store.base import (
+    CLIENT_CONFIG,
+    condition_failed,
+    consistent_get_item,
+    plain_item,
+    serialize,
+)
 
 ALERT_PREFIX = "ALERT#"
 # Keep the record of an alert this long after its period ends (a redelivery comes within the
@@ -41,7 +47,7 @@ class AlertLedgerStore:
         self.client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
 
     def already_sent(self, alert: Alert) -> bool:
-        return _get_item(self.client, self.table_name, alert_key(alert)) is not None
+        return consistent_get_item(self.client, self.table_name, alert_key(alert)) is not None
 
     def mark_sent(self, alert: Alert) -> None:
         """Record `alert` as sent; a record already there (a concurrent redelivery) is kept."""
@@ -49,7 +55,7 @@ class AlertLedgerStore:
         expires = (end + KEEP_AFTER_PERIOD_S) if end is not None else alert.crossed_at + KEEP_WITHOUT_PERIOD_S
         item = {
             **{
-                k: _serialize(v)
+                k: serialize(v)
                 for k, v in {
                     "alert_id": alert.alert_id,
                     "project": alert.project,
@@ -70,14 +76,14 @@ class AlertLedgerStore:
                 TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
 
     def project_default_thresholds(self, project: str) -> tuple[Decimal, ...] | None:
         """The project budget item's ``default_alert_thresholds``; None when it has none."""
         key = {"pk": {"S": "PROJECT#" + project}, "sk": {"S": PROJECT_SK}}
-        item = _get_item(self.client, self.table_name, key)
-        value = _plain(item).get("default_alert_thresholds") if item else None
+        item = consistent_get_item(self.client, self.table_name, key)
+        value = plain_item(item).get("default_alert_thresholds") if item else None
         return tuple(Decimal(v) for v in value) if value is not None else None
 
 

@@ -58,9 +58,8 @@ except ImportError:  # not on Lambda
 else:
     register_after_restore(random.seed)
 
-_serialize = TypeSerializer().serialize
+serialize = TypeSerializer().serialize  # a Python value as a DynamoDB attribute value (numbers from Decimal)
 _deserialize = TypeDeserializer().deserialize
-serialize = _serialize  # a Python value as a DynamoDB attribute value (numbers from Decimal)
 
 # DynamoDB cancels a transaction that names an item another transaction has in flight, and fails
 # a single-item write on such an item with TransactionConflictException. Both mean "nothing was
@@ -317,15 +316,13 @@ def budget_key(project: str, user: str) -> dict:
     return {"pk": {"S": project_key(project)}, "sk": {"S": user_key(user)}}
 
 
-def _plain(raw: dict) -> dict:
+def plain_item(raw: dict) -> dict:
     """A DynamoDB item (typed attribute values) as Python values (numbers as Decimal)."""
     return {k: _deserialize(v) for k, v in raw.items()}
 
 
-plain_item = _plain
-
-
-def _condition_failed(exc: ClientError) -> bool:
+def condition_failed(exc: ClientError) -> bool:
+    """True when a conditional write was refused because its condition did not hold."""
     return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
@@ -336,7 +333,7 @@ def _cancellation_codes(exc: ClientError) -> list:
     return [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
 
 
-def _get_item(client, table_name: str, key: dict) -> dict | None:
+def consistent_get_item(client, table_name: str, key: dict) -> dict | None:
     """One strongly consistent GetItem; the raw item, or None."""
     return client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
 
@@ -382,15 +379,15 @@ def budget_to_item(budget: Budget, write_id: str | None = None) -> dict:
         item["write_ids"] = write_ids[:RECENT_WRITES]
     if budget.reset_at is not None:  # only budgets with a period live in the sparse reset index
         item["reset_shard"] = reset_shard(budget.project, budget.user)
-    return {k: _serialize(v) for k, v in item.items()}
+    return {k: serialize(v) for k, v in item.items()}
 
 
 def item_to_budget(raw: dict) -> Budget:
-    return plain_to_budget(_plain(raw))
+    return plain_to_budget(plain_item(raw))
 
 
 def plain_to_budget(item: dict) -> Budget:
-    """A budget item already read as Python values (see _plain)."""
+    """A budget item already read as Python values (see plain_item)."""
     return Budget(
         project=item["project"],
         user=item["user"],
@@ -464,12 +461,12 @@ def lineage_to_item(lineage: Lineage) -> dict:
     }
     if lineage.duration is not None:
         item["duration"] = lineage.duration
-    typed = {k: _serialize(v) for k, v in item.items()}
+    typed = {k: serialize(v) for k, v in item.items()}
     return {**lineage_key(lineage.project, lineage.user, lineage.marker), **typed}
 
 
 def item_to_lineage(raw: dict) -> Lineage:
-    item = _plain(raw)
+    item = plain_item(raw)
     return Lineage(
         project=item["project"],
         user=item["user"],
@@ -519,7 +516,7 @@ class BudgetStore:
     # ---- reads ---------------------------------------------------------------------------------
 
     def get(self, project: str, user: str) -> Budget | None:
-        item = _get_item(self.client, self.table_name, budget_key(project, user))
+        item = consistent_get_item(self.client, self.table_name, budget_key(project, user))
         return item_to_budget(item) if item else None
 
     def _project_query(self, project: str) -> dict:
@@ -555,7 +552,7 @@ class BudgetStore:
 
     def get_lineage(self, project: str, user: str, marker: Decimal) -> Lineage | None:
         """The recorded state of the litellm client copy `marker` of `user` (None: unknown)."""
-        item = _get_item(self.client, self.table_name, lineage_key(project, user, marker))
+        item = consistent_get_item(self.client, self.table_name, lineage_key(project, user, marker))
         return item_to_lineage(item) if item else None
 
     def record_servings(self, lineages: list[Lineage], fresh: Callable[[Lineage], Lineage]) -> list[Lineage]:
@@ -664,7 +661,7 @@ class BudgetStore:
                     # with one key (the same start and end), which the keys are made to prevent.
                     raise
                 old = first.get("Item")
-            elif _condition_failed(exc):
+            elif condition_failed(exc):
                 old = exc.response.get("Item")
             elif code == "TransactionConflictException":
                 raise StaleWrite() from exc  # nothing written: read again and retry
@@ -833,22 +830,22 @@ class BudgetStore:
         }
         return {
             "TableName": self.table_name,
-            "Item": {k: _serialize(v) for k, v in item.items()},
+            "Item": {k: serialize(v) for k, v in item.items()},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             **(
                 {"ConditionExpression": "attribute_not_exists(pk)"}
                 if replacing is None
                 else {
                     "ConditionExpression": "created_at = :seen",
-                    "ExpressionAttributeValues": {":seen": _serialize(replacing)},
+                    "ExpressionAttributeValues": {":seen": serialize(replacing)},
                 }
             ),
         }
 
     def get_ledger(self, project: str, user: str, key: str) -> dict | None:
         key_attrs = {"pk": {"S": project_key(project)}, "sk": {"S": ledger_key(user, key)}}
-        item = _get_item(self.client, self.table_name, key_attrs)
-        return _plain(item) if item else None
+        item = consistent_get_item(self.client, self.table_name, key_attrs)
+        return plain_item(item) if item else None
 
     # ---- scheduled resets -----------------------------------------------------------------------
 
@@ -860,7 +857,7 @@ class BudgetStore:
             "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
             "ExpressionAttributeValues": {
                 ":shard": {"S": shard_key(shard)},
-                ":now": _serialize(now),
+                ":now": serialize(now),
             },
         }
 
@@ -927,7 +924,7 @@ class BudgetStore:
 
 
 def _item_to_due(raw: dict) -> DueReset:
-    item = _plain(raw)
+    item = plain_item(raw)
     return DueReset(
         project=item["pk"][len(PROJECT_PREFIX) :],
         user=item["sk"][len(USER_PREFIX) :],
@@ -1009,7 +1006,7 @@ class ApiKeyStore:
                     {
                         "Put": {
                             "TableName": self.table_name,
-                            "Item": {k: _serialize(v) for k, v in item.items()},
+                            "Item": {k: serialize(v) for k, v in item.items()},
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     }
@@ -1024,12 +1021,12 @@ class ApiKeyStore:
 
     def get(self, digest: str) -> dict | None:
         """The stored scope of the key with this hash (None: no such key)."""
-        item = _get_item(self.client, self.table_name, _lookup_key(digest))
-        return _plain(item) if item else None
+        item = consistent_get_item(self.client, self.table_name, _lookup_key(digest))
+        return plain_item(item) if item else None
 
     def get_by_id(self, key_id: str) -> dict | None:
-        item = _get_item(self.client, self.table_name, _registry_key(key_id))
-        return _plain(item) if item else None
+        item = consistent_get_item(self.client, self.table_name, _registry_key(key_id))
+        return plain_item(item) if item else None
 
     def revoke(self, key_id: str, now: Decimal) -> dict | None:
         """Mark the key revoked (both items, one transaction). None: no key with this id."""
@@ -1045,7 +1042,7 @@ class ApiKeyStore:
                         "Key": key,
                         "UpdateExpression": "SET revoked = :true, revoked_at = if_not_exists(revoked_at, :now)",
                         "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":now": _serialize(now)},
+                        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":now": serialize(now)},
                     }
                 }
                 for key in keys
@@ -1062,9 +1059,17 @@ class ApiKeyStore:
             ExpressionAttributeValues={":pk": {"S": API_KEY_REGISTRY}},
             ConsistentRead=True,
         )
-        return [_plain(item) for page in pages for item in page.get("Items", [])]
+        return [plain_item(item) for page in pages for item in page.get("Items", [])]
 
 
 @lru_cache(maxsize=1)
 def default_key_store() -> ApiKeyStore:
     return ApiKeyStore(os.environ["TABLE_NAME"])
+
+
+def aws_configuration() -> tuple[bool, bool]:
+    """(a region is configured, credentials are configured), as boto3 looks them up: environment
+    variables, then the shared config and credentials files, then (for credentials) the container
+    and instance metadata endpoints, which AWS_EC2_METADATA_DISABLED=true skips."""
+    session = boto3.Session()
+    return session.region_name is not None, session.get_credentials() is not None

@@ -31,9 +31,9 @@ from budget_service.observability import logger
 from budget_service.store.base import (
     PROJECT_PREFIX,
     BudgetStore,
-    _plain,
-    _serialize,
+    plain_item,
     project_key,
+    serialize,
 )
 
 PERIOD_PREFIX = "PERIOD#"
@@ -108,7 +108,7 @@ def period_put(table_name: str, closed: ClosedPeriod, *, again: bool = False) ->
     return {
         "Put": {
             "TableName": table_name,
-            "Item": {k: _serialize(v) for k, v in period_item(closed, again=again).items()},
+            "Item": {k: serialize(v) for k, v in period_item(closed, again=again).items()},
             "ConditionExpression": "attribute_not_exists(pk)",
         }
     }
@@ -135,7 +135,7 @@ def audit_put(table_name: str, entry: AuditEntry) -> dict:
     return {
         "Put": {
             "TableName": table_name,
-            "Item": {k: _serialize(v) for k, v in audit_item(entry).items()},
+            "Item": {k: serialize(v) for k, v in audit_item(entry).items()},
             "ConditionExpression": "attribute_not_exists(pk)",
         }
     }
@@ -178,7 +178,7 @@ class HistoryStore:
             kwargs["ExclusiveStartKey"] = {"pk": {"S": project_key(project)}, "sk": {"S": after_sk}}
         response = self.client.query(**kwargs)
         last = response.get("LastEvaluatedKey")
-        return [_plain(i) for i in response.get("Items", [])], (last["sk"]["S"] if last else None)
+        return [plain_item(i) for i in response.get("Items", [])], (last["sk"]["S"] if last else None)
 
     def periods_page(
         self, project: str, level: str, level_id: str, *, limit: int, after_sk: str | None = None
@@ -208,9 +208,9 @@ class HistoryStore:
             FilterExpression="period_start < :end",
             ExpressionAttributeValues={
                 ":h": {"S": history_pk(project, level)},
-                ":from": _serialize(start),
-                ":to": _serialize(end),
-                ":end": _serialize(end),
+                ":from": serialize(start),
+                ":to": serialize(end),
+                ":end": serialize(end),
             },
         )
         items: list[dict] = []
@@ -218,7 +218,7 @@ class HistoryStore:
             for raw in page.get("Items", []):
                 if len(items) >= max_items:
                     return items, False
-                items.append(_plain(raw))
+                items.append(plain_item(raw))
         return items, True
 
     def purge(self, project: str, level: str, level_id: str) -> int:

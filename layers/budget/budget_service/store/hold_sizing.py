@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from budget_service.store.base import BudgetStore, _plain, _serialize, project_key
+from budget_service.store.base import BudgetStore, plain_item, project_key, serialize
 
 SETTINGS_SK = "HOLDSIZING"
 OUTPUT_PREFIX = "OUTPUT#"
@@ -76,7 +76,7 @@ class HoldSizingStore:
                 ":project": {"S": project},
                 ":model": {"S": model},
                 ":window": {"N": str(window)},
-                ":now": _serialize(now),
+                ":now": serialize(now),
                 ":ttl": {"N": str((window + WINDOWS_READ + 1) * WINDOW_SECONDS)},
             },
         )
@@ -113,7 +113,7 @@ class HoldSizingStore:
         item = self.client.get_item(
             TableName=self.table_name, Key=settings_key(project), ConsistentRead=True
         ).get("Item")
-        return _plain(item) if item else None
+        return plain_item(item) if item else None
 
     def put_settings(self, project: str, settings: dict, now: Decimal) -> dict:
         """Replace the project's settings whole (one UpdateItem); the item as stored."""
@@ -124,10 +124,10 @@ class HoldSizingStore:
             " created_at = if_not_exists(created_at, :now)",
             ExpressionAttributeNames={"#project": "project", "#settings": "settings"},
             ExpressionAttributeValues={
-                ":project": _serialize(project),
-                ":settings": _serialize({k: v for k, v in settings.items() if v is not None}),
-                ":now": _serialize(now),
+                ":project": serialize(project),
+                ":settings": serialize({k: v for k, v in settings.items() if v is not None}),
+                ":now": serialize(now),
             },
             ReturnValues="ALL_NEW",
         )
-        return _plain(answer["Attributes"])
+        return plain_item(answer["Attributes"])

@@ -38,10 +38,10 @@ from budget_service.store.base import (
     RESET_INDEX,
     RESET_SHARDS,
     BudgetStore,
-    _plain,
-    _serialize,
     conflict_backoff,
+    plain_item,
     project_key,
+    serialize,
 )
 from budget_service.store.levels import (
     RETRYABLE_REASONS,
@@ -135,7 +135,7 @@ class HoldStore:
         item = self.client.get_item(
             TableName=self.table_name, Key=self._key(project, user, hold_id), ConsistentRead=True
         ).get("Item")
-        return _plain(item) if item else None
+        return plain_item(item) if item else None
 
     # ---- hold ----------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class HoldStore:
             return {
                 "Put": {
                     "TableName": self.table_name,
-                    "Item": {k: _serialize(v) for k, v in stored.items() if v is not None},
+                    "Item": {k: serialize(v) for k, v in stored.items() if v is not None},
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -252,12 +252,12 @@ class HoldStore:
                     "ConditionExpression": "attribute_exists(pk) AND #state = :from AND " + _PIN_LEVELS,
                     "ExpressionAttributeNames": {"#state": "state", "#result": "result", "#levels": "levels"},
                     "ExpressionAttributeValues": {
-                        ":levels": _serialize(levels),
+                        ":levels": serialize(levels),
                         ":settled": {"S": SETTLED},
                         ":from": {"S": from_state},
-                        ":now": _serialize(now),
-                        ":ttl": _serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
-                        ":result": _serialize({k: v for k, v in result.items() if v is not None}),
+                        ":now": serialize(now),
+                        ":ttl": serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
+                        ":result": serialize({k: v for k, v in result.items() if v is not None}),
                     },
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
@@ -299,9 +299,9 @@ class HoldStore:
             values = {
                 ":to": {"S": state},
                 ":held": {"S": HELD},
-                ":now": _serialize(now),
-                ":ttl": _serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
-                ":levels": _serialize(pinned),
+                ":now": serialize(now),
+                ":ttl": serialize(int(now) + FINISHED_HOLD_TTL_SECONDS),
+                ":levels": serialize(pinned),
             }
             return {
                 "Update": {
@@ -405,7 +405,7 @@ class HoldStore:
                 ":pk": {"S": project_key(project)},
                 ":prefix": {"S": user_holds_prefix(user)},
                 ":held": {"S": HELD},
-                ":now": _serialize(now),
+                ":now": serialize(now),
             },
             ProjectionExpression="sk",
             ConsistentRead=True,
@@ -423,7 +423,7 @@ class HoldStore:
             "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
             "ExpressionAttributeValues": {
                 ":shard": {"S": f"{HOLD_SHARD_PREFIX}{shard}"},
-                ":now": _serialize(now),
+                ":now": serialize(now),
             },
             "Limit": limit,
         }
@@ -432,7 +432,7 @@ class HoldStore:
         response = self.client.query(**kwargs)
         page = []
         for raw in response.get("Items", []):
-            item = _plain(raw)
+            item = plain_item(raw)
             user, hold_id = parse_hold_sk(item["sk"])
             page.append(DueHold(item["pk"][len(PROJECT_PREFIX) :], user, hold_id, item["reset_at"]))
         return page, response.get("LastEvaluatedKey")

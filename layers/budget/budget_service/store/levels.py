@@ -48,8 +48,8 @@ from budget_service.store.base import (
     USER_PREFIX,
     conflict_backoff,
     BudgetStore,
-    _plain,
-    _serialize,
+    plain_item,
+    serialize,
     plain_to_budget,
     project_key,
     user_key,
@@ -160,7 +160,7 @@ def level_update(
     """
     names: dict = {}
     values: dict = {
-        ":now": _serialize(now),
+        ":now": serialize(now),
         ":one": {"N": "1"},
         ":zero": {"N": "0"},
     }
@@ -297,7 +297,7 @@ def reasons_of(exc: ClientError) -> list[tuple[str | None, dict | None]]:
     for reason in exc.response.get("CancellationReasons") or []:
         code = reason.get("Code")
         item = reason.get("Item")
-        out.append((None if code in (None, "None") else code, _plain(item) if item else None))
+        out.append((None if code in (None, "None") else code, plain_item(item) if item else None))
     return out
 
 
@@ -945,7 +945,7 @@ def list_teams(
         kwargs["ExclusiveStartKey"] = {"pk": {"S": project_key(project)}, "sk": {"S": team_sk(after)}}
     response = budgets.client.query(**kwargs)
     last = response.get("LastEvaluatedKey")
-    teams = [_plain(i) for i in response.get("Items", [])]
+    teams = [plain_item(i) for i in response.get("Items", [])]
     # A team dealt over slices: its figures are the sums (one TransactGetItems per such team).
     teams = [
         (get_level(budgets, project, team["sk"]) or team) if slices.slice_count(team) > 1 else team
@@ -1017,12 +1017,12 @@ def due_levels(
         "KeyConditionExpression": "reset_shard = :shard AND reset_at <= :now",
         "ExpressionAttributeValues": {
             ":shard": {"S": f"{LEVEL_SHARD_PREFIX}{shard}"},
-            ":now": _serialize(now),
+            ":now": serialize(now),
         },
         "Limit": limit,
     }
     if after is not None:
         kwargs["ExclusiveStartKey"] = after
     response = budgets.client.query(**kwargs)
-    page = [(i["pk"][len(PROJECT_PREFIX) :], i["sk"], i) for i in map(_plain, response.get("Items", []))]
+    page = [(i["pk"][len(PROJECT_PREFIX) :], i["sk"], i) for i in map(plain_item, response.get("Items", []))]
     return page, response.get("LastEvaluatedKey")

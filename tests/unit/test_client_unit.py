@@ -1,6 +1,6 @@
 """The Python client (client/, llm_budget) without a server: its requests, retries, errors,
 money and packaging, against httpx.MockTransport. The same client against the local server is
-tests/test_client_service.py."""
+tests/e2e/test_client_service.py."""
 
 import shutil
 import subprocess
@@ -27,7 +27,7 @@ from llm_budget import (
 )
 from llm_budget._routes import cost_form, money, price_body, settle_form
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "client"
 FAST = RetryPolicy(attempts=4, base=0.001, max_backoff=0.002, max_wait=5)
 
@@ -253,11 +253,13 @@ def test_cost_forms_send_a_completions_model_and_usage_only():
         cost_form(cost=1)
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_the_package_does_not_import_litellm():
     code = "import sys, llm_budget; assert 'litellm' not in sys.modules, 'litellm imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+@pytest.mark.integration  # mypy in a subprocess
 def test_mypy_strict_passes_on_the_package():
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", "pyproject.toml"],
@@ -270,6 +272,7 @@ def test_mypy_strict_passes_on_the_package():
     assert "Success" in result.stdout
 
 
+@pytest.mark.integration  # pip and a venv in subprocesses
 def test_pip_builds_the_package_and_installs_it_into_a_fresh_venv_offline(tmp_path):
     # What `pip install ./client` does, without the network: build the wheel with the test
     # venv's setuptools (a copy of client/, so no build/ is left in the checkout), install it into

@@ -156,6 +156,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_counting_works_offline_from_the_layer_alone():
     """A fresh process with sockets blocked, no litellm, no TIKTOKEN_CACHE_DIR: the layer suffices."""
     env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
@@ -196,6 +197,7 @@ LAZY_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_encodings_load_lazily_when_text_is_first_counted():
     env = {**os.environ, "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"}
     out = subprocess.run(

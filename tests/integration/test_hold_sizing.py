@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 
 from budget_service.domain import hold_sizing
-from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import cost_of, default_table
+from budget_service.schemas.usage import TokenUsage
 
 PUT = "/projects/{project}/users/{user}"
 HOLDS = "/projects/{project}/users/{user}/holds"

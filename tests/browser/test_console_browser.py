@@ -24,7 +24,7 @@ from localdev.dynamodb import client_for
 from localdev.ready_time import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
-OUTPUT = Path(__file__).resolve().parent / "output"
+OUTPUT = Path(__file__).resolve().parents[1] / "output"
 # Chromium reports each refused request it loads as a console error; the self-service test
 # expects 403s, and those lines are the only console errors it tolerates.
 REFUSED_LOAD = "Failed to load resource: the server responded with a status of 403"

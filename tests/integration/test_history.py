@@ -19,7 +19,7 @@ import pytest
 from conftest import TABLE_NAME, run_threads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_periods import utc
+from moments import utc
 
 from budget_service.core.periods import Duration
 from budget_service.core.records import iso

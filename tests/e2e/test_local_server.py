@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from openapi_spec_validator import validate
-from test_events import with_hold_id
+from sample_events import with_hold_id
 from werkzeug.test import Client
 
 from localdev import openapi, schedules, server, template

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Spelled in pieces so this file's own source does not match what it forbids.
 _DESIGN_FILE = "DESIGN" + r"\.md"

@@ -3,7 +3,7 @@
 Each amount is at most MONEY_MAX (10^12) at 25 decimal places, but sums grow by atomic adds: on
 DynamoDB the eleventh cost of 999999999999.9999999999999999999999999 to one budget needs 39
 digits, a ValidationException, a 500. The embedded DynamoDB refuses such a number as DynamoDB
-does (tests/test_embedded_numbers.py), and these tests drive every write that adds money
+does (tests/integration/test_embedded_numbers.py), and these tests drive every write that adds money
 through the handlers against it (`served_api`): a budget level's spend and holds stay within
 +-SPEND_MAX (core/numbers.py), a write that would pass it is a 422 ``spend_limit_exceeded`` that
 writes nothing, and what was accepted before stays exact.
@@ -370,6 +370,7 @@ def test_each_period_keeps_its_own_limit_and_the_report_sums_them_exactly(served
 # ---- through make dev's server ---------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a make dev server of its own, in a subprocess
 def test_through_the_local_server_the_fifth_largest_cost_is_a_422():
     server = ServerProcess()
     try:

@@ -1,12 +1,10 @@
 """template.yaml is valid, deployable as written, and every piece of it resolves to real code."""
 
-import copy
 import json
-import os
 
 import pytest
 from cfnlint.api import lint_file
-from samtranslator.translator.transform import transform
+from sam_transform import transformed
 
 from localdev import template
 
@@ -18,25 +16,8 @@ def test_cfn_lint_finds_nothing():
     assert [str(m) for m in matches] == []
 
 
-def _transformed() -> dict:
-    """The SAM transform, offline, on the template as `sam package` would upload it."""
-    doc = copy.deepcopy(template._plain(template.load_template()))
-    for res in doc["Resources"].values():
-        props = res.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(key), str):
-                props[key] = f"s3://artifacts/{props[key].strip('/')}.zip"
-
-    class NoManagedPolicies:  # our policies are inline; nothing to look up in IAM
-        def load(self):
-            return {}
-
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    return transform(doc, {}, NoManagedPolicies())
-
-
 def test_sam_transform_succeeds_offline():
-    out = _transformed()
+    out = transformed()
     kinds = {res["Type"] for res in out["Resources"].values()}
     assert {
         "AWS::Lambda::Function",
@@ -53,7 +34,7 @@ def test_sam_transform_succeeds_offline():
 
 def test_every_function_policy_is_scoped_to_the_table():
     """Least privilege: no function gets dynamodb:* or a wildcard resource."""
-    out = _transformed()
+    out = transformed()
     roles = [r for r in out["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
     assert roles
     for role in roles:
@@ -149,7 +130,7 @@ def _on_table_items(statement: dict) -> bool:
 def test_every_table_statement_is_held_to_its_partition_keys():
     """dynamodb:LeadingKeys on every statement that touches the table's items or an index, so no
     function reaches items outside its prefixes (with no wildcard-only pattern)."""
-    for fn_id, statements in _function_roles(_transformed()).items():
+    for fn_id, statements in _function_roles(transformed()).items():
         dynamodb = [s for s in statements if _on_table_items(s)]
         for statement in dynamodb:
             keys = _leading_keys(statement)
@@ -161,7 +142,7 @@ def test_every_table_statement_is_held_to_its_partition_keys():
 
 
 def test_only_the_authorizer_reaches_api_key_items():
-    roles = _function_roles(_transformed())
+    roles = _function_roles(transformed())
     for fn_id, statements in roles.items():
         reaches_keys = any(_reaches(s, pk) for s in statements for pk in ("APIKEY#0123abcd", "APIKEYS"))
         assert reaches_keys == (fn_id == "AuthorizerFunction"), fn_id
@@ -179,15 +160,15 @@ def test_every_function_logs_to_its_own_group_with_the_retention_parameter():
     assert "LogRetentionDays" in tpl["Parameters"]
     for fn_id in template.functions():
         group_ref = resources[fn_id]["Properties"]["LoggingConfig"]["LogGroup"]
-        group = resources[template._plain(group_ref)["Ref"]]
+        group = resources[template.plain_values(group_ref)["Ref"]]
         assert group["Type"] == "AWS::Logs::LogGroup"
-        props = template._plain(group["Properties"])
+        props = template.plain_values(group["Properties"])
         assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
         assert props["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}-")
 
 
 def test_the_stage_writes_access_logs_to_a_group_with_retention():
-    out = _transformed()
+    out = transformed()
     (stage,) = [r for r in out["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
     setting = stage["Properties"]["AccessLogSetting"]
     group_id = setting["DestinationArn"]["Fn::GetAtt"][0]

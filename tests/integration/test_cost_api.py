@@ -8,7 +8,8 @@ from decimal import Decimal
 import litellm
 import pytest
 
-from budget_service.pricing.prices import TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import cost_of, default_table
+from budget_service.schemas.usage import TokenUsage
 from budget_service.store import base as store_module
 from budget_service.store.levels import LevelWriter
 

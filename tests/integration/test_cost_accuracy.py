@@ -17,9 +17,9 @@ from litellm_reference import litellm, litellm_cost
 from budget_service.core.errors import UnknownModel, UnpricedUsage
 from budget_service.domain.costs import price as price_request
 from budget_service.pricing import project as project_prices
-from budget_service.pricing.prices import TokenUsage, UsageContext, cost_of, default_table
-from budget_service.pricing.usage import to_token_usage
+from budget_service.pricing.prices import cost_of, default_table
 from budget_service.schemas import CostRequest, UsageIn
+from budget_service.schemas.usage import TokenUsage, UsageContext, to_token_usage
 from scripts import refresh_prices
 
 COST = "/projects/{project}/users/{user}/cost"

@@ -4,7 +4,7 @@ privilege, and the optional webhook, lint-clean with and without it."""
 import json
 
 from cfnlint.api import lint_file
-from test_template import _transformed
+from sam_transform import transformed
 
 from localdev import template
 from localdev.eventbridge import pattern_matches
@@ -110,7 +110,7 @@ def test_cfn_lint_is_clean_with_the_webhook_turned_on(tmp_path):
 
 
 def test_sam_transform_keeps_the_alert_resources():
-    out = _transformed()
+    out = transformed()
     kinds = {r["Type"] for r in out["Resources"].values()}
     assert {
         "AWS::Lambda::EventSourceMapping",

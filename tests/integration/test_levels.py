@@ -408,7 +408,7 @@ def test_a_charge_that_arrives_after_a_level_rolled_past_its_time_counts_in_the_
     over (by the job or another charge): every level counts it in the new period, none in a
     period another level has already closed and recorded. Nobody rolled over yet: the old
     periods, at its own time."""
-    from test_periods import utc
+    from moments import utc
 
     from budget_service.core.records import roll
     from budget_service.domain.resets import update_budget_all_users

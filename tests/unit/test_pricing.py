@@ -12,7 +12,8 @@ import pytest
 from litellm.types.utils import Usage
 
 from budget_service.core.errors import UnknownModel
-from budget_service.pricing.prices import PriceTable, TokenUsage, cost_of, default_table
+from budget_service.pricing.prices import PriceTable, cost_of, default_table
+from budget_service.schemas.usage import TokenUsage
 from scripts import refresh_prices
 
 Q = Decimal("1e-12")
@@ -81,7 +82,7 @@ def test_prices_are_the_exact_decimal_text_of_the_source():
     source = Path(metadata.distribution("litellm").locate_file(f"litellm/{refresh_prices.SOURCE_NAME}"))
     price_map = json.loads(source.read_bytes(), parse_float=Decimal)
     table = json.loads(
-        (Path(__file__).parent.parent / "layers/budget/budget_service/pricing/prices.json").read_text()
+        (Path(__file__).parents[2] / "layers/budget/budget_service/pricing/prices.json").read_text()
     )
     checked = 0
     for name, entry in table["models"].items():

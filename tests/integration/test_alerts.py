@@ -558,9 +558,9 @@ def test_a_manual_reset_records_when_it_happened(api, store):
 
 
 def _plain_item(budget):
-    from budget_service.store.base import _plain
+    from budget_service.store.base import plain_item
 
-    return _plain(budget_to_item(budget))
+    return plain_item(budget_to_item(budget))
 
 
 def test_a_failed_transaction_leaves_no_stream_record(dynamodb_server):

@@ -161,7 +161,7 @@ def spend(manager, user: str, n: int = 1) -> list[Decimal]:
 
 
 def test_drop_in_budget_manager_passes_litellms_hosted_scenario(url, project):
-    # tests/test_litellm_hosted.py's scenario, with only the import changed.
+    # tests/e2e/test_litellm_hosted.py's scenario, with only the import changed.
     first = BudgetManager(project_name=project, client_type="hosted", api_base=url)
     assert first.get_users() == []
     for duration in DURATIONS:

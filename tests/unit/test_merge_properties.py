@@ -1,4 +1,4 @@
-"""The cautious set_budget merge (litellm.merge._legacy_merge), for entries whose client copy
+"""The cautious set_budget merge (litellm.merge.legacy_merge), for entries whose client copy
 the server has no record of (served by an earlier version of the service), as properties of the
 pure function; and new users. Saves of recorded copies: test_litellm_merge*.py."""
 
@@ -8,8 +8,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from budget_service.core.periods import SECONDS_PER_DAY, Duration
-from budget_service.litellm.merge import _legacy_merge as merge_entry
 from budget_service.litellm.merge import create_from_entry, new_budget_from_entry, rule_lengths
+from budget_service.litellm.merge import legacy_merge as merge_entry
 from budget_service.schemas import LitellmEntry
 
 NOW = Decimal("1795900000.123456789")

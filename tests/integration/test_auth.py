@@ -472,7 +472,7 @@ def test_cli_prints_the_key_once_and_revokes_by_id(dynamodb_server):
 def test_sample_events_carry_an_authorizer_context_and_pass_with_auth_on(aws, monkeypatch):
     """events/*.json are what API Gateway sends after the authorizer allowed an admin key for
     acme, so ``sam local invoke -e`` works with the template's API_AUTH=on."""
-    from test_events import DOCUMENTED, invoke, with_hold_id
+    from sample_events import DOCUMENTED, invoke, with_hold_id
 
     monkeypatch.setenv("API_AUTH", "on")
     routes = {r.event_id: r for r in template.api_routes()}

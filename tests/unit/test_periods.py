@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moments import at, utc
 
 from budget_service.core.periods import (
     SECONDS_PER_DAY,
@@ -27,17 +28,6 @@ from budget_service.core.periods import (
 from budget_service.core.records import Budget
 
 UTC = dt.UTC
-
-
-def at(text: str, tz: str | None = None) -> Decimal:
-    """Epoch seconds of an ISO local time in `tz` (UTC when None); exact to the microsecond."""
-    moment = dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz) if tz else UTC)
-    whole = int(moment.replace(microsecond=0).timestamp())
-    return Decimal(whole) + Decimal(moment.microsecond) / Decimal(10**6)
-
-
-def utc(text: str) -> Decimal:
-    return at(text)
 
 
 def period(duration: Duration, now: Decimal, tz: str | None = None) -> Period:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 from conftest import TABLE_NAME, lambda_context, run_threads
-from test_periods import at, utc
+from moments import at, utc
 
 from budget_service import schemas as models
 from budget_service.core.periods import SECONDS_PER_DAY, Duration
@@ -579,7 +579,7 @@ def test_handler_fails_the_run_after_resetting_the_rest_when_a_write_fails(store
 
 
 def test_template_runs_the_job_on_a_scheduler_rate_with_retries_dead_letters_and_least_privilege():
-    doc = template._plain(template.load_template())
+    doc = template.plain_values(template.load_template())
     assert doc["Parameters"]["ResetScheduleExpression"]["Default"] == "rate(5 minutes)"
     fn = doc["Resources"]["ResetBudgetsFunction"]["Properties"]
     (event,) = fn["Events"].values()

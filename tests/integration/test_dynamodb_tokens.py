@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from localdev.dynamodb import (
     TOKEN_WINDOW_SECONDS,
     TRANSACT_WRITE_ITEMS,
-    _ClientRequestTokens,
+    ClientRequestTokens,
 )
 
 TABLE_NAME = os.environ["TABLE_NAME"]  # set by conftest
@@ -109,7 +109,7 @@ def test_a_token_is_remembered_for_ten_minutes_after_its_request():
         return Response(json.dumps({}), content_type="application/x-amz-json-1.0")(environ, start_response)
 
     now = [1000.0]
-    web = Client(_ClientRequestTokens(app, clock=lambda: now[0]))
+    web = Client(ClientRequestTokens(app, clock=lambda: now[0]))
 
     def send(amount: int, token: str = "t-1"):
         body = json.dumps({"TransactItems": [{"n": amount}], "ClientRequestToken": token})
