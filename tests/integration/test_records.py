@@ -35,10 +35,12 @@ def recording(cls, *args, **kwargs):
 dataclasses._process_class = recording
 sys.path.insert(0, sys.argv[1])
 out = {}
+handlers = json.loads(sys.argv[3])
 for function_id, code_uri in json.loads(sys.argv[2]).items():
     before = len(created)
     sys.path.insert(0, code_uri)
-    spec = importlib.util.spec_from_file_location("app_" + function_id, code_uri + "/app.py")
+    module_file = code_uri + "/" + handlers[function_id].rsplit(".", 1)[0] + ".py"
+    spec = importlib.util.spec_from_file_location("app_" + function_id, module_file)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     sys.path.remove(code_uri)
     out[function_id] = [(name, round(s * 1000, 2)) for name, s in created[before:]
@@ -49,8 +51,9 @@ print(json.dumps(out))
 
 def test_functions_create_no_budget_service_dataclass_but_the_allowed_ones():
     functions = {fid: str(spec.code_uri) for fid, spec in template.functions().items()}
+    handlers = {fid: spec.handler for fid, spec in template.functions().items()}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(template.LAYER_DIR), json.dumps(functions)],
+        [sys.executable, "-c", PROBE, str(template.LAYER_DIR), json.dumps(functions), json.dumps(handlers)],
         capture_output=True,
         text=True,
         timeout=120,

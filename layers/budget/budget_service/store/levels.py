@@ -307,20 +307,21 @@ NEAR_CAP_FACTOR = 2
 MAX_REPAIRS = 12  # attempts that changed the plan, rolled a period or spread a charge
 
 
-@dataclass
 class _WriteState:
-    """One LevelWriter.write in progress: what the next attempt sends."""
+    """One LevelWriter.write in progress: what the next attempt sends. (A plain class: a
+    dataclass costs milliseconds at import, in every function's cold start.)"""
 
-    fixed: bool
-    now: Decimal
-    move: Move
-    plan: Plan = field(default_factory=lambda: Plan(None, set()))
-    levels: list[str] = field(default_factory=list)
-    conflicts: int = 0
-    repaired: int = 0
-    creating: dict | None = None
-    # Levels found in tight mode: this charge moves their own item (see store/slices.py).
-    tight: set[str] = field(default_factory=set)
+    def __init__(self, *, fixed: bool, now: Decimal, move: Move) -> None:
+        self.fixed = fixed
+        self.now = now
+        self.move = move
+        self.plan = Plan(None, set())
+        self.levels: list[str] = []
+        self.conflicts = 0
+        self.repaired = 0
+        self.creating: dict | None = None
+        # Levels whose own item this charge moves (tight mode, or a charge set aside there).
+        self.tight: set[str] = set()
 
     def placement(self, level_sk: str) -> str:
         """The item of the level this attempt moves: a slice at random, or in tight mode its own."""
