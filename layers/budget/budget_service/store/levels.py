@@ -208,6 +208,8 @@ def level_update(
         conditions.append(f"({own}available >= :debit)")
     if guard == slices.OTHER:
         conditions.append("attribute_not_exists(tight)")  # in tight mode the level's item takes all
+    if guard is not None:
+        conditions += _slice_bounds(move, values, own=guard == slices.HEAD)
     if pin_team is None:
         conditions.append("attribute_not_exists(team)")
     elif pin_team is not ...:
@@ -224,6 +226,40 @@ def level_update(
     if names:
         update["ExpressionAttributeNames"] = names
     return update
+
+
+def _slice_bounds(move: Move, values: dict, *, own: bool) -> list[str]:
+    """The conditions that keep a slice's sums within SPEND_MAX divided by the number of slices,
+    so that the level's sums stay within SPEND_MAX (core/numbers.py says why) without a read. The
+    level's own item in tight mode holds everything and is bound by SPEND_MAX itself; a slice
+    at its bound sends the charge there (LevelWriter._tighten)."""
+    share = SPEND_MAX / slices.default_slices()
+    conditions = []
+    for path, delta, name in (
+        ("current_cost", move.spend, ":spend_share"),
+        ("held", move.held, ":held_share"),
+    ):
+        if not delta:
+            continue
+        with localcontext(DECIMAL_CONTEXT):
+            bound = share - delta if delta > 0 else -share - delta
+        values[name] = {"N": format(bound, "f")}
+        paths = [path] + (["model_cost.#model"] if path == "current_cost" and move.model is not None else [])
+        for checked in paths:
+            condition = _within_limit(checked, delta, name)
+            conditions.append(f"(attribute_exists(tight) OR {condition})" if own else condition)
+    return conditions
+
+
+def over_slice_bound(old: dict, move: Move) -> bool:
+    """Whether `move` would take a slice (`old`, plain values) past its share of SPEND_MAX (see
+    _slice_bounds)."""
+    share = SPEND_MAX / slices.default_slices()
+    fields = [(old.get("current_cost", ZERO), move.spend), (old.get("held", ZERO), move.held)]
+    if move.model is not None:
+        fields.append(((old.get("model_cost") or {}).get(move.model, ZERO), move.spend))
+    with localcontext(DECIMAL_CONTEXT):
+        return any(delta and abs(Decimal(stored) + delta) > share for stored, delta in fields)
 
 
 def level_absent(table_name: str, project: str, sk: str) -> dict:
@@ -579,7 +615,7 @@ class LevelWriter:
                 state.tight.add(level_sk)  # the level went tight: charge its own item
                 changed = True
             elif kind != "user" and not old.get("tight"):
-                refusal = self._tighten(project, level_sk, state)
+                refusal = self._tighten(project, level_sk, state, at_bound=over_slice_bound(old, move))
                 if refusal is None:
                     changed = True
                 else:
@@ -589,12 +625,12 @@ class LevelWriter:
                 refusals.append({"level": kind, "name": name, "available": available, "needed": move.need})
             else:
                 stuck = True
-        if limited:  # before "over budget": a larger budget would not make it fit
+        if limited and not changed:  # before "over budget": a larger budget would not make it fit
             raise SpendLimitExceeded.at_levels(limited)
+        if changed:  # what the next attempt sees decides (a level dealt again may be over a limit)
+            return
         if refusals:
             raise BudgetExceeded.at_levels(refusals)
-        if changed:
-            return
         if stuck:
             raise InvalidInput(
                 f"a budget level of {project}/{user} already tracks {MAX_MODELS_PER_USER} models;"
@@ -602,7 +638,9 @@ class LevelWriter:
             )
         raise Contention(f"budget {project}/{user}: the write was cancelled ({sorted(reading.codes)}); retry")
 
-    def _tighten(self, project: str, level_sk: str, state: _WriteState) -> Decimal | None:
+    def _tighten(
+        self, project: str, level_sk: str, state: _WriteState, *, at_bound: bool = False
+    ) -> Decimal | None:
         """A slice's share could not cover this charge: read every slice at one instant. The
         level's whole headroom (USD) when it cannot cover ``move.need`` (a refusal); else None,
         after dealing the level again so that its own item holds this charge (which the next
@@ -621,7 +659,8 @@ class LevelWriter:
             return available
         amount = max(state.move.need or ZERO, state.move.available_delta.copy_negate())
         share = Decimal(view["total_budget"]) / slices.default_slices()
-        tight = available < max(NEAR_CAP_FACTOR * amount, share)
+        # A slice at its share of SPEND_MAX: only the level's own item, in tight mode, has room.
+        tight = at_bound or available < max(NEAR_CAP_FACTOR * amount, share)
         deal_level(self.client, self.table_name, project, level_sk, view, tight=tight, reserve=amount)
         state.tight.add(level_sk)
         return None
