@@ -217,8 +217,14 @@ class Race:
         return when
 
     def reads(self, sk: str) -> Callable[[dict], bool]:
-        """The GetItem of one item of the project (only the job reads levels and users here)."""
-        return lambda body: self._key_is(body, sk)
+        """The GetItem of one item of the project, or the TransactGetItems of a level's slices
+        (only the job reads levels and users here)."""
+
+        def when(body: dict) -> bool:
+            gets = [item.get("Get") or {} for item in body.get("TransactItems") or []]
+            return self._key_is(gets[0], sk) if gets else self._key_is(body, sk)
+
+        return when
 
     # ---- conditions, read straight from DynamoDB (not through the proxy) -------------------------
 
@@ -375,7 +381,9 @@ def job_loses(r: Race, now: Decimal, crossed: dict[str, Decimal]) -> list[str]:
             read.set()
             wait_until(lambda: r.charged_since(sk, crossed[sk]), timeout=60)
 
-        r.proxy.add("GetItem", Fault.DELAY, when=r.reads(sk), then=hold_answer)
+        # The job reads a user with GetItem, a level's slices with one TransactGetItems.
+        operation = "GetItem" if sk.startswith("USER#") else "TransactGetItems"
+        r.proxy.add(operation, Fault.DELAY, when=r.reads(sk), then=hold_answer)
         r.proxy.add(
             "TransactWriteItems",
             Fault.DELAY,
