@@ -1,4 +1,5 @@
-"""3. Cold start per function, beside its floor: a bare boto3 handler making the same requests.
+"""3. Cold start per function: as the template ships it (SnapStart), and without SnapStart beside
+a reference process made of the design's own libraries.
 
 For every function in template.yaml (discovered, so new functions are covered), fresh
 interpreters (bench/cold_start_child.py) import the handler module as Lambda's runtime does and
@@ -7,15 +8,17 @@ invoke it once with its sample event from events/, against the bench's embedded 
 * First one recording run per function, under ``python -X importtime``: it writes down the
   DynamoDB requests the handler made, and its self import times, summed per top-level package,
   show which modules dominate.
-* Then REPEATS rounds, each of three fresh processes in turn: the floor (bench/bare/app.py:
-  import boto3, create the client, replay the recorded requests), the function with tracing off
-  (as ``make dev``: POWERTOOLS_TRACE_DISABLED), and the function with tracing on as Lambda runs it
-  with ``Tracing: Active`` (LAMBDA_TASK_ROOT and _X_AMZN_TRACE_ID set, segments sent over UDP to
-  a socket the bench reads, so the X-Ray SDK really works). Each process is timed whole, from
-  spawn to exit, by this process; inside it, the import and the first invocation are timed too.
+* Then REPEATS rounds, each of fresh processes in turn: the **reference** (bench/reference/app.py:
+  boto3 and its client, Powertools' validating ``APIGatewayRestResolver`` with a pydantic body
+  model, Logger and Metrics; it resolves the event and replays the recorded requests; no service
+  code), the function **without SnapStart** with tracing off (as ``make dev``) and with tracing
+  on as Lambda runs it under ``Tracing: Active`` (segments sent over UDP to a socket the bench
+  reads), and the function **as shipped**: imported, its SnapStart before-snapshot hooks run (the
+  priming the template deploys), then the first request timed in the same process.
 
-The ratio is the median over rounds of the function's whole-process time over the floor's in
-the same round (they run back to back); the ratio of the two medians is reported beside it.
+The ratio is the median over rounds of the function's whole-process time over the reference's in
+the same round (they run back to back); the ratio of the two medians is reported beside it. The
+line is 1.25x: the service's own code may add at most a quarter to what its libraries cost.
 """
 
 from __future__ import annotations
@@ -35,12 +38,10 @@ from bench.common import ROOT, BenchRuntime, Section, Stat, Table
 
 REPEATS = 9
 CHILD = ROOT / "bench" / "cold_start_child.py"
-BARE_DIR = ROOT / "bench" / "bare"  # the floor handler: bench/bare/app.py
-# The floor plus Powertools' resolver, pydantic validation, Logger and Metrics; no service code.
-STACK_DIR = ROOT / "bench" / "bare_powertools"
-# The floor plus pydantic alone (one body model validated, one answer serialized): the share of a
-# ratio that belongs to the validation library itself.
-PYDANTIC_DIR = ROOT / "bench" / "bare_pydantic"
+# The design's libraries and no service code: boto3 and its client, Powertools' validating
+# resolver with a pydantic model, Logger and Metrics (bench/reference/app.py).
+REFERENCE_DIR = ROOT / "bench" / "reference"
+LINE = 1.25  # a function's whole process over the reference's, without SnapStart
 # A sampled trace header, as Lambda sets _X_AMZN_TRACE_ID for each invocation under active tracing.
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 # The sample event each function's first invocation gets (events/<name>.json). Functions not
@@ -68,15 +69,15 @@ def event_file(function_id: str) -> str | None:
     return None
 
 
-def child_command(function_id: str, *, bare_dir=None, importtime: bool = False) -> list[str]:
-    """The child's command line for a function, or for a reference handler in `bare_dir`
-    (bench/bare, bench/bare_powertools) given the function's event, timeout and memory."""
+def child_command(function_id: str, *, reference_dir=None, importtime: bool = False) -> list[str]:
+    """The child's command line for a function, or for a reference handler in `reference_dir`
+    (bench/reference) given the function's event, timeout and memory."""
     from localdev import template
 
     spec = template.functions()[function_id]
     code_uri, handler_path, name = spec.code_uri, spec.handler, function_id
-    if bare_dir is not None:
-        code_uri, handler_path, name = bare_dir, "app.lambda_handler", f"{function_id}-reference"
+    if reference_dir is not None:
+        code_uri, handler_path, name = reference_dir, "app.lambda_handler", f"{function_id}-reference"
     event = event_file(function_id)
     timeout = template.function_setting(function_id, "Timeout", 3)
     memory = template.function_setting(function_id, "MemorySize", 128)
@@ -143,16 +144,16 @@ def run_child(
     function_id: str,
     table: str,
     *,
-    bare_dir=None,
+    reference_dir=None,
     importtime: bool = False,
     traced: bool = False,
     xray_address: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[dict, str]:
-    """One fresh process running `function_id`'s handler, or the reference handler in `bare_dir`
+    """One fresh process running `function_id`'s handler, or the reference handler in `reference_dir`
     in that function's environment; its BENCH-RESULT plus ``whole_s`` (spawn to exit, timed
     here), and its stderr."""
-    command = child_command(function_id, bare_dir=bare_dir, importtime=importtime)
+    command = child_command(function_id, reference_dir=reference_dir, importtime=importtime)
     env = child_env(rt, function_id, table, traced=traced, xray_address=xray_address, extra=extra_env)
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -160,7 +161,7 @@ def run_child(
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(
-            f"cold start of {'a reference beside ' if bare_dir else ''}{function_id} failed ({proc.returncode}):\n"
+            f"cold start of {'a reference beside ' if reference_dir else ''}{function_id} failed ({proc.returncode}):\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
     result = json.loads(lines[-1][len("BENCH-RESULT ") :])
@@ -253,55 +254,56 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     # never write any): otherwise every process would compile the layer afresh.
     import compileall
 
-    for directory in (template.LAYER_DIR, ROOT / "functions", BARE_DIR, PYDANTIC_DIR, STACK_DIR):
+    for directory in (template.LAYER_DIR, ROOT / "functions", REFERENCE_DIR):
         compileall.compile_dir(str(directory), quiet=1)
     all_functions = list(template.functions())  # every function the template declares
     functions = functions or (["UpdateCostFunction"] if quick else all_functions)
     repeats = 1 if quick else REPEATS
     section = Section(
         "cold_start",
-        "3. Cold start per function, beside a bare boto3 handler (fresh process each)",
+        "3. Cold start per function: as shipped (SnapStart), and without it beside the design's libraries",
         intro=(
-            "For each function in template.yaml: the **floor** is a bare handler"
-            " (bench/bare/app.py) that imports boto3, creates the DynamoDB client and makes the"
-            " same DynamoDB requests the function's first invocation made (recorded from the"
-            " function's own run, then replayed); nothing else. Each figure is a new `python`"
-            " process (bench/cold_start_child.py) that puts the layer and the function's code on"
-            " `sys.path`, imports the handler module and calls it once with its sample event from"
-            " `events/`, against a small table of its own on the embedded DynamoDB. **Whole"
-            " process** is spawn to exit, timed by the bench: interpreter start, import, first"
-            " invocation, exit (Lambda's init plus first invoke). Each of"
-            f" {repeats} rounds runs the floor, then the function (tracing off, then on), then the"
-            " references; times are medians (min–max). **Ratio** is the median of the rounds'"
-            " ratios (a round's function over that round's floor, run back to back), which a"
-            " burst of load on the machine moves far less than the ratio of the two medians, given"
-            " beside it. **Tracing off** is `make dev`'s setting"
-            " (POWERTOOLS_TRACE_DISABLED); **tracing on** is the function as Lambda runs it under"
-            " the template's `Tracing: Active` (LAMBDA_TASK_ROOT and a sampled _X_AMZN_TRACE_ID"
-            " set; the X-Ray SDK sends its segments to a UDP socket the bench reads and counts)."
-            " The references add libraries to the floor, and no service code: **pydantic alone**"
-            " (bench/bare_pydantic: one body model validated, one answer serialized; its ratio is"
-            " the median of the rounds' ratios, over the same round's floor) is the part of an API"
-            " function's ratio owed to the"
-            " validation library itself."
+            "For each function in template.yaml, each figure is a new `python` process"
+            " (bench/cold_start_child.py) that puts the layer and the function's code on `sys.path`,"
+            " imports the handler module and calls it once with its sample event from `events/`,"
+            " against a small table of its own on the embedded DynamoDB. **As shipped**: the"
+            " template deploys SnapStart, and Lambda runs each API function's before-snapshot hook"
+            " (its priming: the routes' validators; for the cost and hold functions the price table"
+            " and both tiktoken encodings) before the snapshot; the child runs the hooks the same"
+            " way (a stand-in `snapshot_restore_py`), then times the first request in the same"
+            " process. Restoring a snapshot is Lambda's and is not measured here. **Without"
+            " SnapStart** the whole process is timed, spawn to exit, by the bench: interpreter"
+            " start, import, first invocation, exit (Lambda's init plus first invoke). The"
+            " **reference** (bench/reference/app.py) is the design's own libraries and no service"
+            " code: it imports boto3 and creates its DynamoDB client, Powertools' validating"
+            " `APIGatewayRestResolver` with one route and a pydantic body and response model,"
+            " Logger and Metrics; it resolves the same event and makes the same DynamoDB requests"
+            " the function's first invocation made (recorded, then replayed). Each of"
+            f" {repeats} round(s) runs the reference, then the function (tracing off, on, as"
+            " shipped), back to back; times are medians (min–max). **Ratio** is the median of the"
+            " rounds' ratios (a round's function over that round's reference), which a burst of"
+            " load on this machine moves far less than the ratio of the two medians, given beside"
+            f" it. The line is **{LINE}×**: the service's own code may add at most a quarter to"
+            " what its libraries cost. **Tracing on** is the function as Lambda runs it under the"
+            " template's `Tracing: Active` (LAMBDA_TASK_ROOT and a sampled _X_AMZN_TRACE_ID set;"
+            " the X-Ray SDK sends its segments to a UDP socket the bench reads and counts)."
         ),
     )
     table = Table(
         [
             "function",
             "sample event",
-            "floor: bare boto3 handler",
-            "function, tracing off",
-            "ratio",
+            "as shipped: first request after priming",
+            "priming (before the snapshot)",
+            "first request without SnapStart (in process)",
+            "reference: whole process",
+            "function without SnapStart, tracing off: whole process",
+            f"ratio (line {LINE}×)",
             "ratio of medians",
             "function, tracing on (X-Ray)",
             "ratio",
             "X-Ray segments sent",
-            "reference: floor + pydantic alone (one body model validated), no service code",
-            "ratio",
-            "reference: floor + Powertools' validating resolver + pydantic, no service code",
-            "ratio",
-            "reference: floor + tiktoken's load of the encodings the call counted with",
+            "reference + tiktoken's load of the encodings the call counted with",
             "ratio",
             "status",
         ]
@@ -309,16 +311,16 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
     detail = Table(
         [
             "function",
-            "CPU time, whole process (function / floor = ratio)",
+            "CPU time, whole process (function / reference = ratio)",
             "import (in process)",
             "first invocation",
-            "floor: import + invocation",
-            "peak memory (function / floor)",
-            "modules loaded (function / floor)",
+            "reference: import + invocation",
+            "peak memory (function / reference)",
+            "modules loaded (function / reference)",
             "DynamoDB requests",
             "modules that dominate (self import time, -X importtime, tracing off)",
         ],
-        title="Inside the process (tracing off): import, first invocation, memory, what is imported",
+        title="Inside the process without SnapStart (tracing off): import, first invocation, memory, what is imported",
     )
     section.tables += [table, detail]
     sink = XRaySink()
@@ -329,98 +331,79 @@ def run(rt: BenchRuntime, *, quick: bool = False, functions: list[str] | None = 
                 recorded, stderr = run_child(
                     rt, function_id, table_name, importtime=True, extra_env={"BENCH_RECORD_CALLS": calls_file}
                 )
+                reference_env = {"BENCH_REFERENCE_CALLS": calls_file}
                 with open(calls_file) as f:
                     calls = json.load(f)
-                bare_env = {"BENCH_BARE_CALLS": calls_file}
-                is_api = any(r.function_id == function_id for r in template.api_routes())
                 encodings = counted_encodings(recorded)
                 counting_env = {
-                    **bare_env,
-                    "BENCH_BARE_ENCODINGS": ",".join(encodings),
+                    **reference_env,
+                    "BENCH_REFERENCE_ENCODINGS": ",".join(encodings),
                     "TIKTOKEN_CACHE_DIR": str(tokens.ENCODING_DIR),  # the layer's files, as the function
                 }
-                floor, plain, traced, datagrams, stack, counting, pydantic = [], [], [], [], [], [], []
+                runs: dict[str, list[dict]] = {
+                    k: [] for k in ("reference", "plain", "traced", "shipped", "counting")
+                }
+                datagrams: list[int] = []
                 for _ in range(repeats):
-                    # The floor, then the function at once: a burst of load on the machine (they
-                    # last seconds here) then slows both of a round alike, and the round's ratio
-                    # holds (the headline is the median of the rounds' ratios).
-                    floor.append(
-                        run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=bare_env)[0]
+                    # The reference, then the function at once: a burst of load on the machine
+                    # (they last seconds here) then slows both of a round alike, and the round's
+                    # ratio holds (the headline is the median of the rounds' ratios).
+                    runs["reference"].append(
+                        run_child(
+                            rt, function_id, table_name, reference_dir=REFERENCE_DIR, extra_env=reference_env
+                        )[0]
                     )
-                    plain.append(run_child(rt, function_id, table_name)[0])
+                    runs["plain"].append(run_child(rt, function_id, table_name)[0])
                     sink.drain()
-                    traced.append(
+                    runs["traced"].append(
                         run_child(rt, function_id, table_name, traced=True, xray_address=sink.address)[0]
                     )
                     datagrams.append(sink.drain())
+                    runs["shipped"].append(
+                        run_child(rt, function_id, table_name, extra_env={"BENCH_SNAPSTART": "1"})[0]
+                    )
                     if encodings:
-                        counting.append(
-                            run_child(rt, function_id, table_name, bare_dir=BARE_DIR, extra_env=counting_env)[
-                                0
-                            ]
+                        runs["counting"].append(
+                            run_child(
+                                rt,
+                                function_id,
+                                table_name,
+                                reference_dir=REFERENCE_DIR,
+                                extra_env=counting_env,
+                            )[0]
                         )
-                    if is_api:
-                        pydantic.append(
-                            run_child(rt, function_id, table_name, bare_dir=PYDANTIC_DIR, extra_env=bare_env)[
-                                0
-                            ]
-                        )
-                        stack.append(
-                            run_child(rt, function_id, table_name, bare_dir=STACK_DIR, extra_env=bare_env)[0]
-                        )
-                answered = {str(r.get("status")) for r in pydantic} - {"200"}
+                # 200, or None where the function has no sample event (imported only, as is the reference)
+                expected = {"200"} if event_file(function_id) else {"None"}
+                answered = {str(r.get("status")) for r in runs["reference"]} - expected
                 if answered:  # a reference that did not replay the requests is no reference
-                    raise RuntimeError(f"the pydantic reference beside {function_id} answered {answered}")
+                    raise RuntimeError(f"the reference beside {function_id} answered {answered}")
                 section.data[function_id] = _figures(
-                    function_id,
-                    repeats,
-                    recorded,
-                    stderr,
-                    calls,
-                    floor,
-                    plain,
-                    traced,
-                    datagrams,
-                    stack,
-                    counting,
-                    pydantic,
+                    function_id, repeats, recorded, stderr, calls, runs, datagrams
                 )
                 _rows(table, detail, function_id, section.data[function_id])
     finally:
         sink.close()
-    ratios = [d["ratio"] for d in section.data.values()]
-    traced_ratios = [d["traced_ratio"] for d in section.data.values()]
+    ratios = {f: d["ratio"] for f, d in section.data.items()}
+    over = sorted(f for f, r in ratios.items() if r > LINE)
     section.notes += [
-        f"Largest ratio over the floor: {max(ratios):.2f}× with tracing off,"
-        f" {max(traced_ratios):.2f}× with tracing on (medians of the rounds' ratios of whole processes);"
-        f" as ratios of medians, {max(d['ratio_of_medians'] for d in section.data.values()):.2f}× and"
-        f" {max(d['traced_ratio_of_medians'] for d in section.data.values()):.2f}×.",
-        *_pydantic_note(section.data),
+        f"Without SnapStart, {len(ratios) - len(over)} of {len(ratios)} functions are within {LINE}×"
+        f" of the reference (largest {max(ratios.values()):.2f}×, {max(ratios, key=ratios.__getitem__)};"
+        " median of the rounds' ratios of whole processes)"
+        + (f"; over the line: {', '.join(over)}." if over else "."),
+        f"With tracing on: at most {max(d['traced_ratio'] for d in section.data.values()):.2f}×."
+        " As ratios of medians:"
+        f" at most {max(d['ratio_of_medians'] for d in section.data.values()):.2f}× (tracing off).",
+        "As shipped, the first request after priming is the function's own work and one DynamoDB"
+        " round trip (its client and connections are made on the first invocation, never put in"
+        " the snapshot); the restore itself is Lambda's.",
         'Reproduce: `make bench BENCH_ARGS="--only cold_start"` (or `python -m bench --only cold_start`).',
         "Times are this machine's CPython "
         f"{sys.version.split()[0]} with bytecode caches present (as pip installs packages);"
-        " Lambda (python3.13, arm64) differs in absolute terms, but the floor runs the same"
+        " Lambda (python3.13, arm64) differs in absolute terms, but the reference runs the same"
         " interpreter, so the ratio carries over. The in-process figures leave out the"
         " interpreter's start, which both pay.",
     ]
     return section
-
-
-def pydantic_shares(data: dict) -> list[float]:
-    """The pydantic-alone reference's ratio over the floor, for each API function measured."""
-    return [d["pydantic_ratio"] for d in data.values() if d.get("pydantic_ratio")]
-
-
-def _pydantic_note(data: dict) -> list[str]:
-    shares = pydantic_shares(data)
-    if not shares:
-        return []
-    return [
-        f"pydantic alone, imported and validating one small body beside the floor's requests, is"
-        f" {min(shares):.2f}–{max(shares):.2f}× the floor (median of the rounds' ratios): of the"
-        " 0.5× that 1.5× allows over the floor, that much is spent before any of the service's"
-        " code, Powertools' Logger and Metrics, or its models load."
-    ]
 
 
 def counted_encodings(recorded: dict) -> list[str]:
@@ -428,22 +411,24 @@ def counted_encodings(recorded: dict) -> list[str]:
     return sorted(recorded.get("encodings") or [])
 
 
-def _paired(runs: list[dict], floors: list[dict]) -> float:
-    """The median over rounds of run / floor (whole-process times of the same round)."""
-    return Stat.of(r["whole_s"] / f["whole_s"] for r, f in zip(runs, floors, strict=True)).median
+def _paired(runs: list[dict], references: list[dict]) -> float:
+    """The median over rounds of run / reference (whole-process times of the same round)."""
+    return Stat.of(r["whole_s"] / f["whole_s"] for r, f in zip(runs, references, strict=True)).median
 
 
-def _figures(
-    function_id, repeats, recorded, stderr, calls, floor, plain, traced, datagrams, stack, counting, pydantic
-) -> dict:
+def _figures(function_id, repeats, recorded, stderr, calls, runs, datagrams) -> dict:
     profile = import_profile(stderr)
     everything = sum(profile.values()) or 1.0
     top = sorted(profile.items(), key=lambda kv: -kv[1])[:5]
     event = event_file(function_id)
+    reference, plain, traced, shipped, counting = (
+        runs[k] for k in ("reference", "plain", "traced", "shipped", "counting")
+    )
     whole = Stat.of(r["whole_s"] for r in plain)
-    floor_whole = Stat.of(r["whole_s"] for r in floor)
+    reference_whole = Stat.of(r["whole_s"] for r in reference)
     traced_whole = Stat.of(r["whole_s"] for r in traced)
     invoked = [r for r in plain if "invoke_s" in r]
+    shipped_invoked = [r for r in shipped if "invoke_s" in r]
     return {
         "repeats": repeats,
         "event": os.path.basename(event) if event else None,
@@ -451,38 +436,36 @@ def _figures(
         "invoke_s": Stat.of(r["invoke_s"] for r in invoked).as_dict() if invoked else None,
         "total_s": Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in plain).as_dict(),
         "whole_s": whole.as_dict(),
-        "floor_whole_s": floor_whole.as_dict(),
-        "floor_total_s": Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in floor).as_dict(),
+        "reference_whole_s": reference_whole.as_dict(),
+        "reference_total_s": Stat.of(r["import_s"] + r.get("invoke_s", 0.0) for r in reference).as_dict(),
         "traced_whole_s": traced_whole.as_dict(),
+        "shipped_invoke_s": Stat.of(r["invoke_s"] for r in shipped_invoked).as_dict()
+        if shipped_invoked
+        else None,
+        "shipped_prime_s": Stat.of(r.get("prime_s", 0.0) for r in shipped).as_dict(),
+        "shipped_hooks": sorted({r.get("hooks", 0) for r in shipped}),
         "cpu_s": Stat.of(r["cpu_s"] for r in plain).as_dict(),
-        "floor_cpu_s": Stat.of(r["cpu_s"] for r in floor).as_dict(),
-        "cpu_ratio": Stat.of(r["cpu_s"] for r in plain).median / Stat.of(r["cpu_s"] for r in floor).median,
-        # Headline: the median of the rounds' ratios (each round's function over its own floor).
-        "ratio": _paired(plain, floor),
-        "traced_ratio": _paired(traced, floor),
-        "ratio_of_medians": whole.median / floor_whole.median,
-        "traced_ratio_of_medians": traced_whole.median / floor_whole.median,
+        "reference_cpu_s": Stat.of(r["cpu_s"] for r in reference).as_dict(),
+        "cpu_ratio": Stat.of(r["cpu_s"] for r in plain).median
+        / Stat.of(r["cpu_s"] for r in reference).median,
+        # Headline: the median of the rounds' ratios (each round's function over its own reference).
+        "ratio": _paired(plain, reference),
+        "within_line": _paired(plain, reference) <= LINE,
+        "traced_ratio": _paired(traced, reference),
+        "ratio_of_medians": whole.median / reference_whole.median,
+        "traced_ratio_of_medians": traced_whole.median / reference_whole.median,
         "peak_rss_bytes": Stat.of(r["peak_rss_bytes"] for r in plain).as_dict(),
-        "floor_peak_rss_bytes": Stat.of(r["peak_rss_bytes"] for r in floor).as_dict(),
+        "reference_peak_rss_bytes": Stat.of(r["peak_rss_bytes"] for r in reference).as_dict(),
         "modules": Stat.of(r["modules"] for r in plain).median,
-        "floor_modules": Stat.of(r["modules"] for r in floor).median,
+        "reference_modules": Stat.of(r["modules"] for r in reference).median,
         "dynamodb_requests": [method for method, _ in calls],
         "xray_datagrams": datagrams,
-        "statuses": sorted({str(r.get("status")) for r in plain + traced}),
-        "floor_statuses": sorted({str(r.get("status")) for r in floor}),
-        "pydantic_whole_s": Stat.of(r["whole_s"] for r in pydantic).as_dict() if pydantic else None,
-        "pydantic_ratio": _paired(pydantic, floor) if pydantic else None,
-        "stack_whole_s": Stat.of(r["whole_s"] for r in stack).as_dict() if stack else None,
-        "stack_ratio": Stat.of(r["whole_s"] for r in stack).median / floor_whole.median if stack else None,
-        "stack_cpu_ratio": (
-            Stat.of(r["cpu_s"] for r in stack).median / Stat.of(r["cpu_s"] for r in floor).median
-            if stack
-            else None
-        ),
+        "statuses": sorted({str(r.get("status")) for r in plain + traced + shipped}),
+        "reference_statuses": sorted({str(r.get("status")) for r in reference}),
         "encodings": recorded.get("encodings") or [],
         "counted": counted_encodings(recorded),
         "counting_whole_s": Stat.of(r["whole_s"] for r in counting).as_dict() if counting else None,
-        "counting_ratio": whole.median / Stat.of(r["whole_s"] for r in counting).median if counting else None,
+        "counting_ratio": _paired(plain, counting) if counting else None,
         "importtime_total_s": everything,
         "importtime_top": [[name, secs] for name, secs in top],
     }
@@ -491,40 +474,40 @@ def _figures(
 def _rows(table: Table, detail: Table, function_id: str, d: dict) -> None:
     s = lambda key: Stat(**d[key])  # noqa: E731
     mib = lambda key: f"{d[key]['median'] / 1048576:.0f} MiB"  # noqa: E731
+    flag = "" if d["within_line"] else " (over)"
     table.add(
         function_id,
         d["event"] or "— (import only)",
-        s("floor_whole_s").fmt(digits=0),
+        s("shipped_invoke_s").fmt(digits=0) if d["shipped_invoke_s"] else "—",
+        s("shipped_prime_s").fmt(digits=0) if d["shipped_hooks"] != [0] else "— (no hook)",
+        s("invoke_s").fmt(digits=0) if d["invoke_s"] else "—",
+        s("reference_whole_s").fmt(digits=0),
         s("whole_s").fmt(digits=0),
-        f"**{d['ratio']:.2f}×**",
+        f"**{d['ratio']:.2f}×**{flag}",
         f"{d['ratio_of_medians']:.2f}×",
         s("traced_whole_s").fmt(digits=0),
         f"{d['traced_ratio']:.2f}×",
         f"{min(d['xray_datagrams'])}–{max(d['xray_datagrams'])}"
         if min(d["xray_datagrams"]) != max(d["xray_datagrams"])
         else str(d["xray_datagrams"][0]),
-        s("pydantic_whole_s").fmt(digits=0) if d.get("pydantic_whole_s") else "— (not an API function)",
-        f"{d['pydantic_ratio']:.2f}×" if d.get("pydantic_ratio") else "—",
-        s("stack_whole_s").fmt(digits=0) if d["stack_whole_s"] else "— (not an API function)",
-        f"{d['stack_ratio']:.2f}×" if d["stack_ratio"] else "—",
         f"{s('counting_whole_s').fmt(digits=0)} ({', '.join(d['counted'])})"
         if d.get("counting_whole_s")
         else "— (counted no tokens)",
-        f"**{d['counting_ratio']:.2f}×**" if d.get("counting_ratio") else "—",
+        f"{d['counting_ratio']:.2f}×" if d.get("counting_ratio") else "—",
         ", ".join(d["statuses"]),
     )
-    requests = {}
+    requests: dict[str, int] = {}
     for method in d["dynamodb_requests"]:
         requests[method] = requests.get(method, 0) + 1
     total = d["importtime_total_s"]
     detail.add(
         function_id,
-        f"{d['cpu_s']['median'] * 1000:,.0f} / {d['floor_cpu_s']['median'] * 1000:,.0f} ms = {d['cpu_ratio']:.2f}×",
+        f"{d['cpu_s']['median'] * 1000:,.0f} / {d['reference_cpu_s']['median'] * 1000:,.0f} ms = {d['cpu_ratio']:.2f}×",
         s("import_s").fmt(digits=0),
         s("invoke_s").fmt(digits=0) if d["invoke_s"] else "—",
-        s("floor_total_s").fmt(digits=0),
-        f"{mib('peak_rss_bytes')} / {mib('floor_peak_rss_bytes')}",
-        f"{d['modules']:.0f} / {d['floor_modules']:.0f}",
+        s("reference_total_s").fmt(digits=0),
+        f"{mib('peak_rss_bytes')} / {mib('reference_peak_rss_bytes')}",
+        f"{d['modules']:.0f} / {d['reference_modules']:.0f}",
         ", ".join(f"{m}×{n}" if n > 1 else m for m, n in requests.items()) or "none",
         ", ".join(f"{name} {secs * 1000:.0f} ms ({secs / total:.0%})" for name, secs in d["importtime_top"]),
     )

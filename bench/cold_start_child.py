@@ -6,9 +6,14 @@ with an event. Prints ``BENCH-RESULT {json}`` with both times (seconds), the sta
 process's peak resident memory (bytes); then it exits at once, without the interpreter's teardown.
 
 With ``BENCH_RECORD_CALLS=<path>`` in the environment, the run also writes the DynamoDB requests
-the handler made (client method and parameters) to that file, for the bare floor handler
-(bench/bare/app.py) to replay. Recording imports boto3 before the handler, so a recording run's
-times are not used.
+the handler made (client method and parameters) to that file, for the reference handler
+(bench/reference/app.py) to replay. Recording imports boto3 before the handler, so a recording
+run's times are not used.
+
+With ``BENCH_SNAPSTART=1`` the run is the function as the template ships it: a stand-in
+``snapshot_restore_py`` (the module Lambda's runtime provides under SnapStart) records the hooks
+the import registers; after the import the before-snapshot hooks run (``prime_s``), then the
+after-restore hooks, and only then is the first invocation timed, in the same process.
 
 Usage: python cold_start_child.py CODE_DIR MODULE HANDLER FUNCTION_ID EVENT_FILE|- TIMEOUT_S MEMORY_MB
 """
@@ -55,6 +60,13 @@ def main(argv: list[str]) -> None:
     sys.path[:0] = [code_dir, f"{root}/layers/budget"]
     record_to = os.environ.get("BENCH_RECORD_CALLS")
     calls = _record_dynamodb_calls() if record_to else None
+    hooks: dict[str, list] = {"before": [], "after": []}
+    if os.environ.get("BENCH_SNAPSTART") == "1":
+        import types
+
+        sys.modules["snapshot_restore_py"] = types.SimpleNamespace(  # type: ignore[assignment]
+            register_before_snapshot=hooks["before"].append, register_after_restore=hooks["after"].append
+        )
 
     start = time.perf_counter()
     import importlib
@@ -64,6 +76,14 @@ def main(argv: list[str]) -> None:
     import_s = time.perf_counter() - start
 
     result: dict = {"function": function_id, "import_s": import_s}
+    if os.environ.get("BENCH_SNAPSTART") == "1":
+        start = time.perf_counter()
+        for hook in hooks["before"]:
+            hook()
+        result["prime_s"] = time.perf_counter() - start
+        for hook in hooks["after"]:
+            hook()
+        result["hooks"] = len(hooks["before"])
     if event_file != "-":
         # The event and context are built outside the timed span (Lambda hands them over ready).
         sys.path.append(root)

@@ -1,20 +1,22 @@
-"""Instructions executed by a cold start, beside the floor's: the load-independent view of
-section 3 (``python -m bench.instructions [FUNCTION_ID,...]``; needs valgrind on PATH).
+"""Instructions executed by a cold start without SnapStart, beside the reference's: the
+load-independent view of section 3 (``python -m bench.instructions [FUNCTION_ID,...]``; needs
+valgrind on PATH).
 
 Whole-process times on a shared 2-core machine move by ±0.1–0.2× between identical runs (section 3
 of bench/RESULTS.md, README "Cold starts"). Instruction counts do not: each process below runs once
 under valgrind's callgrind (about 50× slower than native) with a fixed PYTHONHASHSEED, and the
-count of instructions it executed is compared with the floor's. The processes are section 3's
-own: the function (tracing off), the floor (bench/bare: boto3 and the function's recorded
-DynamoDB requests) and the floor plus pydantic alone (bench/bare_pydantic), against the same
-embedded DynamoDB. Instructions are not time (a cache miss costs more than an add), so these
-ratios are a second opinion on section 3, not a replacement: they answer whether
-the service's own code, not the machine's load, is what a cold start over the floor costs.
+count of instructions it executed is compared with the reference's. The processes are section
+3's own: the function (tracing off) and the reference (bench/reference: the design's libraries,
+boto3 and its client, Powertools' validating resolver, pydantic, replaying the function's recorded
+DynamoDB requests), against the same embedded DynamoDB. Instructions are not time (a cache miss
+costs more than an add), so these ratios are a second opinion on section 3, not a replacement:
+they answer whether the service's own code, not the machine's load, is what a cold start over
+the reference costs.
 
 Usage: ``python -m bench.instructions [FunctionId[,FunctionId...] ...]`` (every function of
 template.yaml when none is named). Like section 3, it compiles the layer's, the functions' and the
-reference handlers' bytecode first. Not part of ``make bench`` (11 functions × 3 processes under
-valgrind is ~10 minutes more) nor of ``make test``.
+reference handlers' bytecode first. Not part of ``make bench`` (11 functions × 2 processes under
+valgrind is several minutes more) nor of ``make test``.
 """
 
 from __future__ import annotations
@@ -52,38 +54,31 @@ def instructions(command: list[str], env: dict[str, str]) -> int:
 
 
 def run(rt: BenchRuntime, functions: list[str]) -> Table:
-    """One row per function: instructions of the floor, of the floor plus pydantic (API functions)
-    and of the function, and the two ratios over the floor."""
+    """One row per function: instructions of the reference and of the function, and the ratio."""
     import compileall
 
     from localdev import template
 
     table_name = cold_start.prepare(rt)
-    for directory in (template.LAYER_DIR, ROOT / "functions", cold_start.BARE_DIR, cold_start.PYDANTIC_DIR):
+    for directory in (template.LAYER_DIR, ROOT / "functions", cold_start.REFERENCE_DIR):
         compileall.compile_dir(str(directory), quiet=1)
-    api = {r.function_id for r in template.api_routes()}
-    table = Table(["function", "floor", "floor + pydantic alone", "ratio", "function (tracing off)", "ratio"])
+    table = Table(["function", "reference (design libraries)", "function (tracing off)", "ratio"])
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         for function_id in functions:
             calls = os.path.join(tmp, f"{function_id}.json")
             env = cold_start.child_env(rt, function_id, table_name)
-            # The recording run writes the requests the floor replays (its own count is not used).
+            # The recording run writes the requests the reference replays (its count is not used).
             cold_start.run_child(rt, function_id, table_name, extra_env={"BENCH_RECORD_CALLS": calls})
-            bare = {**env, "BENCH_BARE_CALLS": calls}
-            floor = instructions(cold_start.child_command(function_id, bare_dir=cold_start.BARE_DIR), bare)
+            reference_env = {**env, "BENCH_REFERENCE_CALLS": calls}
+            reference = instructions(
+                cold_start.child_command(function_id, reference_dir=cold_start.REFERENCE_DIR), reference_env
+            )
             function = instructions(cold_start.child_command(function_id), env)
-            pydantic = None
-            if function_id in api:
-                pydantic = instructions(
-                    cold_start.child_command(function_id, bare_dir=cold_start.PYDANTIC_DIR), bare
-                )
             table.add(
                 function_id,
-                f"{floor / 1e6:,.0f} M",
-                f"{pydantic / 1e6:,.0f} M" if pydantic else "— (not an API function)",
-                f"{pydantic / floor:.2f}×" if pydantic else "—",
+                f"{reference / 1e6:,.0f} M",
                 f"{function / 1e6:,.0f} M",
-                f"**{function / floor:.2f}×**",
+                f"**{function / reference:.2f}×**",
             )
             print(f"[instructions] {function_id} done", file=sys.stderr, flush=True)
     return table
