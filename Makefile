@@ -21,7 +21,7 @@ PROXY_STAMP := $(PROXY_VENV)/.proxy-$(shell cat requirements-proxy.txt | cksum |
 # What mypy checks (pyproject.toml configures it); the client package once it exists.
 MYPY_PATHS := layers/budget/budget_service functions localdev scripts console/serve.py $(wildcard client/src)
 
-.PHONY: venv test test-fast dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser
+.PHONY: venv test test-fast dev docs openapi lint build clean prices encodings key revoke-key keys bench console-vendor browser deal-levels
 
 venv: $(TEST_STAMP)
 
@@ -92,6 +92,11 @@ key: $(DEV_STAMP)
 revoke-key: $(DEV_STAMP)
 	@test -n "$(KEY_ID)" || { echo "usage: make revoke-key KEY_ID=<key id>" >&2; exit 2; }
 	@$(KEYS) revoke "$(KEY_ID)"
+
+# The upgrade step after deploying escrow slices or raising LEVEL_SLICES (TABLE_NAME=<table>, AWS
+# credentials): deals every team and project level over its slices, keeping its sums.
+deal-levels: $(DEV_STAMP)
+	@PYTHONPATH=layers/budget $(BIN)/python -c "from budget_service.domain.levels import deal_every_level; print(deal_every_level(), 'levels dealt')"
 
 keys: $(DEV_STAMP)
 	@$(KEYS) list

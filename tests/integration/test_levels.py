@@ -474,3 +474,26 @@ def test_the_team_list_shows_each_teams_sums_over_its_slices(acme):
     (research,) = [t for t in listed["teams"] if t["team"] == "research"]
     assert research["current_cost"] == one["current_cost"] == 3
     assert research["available"] == one["available"] == 27
+
+
+def test_levels_written_before_slices_are_dealt_by_the_upgrade_step_and_then_hold(api, aws, monkeypatch):
+    """A level of one item (as written before slices) is proven absent by a charge's random
+    slice; the upgrade step deals it, after which its cap holds for charges from any container."""
+    from budget_service.domain.levels import deal_every_level
+    from budget_service.store import levels as store_levels
+
+    monkeypatch.setenv("LEVEL_SLICES", "1")
+    api.call("PUT", PROJECT, {"project": "old"}, body={"total_budget": 1})
+    api.call("PUT", USER, {"project": "old", "user": "ann"}, body={"total_budget": 100})
+    monkeypatch.setenv("LEVEL_SLICES", "8")
+    store = store_module.BudgetStore("budgets-test", client=aws)
+    assert list(store_levels.undealt_levels(store)) == [("old", PROJECT_SK)]
+    assert deal_every_level(store) == 1
+    assert list(store_levels.undealt_levels(store)) == []
+    admitted = 0
+    for _ in range(30):
+        store_levels.remember("budgets-test", "old", "ann", store_levels.Plan(None, set()))  # a cold container
+        body = {"model": "m", "cost": 0.1, "if_within_budget": True}
+        admitted += api.call("POST", COST, {"project": "old", "user": "ann"}, body=body).status == 200
+    assert admitted == 10
+    assert get_level(store, "old", PROJECT_SK)["current_cost"] == 1

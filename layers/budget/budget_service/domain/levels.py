@@ -36,7 +36,9 @@ from budget_service.store.levels import (
     level_shard,
     list_teams,
     put_level,
+    rebalance_level,
     team_sk,
+    undealt_levels,
 )
 
 
@@ -238,3 +240,15 @@ def team_page(project: str, limit: int, cursor: str | None) -> TeamList:
     """``GET /projects/{project}/teams``: a TeamList page of at most `limit` teams."""
     page, next_cursor = teams(default_store(), project, limit, cursor, budgets.utc_now())
     return TeamList(teams=page, next_cursor=next_cursor)
+
+
+def deal_every_level(store: BudgetStore | None = None) -> int:
+    """Deal every team and project level that has fewer slices than LEVEL_SLICES (store/slices.py)
+    again, keeping its sums: the upgrade step after deploying slices, or after raising
+    LEVEL_SLICES, before charges rely on a level's slices. Returns how many were dealt. Errors:
+    those of DynamoDB (retried conflicts end in Contention)."""
+    store = store or default_store()
+    dealt = 0
+    for project, sk in undealt_levels(store):
+        dealt += rebalance_level(store.client, store.table_name, project, sk)
+    return dealt

@@ -24,7 +24,7 @@ from types import EllipsisType
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import NamedTuple
@@ -856,6 +856,27 @@ def rebalance_level(client, table_name: str, project: str, sk: str) -> bool:
     if view is not None:
         deal_level(client, table_name, project, sk, view, tight=bool(view.get("tight")))
     return view is not None
+
+
+def undealt_levels(budgets: BudgetStore) -> Iterator[tuple[str, str]]:
+    """(project, level sk) of every team and project level dealt fewer slices than this
+    container deals (items written before slices, or LEVEL_SLICES raised since): one Scan of the
+    table, for the upgrade step (``make deal-levels``), not for a request path."""
+    paginator = budgets.client.get_paginator("scan")
+    pages = paginator.paginate(
+        TableName=budgets.table_name,
+        FilterExpression="(#level = :project OR #level = :team) AND (attribute_not_exists(slices) OR slices < :n)",
+        ExpressionAttributeNames={"#level": "level"},
+        ExpressionAttributeValues={
+            ":project": {"S": "project"},
+            ":team": {"S": "team"},
+            ":n": {"N": str(slices.default_slices())},
+        },
+        ProjectionExpression="pk, sk",
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            yield item["pk"]["S"][len(PROJECT_PREFIX) :], item["sk"]["S"]
 
 
 def deal_level(
