@@ -492,7 +492,9 @@ def test_levels_written_before_slices_are_dealt_by_the_upgrade_step_and_then_hol
     assert list(store_levels.undealt_levels(store)) == []
     admitted = 0
     for _ in range(30):
-        store_levels.remember("budgets-test", "old", "ann", store_levels.Plan(None, set()))  # a cold container
+        store_levels.remember(
+            "budgets-test", "old", "ann", store_levels.Plan(None, set())
+        )  # a cold container
         body = {"model": "m", "cost": 0.1, "if_within_budget": True}
         admitted += api.call("POST", COST, {"project": "old", "user": "ann"}, body=body).status == 200
     assert admitted == 10
