@@ -31,6 +31,32 @@ from dataclasses import dataclass
 
 from localdev import template
 
+
+def serialize_metrics_flushes() -> None:
+    """Containers here are threads of one process, so they share the layer's modules, and with
+    them Powertools' one metrics buffer, which Lambda gives each container alone. A flush checks
+    the buffer is not empty and then serializes it: another container's flush in between empties
+    it and the first raises "Must contain at least one metric". One lock makes each flush whole."""
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+        AmazonCloudWatchEMFProvider,
+    )
+
+    flush = AmazonCloudWatchEMFProvider.flush_metrics
+    if getattr(flush, "serialized", False):
+        return
+    lock = threading.RLock()
+
+    def serialized(self, *args, **kwargs):
+        with lock:
+            return flush(self, *args, **kwargs)
+
+    serialized.serialized = True  # type: ignore[attr-defined]
+    AmazonCloudWatchEMFProvider.flush_metrics = serialized  # type: ignore[method-assign]
+
+
+serialize_metrics_flushes()
+
+
 ENV_MAX_CONTAINERS = "LOCAL_MAX_CONTAINERS"
 DEFAULT_MAX_CONTAINERS = 16
 

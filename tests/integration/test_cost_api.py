@@ -157,8 +157,9 @@ def test_one_request_per_update_without_a_key(budget, requests_made):
     for _ in range(3):
         assert post_cost(budget, {"model": "gpt-4o", "usage": {"prompt_tokens": 10}}).status == 200
     # A transaction, not an UpdateItem: botocore keeps its ClientRequestToken across retries.
-    # The project's own prices are read once (a Query) and cached per container.
-    assert requests_made == ["Query"] + ["TransactWriteItems"] * 3
+    # The project's own prices are read once (a Query) and cached per container (a warm
+    # container from an earlier test may have them already).
+    assert requests_made in (["Query"] + ["TransactWriteItems"] * 3, ["TransactWriteItems"] * 3)
 
 
 def test_one_request_per_update_with_a_key_and_per_replay(budget, requests_made, store):
@@ -168,7 +169,8 @@ def test_one_request_per_update_with_a_key_and_per_replay(budget, requests_made,
     replay = post_cost(budget, body, key="req-1")
     # Query: the project's prices, cached. The replay reads the budget once to tell its own key
     # from a deleted budget's.
-    assert requests_made == ["Query"] + ["TransactWriteItems"] * 3 + ["GetItem"]
+    assert requests_made[-4:] == ["TransactWriteItems"] * 3 + ["GetItem"]
+    assert requests_made[:-4] in (["Query"], [])  # unless a warm container has them cached
     assert (first.status, second.status, replay.status) == (200, 200, 200)
     assert replay.json()["replayed"] is True and first.json()["replayed"] is False
     assert replay.json()["cost"] == first.json()["cost"]

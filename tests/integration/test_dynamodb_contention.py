@@ -304,7 +304,8 @@ def test_the_tests_in_process_moto_applies_the_model(aws, monkeypatch):
     clock.model = IN_PROCESS_CONTENTION
     monkeypatch.setattr(IN_PROCESS_CONTENTION, "clock", clock)
     template_table = "budgets-test"
-    key = {"pk": {"S": "PROJECT#p"}, "sk": {"S": "USER#a"}}
+    # A partition of its own: earlier tests' capacity buckets run on the real clock.
+    key = {"pk": {"S": f"PROJECT#model-{uuid.uuid4().hex[:8]}"}, "sk": {"S": "USER#a"}}
     update = {
         "Update": {
             "TableName": template_table,

@@ -234,7 +234,8 @@ def settle_hold(
     }
     hold_store = HoldStore(store)
     stored, replayed = hold_store.settle(project, user, hold_id, event.cost, event.spend_key, now, result)
-    output_tokens = event.tokens.completion_tokens if event.tokens is not None else request.output_tokens
+    said = getattr(request, "output_tokens", None)  # a SettleRequest may say it; a CostRequest cannot
+    output_tokens = event.tokens.completion_tokens if event.tokens is not None else said
     if not replayed and output_tokens is not None:
         _learn_output(store, project, event.model, output_tokens, now)
     tokens = stored.get("tokens")
