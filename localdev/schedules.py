@@ -261,6 +261,8 @@ class Scheduler:
         self.log = log
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Held while a run is under way: a clock moved back waits for it (see clock_moved).
+        self._running = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         start = now()
         for s in schedules:
@@ -274,11 +276,14 @@ class Scheduler:
                 continue
             due, s.next_run = s.next_run, s.next_after(max(s.next_run, now))
             ran.append(s)
-            try:
-                result = self.invoke(s.function_id, s.event(due, self.region))
-                self.log(f"schedule {s.name} ran {s.function_id}: {json.dumps(result, default=str)[:500]}")
-            except Exception:  # a failing run must not stop the schedule (as in AWS)
-                self.log(f"schedule {s.name} failed in {s.function_id}:\n{traceback.format_exc()}")
+            with self._running:
+                try:
+                    result = self.invoke(s.function_id, s.event(due, self.region))
+                    self.log(
+                        f"schedule {s.name} ran {s.function_id}: {json.dumps(result, default=str)[:500]}"
+                    )
+                except Exception:  # a failing run must not stop the schedule (as in AWS)
+                    self.log(f"schedule {s.name} failed in {s.function_id}:\n{traceback.format_exc()}")
         return ran
 
     def clock_moved(self, old: float, new: float) -> None:
@@ -286,6 +291,12 @@ class Scheduler:
         due (once, as a late EventBridge run would); back, each schedule's next run is counted
         again from the new time."""
         if new < old:
+            # A run still under way read the later time when it began (the reset job reads the
+            # clock once): let it finish before the caller writes anything at the earlier time,
+            # or it would roll what is written now by a time that no longer is. (Real time never
+            # goes back; this keeps a test's jumps from racing the job.)
+            with self._running:
+                pass
             moved = datetime.fromtimestamp(new, UTC)
             for s in self.schedules:
                 s.next_run = s.next_after(moved)
