@@ -135,16 +135,16 @@ def test_16_containers_on_one_user(api, aws, contention):
 
     def worker(_: int) -> list[tuple[int, int | None]]:
         start.wait()
-        return [_hold_and_settle(api, project, "bot", 0.2, 0.11) for _ in range(4)]
+        return [_hold_and_settle(api, project, "bot", 0.2, 0.11) for _ in range(2)]
 
     with ThreadPoolExecutor(16) as pool:
         statuses = [s for result in pool.map(worker, range(16)) for s in result]
-    assert Counter(statuses) == Counter({(201, 200): 64})
+    assert Counter(statuses) == Counter({(201, 200): 32})
     assert api.max_in_flight() > 4
     assert contention.stats()["conflicts"] > 0
     store = store_module.BudgetStore("budgets-test", client=aws)
     bot = store.get(project, "bot")
-    assert (bot.current_cost, bot.held) == (Decimal("0.11") * 64, 0)
+    assert (bot.current_cost, bot.held) == (Decimal("0.11") * 32, 0)
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import types
 from decimal import Decimal
 
 import pytest
@@ -801,7 +802,9 @@ def test_other_containers_see_a_new_price_within_the_stated_staleness(store, mon
     from budget_service.store.base import BudgetStore
 
     clock = [1000.0]
-    monkeypatch.setattr(project_prices.time, "monotonic", lambda: clock[0])
+    # The prices module's own clock only: patching time.monotonic itself would move every clock
+    # of this process (the contention model's among them).
+    monkeypatch.setattr(project_prices, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     other_container = BudgetStore(
         store.table_name, client=boto3.client("dynamodb", region_name=store.client.meta.region_name)
     )

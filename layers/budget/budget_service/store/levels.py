@@ -525,7 +525,9 @@ class LevelWriter:
             state.conflicts += 1
             return
         if state.repaired >= MAX_REPAIRS:
-            raise Contention(f"budget {project}/{user}: its levels keep changing; retry")
+            # Others keep changing these levels (dealing, rolling over): contention like any
+            # other, so back off, within the request's retry time.
+            slices.conflict_backoff(state.repaired - MAX_REPAIRS, f"budget {project}/{user}")
         state.repaired += 1
         if self._user_changed(project, user, state, reading):
             return
