@@ -11,7 +11,8 @@ What counts as a citation (case-insensitive):
 * a tracker word with a number N: ``issue N``, ``issues N, M``, ``issue_N``, ``ticket #N``,
   ``pull request N``, ``PR #N``, ``GH-N`` (not a value such as the key ``ticket-1``);
 * a bare ``#N``: a ``#`` with digits that is not part of a word, an HTML entity (``&#39;``), a
-  URL (``https://host/page#42``) or a key such as ``RESET#0``.
+  URL (``https://host/page#42``) or a key such as ``RESET#0``;
+* another repository's tracker entry, ``owner/repo#N``.
 
 HTTP statuses (``404``), DynamoDB keys (``HOLDS#<n>``, ``PROJECT#p``), Markdown headings and
 comment markers (``# 1``) and URL anchors are not citations.
@@ -40,6 +41,8 @@ CITATION = re.compile(
             # "PR" only with '#': "pr 12" is also a token of the vendored tiktoken ranks.
             r"(?<![A-Za-z])PRs?\s*#\d+\b",
             r"\bGH-\d+\b",
+            # owner/repo#N: another repository's issue or pull request.
+            r"\b[\w.-]+/[\w.-]+#\d+\b",
             # '#' and digits standing alone: not after a word character, '&' (an HTML entity),
             # '/', '#' or another URL character.
             r"(?<![\w&/#?=%.~-])#\d+\b(?![\w-])",
@@ -90,6 +93,7 @@ CITED = [
     "ticket " + "#" + "5",
     "PR " + "#" + "9",
     "GH" + "-12",
+    "see some-org/some-tool" + "#" + "924",
 ]
 NOT_CITED = [
     "a 404 or a 422, never a 500",
