@@ -69,6 +69,9 @@ _deserialize = TypeDeserializer().deserialize
 # item that transactions keep in flight leaves a single write only the gaps between them: the
 # budget is long so that such a write finds one.
 CONFLICT_RETRIES = 40
+# A transaction's cancellation reasons that mean "nothing written, send it again after a backoff":
+# another transaction had the item in flight, or the item's partition was out of write capacity.
+RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError"})
 # Read-modify-write attempts that lost to another write (each a fresh item, no backoff).
 STALE_RETRIES = 200
 CONFLICT_BASE_SECONDS = 0.004
@@ -109,7 +112,7 @@ def is_conflict(exc: BaseException) -> bool:
     if code != "TransactionCanceledException":
         return False
     codes = {r.get("Code") for r in exc.response.get("CancellationReasons") or []} - {None, "None"}
-    return bool(codes) and codes <= {"TransactionConflict", "ThrottlingError"}
+    return bool(codes) and codes <= RETRYABLE_REASONS
 
 
 # Bounded retries with timeouts: a slow DynamoDB must not hold a Lambda for its whole timeout.
@@ -649,7 +652,7 @@ class BudgetStore:
             if code == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons") or []
                 first = reasons[0] if reasons else {}
-                if any(r.get("Code") in ("TransactionConflict", "ThrottlingError") for r in reasons):
+                if any(r.get("Code") in RETRYABLE_REASONS for r in reasons):
                     raise StaleWrite() from exc
                 if first.get("Code") != "ConditionalCheckFailed":
                     if write is not None and write.lineage is not None and len(reasons) > 1:
@@ -733,11 +736,7 @@ class BudgetStore:
                 return True
             except ClientError as exc:
                 codes = _cancellation_codes(exc)
-                if not codes or codes[0] not in (
-                    "ConditionalCheckFailed",
-                    "TransactionConflict",
-                    "ThrottlingError",
-                ):
+                if not codes or codes[0] not in {"ConditionalCheckFailed", *RETRYABLE_REASONS}:
                     raise
             conflict_backoff(attempt, f"budget {project}/{user}")
         raise AssertionError("unreachable")
@@ -768,7 +767,7 @@ class BudgetStore:
                 codes = _cancellation_codes(exc)
                 if codes[:1] == ["ConditionalCheckFailed"]:
                     return False
-                if not {"TransactionConflict", "ThrottlingError"} & set(codes):
+                if not RETRYABLE_REASONS & set(codes):
                     raise
             # Another transaction holds the item; DynamoDB asks us to retry.
             conflict_backoff(attempt, f"budget {project}/{user}")

@@ -37,6 +37,7 @@ from budget_service.store.base import (
     PROJECT_PREFIX,
     RESET_INDEX,
     RESET_SHARDS,
+    RETRYABLE_REASONS,
     BudgetStore,
     conflict_backoff,
     plain_item,
@@ -44,7 +45,6 @@ from budget_service.store.base import (
     serialize,
 )
 from budget_service.store.levels import (
-    RETRYABLE_REASONS,
     Cancelled,
     LevelWriter,
     Move,

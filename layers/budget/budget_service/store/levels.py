@@ -45,6 +45,7 @@ from budget_service.core.periods import Duration
 from budget_service.store import slices
 from budget_service.store.base import (
     PROJECT_PREFIX,
+    RETRYABLE_REASONS,
     USER_PREFIX,
     conflict_backoff,
     BudgetStore,
@@ -86,12 +87,13 @@ class Move(NamedTuple):
             return -(self.spend + self.held)
 
 
-def limit_bound(delta: Decimal) -> Decimal:
+def limit_bound(delta: Decimal, limit: Decimal | None = None) -> Decimal:
     """The stored value a field may have for `delta` (USD) to be added and its result stay
-    within +-SPEND_MAX: at most ``SPEND_MAX - delta`` when adding, at least ``-SPEND_MAX - delta``
-    when taking away (core/numbers.py says why)."""
+    within +-`limit` (default SPEND_MAX): at most ``limit - delta`` when adding, at least
+    ``-limit - delta`` when taking away (core/numbers.py says why)."""
+    limit = SPEND_MAX if limit is None else limit  # read at the call: the module's value
     with localcontext(DECIMAL_CONTEXT):
-        return SPEND_MAX - delta if delta > 0 else -SPEND_MAX - delta
+        return limit - delta if delta > 0 else -limit - delta
 
 
 def _within_limit(path: str, delta: Decimal, bound: str) -> str:
@@ -241,9 +243,7 @@ def _slice_bounds(move: Move, values: dict, *, own: bool) -> list[str]:
     ):
         if not delta:
             continue
-        with localcontext(DECIMAL_CONTEXT):
-            bound = share - delta if delta > 0 else -share - delta
-        values[name] = {"N": format(bound, "f")}
+        values[name] = {"N": format(limit_bound(delta, share), "f")}
         paths = [path] + (["model_cost.#model"] if path == "current_cost" and move.model is not None else [])
         for checked in paths:
             condition = _within_limit(checked, delta, name)
@@ -403,7 +403,6 @@ class Reading(NamedTuple):
 
 
 FAILED = "ConditionalCheckFailed"
-RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError"})
 
 
 def read_reasons(
@@ -649,7 +648,7 @@ class LevelWriter:
         attempt moves): in normal mode with this charge's amount set aside there; near its cap
         (see NEAR_CAP_FACTOR) in tight mode (everything on its own item), so it still admits
         exactly what fits."""
-        view = slices.level_view(slices.read_slices(self.client, self.table_name, project, level_sk))
+        view = slices.read_level(self.client, self.table_name, project, level_sk)
         if view is None:
             state.plan.present.discard(level_sk)
             return None
@@ -792,7 +791,7 @@ def roll_level(client, table_name: str, project: str, sk: str, old: dict, now: D
     (a slice, or the due-for-reset index's entry): only its ``reset_at`` is used. False: not
     ended, or someone else rolled it (the caller tries again from what it sees next)."""
     for attempt in itertools.count():
-        view = slices.level_view(slices.read_slices(client, table_name, project, sk))
+        view = slices.read_level(client, table_name, project, sk)
         if view is None or view.get("reset_at") is None or Decimal(view["reset_at"]) > now:
             return False
         if old.get("reset_at") is not None and Decimal(view["reset_at"]) != Decimal(old["reset_at"]):
@@ -854,7 +853,7 @@ def _roll_once(client, table_name: str, project: str, sk: str, view: dict, now: 
 def rebalance_level(client, table_name: str, project: str, sk: str) -> bool:
     """Deal a level out again over this container's number of slices (creating the slices an
     older item lacks), from what it holds now. False: the level does not exist."""
-    view = slices.level_view(slices.read_slices(client, table_name, project, sk))
+    view = slices.read_level(client, table_name, project, sk)
     if view is not None:
         deal_level(client, table_name, project, sk, view, tight=bool(view.get("tight")))
     return view is not None
@@ -923,7 +922,7 @@ def level_change(
     if not dealt or not pk.startswith(PROJECT_PREFIX) or new_item is None:
         return old_item, new_item
     project = pk[len(PROJECT_PREFIX) :]
-    view = slices.level_view(slices.read_slices(client, table_name, project, level_sk))
+    view = slices.read_level(client, table_name, project, level_sk)
     if view is None:
         return old_item, None
     after = {k: v for k, v in view.items() if k != "slice_versions"}
@@ -950,7 +949,7 @@ def _head_of(view: dict) -> dict:
 def get_level(budgets: BudgetStore, project: str, sk: str) -> dict | None:
     """A team or project level as Python values, its counters summed over its slices at one
     instant (slices.level_view; ``slice_versions`` for put_level and delete_level), or None."""
-    return slices.level_view(slices.read_slices(budgets.client, budgets.table_name, project, sk))
+    return slices.read_level(budgets.client, budgets.table_name, project, sk)
 
 
 def put_level(budgets: BudgetStore, project: str, sk: str, item: dict, old: dict | None) -> None:

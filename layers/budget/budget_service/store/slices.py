@@ -142,6 +142,11 @@ def level_view(slices: Sequence[dict | None]) -> dict | None:
     }
 
 
+def read_level(client, table_name: str, project: str, level_sk: str) -> dict | None:
+    """The level as ``level_view`` gives it, read at one instant (``read_slices``); None if absent."""
+    return level_view(read_slices(client, table_name, project, level_sk))
+
+
 def shares(available: Decimal, count: int) -> list[Decimal]:
     """`available` (USD) dealt into `count` shares that add up to it exactly: equal shares
     rounded down to SHARE_QUANTUM, slice 0 taking the rest (all of it when it is not positive)."""
