@@ -8,6 +8,7 @@ import functools
 import json
 import random
 import types
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -801,6 +802,9 @@ def test_other_containers_see_a_new_price_within_the_stated_staleness(store, mon
     from budget_service.schemas import PriceIn
     from budget_service.store.base import BudgetStore
 
+    # A project of its own: the cache is keyed by the client's id(), which a collected client of
+    # an earlier test may have had (its entry still fresh on this test's clock).
+    project = f"acme-{uuid.uuid4().hex[:8]}"
     clock = [1000.0]
     # The prices module's own clock only: patching time.monotonic itself would move every clock
     # of this process (the contention model's among them).
@@ -808,13 +812,13 @@ def test_other_containers_see_a_new_price_within_the_stated_staleness(store, mon
     other_container = BudgetStore(
         store.table_name, client=boto3.client("dynamodb", region_name=store.client.meta.region_name)
     )
-    assert project_prices.for_project(other_container, "acme").price("gpt-4o").name == "gpt-4o"
-    project_prices.put_price(store, "acme", "gpt-4o", PriceIn(input=1, output=1), Decimal(1))
-    assert project_prices.for_project(store, "acme").price("gpt-4o").name == "project:gpt-4o"
+    assert project_prices.for_project(other_container, project).price("gpt-4o").name == "gpt-4o"
+    project_prices.put_price(store, project, "gpt-4o", PriceIn(input=1, output=1), Decimal(1))
+    assert project_prices.for_project(store, project).price("gpt-4o").name == "project:gpt-4o"
     clock[0] += project_prices.PRICE_CACHE_SECONDS - 1
-    assert project_prices.for_project(other_container, "acme").price("gpt-4o").name == "gpt-4o"  # stale
+    assert project_prices.for_project(other_container, project).price("gpt-4o").name == "gpt-4o"  # stale
     clock[0] += 2
-    assert project_prices.for_project(other_container, "acme").price("gpt-4o").name == "project:gpt-4o"
+    assert project_prices.for_project(other_container, project).price("gpt-4o").name == "project:gpt-4o"
 
 
 def test_unknown_model_says_a_project_can_price_it():
